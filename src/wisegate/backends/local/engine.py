@@ -1,0 +1,195 @@
+"""The thread side of the embedded model: sampling, detokenising, stop sequences and tool calls.
+
+``Engine.run(job)`` is a plain generator executed on the backend's single generation thread. It
+yields :data:`Chunk` tuples that the async side turns into protocol events:
+
+    ("text", str)                      visible text
+    ("tool", tool_use_id, name)        a tool call begins
+    ("json", str)                      a piece of the tool input JSON
+    ("end", stop_reason, stop_sequence)
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import llama_cpp
+from llama_cpp import Llama
+from llama_cpp.llama_grammar import LlamaGrammar
+
+from wisegate.backends.local.prompt import TOOL_CALL_OPEN
+from wisegate.backends.local.text import StopMatcher
+from wisegate.protocol.messages import CustomTool, Usage, new_id
+
+Chunk = tuple[str, ...] | tuple[str, str | None, str | None]
+ToolMode = Literal["none", "auto", "forced"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+
+
+@dataclass
+class Job:
+    """One generation request as the engine sees it. ``usage.output_tokens`` is updated live."""
+
+    prompt_tokens: list[int]
+    max_new_tokens: int
+    limit_reason: str
+    sampling: Sampling
+    stop_sequences: list[str]
+    tool_mode: ToolMode
+    tools: list[CustomTool]
+    forced_tool: str | None
+    usage: Usage
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class _Sampler:
+    """Samples tokens for one phase and remembers why it stopped: ``eog``, ``limit`` or ``cancel``."""
+
+    def __init__(self, engine: Engine, job: Job, tokens: list[int], grammar: LlamaGrammar | None) -> None:
+        self._engine, self._job, self._tokens, self._grammar = engine, job, tokens, grammar
+        self.end = "eog"
+
+    def __iter__(self) -> Iterator[str]:
+        job, llm = self._job, self._engine.llm
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        if job.usage.output_tokens >= job.max_new_tokens:
+            self.end = "limit"
+            return
+        if job.cancel.is_set():
+            self.end = "cancel"
+            return
+        s = job.sampling
+        for token in llm.generate(
+            self._tokens,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=0.0,
+            temp=s.temperature,
+            repeat_penalty=1.0,
+            grammar=self._grammar,
+            reset=True,
+        ):
+            job.usage.output_tokens += 1
+            if job.cancel.is_set():
+                self.end = "cancel"
+                return
+            if self._engine.is_eog(token):
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    yield tail
+                self.end = "eog"
+                return
+            text = decoder.decode(llm.detokenize([token]))
+            if text:
+                yield text
+            if job.usage.output_tokens >= job.max_new_tokens:
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    yield tail
+                self.end = "limit"
+                return
+
+
+class Engine:
+    """Owns the ``Llama`` instance. ``run`` must only be called from one thread at a time."""
+
+    def __init__(self, llm: Llama) -> None:
+        self.llm = llm
+        self._vocab = llm._model.vocab
+        self._grammars: dict[str, LlamaGrammar] = {}
+        self._grammar_lock = threading.Lock()
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text``, special tokens (the chat template's markers) included."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def run(self, job: Job) -> Iterator[Chunk]:
+        emitted = ""
+        if job.tool_mode != "forced":
+            markers = [TOOL_CALL_OPEN] if job.tool_mode == "auto" else []
+            matcher = StopMatcher(job.stop_sequences + markers)
+            sampler = _Sampler(self, job, job.prompt_tokens, None)
+            hit: str | None = None
+            for piece in sampler:
+                safe, hit = matcher.feed(piece)
+                if safe:
+                    emitted += safe
+                    yield ("text", safe)
+                if hit is not None:
+                    break
+            if hit is None:
+                if sampler.end == "cancel":
+                    return
+                rest = matcher.flush()
+                if rest:
+                    yield ("text", rest)
+                yield ("end", "end_turn" if sampler.end == "eog" else job.limit_reason, None)
+                return
+            if hit != TOOL_CALL_OPEN:
+                yield ("end", "stop_sequence", hit)
+                return
+        yield from self._tool_call(job, emitted)
+
+    def _tool_call(self, job: Job, emitted: str) -> Iterator[Chunk]:
+        prefix = emitted + TOOL_CALL_OPEN + '{"name": '
+        name = job.forced_tool
+        if name is None and len(job.tools) == 1:
+            name = job.tools[0].name
+        if name is None:
+            names = [t.name for t in job.tools]
+            rule = " | ".join(json.dumps(json.dumps(n)) for n in names)
+            sampler = _Sampler(
+                self,
+                job,
+                job.prompt_tokens + self.tokenize(prefix),
+                self._grammar(
+                    "names:" + rule, lambda: LlamaGrammar.from_string(f"root ::= {rule}", verbose=False)
+                ),
+            )
+            chosen = "".join(sampler)
+            if sampler.end != "eog":
+                if sampler.end == "limit":
+                    yield ("end", job.limit_reason, None)
+                return
+            name = json.loads(chosen)
+        prefix += json.dumps(name) + ', "arguments": '
+        tool = next(t for t in job.tools if t.name == name)
+        yield ("tool", new_id("toolu"), tool.name)
+        schema = tool.input_schema.model_dump(exclude_none=True)
+        key = json.dumps(schema, sort_keys=True)
+        grammar = self._grammar("schema:" + key, lambda: _schema_grammar(schema))
+        sampler = _Sampler(self, job, job.prompt_tokens + self.tokenize(prefix), grammar)
+        for piece in sampler:
+            yield ("json", piece)
+        if sampler.end == "cancel":
+            return
+        yield ("end", "tool_use" if sampler.end == "eog" else job.limit_reason, None)
+
+    def _grammar(self, key: str, build: Any) -> LlamaGrammar:
+        with self._grammar_lock:
+            grammar = self._grammars.get(key)
+            if grammar is None:
+                grammar = self._grammars[key] = build()
+            return grammar
+
+
+def _schema_grammar(schema: dict[str, Any]) -> LlamaGrammar:
+    """A grammar producing JSON valid for ``schema``; any JSON object when the schema is beyond it."""
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception:
+        return LlamaGrammar.from_json_schema(json.dumps({"type": "object"}), verbose=False)

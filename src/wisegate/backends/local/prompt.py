@@ -1,0 +1,147 @@
+"""Renders a Messages request into the embedded model's chat-template prompt.
+
+The same rendering feeds generation and ``count_tokens``, so both report the same input tokens.
+Tools are described in the system turn; earlier tool calls and results are rendered as
+``<tool_call>`` / ``<tool_response>`` text, the convention the model is asked to follow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from wisegate.errors import InvalidRequest
+from wisegate.protocol.messages import (
+    ContentBlockParam,
+    ContentSource,
+    CountTokensRequest,
+    CustomTool,
+    DocumentBlockParam,
+    ImageBlockParam,
+    MessagesRequest,
+    PlainTextSource,
+    SearchResultBlockParam,
+    TextBlockParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+)
+
+TOOL_CALL_OPEN = "<tool_call>"
+TOOL_CALL_CLOSE = "</tool_call>"
+
+_TOOLS_PREAMBLE = (
+    "You can call tools. The tools are described here as JSON:\n<tools>\n{tools}\n</tools>\n"
+    "To call a tool, answer with only "
+    '<tool_call>{{"name": <tool name>, "arguments": <arguments as a JSON object>}}</tool_call>'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    text: str
+    prefill: str
+    tools: list[CustomTool]
+
+
+class PromptRenderer:
+    """Turns requests into prompt text with the GGUF's own chat template."""
+
+    def __init__(self, chat_template: str) -> None:
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        self._template = env.from_string(chat_template)
+
+    def render(self, request: MessagesRequest | CountTokensRequest, model_id: str) -> Prompt:
+        """The full prompt text, ending with the assistant turn's opening (and any prefill)."""
+        tools = [t for t in request.tools or [] if isinstance(t, CustomTool)]
+        system = [b.text for b in request.system_text()]
+        if tools:
+            system.append(
+                _TOOLS_PREAMBLE.format(
+                    tools=json.dumps(
+                        [
+                            {
+                                "name": t.name,
+                                "description": t.description or "",
+                                "input_schema": t.input_schema.model_dump(exclude_none=True),
+                            }
+                            for t in tools
+                        ],
+                        ensure_ascii=False,
+                    )
+                )
+            )
+        turns: list[dict[str, str]] = []
+        if system:
+            turns.append({"role": "system", "content": "\n\n".join(system)})
+        for index, message in enumerate(request.messages):
+            text = "".join(self._block_text(block, index, model_id) for block in message.blocks())
+            if turns and turns[-1]["role"] == message.role:
+                turns[-1]["content"] += "\n\n" + text
+            else:
+                turns.append({"role": message.role, "content": text})
+        prefill = ""
+        if turns and turns[-1]["role"] == "assistant":
+            prefill = turns.pop()["content"]
+            if prefill != prefill.rstrip():
+                raise InvalidRequest("final assistant content cannot end with trailing whitespace")
+        text = self._template.render(messages=turns, add_generation_prompt=True)
+        return Prompt(text=text + prefill, prefill=prefill, tools=tools)
+
+    def _block_text(self, block: ContentBlockParam, index: int, model_id: str) -> str:
+        if isinstance(block, TextBlockParam):
+            return block.text
+        if isinstance(block, ToolUseBlockParam):
+            call = json.dumps({"name": block.name, "arguments": block.input}, ensure_ascii=False)
+            return f"{TOOL_CALL_OPEN}{call}{TOOL_CALL_CLOSE}"
+        if isinstance(block, ToolResultBlockParam):
+            return f"<tool_response>{self._tool_result_text(block, index, model_id)}</tool_response>"
+        if isinstance(block, DocumentBlockParam):
+            return self._document_text(block, index, model_id)
+        if isinstance(block, SearchResultBlockParam):
+            body = "\n".join(b.text for b in block.content)
+            attrs = f"source={json.dumps(block.source)} title={json.dumps(block.title)}"
+            return f"<search_result {attrs}>\n{body}\n</search_result>"
+        if isinstance(block, ImageBlockParam):
+            raise InvalidRequest(f"messages.{index}.content: model '{model_id}' does not support image input")
+        # Thinking blocks from earlier turns are dropped, as the Claude API does; server-tool blocks have
+        # no meaning to a local model.
+        return ""
+
+    def _tool_result_text(self, block: ToolResultBlockParam, index: int, model_id: str) -> str:
+        if block.content is None:
+            return ""
+        if isinstance(block.content, str):
+            return block.content
+        parts = []
+        for item in block.content:
+            if isinstance(item, TextBlockParam):
+                parts.append(item.text)
+            elif isinstance(item, DocumentBlockParam):
+                parts.append(self._document_text(item, index, model_id))
+            elif isinstance(item, SearchResultBlockParam):
+                parts.append("\n".join(b.text for b in item.content))
+            else:
+                raise InvalidRequest(
+                    f"messages.{index}.content: model '{model_id}' does not support image input"
+                )
+        return "\n".join(parts)
+
+    def _document_text(self, block: DocumentBlockParam, index: int, model_id: str) -> str:
+        source = block.source
+        if isinstance(source, PlainTextSource):
+            body = source.data
+        elif isinstance(source, ContentSource):
+            if isinstance(source.content, str):
+                body = source.content
+            else:
+                body = "\n".join(self._block_text(b, index, model_id) for b in source.content)
+        else:
+            raise InvalidRequest(
+                f"messages.{index}.content: model '{model_id}' accepts documents with a "
+                f"'text' or 'content' source only, not '{source.type}'"
+            )
+        title = f" title={json.dumps(block.title, ensure_ascii=False)}" if block.title else ""
+        context = f"\n{block.context}" if block.context else ""
+        return f"<document{title}>{context}\n{body}\n</document>"

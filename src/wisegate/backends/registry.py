@@ -1,0 +1,94 @@
+"""Backend types by name (built-ins + entry points ``wisegate.backends``) and model id → backend routing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from wisegate.backends.base import Backend, ModelRoute
+from wisegate.errors import NotFound
+from wisegate.settings import BackendConfig, ModelConfig
+
+BackendFactory = Callable[[str, dict[str, Any]], Backend]
+
+
+def _local(name: str, options: dict[str, Any]) -> Backend:
+    from wisegate.backends.local import LocalBackend
+
+    return LocalBackend(name, options)
+
+
+def _scripted(name: str, options: dict[str, Any]) -> Backend:
+    from wisegate.backends.scripted import ScriptedBackend
+
+    return ScriptedBackend(name, options)
+
+
+BUILTIN_TYPES: dict[str, BackendFactory] = {"local": _local, "scripted": _scripted}
+
+
+def backend_types() -> dict[str, BackendFactory]:
+    """Built-in backend types plus those third-party packages register as entry points."""
+    types = dict(BUILTIN_TYPES)
+    for ep in entry_points(group="wisegate.backends"):
+        types.setdefault(ep.name, ep.load())
+    return types
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    config: ModelConfig
+    backend: Backend
+    route: ModelRoute
+
+
+class BackendRegistry:
+    """Builds the configured backends and resolves model ids and aliases to them."""
+
+    def __init__(
+        self,
+        backends: dict[str, BackendConfig],
+        models: Iterable[ModelConfig],
+        instances: dict[str, Backend] | None = None,
+    ) -> None:
+        types = backend_types()
+        self.backends: dict[str, Backend] = dict(instances or {})
+        for name, config in backends.items():
+            if name in self.backends:
+                continue
+            if config.type not in types:
+                raise ValueError(f"backend {name!r} has unknown type {config.type!r}; known: {sorted(types)}")
+            self.backends[name] = types[config.type](name, config.options)
+        self.models: list[ServedModel] = []
+        self._by_id: dict[str, ServedModel] = {}
+        for model in models:
+            served = ServedModel(
+                model,
+                self.backends[model.backend],
+                ModelRoute(
+                    public_id=model.id,
+                    upstream_model=model.upstream_model or model.id,
+                    max_input_tokens=model.max_input_tokens,
+                    max_output_tokens=model.max_output_tokens,
+                ),
+            )
+            self.models.append(served)
+            for model_id in (model.id, *model.aliases):
+                self._by_id[model_id] = served
+
+    def resolve(self, model_id: str) -> ServedModel:
+        """The served model for an id or alias; 404 ``not_found_error`` naming it otherwise."""
+        served = self._by_id.get(model_id)
+        if served is None:
+            raise NotFound(f"model: {model_id}")
+        return served
+
+    async def start(self) -> None:
+        for backend in self.backends.values():
+            await backend.start()
+
+    async def close(self) -> None:
+        for backend in self.backends.values():
+            await backend.close()

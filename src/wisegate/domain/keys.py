@@ -1,0 +1,122 @@
+"""API and admin keys: creation (shown once), hashing, verification and the tenancy bootstrap."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from wisegate.errors import AuthenticationFailed, NotFound
+from wisegate.protocol.messages import new_id
+from wisegate.storage.repos import ApiKey, Organization, TenancyRepo, Workspace
+
+API_KEY_PREFIX = "sk-wg-api01-"
+ADMIN_KEY_PREFIX = "sk-wg-admin01-"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key and the workspace and organization it acts in."""
+
+    key: ApiKey
+
+    @property
+    def workspace_id(self) -> str:
+        return self.key.workspace_id
+
+    @property
+    def organization_id(self) -> str:
+        return self.key.organization_id
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KeyService:
+    def __init__(self, repo: TenancyRepo, cache_seconds: float = 5.0) -> None:
+        self._repo = repo
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    async def bootstrap(self, name: str = "Default Organization") -> Organization:
+        """The first organization, created with a ``Default`` workspace when the database is empty."""
+        org = await self._repo.first_organization()
+        if org is not None:
+            return org
+        now = datetime.now(UTC)
+        org = Organization(id=str(uuid.uuid4()), name=name, created_at=now)
+        workspace = Workspace(
+            id=new_id("wrkspc"), organization_id=org.id, name="Default", created_at=now, archived_at=None
+        )
+        await self._repo.create_organization(org, workspace)
+        return org
+
+    async def create_workspace(self, organization_id: str, name: str) -> Workspace:
+        workspace = Workspace(
+            id=new_id("wrkspc"),
+            organization_id=organization_id,
+            name=name,
+            created_at=datetime.now(UTC),
+            archived_at=None,
+        )
+        await self._repo.create_workspace(workspace)
+        return workspace
+
+    async def default_workspace(self, organization_id: str) -> Workspace:
+        workspaces = await self._repo.list_workspaces(organization_id)
+        if not workspaces:
+            raise NotFound(f"organization {organization_id} has no workspace")
+        return workspaces[0]
+
+    async def create_key(self, workspace_id: str, name: str, *, admin: bool = False) -> tuple[ApiKey, str]:
+        """A new key and its secret; the secret is returned once and only its hash is stored."""
+        workspace = await self._repo.get_workspace(workspace_id)
+        if workspace is None or workspace.archived_at is not None:
+            raise NotFound(f"workspace {workspace_id} not found")
+        secret = (ADMIN_KEY_PREFIX if admin else API_KEY_PREFIX) + secrets.token_urlsafe(32)
+        key = ApiKey(
+            id=new_id("apikey"),
+            organization_id=workspace.organization_id,
+            workspace_id=workspace.id,
+            name=name,
+            partial_key_hint=secret[:16] + "..." + secret[-4:],
+            kind="admin" if admin else "api",
+            status="active",
+            created_at=datetime.now(UTC),
+        )
+        await self._repo.add_key(key, hash_key(secret))
+        return key, secret
+
+    async def set_status(self, key_id: str, status: str) -> ApiKey:
+        key = await self._repo.set_key_status(key_id, status)
+        if key is None:
+            raise NotFound(f"api key {key_id} not found")
+        self._cache.clear()
+        return key
+
+    async def list_keys(self, organization_id: str) -> list[ApiKey]:
+        return await self._repo.list_keys(organization_id)
+
+    async def authenticate(self, secret: str | None, *, kind: str = "api") -> Principal:
+        """The principal for a presented secret; 401 ``authentication_error`` for anything else."""
+        if not secret:
+            raise AuthenticationFailed("x-api-key header is required")
+        key_hash = hash_key(secret)
+        now = time.monotonic()
+        cached = self._cache.get(key_hash)
+        if cached is not None and cached[0] > now:
+            key = cached[1]
+        else:
+            key = await self._repo.key_by_hash(key_hash)
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key_hash] = (now + self._cache_seconds, key)
+        if key is None or key.kind != kind:
+            raise AuthenticationFailed("invalid x-api-key")
+        if key.status != "active":
+            raise AuthenticationFailed(f"this API key is {key.status}")
+        return Principal(key)

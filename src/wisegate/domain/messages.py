@@ -1,0 +1,284 @@
+"""MessageService: route the model, check what the backend can honour, stream, and settle usage.
+
+``open_stream`` returns a :class:`MessageStream` whose first event has already been produced, so that
+every error a backend raises before generating becomes a proper HTTP error. ``create`` assembles the
+non-streaming ``Message`` from the same stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
+
+import anyio
+
+from wisegate.backends.registry import BackendRegistry, ServedModel
+from wisegate.domain.keys import Principal
+from wisegate.domain.usage import UsageService
+from wisegate.errors import ApiError, InvalidRequest
+from wisegate.protocol.events import (
+    ContentBlockDelta,
+    ContentBlockStart,
+    InputJsonDelta,
+    MessageDelta,
+    MessageStart,
+    SignatureDelta,
+    StreamEvent,
+    TextDelta,
+    ThinkingDelta,
+)
+from wisegate.protocol.messages import (
+    CountTokensRequest,
+    DocumentBlockParam,
+    ImageBlockParam,
+    Message,
+    MessagesRequest,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlockParam,
+    ToolUseBlock,
+    Usage,
+)
+from wisegate.storage.repos import UsageRecord
+
+log = logging.getLogger("wisegate.messages")
+
+
+class MessageStream:
+    """The events of one response. Iterate once; closing it early stops the backend and still settles."""
+
+    def __init__(self, first: StreamEvent, rest: AsyncGenerator[StreamEvent], settle: _Settlement) -> None:
+        self._first = first
+        self._rest = rest
+        self._settle = settle
+        self._events = self._run()
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        return self._events
+
+    async def _run(self) -> AsyncGenerator[StreamEvent]:
+        try:
+            self._settle.observe(self._first)
+            yield self._first
+            async for event in self._rest:
+                self._settle.observe(event)
+                yield event
+        except ApiError as exc:
+            self._settle.error_type = exc.type
+            raise
+        except Exception:
+            self._settle.error_type = "api_error"
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+
+    async def aclose(self) -> None:
+        """Stop the backend (if still running) and write the usage record, once."""
+        await self._events.aclose()
+        await self._finish()
+
+    async def _finish(self) -> None:
+        await self._rest.aclose()
+        await self._settle.finish()
+
+
+class _Settlement:
+    """Collects what a response used and writes its usage record exactly once."""
+
+    def __init__(
+        self,
+        service: MessageService,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        streamed: bool,
+        usage: Usage,
+    ) -> None:
+        self._service, self._principal, self._request_id = service, principal, request_id
+        self._model, self._streamed, self.usage = model, streamed, usage
+        self._started = time.monotonic()
+        self.stop_reason: str | None = None
+        self.error_type: str | None = None
+        self._done = False
+
+    def observe(self, event: StreamEvent) -> None:
+        if isinstance(event, MessageDelta) and event.delta.stop_reason is not None:
+            self.stop_reason = event.delta.stop_reason
+
+    async def finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.stop_reason is None and self.error_type is None:
+            self.error_type = "client_disconnected"
+        await self._service.record(
+            self._principal,
+            self._request_id,
+            self._model,
+            self.usage,
+            self.stop_reason,
+            self.error_type,
+            self._streamed,
+            self._started,
+        )
+
+
+class MessageService:
+    def __init__(self, registry: BackendRegistry, usage: UsageService) -> None:
+        self._registry = registry
+        self._usage = usage
+
+    def resolve(self, model: str) -> ServedModel:
+        return self._registry.resolve(model)
+
+    async def open_stream(
+        self, principal: Principal, request: MessagesRequest, request_id: str, *, streamed: bool
+    ) -> MessageStream:
+        """Start generation; backend errors before the first event propagate as ``ApiError``."""
+        started = time.monotonic()
+        try:
+            served = self._registry.resolve(request.model)
+            request = self._fit(served, request)
+        except ApiError as exc:
+            await self.record(
+                principal, request_id, request.model, Usage(), None, exc.type, streamed, started
+            )
+            raise
+        usage = Usage()
+        settle = _Settlement(self, principal, request_id, served.config.id, streamed, usage)
+        events = served.backend.stream(request, served.route, usage)
+        try:
+            first = await events.__anext__()
+        except StopAsyncIteration:
+            settle.error_type = "api_error"
+            await settle.finish()
+            raise ApiError("The backend produced no response.") from None
+        except BaseException as exc:
+            settle.error_type = exc.type if isinstance(exc, ApiError) else "api_error"
+            with anyio.CancelScope(shield=True):
+                await events.aclose()
+                await settle.finish()
+            raise
+        return MessageStream(first, events, settle)
+
+    async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> Message:
+        """The whole ``Message``, assembled from the stream."""
+        stream = await self.open_stream(principal, request, request_id, streamed=False)
+        return await accumulate(stream)
+
+    async def count_tokens(self, request: CountTokensRequest) -> int:
+        served = self._registry.resolve(request.model)
+        _check_content(served, request)
+        return await served.backend.count_tokens(request, served.route)
+
+    async def record(
+        self,
+        principal: Principal,
+        request_id: str,
+        model: str,
+        usage: Usage,
+        stop_reason: str | None,
+        error_type: str | None,
+        streamed: bool,
+        started: float,
+    ) -> None:
+        try:
+            await self._usage.record(
+                UsageRecord(
+                    request_id=request_id,
+                    organization_id=principal.organization_id,
+                    workspace_id=principal.workspace_id,
+                    api_key_id=principal.key.id,
+                    model=model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                    cache_read_input_tokens=usage.cache_read_input_tokens,
+                    stop_reason=stop_reason,
+                    error_type=error_type,
+                    streamed=streamed,
+                    latency_ms=int((time.monotonic() - started) * 1000),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        except Exception:
+            log.exception("could not write the usage record", extra={"usage_request_id": request_id})
+
+    def _fit(self, served: ServedModel, request: MessagesRequest) -> MessagesRequest:
+        _check_content(served, request)
+        limit = served.route.max_output_tokens
+        if limit is not None and request.max_tokens > limit:
+            if not served.config.clamp_max_tokens:
+                raise InvalidRequest(
+                    f"max_tokens: {request.max_tokens} > {limit}, which is the maximum allowed number of "
+                    f"output tokens for {served.config.id}"
+                )
+            request = request.model_copy(update={"max_tokens": limit})
+        return request
+
+
+def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
+    caps = served.backend.capabilities
+    for index, message in enumerate(request.messages):
+        for block in message.blocks():
+            inner = block.content if isinstance(block, ToolResultBlockParam) else [block]
+            for item in inner if isinstance(inner, list) else []:
+                if isinstance(item, ImageBlockParam) and not caps.images:
+                    raise InvalidRequest(
+                        f"messages.{index}.content: model '{served.config.id}' does not support image input"
+                    )
+                if isinstance(item, DocumentBlockParam) and item.source.type == "base64" and not caps.pdf:
+                    raise InvalidRequest(
+                        f"messages.{index}.content: model '{served.config.id}' does not support PDF input"
+                    )
+
+
+async def accumulate(stream: MessageStream) -> Message:
+    """Fold stream events into the final ``Message`` (what the SDK's ``accumulate_event`` does)."""
+    message: Message | None = None
+    partial_json: dict[int, str] = {}
+    async for event in stream:
+        if isinstance(event, MessageStart):
+            message = event.message.model_copy(deep=True)
+        elif message is None:
+            continue
+        elif isinstance(event, ContentBlockStart):
+            message.content.append(event.content_block.model_copy(deep=True))
+        elif isinstance(event, ContentBlockDelta):
+            block = message.content[event.index]
+            delta = event.delta
+            if isinstance(delta, TextDelta) and isinstance(block, TextBlock):
+                block.text += delta.text
+            elif isinstance(delta, InputJsonDelta):
+                partial_json[event.index] = partial_json.get(event.index, "") + delta.partial_json
+            elif isinstance(delta, ThinkingDelta) and isinstance(block, ThinkingBlock):
+                block.thinking += delta.thinking
+            elif isinstance(delta, SignatureDelta) and isinstance(block, ThinkingBlock):
+                block.signature = delta.signature
+        elif isinstance(event, MessageDelta):
+            message.stop_reason = event.delta.stop_reason
+            message.stop_sequence = event.delta.stop_sequence
+            message.usage.output_tokens = event.usage.output_tokens
+            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+                value = getattr(event.usage, name)
+                if value is not None:
+                    setattr(message.usage, name, value)
+    if message is None:
+        raise ApiError("The backend produced no message.")
+    for index, text in partial_json.items():
+        block = message.content[index]
+        if isinstance(block, ToolUseBlock):
+            block.input = _parse_input(text)
+    return message
+
+
+def _parse_input(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,97 @@
+"""The exception tree every room raises; ``api/errors.py`` renders it as Anthropic's envelope.
+
+ApiError (500 api_error)
+├── InvalidRequest        400 invalid_request_error
+├── AuthenticationFailed  401 authentication_error
+├── BillingError          402 billing_error
+├── PermissionDenied      403 permission_error
+├── NotFound              404 not_found_error
+├── MethodNotAllowed      405 invalid_request_error
+├── Conflict              409 conflict_error
+├── RequestTooLarge       413 request_too_large
+├── RateLimited           429 rate_limit_error (retry_after seconds)
+├── ApiInternal           500 api_error
+├── GatewayTimeout        504 timeout_error
+└── Overloaded            529 overloaded_error
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    status: int = 500
+    type: str = "api_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+        self.details = details
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+    type = "authentication_error"
+
+
+class BillingError(ApiError):
+    status = 402
+    type = "billing_error"
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "not_found_error"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    type = "invalid_request_error"
+
+
+class Conflict(ApiError):
+    status = 409
+    type = "conflict_error"
+
+
+class RequestTooLarge(ApiError):
+    status = 413
+    type = "request_too_large"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "rate_limit_error"
+
+
+class ApiInternal(ApiError):
+    status = 500
+    type = "api_error"
+
+
+class GatewayTimeout(ApiError):
+    status = 504
+    type = "timeout_error"
+
+
+class Overloaded(ApiError):
+    status = 529
+    type = "overloaded_error"

@@ -1,0 +1,478 @@
+"""Wire shapes of ``POST /v1/messages`` and ``/v1/messages/count_tokens`` (anthropic 2.10.0 types).
+
+Request models validate as the Claude API does: unknown top-level fields are rejected, content blocks
+are a union discriminated by ``type``. Response models are what ``Message`` serialises to.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    """An Anthropic-looking id: ``prefix`` + ``_01`` + base58 characters (e.g. ``msg_01Xf…``)."""
+    return f"{prefix}_01" + "".join(secrets.choice(_ALPHABET) for _ in range(length - 2))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """Blocks whose newer optional fields we pass along without interpreting."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CacheControl(_Strict):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
+class TextBlockParam(_Open):
+    type: Literal["text"]
+    text: str
+    cache_control: CacheControl | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class Base64ImageSource(_Strict):
+    type: Literal["base64"]
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: str
+
+
+class UrlSource(_Strict):
+    type: Literal["url"]
+    url: str
+
+
+class FileSource(_Strict):
+    type: Literal["file"]
+    file_id: str
+
+
+ImageSource = Annotated[Base64ImageSource | UrlSource | FileSource, Field(discriminator="type")]
+
+
+class ImageBlockParam(_Open):
+    type: Literal["image"]
+    source: ImageSource
+    cache_control: CacheControl | None = None
+
+
+class Base64PdfSource(_Strict):
+    type: Literal["base64"]
+    media_type: Literal["application/pdf"]
+    data: str
+
+
+class PlainTextSource(_Strict):
+    type: Literal["text"]
+    media_type: Literal["text/plain"]
+    data: str
+
+
+class ContentSource(_Strict):
+    type: Literal["content"]
+    content: str | list[Annotated[TextBlockParam | ImageBlockParam, Field(discriminator="type")]]
+
+
+DocumentSource = Annotated[
+    Base64PdfSource | PlainTextSource | ContentSource | UrlSource | FileSource,
+    Field(discriminator="type"),
+]
+
+
+class DocumentBlockParam(_Open):
+    type: Literal["document"]
+    source: DocumentSource
+    title: str | None = None
+    context: str | None = None
+    citations: dict[str, Any] | None = None
+    cache_control: CacheControl | None = None
+
+
+class SearchResultBlockParam(_Open):
+    type: Literal["search_result"]
+    source: str
+    title: str
+    content: list[TextBlockParam]
+    cache_control: CacheControl | None = None
+
+
+class ToolUseBlockParam(_Open):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+    cache_control: CacheControl | None = None
+
+
+ToolResultContent = Annotated[
+    TextBlockParam | ImageBlockParam | DocumentBlockParam | SearchResultBlockParam,
+    Field(discriminator="type"),
+]
+
+
+class ToolResultBlockParam(_Open):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[ToolResultContent] | None = None
+    is_error: bool | None = None
+    cache_control: CacheControl | None = None
+
+
+class ThinkingBlockParam(_Open):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlockParam(_Open):
+    type: Literal["redacted_thinking"]
+    data: str
+
+
+class ServerToolBlockParam(_Open):
+    """Server-tool blocks echoed back from an earlier response; kept for upstreams that understand them."""
+
+    type: Literal[
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "container_upload",
+        "mid_conv_system",
+        "compaction",
+    ]
+
+
+ContentBlockParam = Annotated[
+    TextBlockParam
+    | ImageBlockParam
+    | DocumentBlockParam
+    | SearchResultBlockParam
+    | ToolUseBlockParam
+    | ToolResultBlockParam
+    | ThinkingBlockParam
+    | RedactedThinkingBlockParam
+    | ServerToolBlockParam,
+    Field(discriminator="type"),
+]
+
+
+class MessageParam(_Strict):
+    role: Literal["user", "assistant", "system"]
+    content: str | list[ContentBlockParam]
+
+    def blocks(self) -> list[ContentBlockParam]:
+        """The content as a list of blocks (a string is one text block)."""
+        if isinstance(self.content, str):
+            return [TextBlockParam(type="text", text=self.content)]
+        return self.content
+
+
+class InputSchema(_Open):
+    type: Literal["object"]
+    properties: dict[str, Any] | None = None
+    required: list[str] | None = None
+
+
+class CustomTool(_Open):
+    name: str
+    input_schema: InputSchema
+    description: str | None = None
+    type: Literal["custom"] | None = None
+    cache_control: CacheControl | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_pattern(cls, value: str) -> str:
+        if not TOOL_NAME.match(value):
+            raise ValueError(f"String should match pattern '{TOOL_NAME.pattern}'")
+        return value
+
+
+class ServerTool(_Open):
+    """A versioned server tool (``web_search_20250305``, ``bash_20250124`` …)."""
+
+    type: str
+    name: str
+    cache_control: CacheControl | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _versioned(cls, value: str) -> str:
+        if not re.match(r"^[a-z_]+_\d{8}$", value):
+            raise ValueError(f"unknown tool type '{value}'")
+        return value
+
+
+def _tool_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        kind = value.get("type")
+        return "server" if kind not in (None, "custom") else "custom"
+    return "server" if getattr(value, "type", None) not in (None, "custom") else "custom"
+
+
+Tool = Annotated[
+    Annotated[CustomTool, Tag("custom")] | Annotated[ServerTool, Tag("server")],
+    Discriminator(_tool_kind),
+]
+
+
+class ToolChoiceAuto(_Strict):
+    type: Literal["auto"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceAny(_Strict):
+    type: Literal["any"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceTool(_Strict):
+    type: Literal["tool"]
+    name: str
+    disable_parallel_tool_use: bool | None = None
+
+
+class ToolChoiceNone(_Strict):
+    type: Literal["none"]
+
+
+ToolChoice = Annotated[
+    ToolChoiceAuto | ToolChoiceAny | ToolChoiceTool | ToolChoiceNone, Field(discriminator="type")
+]
+
+
+class ThinkingEnabled(_Strict):
+    type: Literal["enabled"]
+    budget_tokens: int
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingDisabled(_Strict):
+    type: Literal["disabled"]
+
+
+class ThinkingAdaptive(_Strict):
+    type: Literal["adaptive"]
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingBetweenTools(_Strict):
+    type: Literal["between_tools"]
+
+
+Thinking = Annotated[
+    ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive | ThinkingBetweenTools,
+    Field(discriminator="type"),
+]
+
+
+class Metadata(_Strict):
+    user_id: str | None = Field(default=None, max_length=512)
+
+
+class OutputConfig(_Open):
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: dict[str, Any] | None = None
+
+
+class _Conversation(_Strict):
+    """Fields shared by Messages and count_tokens."""
+
+    model: str = Field(min_length=1)
+    messages: list[MessageParam] = Field(max_length=100_000)
+    system: str | list[TextBlockParam] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    thinking: Thinking | None = None
+    cache_control: CacheControl | None = None
+    output_config: OutputConfig | None = None
+    speed: Literal["standard", "fast"] | None = None
+    # Beta-surface fields the SDK and Claude Code send; accepted and passed to upstreams.
+    context_management: dict[str, Any] | None = None
+    mcp_servers: list[dict[str, Any]] | None = None
+    container: str | dict[str, Any] | None = None
+    diagnostics: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check_conversation(self) -> _Conversation:
+        if not self.messages:
+            raise ValueError("messages: at least one message is required")
+        names = [t.name for t in self.tools or []]
+        if len(names) != len(set(names)):
+            raise ValueError("tools: Tool names must be unique.")
+        choice = self.tool_choice
+        if isinstance(choice, ToolChoiceAny | ToolChoiceTool) and not names:
+            raise ValueError(
+                f"tool_choice: tool_choice.type '{choice.type}' may only be specified while providing tools"
+            )
+        if isinstance(choice, ToolChoiceTool) and choice.name not in names:
+            raise ValueError(f"tool_choice: Tool '{choice.name}' not found in provided tools")
+        _check_tool_results(self.messages)
+        breakpoints = _count_breakpoints(self)
+        if breakpoints > 4:
+            raise ValueError(
+                f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."
+            )
+        return self
+
+    def system_text(self) -> list[TextBlockParam]:
+        """The top-level system prompt as text blocks."""
+        if self.system is None:
+            return []
+        if isinstance(self.system, str):
+            return [TextBlockParam(type="text", text=self.system)] if self.system else []
+        return self.system
+
+
+class MessagesRequest(_Conversation):
+    """The body of ``POST /v1/messages``."""
+
+    max_tokens: int = Field(ge=1)
+    stream: bool | None = None
+    stop_sequences: list[str] | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    metadata: Metadata | None = None
+    service_tier: Literal["auto", "standard_only"] | None = None
+    inference_geo: str | None = None
+
+    @field_validator("stop_sequences")
+    @classmethod
+    def _stop_sequences(cls, value: list[str] | None) -> list[str] | None:
+        for seq in value or []:
+            if not seq.strip():
+                raise ValueError("each stop sequence must contain non-whitespace")
+        return value
+
+    @model_validator(mode="after")
+    def _check_thinking(self) -> MessagesRequest:
+        if isinstance(self.thinking, ThinkingEnabled):
+            if self.thinking.budget_tokens < 1024:
+                raise ValueError(
+                    "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+                )
+            if self.thinking.budget_tokens >= self.max_tokens:
+                raise ValueError(
+                    "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our "
+                    "documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+                    "#max-tokens-and-context-window-size"
+                )
+        return self
+
+
+class CountTokensRequest(_Conversation):
+    """The body of ``POST /v1/messages/count_tokens``."""
+
+
+class MessageTokensCount(BaseModel):
+    input_tokens: int
+
+
+def _check_tool_results(messages: list[MessageParam]) -> None:
+    previous_tool_ids: set[str] = set()
+    for index, message in enumerate(messages):
+        blocks = message.blocks()
+        results = [b for b in blocks if isinstance(b, ToolResultBlockParam)]
+        unknown = [b.tool_use_id for b in results if b.tool_use_id not in previous_tool_ids]
+        if unknown:
+            raise ValueError(
+                f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
+                f"{', '.join(unknown)}. Each `tool_result` block must have a corresponding `tool_use` "
+                "block in the previous message."
+            )
+        if message.role == "assistant":
+            previous_tool_ids = {b.id for b in blocks if isinstance(b, ToolUseBlockParam)}
+        elif message.role == "user":
+            previous_tool_ids = set()
+
+
+def _count_breakpoints(conv: _Conversation) -> int:
+    count = sum(1 for b in conv.system_text() if b.cache_control is not None)
+    count += sum(1 for t in conv.tools or [] if t.cache_control is not None)
+    for message in conv.messages:
+        if isinstance(message.content, list):
+            count += sum(1 for b in message.content if getattr(b, "cache_control", None) is not None)
+    return count
+
+
+class CacheCreation(BaseModel):
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation: CacheCreation = Field(default_factory=CacheCreation)
+    server_tool_use: dict[str, int] | None = None
+    service_tier: Literal["standard", "priority", "batch"] | None = "standard"
+    inference_geo: str | None = None
+
+
+class TextBlock(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+    citations: list[dict[str, Any]] | None = None
+
+
+class ToolUseBlock(BaseModel):
+    type: Literal["tool_use"] = "tool_use"
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ThinkingBlock(BaseModel):
+    type: Literal["thinking"] = "thinking"
+    thinking: str
+    signature: str
+
+
+class RedactedThinkingBlock(BaseModel):
+    type: Literal["redacted_thinking"] = "redacted_thinking"
+    data: str
+
+
+ContentBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
+
+StopReason = Literal[
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "pause_turn",
+    "refusal",
+    "model_context_window_exceeded",
+]
+
+
+class Message(BaseModel):
+    id: str
+    type: Literal["message"] = "message"
+    role: Literal["assistant"] = "assistant"
+    model: str
+    content: list[ContentBlock] = Field(default_factory=list)
+    stop_reason: StopReason | None = None
+    stop_sequence: str | None = None
+    stop_details: dict[str, Any] | None = None
+    container: dict[str, Any] | None = None
+    usage: Usage = Field(default_factory=Usage)

@@ -1,0 +1,107 @@
+"""Settings from ``WISEGATE_*`` environment variables and an optional TOML file (``WISEGATE_CONFIG``).
+
+Environment variables win over the file. Nested values use ``__`` in variable names
+(``WISEGATE_LOCAL__THREADS=4``). No module-level instance: ``Settings()`` reads the environment
+each time it is built.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class ModelConfig(BaseModel):
+    """One model id served by Wisegate and the backend that answers it."""
+
+    id: str
+    backend: str
+    display_name: str | None = None
+    created_at: str = "2024-11-01T00:00:00Z"
+    aliases: list[str] = Field(default_factory=list)
+    upstream_model: str | None = None
+    max_input_tokens: int | None = None
+    max_output_tokens: int | None = None
+    clamp_max_tokens: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BackendConfig(BaseModel):
+    """A backend instance: ``type`` names the implementation, the rest are its options."""
+
+    type: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_backends() -> dict[str, BackendConfig]:
+    return {"local": BackendConfig(type="local")}
+
+
+def _default_models() -> list[ModelConfig]:
+    return [
+        ModelConfig(
+            id="smollm2-135m-instruct",
+            backend="local",
+            display_name="SmolLM2 135M Instruct (embedded)",
+            created_at="2024-11-01T00:00:00Z",
+            max_input_tokens=8192,
+            max_output_tokens=8192,
+        )
+    ]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WISEGATE_", env_nested_delimiter="__", extra="forbid", toml_file=None
+    )
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("wisegate-data")
+    database_url: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    max_messages_request_bytes: int = 32 * 1024 * 1024
+    key_cache_seconds: float = 5.0
+
+    backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
+    models: list[ModelConfig] = Field(default_factory=_default_models)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Settings:
+        for model in self.models:
+            if model.backend not in self.backends:
+                raise ValueError(f"model {model.id!r} names unknown backend {model.backend!r}")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """``database_url`` or an SQLite file inside ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'wisegate.db').resolve()}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("WISEGATE_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
