@@ -42,6 +42,40 @@ class BackendConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class PriceConfig(BaseModel):
+    """USD per million tokens, as decimal strings (exact)."""
+
+    input: str
+    output: str
+    cache_write_5m: str
+    cache_write_1h: str
+    cache_read: str
+
+
+def _price(inp: str, w5: str, w1h: str, read: str, out: str) -> PriceConfig:
+    return PriceConfig(input=inp, output=out, cache_write_5m=w5, cache_write_1h=w1h, cache_read=read)
+
+
+def _default_prices() -> dict[str, PriceConfig]:
+    """Anthropic's list prices (late 2026), by model id glob; the embedded model is free."""
+    return {
+        "claude-fable-5*": _price("10", "12.50", "20", "1.00", "50"),
+        "claude-mythos-5*": _price("10", "12.50", "20", "1.00", "50"),
+        "claude-opus-5-5*": _price("4", "5", "8", "0.20", "20"),
+        "claude-opus-4-1*": _price("15", "18.75", "30", "1.50", "75"),
+        "claude-opus-4-2025*": _price("15", "18.75", "30", "1.50", "75"),
+        "claude-opus-*": _price("5", "6.25", "10", "0.50", "25"),
+        "claude-sonnet-5-5*": _price("2", "2.50", "4", "0.10", "10"),
+        "claude-sonnet-5*": _price("2", "2.50", "4", "0.20", "10"),
+        "claude-sonnet-*": _price("3", "3.75", "6", "0.30", "15"),
+        "claude-3-7-sonnet*": _price("3", "3.75", "6", "0.30", "15"),
+        "claude-haiku-5-5*": _price("0.10", "0.125", "0.20", "0.01", "0.50"),
+        "claude-haiku-4-5*": _price("1", "1.25", "2", "0.10", "5"),
+        "claude-3-5-haiku*": _price("0.80", "1", "1.60", "0.08", "4"),
+        "claude-3-haiku*": _price("0.25", "0.30", "0.50", "0.03", "1.25"),
+    }
+
+
 def _default_backends() -> dict[str, BackendConfig]:
     return {"local": BackendConfig(type="local")}
 
@@ -76,6 +110,7 @@ class Settings(BaseSettings):
 
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)
+    prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:

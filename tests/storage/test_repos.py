@@ -9,11 +9,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from wisegate.domain.keys import KeyService, hash_key
-from wisegate.storage.db import Database, migrate
+from wisegate.storage.db import MIGRATIONS, Database, migrate
 from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
 
 
 def _pg_admin(statement: str) -> None:
@@ -53,7 +61,8 @@ def test_migrations_reach_head_and_are_idempotent(database_url: str) -> None:
         await db.close()
         return str(value)
 
-    assert asyncio.run(version()) == "0001_initial"
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert asyncio.run(version()) == head
 
 
 def test_keys_are_stored_hashed_and_verified(database_url: str) -> None:
@@ -88,7 +97,21 @@ def test_usage_records_round_trip(database_url: str) -> None:
         repo = UsageRepo(db)
         now = datetime.now(UTC)
         record = UsageRecord(
-            "req_1", "org", "wrkspc_1", "apikey_1", "m", 10, 5, 1, 2, "end_turn", None, True, 12, now
+            "req_1",
+            "org",
+            "wrkspc_1",
+            "apikey_1",
+            "m",
+            10,
+            5,
+            1,
+            2,
+            "standard",
+            "end_turn",
+            None,
+            True,
+            12,
+            now,
         )
         await repo.add(record)
         got = await repo.for_request("req_1")
@@ -115,7 +138,11 @@ def test_concurrent_writes_on_one_database(database_url: str) -> None:
         now = datetime.now(UTC)
         await asyncio.gather(
             *(
-                repo.add(UsageRecord(f"req_{i}", "o", "w", "k", "m", i, i, 0, 0, None, None, False, 1, now))
+                repo.add(
+                    UsageRecord(
+                        f"req_{i}", "o", "w", "k", "m", i, i, 0, 0, "standard", None, None, False, 1, now
+                    )
+                )
                 for i in range(50)
             )
         )

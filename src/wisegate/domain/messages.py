@@ -198,6 +198,7 @@ class MessageService:
                     output_tokens=usage.output_tokens,
                     cache_creation_input_tokens=usage.cache_creation_input_tokens,
                     cache_read_input_tokens=usage.cache_read_input_tokens,
+                    service_tier=usage.service_tier or "standard",
                     stop_reason=stop_reason,
                     error_type=error_type,
                     streamed=streamed,

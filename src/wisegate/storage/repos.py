@@ -50,6 +50,7 @@ class UsageRecord:
     output_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    service_tier: str
     stop_reason: str | None
     error_type: str | None
     streamed: bool

@@ -59,6 +59,7 @@ class UsageRecordRow(Base):
     output_tokens: Mapped[int] = mapped_column(Integer)
     cache_creation_input_tokens: Mapped[int] = mapped_column(Integer)
     cache_read_input_tokens: Mapped[int] = mapped_column(Integer)
+    service_tier: Mapped[str] = mapped_column(String(16))
     stop_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     streamed: Mapped[bool] = mapped_column(Boolean)

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("output_tokens", sa.Integer(), nullable=False),
         sa.Column("cache_creation_input_tokens", sa.Integer(), nullable=False),
         sa.Column("cache_read_input_tokens", sa.Integer(), nullable=False),
+        sa.Column("service_tier", sa.String(16), nullable=False),
         sa.Column("stop_reason", sa.String(64), nullable=True),
         sa.Column("error_type", sa.String(64), nullable=True),
         sa.Column("streamed", sa.Boolean(), nullable=False),

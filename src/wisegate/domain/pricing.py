@@ -1,0 +1,89 @@
+"""Prices per model and the exact cost of a request, in integer picodollars (1e-12 USD).
+
+Prices are configured in USD per million tokens (decimal strings). One token at ``$r``/MTok costs
+``r`` microdollars = ``r * 1e6`` picodollars, so every price with up to six decimals gives an exact
+integer cost, and the batch discount (50 %) stays exact too. Never floats.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from decimal import Decimal
+
+from wisegate.protocol.messages import Usage
+from wisegate.settings import PriceConfig
+
+PICO_PER_USD = 10**12
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Picodollars per token for each kind of token."""
+
+    input: int
+    output: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cache_read: int
+
+    @classmethod
+    def from_config(cls, config: PriceConfig) -> Price:
+        def per_token(usd_per_mtok: str) -> int:
+            value = Decimal(usd_per_mtok) * 10**6
+            if value != value.to_integral_value():
+                raise ValueError(f"price {usd_per_mtok} has more than six decimals")
+            return int(value)
+
+        return cls(
+            per_token(config.input),
+            per_token(config.output),
+            per_token(config.cache_write_5m),
+            per_token(config.cache_write_1h),
+            per_token(config.cache_read),
+        )
+
+
+class PriceTable:
+    """Looks up a model's price by exact id, then by the first matching glob pattern."""
+
+    def __init__(self, prices: dict[str, PriceConfig]) -> None:
+        self._exact = {k: Price.from_config(v) for k, v in prices.items() if not _is_glob(k)}
+        self._globs = [(k, Price.from_config(v)) for k, v in prices.items() if _is_glob(k)]
+
+    def price(self, model: str) -> Price:
+        found = self._exact.get(model)
+        if found is not None:
+            return found
+        for pattern, price in self._globs:
+            if fnmatch.fnmatchcase(model, pattern):
+                return price
+        return Price(0, 0, 0, 0, 0)
+
+    def cost(self, model: str, usage: Usage, *, batch: bool = False) -> int:
+        """The picodollar cost of ``usage`` on ``model`` (half for batch requests)."""
+        p = self.price(model)
+        split = usage.cache_creation
+        written_1h = split.ephemeral_1h_input_tokens
+        written_5m = usage.cache_creation_input_tokens - written_1h
+        total = (
+            usage.input_tokens * p.input
+            + usage.output_tokens * p.output
+            + written_5m * p.cache_write_5m
+            + written_1h * p.cache_write_1h
+            + usage.cache_read_input_tokens * p.cache_read
+        )
+        return total // 2 if batch else total
+
+    def max_cost(self, model: str, input_tokens: int, max_tokens: int, *, batch: bool = False) -> int:
+        """The most a request can cost before it runs: its input (uncached) and all of ``max_tokens``."""
+        return self.cost(model, Usage(input_tokens=input_tokens, output_tokens=max_tokens), batch=batch)
+
+
+def _is_glob(key: str) -> bool:
+    return any(c in key for c in "*?[")
+
+
+def format_usd(picodollars: int) -> str:
+    """``"$1.234567"``: dollars with six decimals (rounded toward zero), for people, never for sums."""
+    return f"${Decimal(picodollars) / PICO_PER_USD:.6f}"
