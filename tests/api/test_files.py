@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anthropic
@@ -15,6 +18,11 @@ from sqlalchemy import func, select
 from tests.api.files_support import blob_files, other_workspace_client
 from tests.conftest import LiveServer, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
+from wisegate.domain.files import FileService, LocalBlobStore, Staging
+from wisegate.domain.keys import KeyService, Principal
+from wisegate.storage.db import Database, migrate
+from wisegate.storage.files import FileRecord, FileRepo
+from wisegate.storage.repos import TenancyRepo
 from wisegate.storage.tables import FileRow
 
 MAX = 1024 * 1024
@@ -235,3 +243,63 @@ def test_expires_in_seconds(files_server: LiveServer) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         client.beta.files.upload(file=("e.txt", b"e", "text/plain"), expires_in_seconds=10)
     assert "expires_in_seconds" in info.value.message
+
+
+def test_a_client_that_disconnects_mid_upload_leaves_nothing(files_server: LiveServer) -> None:
+    rows_before = row_count(files_server)
+    blobs_before = blob_files(files_server.settings.data_dir)
+    host, port = files_server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/files HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; boundary=B\r\n"
+            b"x-api-key: " + files_server.key.encode() + b"\r\ncontent-length: 900000\r\n\r\n"
+            b'--B\r\nContent-Disposition: form-data; name="file"; filename="cut.bin"\r\n\r\n' + b"q" * 300_000
+        )
+        deadline = time.monotonic() + 10
+        while not any(p.parent.name == "files-staging" for p in blob_files(files_server.settings.data_dir)):
+            assert time.monotonic() < deadline, "the upload never reached the staging directory"
+            time.sleep(0.02)
+    deadline = time.monotonic() + 10
+    while blob_files(files_server.settings.data_dir) != blobs_before:
+        assert time.monotonic() < deadline, "the staged part of the upload was not removed"
+        time.sleep(0.05)
+    assert row_count(files_server) == rows_before
+
+
+def test_a_failed_insert_removes_the_blob(tmp_path: Path) -> None:
+    """Fault injection below the API: the row cannot be written, so the stored blob is deleted again."""
+
+    class BrokenRepo(FileRepo):
+        async def add(self, record: FileRecord) -> None:
+            raise RuntimeError("database is gone")
+
+    async def scenario() -> None:
+        settings = scripted_settings(tmp_path)
+        migrate(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url)
+        try:
+            keys = KeyService(TenancyRepo(db))
+            org = await keys.bootstrap()
+            key, _ = await keys.create_key((await keys.default_workspace(org.id)).id, "t")
+            service = FileService(
+                BrokenRepo(db),
+                LocalBlobStore(tmp_path / "files"),
+                Staging(tmp_path / "files-staging"),
+                max_file_bytes=MAX,
+                quota_bytes=10 * MAX,
+            )
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield b"some bytes"
+
+            staged = await service.receive(Principal(key), chunks())
+            try:
+                with pytest.raises(RuntimeError):
+                    await service.commit(Principal(key), staged, "a.txt", "text/plain")
+            finally:
+                staged.discard()
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())
+    assert blob_files(tmp_path) == []
