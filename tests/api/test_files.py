@@ -97,6 +97,9 @@ def test_pagination_by_page_cursor_and_by_ids(files_server: LiveServer) -> None:
     assert first.next_page is not None
     walked = [f.id for f in client.beta.files.list(limit=2)]  # the SDK follows next_page
     assert walked == ids[::-1]
+    client.beta.files.delete(first.data[-1].id)  # the cursor stays valid when its file is gone
+    assert [f.id for f in first.get_next_page().data] == ids[::-1][2:4]
+    ids.remove(first.data[-1].id)
     chosen = client.beta.files.list(ids=[ids[1], ids[3], "file_unknown"])
     assert sorted(f.id for f in chosen.data) == sorted([ids[1], ids[3]])
 
@@ -119,6 +122,10 @@ def test_pagination_by_before_and_after_id(files_server: LiveServer) -> None:
     before = page(before_id=newest_first[3], limit=2)
     assert [f["id"] for f in before["data"]] == newest_first[1:3]  # type: ignore[union-attr]
     assert before["has_more"] is True and before["first_id"] == newest_first[1]
+    unknown = httpx.get(
+        f"{files_server.base_url}/v1/files", params={"after_id": "file_nope"}, headers={"x-api-key": key}
+    )
+    assert unknown.status_code == 400 and "after_id" in unknown.json()["error"]["message"]
     last = page(after_id=newest_first[2])
     assert [f["id"] for f in last["data"]] == [newest_first[3]] and last["has_more"] is False  # type: ignore[union-attr]
     with pytest.raises(anthropic.BadRequestError):

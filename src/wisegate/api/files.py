@@ -8,7 +8,7 @@ from starlette.responses import Response, StreamingResponse
 from wisegate.api.auth import authenticate
 from wisegate.api.multipart import MultipartReader
 from wisegate.domain.files import Staged
-from wisegate.domain.skills import decode_cursor, encode_cursor
+from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata, rfc3339
 from wisegate.services import services_of
@@ -64,7 +64,7 @@ async def upload_file(request: Request) -> Response:
     return _json(metadata(record))
 
 
-def _limit(request: Request) -> int:
+def list_limit(request: Request) -> int:
     raw = request.query_params.get("limit", "20")
     try:
         limit = int(raw)
@@ -79,12 +79,10 @@ async def list_files(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     params = request.query_params
-    limit = _limit(request)
+    limit = list_limit(request)
     before, after, page = params.get("before_id"), params.get("after_id"), params.get("page")
     if sum(1 for v in (before, after, page) if v) > 1:
         raise InvalidRequest("before_id, after_id and page cannot be combined")
-    if page:
-        after = decode_cursor(page)
     ids = [i for raw in params.getlist("ids[]") + params.getlist("ids") for i in raw.split(",") if i]
     if ids and len(set(ids)) > 100:
         raise InvalidRequest("ids: at most 100 ids")
@@ -93,7 +91,12 @@ async def list_files(request: Request) -> Response:
         has_more = False  # Wisegate creates no session-scoped files
     else:
         records, has_more = await services.files.page(
-            principal, limit, after_id=after, before_id=before, ids=ids or None
+            principal,
+            limit,
+            after_id=after,
+            before_id=before,
+            after=decode_position(page) if page else None,
+            ids=ids or None,
         )
     data = [metadata(r) for r in records]
     body = CursorPage[FileMetadata](
@@ -101,7 +104,9 @@ async def list_files(request: Request) -> Response:
         has_more=has_more,
         first_id=data[0].id if data else None,
         last_id=data[-1].id if data else None,
-        next_page=encode_cursor(data[-1].id) if has_more and data and not before else None,
+        next_page=position_cursor(records[-1].created_at, records[-1].id)
+        if has_more and not before
+        else None,
     )
     return _json(body)
 

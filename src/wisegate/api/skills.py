@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
-from wisegate.api.files import _limit
+from wisegate.api.files import list_limit
 from wisegate.api.multipart import MultipartReader
 from wisegate.domain.skills import SkillFile
 from wisegate.errors import InvalidRequest, RequestTooLarge
@@ -98,7 +98,7 @@ async def list_skills(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     params = request.query_params
     skills, next_page = await services.skills.page(
-        principal, _limit(request), params.get("page"), params.get("source")
+        principal, list_limit(request), params.get("page"), params.get("source")
     )
     data = [_skill(s) for s in skills]
     return _json(
@@ -139,7 +139,7 @@ async def list_versions(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     versions, next_page = await services.skills.versions(
-        principal, request.path_params["skill_id"], _limit(request), request.query_params.get("page")
+        principal, request.path_params["skill_id"], list_limit(request), request.query_params.get("page")
     )
     data = [_version(v) for v in versions]
     return _json(

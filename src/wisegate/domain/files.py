@@ -33,7 +33,7 @@ import anyio.to_thread
 from wisegate.domain.keys import Principal
 from wisegate.errors import InvalidRequest, NotFound, RequestTooLarge
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import FileRecord, FileRepo
+from wisegate.storage.files import FileRecord, FileRepo, Position
 
 CHUNK = 1024 * 1024
 _BAD_FILENAME = re.compile(r'[<>:"|?*\\/\x00-\x1f\x7f]')
@@ -334,11 +334,20 @@ class FileService:
         *,
         after_id: str | None = None,
         before_id: str | None = None,
+        after: Position | None = None,
         ids: list[str] | None = None,
     ) -> tuple[list[FileRecord], bool]:
-        after = await self.get(principal, after_id) if after_id else None
-        before = await self.get(principal, before_id) if before_id else None
+        """Newest first, after a position (a page cursor) or after/before a file of the workspace."""
+        if after_id:
+            after = await self._position(principal, "after_id", after_id)
+        before = await self._position(principal, "before_id", before_id) if before_id else None
         return await self._repo.page(principal.workspace_id, limit, after=after, before=before, ids=ids)
+
+    async def _position(self, principal: Principal, field: str, file_id: str) -> Position:
+        record = await self._repo.get(principal.workspace_id, file_id)
+        if record is None:
+            raise InvalidRequest(f"{field}: unknown file '{file_id}'")
+        return record.created_at, record.id
 
     async def download(self, principal: Principal, file_id: str) -> tuple[FileRecord, AsyncIterator[bytes]]:
         """The file and its bytes, when it is downloadable (files Wisegate produced, or by setting)."""

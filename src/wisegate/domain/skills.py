@@ -26,7 +26,7 @@ from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
 from wisegate.errors import Conflict, InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import NameTaken, SkillRecord, SkillRepo, SkillVersionRecord
+from wisegate.storage.files import NameTaken, Position, SkillRecord, SkillRepo, SkillVersionRecord
 
 NAME = re.compile(r"^[a-z0-9-]{1,64}$")
 RESERVED = ("anthropic", "claude")
@@ -131,6 +131,7 @@ def parse_skill_md(data: bytes) -> tuple[str, str, str]:
 
 
 def encode_cursor(value: str) -> str:
+    """An opaque ``page_…`` cursor."""
     return "page_" + base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
@@ -139,6 +140,19 @@ def decode_cursor(page: str) -> str:
         raw = page.removeprefix("page_")
         return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
+
+
+def position_cursor(created_at: datetime, item_id: str) -> str:
+    """A cursor for newest-first listings; stays valid when the item it names is deleted."""
+    return encode_cursor(f"{created_at.isoformat()}|{item_id}")
+
+
+def decode_position(page: str) -> Position:
+    created, _, item_id = decode_cursor(page).partition("|")
+    try:
+        return datetime.fromisoformat(created), item_id
+    except ValueError:
         raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
 
 
@@ -214,9 +228,10 @@ class SkillService:
             raise InvalidRequest(f"source: must be 'custom' or 'anthropic', not '{source}'")
         if source == "anthropic":
             return [], None  # Wisegate ships no Anthropic-published skills
-        after = await self.get(principal, decode_cursor(page)) if page else None
+        after = decode_position(page) if page else None
         skills, has_more = await self._repo.page(principal.workspace_id, limit, after)
-        return skills, encode_cursor(skills[-1].id) if has_more and skills else None
+        last = skills[-1] if has_more and skills else None
+        return skills, position_cursor(last.created_at, last.id) if last else None
 
     async def delete(self, principal: Principal, skill_id: str) -> None:
         deleted = await self._repo.delete(principal.workspace_id, skill_id)

@@ -53,6 +53,10 @@ class SkillVersionRecord:
     created_at: datetime
 
 
+Position = tuple[datetime, str]
+"""Where a newest-first listing stands: ``(created_at, id)`` of the last item seen."""
+
+
 class NameTaken(Exception):
     """A skill with this name already exists in the workspace."""
 
@@ -122,8 +126,8 @@ class FileRepo:
         workspace_id: str,
         limit: int,
         *,
-        after: FileRecord | None = None,
-        before: FileRecord | None = None,
+        after: Position | None = None,
+        before: Position | None = None,
         ids: list[str] | None = None,
     ) -> tuple[list[FileRecord], bool]:
         """Newest first; ``after`` continues past that file (older), ``before`` returns newer ones."""
@@ -133,15 +137,15 @@ class FileRepo:
         if after is not None:
             query = query.where(
                 or_(
-                    FileRow.created_at < after.created_at,
-                    and_(FileRow.created_at == after.created_at, FileRow.id < after.id),
+                    FileRow.created_at < after[0],
+                    and_(FileRow.created_at == after[0], FileRow.id < after[1]),
                 )
             )
         if before is not None:
             query = query.where(
                 or_(
-                    FileRow.created_at > before.created_at,
-                    and_(FileRow.created_at == before.created_at, FileRow.id > before.id),
+                    FileRow.created_at > before[0],
+                    and_(FileRow.created_at == before[0], FileRow.id > before[1]),
                 )
             ).order_by(FileRow.created_at.asc(), FileRow.id.asc())
         else:
@@ -201,14 +205,14 @@ class SkillRepo:
         return self._skill(row, latest)
 
     async def page(
-        self, workspace_id: str, limit: int, after: SkillRecord | None
+        self, workspace_id: str, limit: int, after: Position | None
     ) -> tuple[list[SkillRecord], bool]:
         query = select(SkillRow).where(SkillRow.workspace_id == workspace_id)
         if after is not None:
             query = query.where(
                 or_(
-                    SkillRow.created_at < after.created_at,
-                    and_(SkillRow.created_at == after.created_at, SkillRow.id < after.id),
+                    SkillRow.created_at < after[0],
+                    and_(SkillRow.created_at == after[0], SkillRow.id < after[1]),
                 )
             )
         query = query.order_by(SkillRow.created_at.desc(), SkillRow.id.desc()).limit(limit + 1)
