@@ -150,6 +150,11 @@ def test_downloadable_uploads_setting_streams_the_bytes_back(tmp_path: Path) -> 
         response = client.beta.files.download(uploaded.id)
         assert response.read() == data
         assert response.headers["content-type"] == "application/octet-stream"
+        for path in blob_files(tmp_path):
+            path.unlink()  # the bytes vanish behind the server's back
+        with pytest.raises(anthropic.InternalServerError) as info:
+            client.beta.files.download(uploaded.id)
+        assert "missing from storage" in info.value.message
 
 
 def test_isolation_between_workspaces(files_server: LiveServer) -> None:

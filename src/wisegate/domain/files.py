@@ -17,6 +17,7 @@ leave an unreferenced blob, never a row without bytes; staging files left by a c
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 import re
@@ -31,11 +32,12 @@ import anyio
 import anyio.to_thread
 
 from wisegate.domain.keys import Principal
-from wisegate.errors import InvalidRequest, NotFound, RequestTooLarge
+from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
 from wisegate.protocol.messages import new_id
 from wisegate.storage.files import FileRecord, FileRepo, Position
 
 CHUNK = 1024 * 1024
+log = logging.getLogger("wisegate.files")
 _BAD_FILENAME = re.compile(r'[<>:"|?*\\/\x00-\x1f\x7f]')
 
 
@@ -359,7 +361,7 @@ class FileService:
                 details={"error_code": "file_not_downloadable"},
             )
         _check_expiry(record)
-        return record, self.blobs.read(record.blob_key)
+        return record, await _opened(record, self.blobs.read(record.blob_key))
 
     async def read_bytes(self, principal: Principal, file_id: str, limit: int) -> tuple[FileRecord, bytes]:
         """The whole content of a file for use in a message (at most ``limit`` bytes)."""
@@ -370,7 +372,7 @@ class FileService:
                 f"File {file_id} is {record.size_bytes} bytes; files used in a message may be at most "
                 f"{limit} bytes."
             )
-        chunks = [chunk async for chunk in self.blobs.read(record.blob_key)]
+        chunks = [chunk async for chunk in await _opened(record, self.blobs.read(record.blob_key))]
         return record, b"".join(chunks)
 
     async def delete(self, principal: Principal, file_id: str) -> FileRecord:
@@ -379,6 +381,23 @@ class FileService:
             raise NotFound(f"File not found: {file_id}")
         await self.blobs.delete(record.blob_key)
         return record
+
+
+async def _opened(record: FileRecord, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` with its first chunk already read, so a missing blob fails before a response starts."""
+    try:
+        first = await anext(chunks, b"")
+    except FileNotFoundError:
+        log.error("blob missing for a stored file", extra={"file_id": record.id, "blob_key": record.blob_key})
+        raise ApiInternal(f"The content of file {record.id} is missing from storage.") from None
+
+    async def replay() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return replay()
 
 
 def _check_expiry(record: FileRecord) -> None:

@@ -24,7 +24,7 @@ import yaml
 
 from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
-from wisegate.errors import Conflict, InvalidRequest, NotFound
+from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
 from wisegate.storage.files import NameTaken, Position, SkillRecord, SkillRepo, SkillVersionRecord
 
@@ -270,7 +270,20 @@ class SkillService:
     async def archive(self, principal: Principal, skill_id: str, version: str) -> AsyncIterator[bytes]:
         """The version's files as a zip archive."""
         record = await self.version(principal, skill_id, version)
-        return self._blobs.read(record.blob_key)
+        chunks = self._blobs.read(record.blob_key)
+        try:
+            first = await anext(chunks, b"")
+        except FileNotFoundError:
+            raise ApiInternal(
+                f"The archive of skill {skill_id} version {version} is missing from storage."
+            ) from None
+
+        async def replay() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return replay()
 
     async def _store(
         self, workspace_id: str, skill_id: str, bundle: Bundle, version: str
