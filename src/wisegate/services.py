@@ -11,11 +11,15 @@ from starlette.requests import Request
 
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
+from wisegate.domain.attachments import Attachments
+from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.keys import KeyService
 from wisegate.domain.messages import MessageService
+from wisegate.domain.skills import SkillService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.db import Database
+from wisegate.storage.files import FileRepo, SkillRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 
 
@@ -27,6 +31,8 @@ class Services:
     keys: KeyService
     usage: UsageService
     messages: MessageService
+    files: FileService
+    skills: SkillService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -35,13 +41,17 @@ class Services:
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(settings.backends, settings.models, backends)
         usage = UsageService(UsageRepo(db))
+        files, skills = _files_and_skills(settings, db)
+        attachments = Attachments(files, skills, settings.max_messages_request_bytes)
         return cls(
             settings=settings,
             db=db,
             registry=registry,
             keys=KeyService(TenancyRepo(db), settings.key_cache_seconds),
             usage=usage,
-            messages=MessageService(registry, usage),
+            messages=MessageService(registry, usage, attachments),
+            files=files,
+            skills=skills,
         )
 
     @asynccontextmanager
@@ -50,6 +60,7 @@ class Services:
         try:
             org = await self.keys.bootstrap()
             self.organization_id = org.id
+            self.files.staging.sweep(older_than=3600)
             await self.registry.start()
             yield
         finally:
@@ -60,3 +71,28 @@ class Services:
 def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def _files_and_skills(settings: Settings, db: Database) -> tuple[FileService, SkillService]:
+    """The blob store (local directory or S3) and the Files and Skills services on top of it."""
+    blobs: BlobStore
+    if settings.files_store == "s3":
+        assert settings.files_s3_bucket is not None
+        blobs = S3BlobStore(
+            settings.files_s3_bucket,
+            prefix=settings.files_s3_prefix,
+            endpoint_url=settings.files_s3_endpoint_url,
+            region=settings.files_s3_region,
+        )
+    else:
+        blobs = LocalBlobStore(settings.data_dir / "files")
+    staging = Staging(settings.data_dir / "files-staging")
+    files = FileService(
+        FileRepo(db),
+        blobs,
+        staging,
+        max_file_bytes=settings.files_max_bytes,
+        quota_bytes=settings.files_quota_bytes,
+        downloadable_uploads=settings.files_downloadable_uploads,
+    )
+    return files, SkillService(SkillRepo(db), blobs, staging, settings.skills_max_bytes)

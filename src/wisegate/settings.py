@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -108,6 +108,17 @@ class Settings(BaseSettings):
     max_messages_request_bytes: int = 32 * 1024 * 1024
     key_cache_seconds: float = 5.0
 
+    # Files and Skills (domain/files.py, domain/skills.py)
+    files_max_bytes: int = 500 * 1024 * 1024
+    files_quota_bytes: int = 500 * 1024 * 1024 * 1024
+    files_store: Literal["local", "s3"] = "local"
+    files_s3_bucket: str | None = None
+    files_s3_prefix: str = ""
+    files_s3_endpoint_url: str | None = None
+    files_s3_region: str | None = None
+    files_downloadable_uploads: bool = False
+    skills_max_bytes: int = 8 * 1024 * 1024
+
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)
@@ -117,6 +128,8 @@ class Settings(BaseSettings):
         for model in self.models:
             if model.backend not in self.backends:
                 raise ValueError(f"model {model.id!r} names unknown backend {model.backend!r}")
+        if self.files_store == "s3" and not self.files_s3_bucket:
+            raise ValueError("files_store = 's3' needs files_s3_bucket")
         return self
 
     @property

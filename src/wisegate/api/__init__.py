@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from wisegate.api import messages, resources
+from wisegate.api import files, messages, resources, skills
 
 
 def routes() -> list[Route]:
@@ -13,4 +13,24 @@ def routes() -> list[Route]:
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/models", resources.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", resources.get_model, methods=["GET"]),
+        *files_and_skills_routes(),
+    ]
+
+
+def files_and_skills_routes() -> list[Route]:
+    return [
+        Route("/v1/files", files.upload_file, methods=["POST"]),
+        Route("/v1/files", files.list_files, methods=["GET"]),
+        Route("/v1/files/{file_id}/content", files.file_content, methods=["GET"]),
+        Route("/v1/files/{file_id}", files.get_file, methods=["GET"]),
+        Route("/v1/files/{file_id}", files.delete_file, methods=["DELETE"]),
+        Route("/v1/skills", skills.create_skill, methods=["POST"]),
+        Route("/v1/skills", skills.list_skills, methods=["GET"]),
+        Route("/v1/skills/{skill_id}", skills.get_skill, methods=["GET"]),
+        Route("/v1/skills/{skill_id}", skills.delete_skill, methods=["DELETE"]),
+        Route("/v1/skills/{skill_id}/versions", skills.create_version, methods=["POST"]),
+        Route("/v1/skills/{skill_id}/versions", skills.list_versions, methods=["GET"]),
+        Route("/v1/skills/{skill_id}/versions/{version}/content", skills.version_content, methods=["GET"]),
+        Route("/v1/skills/{skill_id}/versions/{version}", skills.get_version, methods=["GET"]),
+        Route("/v1/skills/{skill_id}/versions/{version}", skills.delete_version, methods=["DELETE"]),
     ]

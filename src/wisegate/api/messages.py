@@ -65,9 +65,9 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
 
 async def count_tokens(request: Request) -> Response:
     services = services_of(request)
-    await authenticate(request, services.keys)
+    principal = await authenticate(request, services.keys)
     body = await parse(request, CountTokensRequest, services.settings.max_messages_request_bytes)
-    count = await services.messages.count_tokens(body)
+    count = await services.messages.count_tokens(body, principal)
     return JSONResponse(MessageTokensCount(input_tokens=count).model_dump())
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import anyio
 
 from wisegate.backends.registry import BackendRegistry, ServedModel
+from wisegate.domain.attachments import Attachments
 from wisegate.domain.keys import Principal
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
@@ -128,9 +129,12 @@ class _Settlement:
 
 
 class MessageService:
-    def __init__(self, registry: BackendRegistry, usage: UsageService) -> None:
+    def __init__(
+        self, registry: BackendRegistry, usage: UsageService, attachments: Attachments | None = None
+    ) -> None:
         self._registry = registry
         self._usage = usage
+        self._attachments = attachments
 
     def resolve(self, model: str) -> ServedModel:
         return self._registry.resolve(model)
@@ -140,8 +144,13 @@ class MessageService:
     ) -> MessageStream:
         """Start generation; backend errors before the first event propagate as ``ApiError``."""
         started = time.monotonic()
+        container: dict[str, object] | None = None
         try:
             served = self._registry.resolve(request.model)
+            if self._attachments is not None:  # file_id sources, PDFs as text, container skills
+                request, container = await self._attachments.resolve(
+                    principal, request, served.backend.capabilities
+                )
             request = self._fit(served, request)
         except ApiError as exc:
             await self.record(
@@ -163,6 +172,8 @@ class MessageService:
                 await events.aclose()
                 await settle.finish()
             raise
+        if container is not None and isinstance(first, MessageStart):
+            first.message.container = container
         return MessageStream(first, events, settle)
 
     async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> Message:
@@ -170,8 +181,10 @@ class MessageService:
         stream = await self.open_stream(principal, request, request_id, streamed=False)
         return await accumulate(stream)
 
-    async def count_tokens(self, request: CountTokensRequest) -> int:
+    async def count_tokens(self, request: CountTokensRequest, principal: Principal | None = None) -> int:
         served = self._registry.resolve(request.model)
+        if self._attachments is not None and principal is not None:
+            request, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
         _check_content(served, request)
         return await served.backend.count_tokens(request, served.route)
 

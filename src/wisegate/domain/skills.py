@@ -1,0 +1,329 @@
+"""Skills: bundles of files under one top-level folder with a ``SKILL.md``, versioned per upload.
+
+A version is identified by the Unix epoch time of its upload in microseconds (``"1759178010641129"``),
+strictly increasing per skill. Its files are kept as one zip archive in the blob store (served by
+``GET …/versions/{version}/content``); the ``SKILL.md`` front matter (``name``, ``description``) and body
+are kept in the database for use in Messages (see :mod:`wisegate.domain.attachments`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import time
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import anyio
+import anyio.to_thread
+import yaml
+
+from wisegate.domain.files import BlobStore, Staging
+from wisegate.domain.keys import Principal
+from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
+from wisegate.protocol.messages import new_id
+from wisegate.storage.files import NameTaken, Position, SkillRecord, SkillRepo, SkillVersionRecord
+
+NAME = re.compile(r"^[a-z0-9-]{1,64}$")
+RESERVED = ("anthropic", "claude")
+XML_TAG = re.compile(r"<[^>]*>")
+
+
+@dataclass(frozen=True, slots=True)
+class SkillFile:
+    """One uploaded file: its relative path (``my_skill/SKILL.md``) and bytes."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """A validated upload."""
+
+    directory: str
+    name: str
+    description: str
+    instructions: str
+    files: list[SkillFile]
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(len(f.data) for f in self.files)
+
+
+def parse_bundle(files: list[SkillFile]) -> Bundle:
+    """Check the folder layout and the ``SKILL.md`` front matter; 400 naming what is wrong otherwise."""
+    if not files:
+        raise InvalidRequest("files: at least one file is required, including SKILL.md")
+    directories = set()
+    for item in files:
+        parts = item.path.replace("\\", "/").split("/")
+        if item.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise InvalidRequest(f"files: invalid file path '{item.path}'")
+        if len(parts) < 2:
+            raise InvalidRequest(
+                f"files: '{item.path}' is not inside a folder; all files must be in the same top-level "
+                "directory, which must contain SKILL.md"
+            )
+        directories.add(parts[0])
+    if len(directories) != 1:
+        raise InvalidRequest(
+            "files: all files must be in the same top-level directory (found "
+            + ", ".join(sorted(directories))
+            + ")"
+        )
+    directory = directories.pop()
+    paths = [f.path for f in files]
+    if len(paths) != len(set(paths)):
+        raise InvalidRequest("files: the same path appears more than once")
+    skill_md = next((f for f in files if f.path == f"{directory}/SKILL.md"), None)
+    if skill_md is None:
+        raise InvalidRequest(
+            f"files: SKILL.md is required at the root of the top-level directory '{directory}'"
+        )
+    name, description, instructions = parse_skill_md(skill_md.data)
+    return Bundle(directory, name, description, instructions, files)
+
+
+def parse_skill_md(data: bytes) -> tuple[str, str, str]:
+    """``(name, description, body)`` from a SKILL.md with YAML front matter."""
+    try:
+        text = data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise InvalidRequest("SKILL.md: must be UTF-8 text") from None
+    match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)(.*)$", text, re.DOTALL)
+    if match is None:
+        raise InvalidRequest(
+            "SKILL.md: must start with YAML front matter between '---' lines, with 'name' and 'description'"
+        )
+    try:
+        front = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"SKILL.md: the front matter is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(front, dict):
+        raise InvalidRequest(
+            "SKILL.md: the front matter must be a YAML mapping with 'name' and 'description'"
+        )
+    name, description = front.get("name"), front.get("description")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("SKILL.md: front matter 'name' is required (a string)")
+    if not NAME.match(name):
+        raise InvalidRequest(
+            f"SKILL.md: name '{name}' must be at most 64 characters of lowercase letters, digits and hyphens"
+        )
+    for word in RESERVED:
+        if word in name:
+            raise InvalidRequest(f"SKILL.md: name '{name}' must not contain the reserved word '{word}'")
+    if not isinstance(description, str) or not description.strip():
+        raise InvalidRequest("SKILL.md: front matter 'description' is required (a non-empty string)")
+    if len(description) > 1024:
+        raise InvalidRequest(
+            f"SKILL.md: description is {len(description)} characters; at most 1024 are allowed"
+        )
+    if XML_TAG.search(description) or XML_TAG.search(name):
+        raise InvalidRequest("SKILL.md: name and description must not contain XML tags")
+    return name, description.strip(), match.group(2).strip()
+
+
+def encode_cursor(value: str) -> str:
+    """An opaque ``page_…`` cursor."""
+    return "page_" + base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+
+
+def decode_cursor(page: str) -> str:
+    try:
+        raw = page.removeprefix("page_")
+        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
+
+
+def position_cursor(created_at: datetime, item_id: str) -> str:
+    """A cursor for newest-first listings; stays valid when the item it names is deleted."""
+    return encode_cursor(f"{created_at.isoformat()}|{item_id}")
+
+
+def decode_position(page: str) -> Position:
+    created, _, item_id = decode_cursor(page).partition("|")
+    try:
+        return datetime.fromisoformat(created), item_id
+    except ValueError:
+        raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
+
+
+class SkillService:
+    def __init__(self, repo: SkillRepo, blobs: BlobStore, staging: Staging, max_bytes: int) -> None:
+        self._repo = repo
+        self._blobs = blobs
+        self._staging = staging
+        self.max_bytes = max_bytes
+
+    async def create(
+        self, principal: Principal, files: list[SkillFile], display_name: str | None
+    ) -> SkillRecord:
+        bundle = parse_bundle(files)
+        title = (display_name or "").strip() or bundle.name
+        if len(title) > 255 or "\n" in title:
+            raise InvalidRequest("display_name: must be a single line of at most 255 characters")
+        now = datetime.now(UTC)
+        skill = SkillRecord(
+            id=new_id("skill"),
+            organization_id=principal.organization_id,
+            workspace_id=principal.workspace_id,
+            name=bundle.name,
+            display_name=title,
+            created_at=now,
+            updated_at=now,
+            latest_version=None,
+        )
+        version = await self._store(skill.workspace_id, skill.id, bundle, _epoch_micros(None))
+        try:
+            await self._repo.create(skill, version)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._blobs.delete(version.blob_key)
+            if isinstance(exc, NameTaken):
+                raise Conflict(
+                    f"A skill named '{bundle.name}' already exists in this workspace; upload a new version "
+                    "of it instead.",
+                    details={"error_code": "skill_name_taken"},
+                ) from None
+            raise
+        return await self.get(principal, skill.id)
+
+    async def create_version(
+        self, principal: Principal, skill_id: str, files: list[SkillFile]
+    ) -> SkillVersionRecord:
+        skill = await self.get(principal, skill_id)
+        bundle = parse_bundle(files)
+        if bundle.name != skill.name:
+            raise InvalidRequest(
+                f"SKILL.md: name '{bundle.name}' does not match the skill's name '{skill.name}'; every "
+                "version of a skill must keep its name"
+            )
+        version = await self._store(skill.workspace_id, skill.id, bundle, _epoch_micros(skill.latest_version))
+        try:
+            await self._repo.add_version(version)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._blobs.delete(version.blob_key)
+            raise
+        return version
+
+    async def get(self, principal: Principal, skill_id: str) -> SkillRecord:
+        skill = await self._repo.get(principal.workspace_id, skill_id)
+        if skill is None:
+            raise NotFound(f"Skill not found: {skill_id}")
+        return skill
+
+    async def page(
+        self, principal: Principal, limit: int, page: str | None, source: str | None
+    ) -> tuple[list[SkillRecord], str | None]:
+        if source not in (None, "", "custom", "anthropic"):
+            raise InvalidRequest(f"source: must be 'custom' or 'anthropic', not '{source}'")
+        if source == "anthropic":
+            return [], None  # Wisegate ships no Anthropic-published skills
+        after = decode_position(page) if page else None
+        skills, has_more = await self._repo.page(principal.workspace_id, limit, after)
+        last = skills[-1] if has_more and skills else None
+        return skills, position_cursor(last.created_at, last.id) if last else None
+
+    async def delete(self, principal: Principal, skill_id: str) -> None:
+        deleted = await self._repo.delete(principal.workspace_id, skill_id)
+        if deleted is None:
+            raise NotFound(f"Skill not found: {skill_id}")
+        if not deleted:
+            raise InvalidRequest(
+                f"Cannot delete skill {skill_id}: it still has versions. Delete all of its versions first."
+            )
+
+    async def version(self, principal: Principal, skill_id: str, version: str) -> SkillVersionRecord:
+        skill = await self.get(principal, skill_id)
+        wanted = skill.latest_version if version == "latest" else version
+        record = await self._repo.version(skill.id, wanted) if wanted else None
+        if record is None:
+            raise NotFound(f"Skill version not found: {skill_id} version {version}")
+        return record
+
+    async def versions(
+        self, principal: Principal, skill_id: str, limit: int, page: str | None
+    ) -> tuple[list[SkillVersionRecord], str | None]:
+        skill = await self.get(principal, skill_id)
+        records, has_more = await self._repo.versions(skill.id, limit, decode_cursor(page) if page else None)
+        return records, encode_cursor(records[-1].version) if has_more and records else None
+
+    async def delete_version(self, principal: Principal, skill_id: str, version: str) -> SkillVersionRecord:
+        if version == "latest":
+            raise InvalidRequest("version: name the version to delete; 'latest' is not accepted here")
+        skill = await self.get(principal, skill_id)
+        record = await self._repo.delete_version(skill.id, version)
+        if record is None:
+            raise NotFound(f"Skill version not found: {skill_id} version {version}")
+        await self._blobs.delete(record.blob_key)
+        return record
+
+    async def archive(self, principal: Principal, skill_id: str, version: str) -> AsyncIterator[bytes]:
+        """The version's files as a zip archive."""
+        record = await self.version(principal, skill_id, version)
+        chunks = self._blobs.read(record.blob_key)
+        try:
+            first = await anext(chunks, b"")
+        except FileNotFoundError:
+            raise ApiInternal(
+                f"The archive of skill {skill_id} version {version} is missing from storage."
+            ) from None
+
+        async def replay() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return replay()
+
+    async def _store(
+        self, workspace_id: str, skill_id: str, bundle: Bundle, version: str
+    ) -> SkillVersionRecord:
+        archive = await anyio.to_thread.run_sync(_zip, bundle)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield archive
+
+        staged = await self._staging.receive(chunks(), len(archive), lambda: InvalidRequest("archive"))
+        key = f"{workspace_id}/skills/{skill_id}/{version}.zip"
+        try:
+            await self._blobs.put(key, staged.path)
+        finally:
+            staged.discard()
+        return SkillVersionRecord(
+            skill_id=skill_id,
+            version=version,
+            name=bundle.name,
+            description=bundle.description,
+            directory=bundle.directory,
+            instructions=bundle.instructions,
+            paths=json.dumps([f.path for f in bundle.files]),
+            size_bytes=bundle.size_bytes,
+            blob_key=key,
+            created_at=datetime.now(UTC),
+        )
+
+
+def _zip(bundle: Bundle) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for item in bundle.files:
+            archive.writestr(item.path, item.data)
+    return buffer.getvalue()
+
+
+def _epoch_micros(latest: str | None) -> str:
+    """Now in epoch microseconds, strictly after ``latest``."""
+    now = time.time_ns() // 1000
+    if latest is not None and latest.isdigit():
+        now = max(now, int(latest) + 1)
+    return str(now)
