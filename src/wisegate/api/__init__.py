@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from wisegate.api import messages, resources
+from wisegate.api import admin, messages, resources
 
 
 def routes() -> list[Route]:
@@ -13,4 +13,5 @@ def routes() -> list[Route]:
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
         Route("/v1/models", resources.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", resources.get_model, methods=["GET"]),
+        *admin.routes(),
     ]

@@ -35,9 +35,9 @@ async def create_message(request: Request) -> Response:
 
 async def count_tokens(request: Request) -> Response:
     services = services_of(request)
-    await authenticate(request, services.keys)
+    principal = await authenticate(request, services.keys)
     body = await parse(request, CountTokensRequest, services.settings.max_messages_request_bytes)
-    count = await services.messages.count_tokens(body)
+    count = await services.messages.count_tokens(body, principal)
     return JSONResponse(MessageTokensCount(input_tokens=count).model_dump())
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import anyio
 
 from wisegate.backends.registry import BackendRegistry, ServedModel
+from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
@@ -128,9 +129,12 @@ class _Settlement:
 
 
 class MessageService:
-    def __init__(self, registry: BackendRegistry, usage: UsageService) -> None:
+    def __init__(
+        self, registry: BackendRegistry, usage: UsageService, catalog: ModelCatalog | None = None
+    ) -> None:
         self._registry = registry
         self._usage = usage
+        self._catalog = catalog or ModelCatalog(registry)
 
     def resolve(self, model: str) -> ServedModel:
         return self._registry.resolve(model)
@@ -141,7 +145,7 @@ class MessageService:
         """Start generation; backend errors before the first event propagate as ``ApiError``."""
         started = time.monotonic()
         try:
-            served = self._registry.resolve(request.model)
+            served = await self._catalog.resolve(principal, request.model)
             request = self._fit(served, request)
         except ApiError as exc:
             await self.record(
@@ -170,8 +174,8 @@ class MessageService:
         stream = await self.open_stream(principal, request, request_id, streamed=False)
         return await accumulate(stream)
 
-    async def count_tokens(self, request: CountTokensRequest) -> int:
-        served = self._registry.resolve(request.model)
+    async def count_tokens(self, request: CountTokensRequest, principal: Principal | None = None) -> int:
+        served = await self._catalog.resolve(principal, request.model)
         _check_content(served, request)
         return await served.backend.count_tokens(request, served.route)
 
