@@ -276,6 +276,33 @@ class ReportService:
             data.append(UsageBucket(starting_at=rfc3339(start), ending_at=rfc3339(end), results=results))
         return UsageReport(data=data, has_more=window.next_page is not None, next_page=window.next_page)
 
+    async def summary(
+        self, scope: Scope, starting_at: datetime, ending_at: datetime, group_by: Sequence[str]
+    ) -> list[SummaryRow]:
+        """Token and cost totals per group over ``[starting_at, ending_at)``, costliest first."""
+        _check_values("group_by", group_by, USAGE_GROUPS)
+        if ending_at <= starting_at:
+            raise InvalidRequest("ending_at: must be after starting_at")
+        where = self._filter(scope, ReportQuery(starting_at=starting_at), starting_at, ending_at)
+        totals: dict[tuple[str | None, ...], list[int]] = {}
+        if where is not None:
+            async for row in self._repo.rows(where):
+                dims = _dimensions(row)
+                t = totals.setdefault(tuple(dims[g] for g in group_by), [0] * 6)
+                t[0] += 1
+                t[1] += row.input_tokens
+                t[2] += row.output_tokens
+                t[3] += row.cache_creation_input_tokens
+                t[4] += row.cache_read_input_tokens
+                t[5] += sum(doubled for _, _, doubled in self._line_costs(row))
+        rows = [
+            SummaryRow(dict(zip(group_by, group, strict=True)), t[0], t[1], t[2], t[3], t[4], t[5] // 2)
+            for group, t in totals.items()
+        ]
+        return sorted(
+            rows, key=lambda r: (-r.cost_picodollars, -r.requests, [str(v) for v in r.group.values()])
+        )
+
     def _line_costs(self, row: UsageRow) -> list[tuple[str, str, int]]:
         """(token type, label, doubled picodollars) per token kind; doubling keeps batch halves exact."""
         price = self._prices.price(row.model)
@@ -346,6 +373,19 @@ class ReportService:
                 )
             data.append(CostBucket(starting_at=rfc3339(start), ending_at=rfc3339(end), results=results))
         return CostReport(data=data, has_more=window.next_page is not None, next_page=window.next_page)
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """Totals of one group over a whole time range (``wisegate usage``)."""
+
+    group: dict[str, str | None]
+    requests: int
+    uncached_input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int
+    cache_read_input_tokens: int
+    cost_picodollars: int
 
 
 def cents(doubled_picodollars: int) -> str:
