@@ -76,7 +76,10 @@ class UsageRecordRow(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),
+        Index("ix_usage_records_organization_created", "organization_id", "created_at"),  # 0002: reports
+    )
 
 
 class WorkspaceSettingsRow(Base):
