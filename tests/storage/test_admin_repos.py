@@ -72,31 +72,38 @@ def test_directory_and_report_rows(database_url: str) -> None:  # noqa: F811
             assert await directory.list_members(workspace.id) == []
 
             usage = UsageRepo(db)
-            for i in range(3):
+            minute = now.replace(second=0)
+            for i, (model, offset, tokens) in enumerate(
+                [("m", 0, 10), ("m", 30, 20), ("m", 60, 250_000), ("n", 0, 5), ("m", 120, 1)]
+            ):
                 await usage.add(
                     UsageRecord(
                         f"req_{i}",
                         org.id,
                         workspace.id,
                         key.id,
-                        "m" if i else "n",
-                        10 * i,
-                        i,
-                        0,
-                        0,
+                        model,
+                        tokens,
+                        1,
+                        2,
+                        3,
                         "standard",
                         "end_turn",
                         None,
                         False,
                         1,
-                        now + timedelta(minutes=i),
+                        minute + timedelta(seconds=offset),
                     )
                 )
-            where = UsageFilter(org.id, now, now + timedelta(minutes=2), models=["m"])
-            rows = [row async for row in UsageReportRepo(db).rows(where)]
-            assert [(r.model, r.input_tokens, r.created_at) for r in rows] == [
-                ("m", 10, now + timedelta(minutes=1))
+            where = UsageFilter(org.id, minute, minute + timedelta(minutes=2), models=["m"])
+            sums = sorted(await UsageReportRepo(db).sums(where), key=lambda s: s.minute)
+            assert [
+                (s.minute, s.long_context, s.requests, s.input_tokens, s.output_tokens) for s in sums
+            ] == [
+                (minute, False, 2, 30, 2),
+                (minute + timedelta(minutes=1), True, 1, 250_000, 1),
             ]
+            assert (sums[0].cache_creation_input_tokens, sums[0].cache_read_input_tokens) == (4, 6)
         finally:
             await db.close()
 

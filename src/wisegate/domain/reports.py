@@ -28,7 +28,7 @@ from wisegate.protocol.admin import (
     UsageReport,
     UsageResult,
 )
-from wisegate.storage.reports import UsageFilter, UsageReportRepo, UsageRow
+from wisegate.storage.reports import UsageFilter, UsageReportRepo, UsageSum
 
 # bucket width -> (length, default page size, largest page size)
 BUCKETS = {
@@ -50,7 +50,6 @@ USAGE_GROUPS = (
 COST_GROUPS = ("workspace_id", "description")
 SERVICE_TIERS = ("standard", "batch", "priority", "priority_on_demand", "flex", "flex_discount")
 CONTEXT_WINDOWS = ("0-200k", "200k-1M")
-LONG_CONTEXT = 200_000
 TOKEN_TYPES = (
     ("uncached_input_tokens", "Input Tokens"),
     ("output_tokens", "Output Tokens"),
@@ -150,12 +149,11 @@ def _window(query: ReportQuery, now: datetime) -> _Window:
     return _Window(buckets, encode_page(cursor) if cursor < end else None)
 
 
-def _context_window(row: UsageRow) -> str:
-    total = row.input_tokens + row.cache_creation_input_tokens + row.cache_read_input_tokens
-    return "200k-1M" if total > LONG_CONTEXT else "0-200k"
+def _context_window(row: UsageSum) -> str:
+    return "200k-1M" if row.long_context else "0-200k"
 
 
-def _dimensions(row: UsageRow) -> dict[str, str | None]:
+def _dimensions(row: UsageSum) -> dict[str, str | None]:
     return {
         "api_key_id": row.api_key_id,
         "workspace_id": row.workspace_id,
@@ -169,7 +167,7 @@ def _dimensions(row: UsageRow) -> dict[str, str | None]:
     }
 
 
-def _matches(row: UsageRow, query: ReportQuery) -> bool:
+def _matches(row: UsageSum, query: ReportQuery) -> bool:
     """The filters the database does not apply (derived dimensions)."""
     dims = _dimensions(row)
     for name, wanted in (
@@ -197,7 +195,7 @@ class _Sums:
     cache_read: int = 0
     cache_write: int = 0
 
-    def add(self, row: UsageRow) -> None:
+    def add(self, row: UsageSum) -> None:
         self.uncached += row.input_tokens
         self.output += row.output_tokens
         self.cache_read += row.cache_read_input_tokens
@@ -234,13 +232,13 @@ class ReportService:
             service_tiers=list(query.service_tiers),
         )
 
-    async def _rows(self, scope: Scope, query: ReportQuery, window: _Window) -> list[UsageRow]:
+    async def _rows(self, scope: Scope, query: ReportQuery, window: _Window) -> list[UsageSum]:
         if not window.buckets:
             return []
         where = self._filter(scope, query, window.buckets[0][0], window.buckets[-1][1])
         if where is None:
             return []
-        return [row async for row in self._repo.rows(where) if _matches(row, query)]
+        return [row for row in await self._repo.sums(where) if _matches(row, query)]
 
     async def usage(self, scope: Scope, query: ReportQuery) -> UsageReport:
         """Token sums per bucket, broken out by ``query.group_by``."""
@@ -258,7 +256,7 @@ class ReportService:
         width = query.bucket_width
         for row in rows:
             dims = _dimensions(row)
-            key = (index[_floor(row.created_at, width)], tuple(dims[g] for g in group_by))
+            key = (index[_floor(row.minute, width)], tuple(dims[g] for g in group_by))
             sums.setdefault(key, _Sums()).add(row)
         data = []
         for i, (start, end) in enumerate(window.buckets):
@@ -286,10 +284,10 @@ class ReportService:
         where = self._filter(scope, ReportQuery(starting_at=starting_at), starting_at, ending_at)
         totals: dict[tuple[str | None, ...], list[int]] = {}
         if where is not None:
-            async for row in self._repo.rows(where):
+            for row in await self._repo.sums(where):
                 dims = _dimensions(row)
                 t = totals.setdefault(tuple(dims[g] for g in group_by), [0] * 6)
-                t[0] += 1
+                t[0] += row.requests
                 t[1] += row.input_tokens
                 t[2] += row.output_tokens
                 t[3] += row.cache_creation_input_tokens
@@ -303,7 +301,7 @@ class ReportService:
             rows, key=lambda r: (-r.cost_picodollars, -r.requests, [str(v) for v in r.group.values()])
         )
 
-    def _line_costs(self, row: UsageRow) -> list[tuple[str, str, int]]:
+    def _line_costs(self, row: UsageSum) -> list[tuple[str, str, int]]:
         """(token type, label, doubled picodollars) per token kind; doubling keeps batch halves exact."""
         price = self._prices.price(row.model)
         factor = 1 if row.service_tier == "batch" else 2
@@ -330,7 +328,7 @@ class ReportService:
         index = {start: i for i, (start, _) in enumerate(window.buckets)}
         totals: dict[_CostKey, int] = {}
         for row in rows:
-            bucket = index[_floor(row.created_at, "1d")]
+            bucket = index[_floor(row.minute, "1d")]
             workspace = row.workspace_id if by_workspace else None
             lines = self._line_costs(row) or [("uncached_input_tokens", "Input Tokens", 0)]
             for token_type, label, doubled in lines:
