@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from wisegate.domain.pricing import PriceTable
+from wisegate.domain.pricing import Price, PriceTable
 from wisegate.domain.scope import Scope
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.admin import (
@@ -214,6 +214,7 @@ class ReportService:
         self._prices = prices
         self._display_name = display_name
         self._clock = clock
+        self._price_of: dict[str, Price] = {}  # glob lookups are slow; prices do not change at run time
 
     def _filter(self, scope: Scope, query: ReportQuery, start: datetime, end: datetime) -> UsageFilter | None:
         workspace_ids = list(query.workspace_ids)
@@ -303,7 +304,9 @@ class ReportService:
 
     def _line_costs(self, row: UsageSum) -> list[tuple[str, str, int]]:
         """(token type, label, doubled picodollars) per token kind; doubling keeps batch halves exact."""
-        price = self._prices.price(row.model)
+        price = self._price_of.get(row.model)
+        if price is None:
+            price = self._price_of[row.model] = self._prices.price(row.model)
         factor = 1 if row.service_tier == "batch" else 2
         counts = (
             (row.input_tokens, price.input),
