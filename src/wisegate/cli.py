@@ -1,14 +1,16 @@
-"""``wisegate serve | migrate | keys create|list|disable | backends list``."""
+"""``wisegate serve | migrate | keys … | workspaces … | invites accept | usage | backends list``."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
 
+from wisegate.errors import ApiError
 from wisegate.settings import Settings
 
 T = TypeVar("T")
@@ -135,6 +137,168 @@ def keys_disable(key_id: str) -> None:
 
     key = _with_keys(Settings(), work)
     click.echo(f"{key.id}\t{key.status}")
+
+
+def _with_services(settings: Settings, work: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run ``work(services, admin_scope)`` against the configured database (migrated first)."""
+    from wisegate.domain.scope import Scope
+    from wisegate.services import Services
+    from wisegate.storage.db import migrate
+
+    migrate(settings.resolved_database_url)
+
+    async def run() -> T:
+        services = Services.from_settings(settings)
+        try:
+            org = await services.keys.bootstrap()
+            return await work(services, Scope(org.id, None))
+        finally:
+            await services.db.close()
+
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@main.group()
+def workspaces() -> None:
+    """Create, list and archive workspaces; set their model allow-lists."""
+
+
+@workspaces.command("create")
+@click.option("--name", required=True, help="Workspace name (1–40 characters).")
+@click.option("--model", "models", multiple=True, help="Allow only this model (repeatable; default: all).")
+def workspaces_create(name: str, models: tuple[str, ...]) -> None:
+    """Create a workspace and print its id."""
+
+    async def work(services: Any, scope: Any) -> Any:
+        return await services.tenancy.create_workspace(scope, name, allowed_models=list(models) or None)
+
+    view = _with_services(Settings(), work)
+    click.echo(f"{view.workspace.id}\t{view.workspace.name}")
+
+
+@workspaces.command("list")
+@click.option("--archived", is_flag=True, help="Include archived workspaces.")
+def workspaces_list(archived: bool) -> None:
+    """List workspaces: id, name, status, allowed models."""
+
+    async def work(services: Any, scope: Any) -> list[Any]:
+        result: list[Any] = await services.tenancy.list_workspaces(scope, include_archived=archived)
+        return result
+
+    for view in _with_services(Settings(), work):
+        w = view.workspace
+        status = "archived" if w.archived_at else ("default" if view.is_default else "active")
+        allowed = ",".join(view.allowed_models) if view.allowed_models is not None else "*"
+        click.echo(f"{w.id}\t{w.name}\t{status}\t{allowed}")
+
+
+@workspaces.command("archive")
+@click.argument("workspace_id")
+def workspaces_archive(workspace_id: str) -> None:
+    """Archive a workspace and its keys (their requests get 401 from then on)."""
+
+    async def work(services: Any, scope: Any) -> Any:
+        return await services.tenancy.archive_workspace(scope, workspace_id)
+
+    view = _with_services(Settings(), work)
+    click.echo(f"{view.workspace.id}\tarchived")
+
+
+@workspaces.command("models")
+@click.argument("workspace_id")
+@click.argument("models", nargs=-1)
+def workspaces_models(workspace_id: str, models: tuple[str, ...]) -> None:
+    """Set the models a workspace may use; with no MODELS, allow every served model."""
+
+    async def work(services: Any, scope: Any) -> Any:
+        return await services.tenancy.update_workspace(
+            scope, workspace_id, allowed_models=list(models) or None, clear_allowed_models=not models
+        )
+
+    view = _with_services(Settings(), work)
+    allowed = ",".join(view.allowed_models) if view.allowed_models is not None else "*"
+    click.echo(f"{view.workspace.id}\t{allowed}")
+
+
+@main.group()
+def invites() -> None:
+    """Organization invites (created through the Admin API)."""
+
+
+@invites.command("accept")
+@click.argument("invite_id")
+@click.option("--name", required=True, help="The new user's name.")
+def invites_accept(invite_id: str, name: str) -> None:
+    """Accept a pending invite: creates the user with the invite's e-mail and role."""
+
+    async def work(services: Any, scope: Any) -> Any:
+        return await services.people.accept_invite(scope, invite_id, name)
+
+    _, user = _with_services(Settings(), work)
+    click.echo(f"{user.id}\t{user.email}\t{user.role}")
+
+
+def _moment(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or datetime") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@main.command()
+@click.option("--start", default=None, help="Start (ISO 8601, UTC if no offset); default: --days ago.")
+@click.option("--end", default=None, help="End, exclusive (ISO 8601); default: now.")
+@click.option("--days", default=7, show_default=True, help="Length of the range when --start is not given.")
+@click.option(
+    "--by",
+    "group_by",
+    multiple=True,
+    type=click.Choice(["model", "workspace", "api_key", "service_tier"]),
+    help="Group rows by this (repeatable; default: model).",
+)
+def usage(start: str | None, end: str | None, days: int, group_by: tuple[str, ...]) -> None:
+    """Print a table of requests, tokens and cost over a time range."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from wisegate.domain.pricing import format_usd
+
+    ending_at = _moment(end) or datetime.now(UTC)
+    starting_at = _moment(start) or ending_at - timedelta(days=days)
+    columns = [
+        {"model": "model", "workspace": "workspace_id", "api_key": "api_key_id"}.get(g, g)
+        for g in dict.fromkeys(group_by or ("model",))
+    ]
+
+    async def work(services: Any, scope: Any) -> list[Any]:
+        result: list[Any] = await services.reports.summary(scope, starting_at, ending_at, columns)
+        return result
+
+    rows = _with_services(Settings(), work)
+    table = Table(title=f"Usage {starting_at:%Y-%m-%d %H:%M} → {ending_at:%Y-%m-%d %H:%M} UTC")
+    for name in columns:
+        table.add_column(name)
+    for name in ("requests", "input", "output", "cache write", "cache read", "cost"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        table.add_row(
+            *[str(row.group[c]) for c in columns],
+            f"{row.requests:,}",
+            f"{row.uncached_input_tokens:,}",
+            f"{row.output_tokens:,}",
+            f"{row.cache_creation_input_tokens:,}",
+            f"{row.cache_read_input_tokens:,}",
+            format_usd(row.cost_picodollars),
+        )
+    if not rows:
+        table.caption = "no requests in this range"
+    Console(width=160).print(table)
 
 
 @main.group()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,14 +12,21 @@ from starlette.requests import Request
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
 from wisegate.domain.attachments import Attachments
+from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.keys import KeyService
 from wisegate.domain.messages import MessageService
+from wisegate.domain.people import PeopleService
+from wisegate.domain.pricing import PriceTable
+from wisegate.domain.reports import ReportService
 from wisegate.domain.skills import SkillService
+from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.db import Database
+from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
+from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 
 
@@ -33,6 +40,10 @@ class Services:
     messages: MessageService
     files: FileService
     skills: SkillService
+    catalog: ModelCatalog
+    tenancy: TenancyService
+    people: PeopleService
+    reports: ReportService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -43,15 +54,25 @@ class Services:
         usage = UsageService(UsageRepo(db))
         files, skills = _files_and_skills(settings, db)
         attachments = Attachments(files, skills, settings.max_messages_request_bytes)
+        keys = KeyService(TenancyRepo(db), settings.key_cache_seconds)
+        directory = DirectoryRepo(db)
+        catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
+        display_names = {m.id: m.display_name or m.id for m in settings.models}
         return cls(
             settings=settings,
             db=db,
             registry=registry,
-            keys=KeyService(TenancyRepo(db), settings.key_cache_seconds),
+            keys=keys,
             usage=usage,
-            messages=MessageService(registry, usage, attachments),
+            messages=MessageService(registry, usage, catalog=catalog, attachments=attachments),
             files=files,
             skills=skills,
+            catalog=catalog,
+            tenancy=TenancyService(TenancyRepo(db), directory, keys, catalog),
+            people=PeopleService(directory),
+            reports=ReportService(
+                UsageReportRepo(db), PriceTable(settings.prices), lambda m: display_names.get(m, m)
+            ),
         )
 
     @asynccontextmanager
@@ -66,6 +87,14 @@ class Services:
         finally:
             await self.registry.close()
             await self.db.close()
+
+
+def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str, ...] | None]]:
+    async def lookup(workspace_id: str) -> tuple[str, ...] | None:
+        settings = await directory.workspace_settings(workspace_id)
+        return settings.allowed_models if settings else None
+
+    return lookup
 
 
 def services_of(request: Request) -> Services:

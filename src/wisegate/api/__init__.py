@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from wisegate.api import files, messages, resources, skills
+from wisegate.api import admin, files, messages, resources, skills
 
 
 def routes() -> list[Route]:
@@ -14,6 +14,7 @@ def routes() -> list[Route]:
         Route("/v1/models", resources.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", resources.get_model, methods=["GET"]),
         *files_and_skills_routes(),
+        *admin.routes(),
     ]
 
 

@@ -25,7 +25,7 @@ def _info(served: ServedModel) -> ModelInfo:
 
 async def list_models(request: Request) -> Response:
     services = services_of(request)
-    await authenticate(request, services.keys)
+    principal = await authenticate(request, services.keys)
     params = request.query_params
     try:
         limit = int(params.get("limit", "20"))
@@ -36,7 +36,11 @@ async def list_models(request: Request) -> Response:
     before, after = params.get("before_id"), params.get("after_id")
     if before and after:
         raise InvalidRequest("before_id and after_id cannot both be set")
-    models = sorted(services.registry.models, key=lambda m: (m.config.created_at, m.config.id), reverse=True)
+    models = sorted(
+        await services.catalog.visible(principal),
+        key=lambda m: (m.config.created_at, m.config.id),
+        reverse=True,
+    )
     ids = [m.config.id for m in models]
     if after:
         if after not in ids:
@@ -65,10 +69,10 @@ async def list_models(request: Request) -> Response:
 
 async def get_model(request: Request) -> Response:
     services = services_of(request)
-    await authenticate(request, services.keys)
+    principal = await authenticate(request, services.keys)
     model_id = request.path_params["model_id"]
     try:
-        served = services.registry.resolve(model_id)
+        served = await services.catalog.resolve(principal, model_id)
     except NotFound:
         raise NotFound(f"model: {model_id}") from None
     return Response(_info(served).model_dump_json(), media_type="application/json")

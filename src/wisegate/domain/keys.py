@@ -98,11 +98,23 @@ class KeyService:
         self._cache.clear()
         return key
 
+    async def update(self, key_id: str, *, name: str | None = None, status: str | None = None) -> ApiKey:
+        """Rename a key and/or change its status; cached verifications are dropped at once."""
+        key = await self._repo.update_key(key_id, name=name, status=status)
+        if key is None:
+            raise NotFound(f"api key {key_id} not found")
+        self._cache.clear()
+        return key
+
+    def forget_cached(self) -> None:
+        """Drop every cached verification (after keys changed status in bulk)."""
+        self._cache.clear()
+
     async def list_keys(self, organization_id: str) -> list[ApiKey]:
         return await self._repo.list_keys(organization_id)
 
     async def authenticate(self, secret: str | None, *, kind: str = "api") -> Principal:
-        """The principal for a presented secret; 401 ``authentication_error`` for anything else."""
+        """The principal for a presented secret of ``kind`` (``api``, ``admin`` or ``any``); 401 otherwise."""
         if not secret:
             raise AuthenticationFailed("x-api-key header is required")
         key_hash = hash_key(secret)
@@ -115,7 +127,7 @@ class KeyService:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[key_hash] = (now + self._cache_seconds, key)
-        if key is None or key.kind != kind:
+        if key is None or (kind != "any" and key.kind != kind):
             raise AuthenticationFailed("invalid x-api-key")
         if key.status != "active":
             raise AuthenticationFailed(f"this API key is {key.status}")

@@ -17,6 +17,7 @@ import anyio
 
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.attachments import Attachments
+from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
@@ -130,10 +131,16 @@ class _Settlement:
 
 class MessageService:
     def __init__(
-        self, registry: BackendRegistry, usage: UsageService, attachments: Attachments | None = None
+        self,
+        registry: BackendRegistry,
+        usage: UsageService,
+        *,
+        catalog: ModelCatalog | None = None,
+        attachments: Attachments | None = None,
     ) -> None:
         self._registry = registry
         self._usage = usage
+        self._catalog = catalog or ModelCatalog(registry)
         self._attachments = attachments
 
     def resolve(self, model: str) -> ServedModel:
@@ -146,7 +153,7 @@ class MessageService:
         started = time.monotonic()
         container: dict[str, object] | None = None
         try:
-            served = self._registry.resolve(request.model)
+            served = await self._catalog.resolve(principal, request.model)
             if self._attachments is not None:  # file_id sources, PDFs as text, container skills
                 request, container = await self._attachments.resolve(
                     principal, request, served.backend.capabilities
@@ -182,7 +189,7 @@ class MessageService:
         return await accumulate(stream)
 
     async def count_tokens(self, request: CountTokensRequest, principal: Principal | None = None) -> int:
-        served = self._registry.resolve(request.model)
+        served = await self._catalog.resolve(principal, request.model)
         if self._attachments is not None and principal is not None:
             request, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
         _check_content(served, request)

@@ -176,6 +176,36 @@ class TenancyRepo:
             ).scalars()
             return [_key(row) for row in rows]
 
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        async with self._db.read() as session:
+            row = await session.get(ApiKeyRow, key_id)
+        return _key(row) if row else None
+
+    async def update_key(self, key_id: str, *, name: str | None, status: str | None) -> ApiKey | None:
+        """Rename and/or change the status of a key; ``None`` leaves a field as it is."""
+        async with self._db.write() as session:
+            row = await session.get(ApiKeyRow, key_id)
+            if row is None:
+                return None
+            if name is not None:
+                row.name = name
+            if status is not None:
+                row.status = status
+            return _key(row)
+
+    async def update_workspace(
+        self, workspace_id: str, *, name: str | None = None, archived_at: datetime | None = None
+    ) -> Workspace | None:
+        async with self._db.write() as session:
+            row = await session.get(WorkspaceRow, workspace_id)
+            if row is None:
+                return None
+            if name is not None:
+                row.name = name
+            if archived_at is not None:
+                row.archived_at = archived_at
+            return _workspace(row)
+
     async def set_key_status(self, key_id: str, status: str) -> ApiKey | None:
         async with self._db.write() as session:
             row = await session.get(ApiKeyRow, key_id)

@@ -1,7 +1,7 @@
 """Files (metadata; bytes live in the blob store), skills and skill versions.
 
 Revision ID: 0005_files_skills
-Revises: 0001_initial
+Revises: 0002_admin_api
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_files_skills"
-down_revision = "0001_initial"
+down_revision = "0002_admin_api"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,232 @@
+"""Wire shapes of the Admin API (``/v1/organizations/…``), as the anthropic 2.10 SDK's
+``types/organization`` models them, plus the usage and cost reports."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+OrganizationRole = Literal["user", "developer", "billing", "admin", "claude_code_user"]
+AssignableRole = Literal["user", "developer", "billing", "claude_code_user"]
+WorkspaceRole = Literal[
+    "workspace_user",
+    "workspace_developer",
+    "workspace_restricted_developer",
+    "workspace_admin",
+    "workspace_billing",
+]
+ApiKeyStatus = Literal["active", "inactive", "archived"]
+
+
+class OrganizationInfo(BaseModel):
+    id: str
+    type: Literal["organization"] = "organization"
+    name: str
+
+
+class ApiKeyCreatedBy(BaseModel):
+    id: str
+    type: Literal["user", "service_account"]
+
+
+class WorkspaceScope(BaseModel):
+    type: Literal["workspace"] = "workspace"
+    workspace_id: str
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    type: Literal["api_key"] = "api_key"
+    name: str
+    workspace_id: str
+    scope: WorkspaceScope
+    created_at: str
+    created_by: ApiKeyCreatedBy | None = None
+    expires_at: str | None = None
+    partial_key_hint: str | None
+    principal: None = None
+    status: str
+
+
+class CreatedApiKey(ApiKeyOut):
+    """Wisegate extension: the response of ``POST /v1/organizations/api_keys``, with the secret once."""
+
+    secret: str
+
+
+class DataResidency(BaseModel):
+    workspace_geo: Literal["us"] = "us"
+    allowed_inference_geos: Literal["unrestricted"] = "unrestricted"
+    default_inference_geo: Literal["global"] = "global"
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    type: Literal["workspace"] = "workspace"
+    name: str
+    display_color: str
+    created_at: str
+    archived_at: str | None
+    compartment_id: str
+    data_residency: DataResidency = Field(default_factory=DataResidency)
+    external_key_id: None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    user_profile_id: None = None
+    allowed_models: list[str] | None  # Wisegate extension: None = every served model
+
+
+class WorkspaceMemberOut(BaseModel):
+    type: Literal["workspace_member"] = "workspace_member"
+    user_id: str
+    workspace_id: str
+    workspace_role: str
+
+
+class WorkspaceMemberDeleted(BaseModel):
+    type: Literal["workspace_member_deleted"] = "workspace_member_deleted"
+    user_id: str
+    workspace_id: str
+
+
+class UserOut(BaseModel):
+    id: str
+    type: Literal["user"] = "user"
+    email: str
+    name: str
+    role: str
+    added_at: str
+
+
+class UserDeleted(BaseModel):
+    id: str
+    type: Literal["user_deleted"] = "user_deleted"
+
+
+class InviteOut(BaseModel):
+    id: str
+    type: Literal["invite"] = "invite"
+    email: str
+    role: str
+    status: str
+    invited_at: str
+    expires_at: str
+    accepted_at: str | None
+    rbac_group_ids: list[str] = Field(default_factory=list)
+
+
+class InviteDeleted(BaseModel):
+    id: str
+    type: Literal["invite_deleted"] = "invite_deleted"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateWorkspaceBody(_Body):
+    name: str = Field(min_length=1, max_length=40)
+    display_color: str | None = Field(default=None, pattern=r"^#[0-9A-Fa-f]{6}$")
+    allowed_models: list[str] | None = None
+    tags: dict[str, str] | None = None
+    data_residency: dict[str, object] | None = None
+
+
+class UpdateWorkspaceBody(_Body):
+    name: str | None = Field(default=None, min_length=1, max_length=40)
+    display_color: str | None = Field(default=None, pattern=r"^#[0-9A-Fa-f]{6}$")
+    allowed_models: list[str] | None = None
+    tags: dict[str, str | None] | None = None
+
+
+class UpdateApiKeyBody(_Body):
+    name: str | None = Field(default=None, min_length=1, max_length=500)
+    status: ApiKeyStatus | None = None
+
+
+class CreateApiKeyBody(_Body):
+    name: str = Field(min_length=1, max_length=500)
+    workspace_id: str
+
+
+class AddMemberBody(_Body):
+    user_id: str
+    workspace_role: WorkspaceRole
+
+
+class UpdateMemberBody(_Body):
+    workspace_role: WorkspaceRole
+    workspace_id: str | None = None  # the 2.10 SDK repeats the path's workspace id in the body
+
+
+class UpdateUserBody(_Body):
+    role: AssignableRole
+
+
+class CreateInviteBody(_Body):
+    email: str
+    role: AssignableRole
+    rbac_group_ids: list[str] | None = None
+
+
+class CacheCreation(BaseModel):
+    ephemeral_1h_input_tokens: int = 0
+    ephemeral_5m_input_tokens: int = 0
+
+
+class ServerToolUse(BaseModel):
+    web_search_requests: int = 0
+
+
+class UsageResult(BaseModel):
+    uncached_input_tokens: int = 0
+    cache_creation: CacheCreation = Field(default_factory=CacheCreation)
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    server_tool_use: ServerToolUse = Field(default_factory=ServerToolUse)
+    api_key_id: str | None = None
+    workspace_id: str | None = None
+    model: str | None = None
+    service_tier: str | None = None
+    context_window: str | None = None
+    inference_geo: str | None = None
+    speed: str | None = None
+    account_id: str | None = None
+    service_account_id: str | None = None
+
+
+class UsageBucket(BaseModel):
+    starting_at: str
+    ending_at: str
+    results: list[UsageResult]
+
+
+class UsageReport(BaseModel):
+    data: list[UsageBucket]
+    has_more: bool
+    next_page: str | None
+
+
+class CostResult(BaseModel):
+    currency: Literal["USD"] = "USD"
+    amount: str  # cents, exact decimal string
+    workspace_id: str | None = None
+    description: str | None = None
+    cost_type: str | None = None
+    context_window: str | None = None
+    model: str | None = None
+    service_tier: str | None = None
+    token_type: str | None = None
+    inference_geo: str | None = None
+
+
+class CostBucket(BaseModel):
+    starting_at: str
+    ending_at: str
+    results: list[CostResult]
+
+
+class CostReport(BaseModel):
+    data: list[CostBucket]
+    has_more: bool
+    next_page: str | None

@@ -1,0 +1,251 @@
+"""Repositories of the Admin API's directory: workspace settings, users, invites, workspace members."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+
+from wisegate.storage.db import Database
+from wisegate.storage.tables import InviteRow, UserRow, WorkspaceMemberRow, WorkspaceSettingsRow
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSettings:
+    workspace_id: str
+    display_color: str
+    allowed_models: tuple[str, ...] | None  # None: every served model
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    organization_id: str
+    email: str
+    name: str
+    role: str
+    added_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    id: str
+    organization_id: str
+    email: str
+    role: str
+    status: str
+    invited_at: datetime
+    expires_at: datetime
+    accepted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceMember:
+    workspace_id: str
+    user_id: str
+    workspace_role: str
+    added_at: datetime
+
+
+def _settings(row: WorkspaceSettingsRow) -> WorkspaceSettings:
+    allowed = tuple(json.loads(row.allowed_models)) if row.allowed_models is not None else None
+    return WorkspaceSettings(row.workspace_id, row.display_color, allowed)
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.organization_id, row.email, row.name, row.role, _aware(row.added_at))
+
+
+def _invite(row: InviteRow) -> Invite:
+    accepted = _aware(row.accepted_at) if row.accepted_at else None
+    return Invite(
+        row.id,
+        row.organization_id,
+        row.email,
+        row.role,
+        row.status,
+        _aware(row.invited_at),
+        _aware(row.expires_at),
+        accepted,
+    )
+
+
+def _member(row: WorkspaceMemberRow) -> WorkspaceMember:
+    return WorkspaceMember(row.workspace_id, row.user_id, row.workspace_role, _aware(row.added_at))
+
+
+class DirectoryRepo:
+    """Workspace settings, users, invites and workspace members."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def workspace_settings(self, workspace_id: str) -> WorkspaceSettings | None:
+        async with self._db.read() as session:
+            row = await session.get(WorkspaceSettingsRow, workspace_id)
+        return _settings(row) if row else None
+
+    async def all_workspace_settings(self, workspace_ids: list[str]) -> dict[str, WorkspaceSettings]:
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(
+                    select(WorkspaceSettingsRow).where(WorkspaceSettingsRow.workspace_id.in_(workspace_ids))
+                )
+            ).scalars()
+            return {row.workspace_id: _settings(row) for row in rows}
+
+    async def save_workspace_settings(self, settings: WorkspaceSettings) -> None:
+        allowed = json.dumps(list(settings.allowed_models)) if settings.allowed_models is not None else None
+        async with self._db.write() as session:
+            row = await session.get(WorkspaceSettingsRow, settings.workspace_id)
+            if row is None:
+                session.add(
+                    WorkspaceSettingsRow(
+                        workspace_id=settings.workspace_id,
+                        display_color=settings.display_color,
+                        allowed_models=allowed,
+                    )
+                )
+            else:
+                row.display_color = settings.display_color
+                row.allowed_models = allowed
+
+    async def list_users(self, organization_id: str) -> list[User]:
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(select(UserRow).where(UserRow.organization_id == organization_id))
+            ).scalars()
+            return [_user(row) for row in rows]
+
+    async def get_user(self, user_id: str) -> User | None:
+        async with self._db.read() as session:
+            row = await session.get(UserRow, user_id)
+        return _user(row) if row else None
+
+    async def user_by_email(self, organization_id: str, email: str) -> User | None:
+        async with self._db.read() as session:
+            row = (
+                await session.execute(
+                    select(UserRow).where(UserRow.organization_id == organization_id, UserRow.email == email)
+                )
+            ).scalar_one_or_none()
+        return _user(row) if row else None
+
+    async def set_user_role(self, user_id: str, role: str) -> User | None:
+        async with self._db.write() as session:
+            row = await session.get(UserRow, user_id)
+            if row is None:
+                return None
+            row.role = role
+            return _user(row)
+
+    async def remove_user(self, user_id: str) -> bool:
+        """Delete a user and their workspace memberships, in one transaction."""
+        async with self._db.write() as session:
+            row = await session.get(UserRow, user_id)
+            if row is None:
+                return False
+            await session.execute(delete(WorkspaceMemberRow).where(WorkspaceMemberRow.user_id == user_id))
+            await session.delete(row)
+            return True
+
+    async def add_invite(self, invite: Invite) -> None:
+        async with self._db.write() as session:
+            session.add(
+                InviteRow(
+                    id=invite.id,
+                    organization_id=invite.organization_id,
+                    email=invite.email,
+                    role=invite.role,
+                    status=invite.status,
+                    invited_at=invite.invited_at,
+                    expires_at=invite.expires_at,
+                    accepted_at=invite.accepted_at,
+                )
+            )
+
+    async def list_invites(self, organization_id: str) -> list[Invite]:
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(select(InviteRow).where(InviteRow.organization_id == organization_id))
+            ).scalars()
+            return [_invite(row) for row in rows]
+
+    async def get_invite(self, invite_id: str) -> Invite | None:
+        async with self._db.read() as session:
+            row = await session.get(InviteRow, invite_id)
+        return _invite(row) if row else None
+
+    async def set_invite_status(self, invite_id: str, status: str) -> Invite | None:
+        async with self._db.write() as session:
+            row = await session.get(InviteRow, invite_id)
+            if row is None:
+                return None
+            row.status = status
+            return _invite(row)
+
+    async def accept_invite(self, invite_id: str, user: User) -> Invite:
+        """Mark the invite accepted and create its user, in one transaction."""
+        async with self._db.write() as session:
+            row = await session.get(InviteRow, invite_id)
+            assert row is not None
+            row.status = "accepted"
+            row.accepted_at = user.added_at
+            session.add(
+                UserRow(
+                    id=user.id,
+                    organization_id=user.organization_id,
+                    email=user.email,
+                    name=user.name,
+                    role=user.role,
+                    added_at=user.added_at,
+                )
+            )
+            return _invite(row)
+
+    async def list_members(self, workspace_id: str) -> list[WorkspaceMember]:
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(
+                    select(WorkspaceMemberRow).where(WorkspaceMemberRow.workspace_id == workspace_id)
+                )
+            ).scalars()
+            return [_member(row) for row in rows]
+
+    async def get_member(self, workspace_id: str, user_id: str) -> WorkspaceMember | None:
+        async with self._db.read() as session:
+            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id))
+        return _member(row) if row else None
+
+    async def add_member(self, member: WorkspaceMember) -> None:
+        async with self._db.write() as session:
+            session.add(
+                WorkspaceMemberRow(
+                    workspace_id=member.workspace_id,
+                    user_id=member.user_id,
+                    workspace_role=member.workspace_role,
+                    added_at=member.added_at,
+                )
+            )
+
+    async def set_member_role(self, workspace_id: str, user_id: str, role: str) -> WorkspaceMember | None:
+        async with self._db.write() as session:
+            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id))
+            if row is None:
+                return None
+            row.workspace_role = role
+            return _member(row)
+
+    async def remove_member(self, workspace_id: str, user_id: str) -> bool:
+        async with self._db.write() as session:
+            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id))
+            if row is None:
+                return False
+            await session.delete(row)
+            return True

@@ -1,0 +1,144 @@
+"""Users, invites and workspace members through the SDK's ``client.organization``; an invite is
+accepted with ``wisegate invites accept``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import anthropic
+import pytest
+from click.testing import CliRunner
+
+from tests.api.admin_support import AdminServer, admin_server
+from wisegate.cli import main
+from wisegate.storage.db import Database
+from wisegate.storage.directory import DirectoryRepo, Invite
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminServer]:
+    yield from admin_server(tmp_path_factory.mktemp("admin-people"))
+
+
+def _accept(server: AdminServer, invite_id: str, name: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("WISEGATE_DATA_DIR", str(server.live.settings.data_dir))
+    result = CliRunner().invoke(main, ["invites", "accept", invite_id, "--name", name])
+    assert result.exit_code == 0, result.output
+    return result.output.split("\t")[0]
+
+
+def test_invite_accept_and_users(server: AdminServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = server.admin().organization
+    invite = org.invites.create(email="Ada@Example.com", role="developer")
+    assert invite.id.startswith("invite_") and invite.type == "invite" and invite.status == "pending"
+    assert invite.email == "ada@example.com" and invite.role == "developer"
+    assert invite.expires_at - invite.invited_at == timedelta(days=21) and invite.accepted_at is None
+    assert org.invites.retrieve(invite.id).id == invite.id
+
+    with pytest.raises(anthropic.BadRequestError) as duplicate:
+        org.invites.create(email="ada@example.com", role="user")
+    assert duplicate.value.error_code == "invite_already_exists"
+    with pytest.raises(anthropic.BadRequestError):
+        org.invites.create(email="not-an-email", role="user")
+    with pytest.raises(anthropic.BadRequestError):
+        org.invites.create(email="x@example.com", role="admin")  # type: ignore[arg-type]
+
+    user_id = _accept(server, invite.id, "Ada Lovelace", monkeypatch)
+    accepted = org.invites.retrieve(invite.id)
+    assert accepted.status == "accepted" and accepted.accepted_at is not None
+    user = org.users.retrieve(user_id)
+    assert user.type == "user" and user.email == "ada@example.com" and user.name == "Ada Lovelace"
+    assert user.role == "developer"
+    assert [u.id for u in org.users.list(email="ADA@example.com")] == [user_id]
+    assert org.users.list(email="nobody@example.com").data == []
+    assert org.users.update(user_id, role="billing").role == "billing"
+    assert [u.id for u in org.users.list(roles=["billing"])] == [user_id]
+    with pytest.raises(anthropic.BadRequestError):
+        org.invites.create(email="ada@example.com", role="user")  # already a member
+
+    removed = org.users.remove(user_id)
+    assert removed.id == user_id and removed.type == "user_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        org.users.retrieve(user_id)
+
+
+def test_invite_listing_expiry_and_delete(server: AdminServer) -> None:
+    org = server.admin().organization
+    pending = [org.invites.create(email=f"p{i}@example.com", role="user") for i in range(3)]
+    past = datetime.now(UTC) - timedelta(days=30)
+    expired = Invite(
+        "invite_expired1",
+        server.organization_id,
+        "old@example.com",
+        "user",
+        "pending",
+        past,
+        past + timedelta(days=21),
+        None,
+    )
+
+    async def add() -> None:
+        db = Database(server.live.settings.resolved_database_url)
+        try:
+            await DirectoryRepo(db).add_invite(expired)
+        finally:
+            await db.close()
+
+    server.live.run(add())
+    assert org.invites.retrieve("invite_expired1").status == "expired"
+    assert [i.id for i in org.invites.list(statuses=["expired"])] == ["invite_expired1"]
+    page = org.invites.list(limit=2)
+    assert len(page.data) == 2 and page.has_more
+    all_ids = [i.id for i in org.invites.list(limit=2)]  # auto-paginated
+    assert {p.id for p in pending} | {"invite_expired1"} <= set(all_ids)
+    assert [i.id for i in org.invites.list(email="p1@example.com")] == [pending[1].id]
+
+    deleted = org.invites.delete(pending[0].id)
+    assert deleted.id == pending[0].id and deleted.type == "invite_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        org.invites.retrieve(pending[0].id)
+    with pytest.raises(anthropic.NotFoundError):
+        org.invites.delete("invite_nope")
+    assert server.get("/v1/organizations/invites", **{"statuses[]": "deleted"}).status_code == 400
+
+
+def test_workspace_members(server: AdminServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = server.admin().organization
+    workspace = org.workspaces.create(name="Members")
+    users = []
+    for name in ("grace", "linus", "barbara"):
+        invite = org.invites.create(email=f"{name}@example.com", role="developer")
+        users.append(_accept(server, invite.id, name.title(), monkeypatch))
+
+    added = org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_developer")
+    assert added.type == "workspace_member" and added.user_id == users[0]
+    assert added.workspace_id == workspace.id and added.workspace_role == "workspace_developer"
+    for user_id in users[1:]:
+        org.workspaces.members.add(workspace.id, user_id=user_id, workspace_role="workspace_user")
+    with pytest.raises(anthropic.BadRequestError, match="already a member"):
+        org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_user")
+    with pytest.raises(anthropic.BadRequestError):
+        org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_owner")  # type: ignore[arg-type]
+    with pytest.raises(anthropic.NotFoundError):
+        org.workspaces.members.add(workspace.id, user_id="user_nope", workspace_role="workspace_user")
+
+    members = org.workspaces.members.list(workspace.id, limit=2)
+    assert [m.user_id for m in members.data] == users[:2] and members.has_more
+    assert [m.user_id for m in members] == users
+    member = org.workspaces.members.retrieve(users[1], workspace_id=workspace.id)
+    assert member.workspace_role == "workspace_user"
+    updated = org.workspaces.members.update(
+        users[1], workspace_id=workspace.id, workspace_role="workspace_admin"
+    )
+    assert updated.workspace_role == "workspace_admin"
+
+    removed = org.workspaces.members.remove(users[2], workspace_id=workspace.id)
+    assert removed.type == "workspace_member_deleted" and removed.user_id == users[2]
+    with pytest.raises(anthropic.NotFoundError):
+        org.workspaces.members.retrieve(users[2], workspace_id=workspace.id)
+    with pytest.raises(anthropic.NotFoundError):
+        org.workspaces.members.list("wrkspc_nope")
+    # Removing a user removes their memberships.
+    org.users.remove(users[0])
+    assert [m.user_id for m in org.workspaces.members.list(workspace.id)] == [users[1]]

@@ -1,0 +1,191 @@
+"""The Admin API's organization, workspaces, API keys and isolation, through the anthropic 2.10 SDK's
+``client.organization`` resources (and raw HTTP for error bodies)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.api.admin_support import AdminServer, admin_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminServer]:
+    yield from admin_server(tmp_path_factory.mktemp("admin-tenancy"))
+
+
+def _error(response: Any) -> tuple[int, str, str]:
+    body = response.json()
+    assert body["type"] == "error" and body["request_id"] == response.headers["request-id"]
+    return response.status_code, body["error"]["type"], body["error"]["message"]
+
+
+def test_organization_me(server: AdminServer) -> None:
+    org = server.admin().organization.retrieve()
+    assert org.type == "organization" and org.id == server.organization_id and org.name
+    # Any valid key may read its own organization; no key is a 401.
+    assert server.client(server.live.key).organization.retrieve().id == org.id
+    assert _error(server.get("/v1/organizations/me", key="sk-wg-api01-nope"))[:2] == (
+        401,
+        "authentication_error",
+    )
+
+
+def test_api_key_cannot_change_the_organization(server: AdminServer) -> None:
+    client = server.client(server.live.key)
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        client.organization.workspaces.create(name="nope")
+    assert denied.value.status_code == 403 and denied.value.error_code == "api_key_scope_missing"
+    with pytest.raises(anthropic.PermissionDeniedError):
+        client.organization.invites.list()
+    # An admin key is no inference key.
+    with pytest.raises(anthropic.AuthenticationError):
+        server.admin().messages.create(
+            model="scripted-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+
+
+def test_workspace_lifecycle(server: AdminServer) -> None:
+    admin = server.admin()
+    created = admin.organization.workspaces.create(name="Research", display_color="#123ABC")
+    assert created.id.startswith("wrkspc_") and created.type == "workspace"
+    assert created.name == "Research" and created.display_color == "#123ABC" and created.archived_at is None
+    assert created.data_residency.workspace_geo == "us" and created.tags == {}
+
+    fetched = admin.organization.workspaces.retrieve(created.id)
+    assert fetched.id == created.id and fetched.created_at == created.created_at
+    renamed = admin.organization.workspaces.update(created.id, name="Research 2")
+    assert renamed.name == "Research 2" and renamed.display_color == "#123ABC"
+
+    listed = [w.id for w in admin.organization.workspaces.list(limit=1000)]
+    assert created.id in listed
+    key_id, secret = server.new_key(created.id)
+    assert server.client(secret).models.list().data
+
+    archived = admin.organization.workspaces.archive(created.id)
+    assert archived.archived_at is not None
+    assert created.id not in [w.id for w in admin.organization.workspaces.list(limit=1000)]
+    assert created.id in [w.id for w in admin.organization.workspaces.list(include_archived=True, limit=1000)]
+    # Archiving a workspace archives its keys: they stop working at once.
+    assert admin.organization.api_keys.retrieve(key_id).status == "archived"
+    with pytest.raises(anthropic.AuthenticationError):
+        server.client(secret).models.list()
+    with pytest.raises(anthropic.BadRequestError, match="archived"):
+        admin.organization.workspaces.update(created.id, name="again")
+
+
+def test_workspace_errors(server: AdminServer) -> None:
+    admin = server.admin()
+    with pytest.raises(anthropic.NotFoundError):
+        admin.organization.workspaces.retrieve("wrkspc_doesnotexist")
+    with pytest.raises(anthropic.NotFoundError):
+        admin.organization.workspaces.archive("wrkspc_doesnotexist")
+    status, kind, message = _error(server.post("/v1/organizations/workspaces", {"name": "x" * 41}))
+    assert (status, kind) == (400, "invalid_request_error") and message.startswith("name:")
+    status, _, message = _error(server.post("/v1/organizations/workspaces", {"name": "ok", "colour": "red"}))
+    assert status == 400 and "colour" in message
+    status, _, message = _error(
+        server.post("/v1/organizations/workspaces", {"name": "ok", "allowed_models": ["x"]})
+    )
+    assert status == 400 and "allowed_models: unknown model 'x'" in message
+    default = [w for w in admin.organization.workspaces.list(limit=1000) if w.name == "Default"][0]
+    with pytest.raises(anthropic.BadRequestError, match="default workspace"):
+        admin.organization.workspaces.archive(default.id)
+    assert _error(server.get("/v1/organizations/workspaces", limit=0))[0] == 400
+    assert _error(server.get("/v1/organizations/workspaces", include_archived="maybe"))[0] == 400
+
+
+def test_api_keys_list_filter_page_and_update(server: AdminServer) -> None:
+    admin = server.admin()
+    workspace = admin.organization.workspaces.create(name="Keys")
+    made = [server.new_key(workspace.id, f"key-{i}") for i in range(5)]
+    ids = [key_id for key_id, _ in made]
+
+    keys = admin.organization.api_keys.list(workspace_id=workspace.id)
+    assert [k.id for k in keys.data] == ids[::-1]  # newest first
+    first = keys.data[0]
+    assert first.type == "api_key" and first.scope.type == "workspace"
+    assert first.scope.workspace_id == workspace.id and first.status == "active"
+    assert first.partial_key_hint and first.partial_key_hint.startswith("sk-wg-api01-")
+
+    page = admin.organization.api_keys.list(workspace_id=workspace.id, limit=2)
+    assert [k.id for k in page.data] == ids[:2:-1][:2] and page.has_more
+    assert page.first_id == ids[4] and page.last_id == ids[3]
+    # The SDK follows after_id through every page.
+    assert [k.id for k in page] == ids[::-1]
+    before = admin.organization.api_keys.list(workspace_id=workspace.id, before_id=ids[1], limit=2)
+    assert [k.id for k in before.data] == [ids[3], ids[2]] and before.has_more
+    assert [k.id for k in before] == [ids[3], ids[2], ids[4]]
+
+    renamed = admin.organization.api_keys.update(ids[0], name="renamed")
+    assert renamed.name == "renamed" and renamed.status == "active"
+    disabled = admin.organization.api_keys.update(ids[0], status="inactive")
+    assert disabled.status == "inactive"
+    with pytest.raises(anthropic.AuthenticationError):
+        server.client(made[0][1]).models.list()
+    listed = admin.organization.api_keys.list(workspace_id=workspace.id, status="inactive")
+    assert [k.id for k in listed.data] == [ids[0]]
+    assert admin.organization.api_keys.update(ids[0], status="active").status == "active"
+    assert server.client(made[0][1]).models.list().data
+
+    admin.organization.api_keys.update(ids[1], status="archived")
+    with pytest.raises(anthropic.BadRequestError, match="cannot be reactivated"):
+        admin.organization.api_keys.update(ids[1], status="active")
+
+    with pytest.raises(anthropic.NotFoundError):
+        admin.organization.api_keys.retrieve("apikey_nope")
+    with pytest.raises(anthropic.NotFoundError):
+        admin.organization.api_keys.update("apikey_nope", name="x")
+    assert _error(server.get("/v1/organizations/api_keys", status="gone"))[0] == 400
+    assert _error(server.get("/v1/organizations/api_keys", after_id="apikey_nope"))[0] == 400
+    both = _error(server.get("/v1/organizations/api_keys", after_id=ids[0], before_id=ids[1]))
+    assert both[0] == 400 and "cannot both be set" in both[2]
+    assert _error(server.post(f"/v1/organizations/api_keys/{ids[2]}", {"status": "paused"}))[0] == 400
+
+
+def test_create_api_key_extension(server: AdminServer) -> None:
+    workspace = server.admin().organization.workspaces.create(name="Created keys")
+    response = server.post(
+        "/v1/organizations/api_keys", {"name": "made by api", "workspace_id": workspace.id}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["type"] == "api_key" and body["workspace_id"] == workspace.id
+    assert body["secret"].startswith("sk-wg-api01-")
+    assert server.client(body["secret"]).models.list().data
+    missing = server.post("/v1/organizations/api_keys", {"name": "x", "workspace_id": "wrkspc_nope"})
+    assert _error(missing)[:2] == (404, "not_found_error")
+    api_key = server.post(
+        "/v1/organizations/api_keys", {"name": "x", "workspace_id": workspace.id}, server.live.key
+    )
+    assert _error(api_key)[0] == 403
+
+
+def test_an_api_key_sees_only_its_workspace(server: AdminServer) -> None:
+    admin = server.admin()
+    a = admin.organization.workspaces.create(name="Tenant A")
+    b = admin.organization.workspaces.create(name="Tenant B")
+    a_key_id, a_secret = server.new_key(a.id, "a")
+    b_key_id, _ = server.new_key(b.id, "b")
+    tenant = server.client(a_secret).organization
+
+    assert [k.id for k in tenant.api_keys.list()] == [a_key_id]
+    assert tenant.api_keys.retrieve(a_key_id).id == a_key_id
+    with pytest.raises(anthropic.NotFoundError) as hidden:
+        tenant.api_keys.retrieve(b_key_id)
+    unknown = server.get("/v1/organizations/api_keys/apikey_nope", key=a_secret)
+    # Another workspace's key answers exactly as a key that does not exist.
+    assert hidden.value.body["error"]["message"] == unknown.json()["error"]["message"].replace(  # type: ignore[index]
+        "apikey_nope", b_key_id
+    )
+    assert tenant.api_keys.list(workspace_id=b.id).data == []
+    assert [w.id for w in tenant.workspaces.list()] == [a.id]
+    with pytest.raises(anthropic.NotFoundError):
+        tenant.workspaces.retrieve(b.id)
+    with pytest.raises(anthropic.NotFoundError):
+        tenant.workspaces.members.list(b.id)
+    # Admin keys are organization-wide.
+    assert {a_key_id, b_key_id} <= {k.id for k in admin.organization.api_keys.list(limit=1000)}

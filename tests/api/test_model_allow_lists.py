@@ -1,0 +1,58 @@
+"""A workspace's model allow-list: other models look unknown on /v1/models, /v1/messages and count_tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import anthropic
+import pytest
+
+from tests.api.admin_support import AdminServer, admin_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminServer]:
+    yield from admin_server(tmp_path_factory.mktemp("admin-models"))
+
+
+def test_allow_list_narrows_every_model_endpoint(server: AdminServer) -> None:
+    admin = server.admin()
+    created = server.post(
+        "/v1/organizations/workspaces", {"name": "Only two", "allowed_models": ["scripted-2"]}
+    )
+    assert created.status_code == 200 and created.json()["allowed_models"] == ["scripted-2"]
+    workspace_id = created.json()["id"]
+    _, secret = server.new_key(workspace_id)
+    client = server.client(secret)
+
+    assert [m.id for m in client.models.list()] == ["scripted-2"]
+    assert client.models.retrieve("scripted-2").id == "scripted-2"
+    for model in ("scripted-1", "scripted-latest"):  # the alias of a disallowed model is disallowed too
+        with pytest.raises(anthropic.NotFoundError) as missing:
+            client.models.retrieve(model)
+        assert missing.value.body["error"]["message"] == f"model: {model}"  # type: ignore[index]
+        with pytest.raises(anthropic.NotFoundError) as refused:
+            client.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert refused.value.body["error"]["message"] == f"model: {model}"  # type: ignore[index]
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(anthropic.NotFoundError):
+            with client.messages.stream(
+                model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+            ):
+                pass
+    ok = client.messages.create(
+        model="scripted-2", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert ok.model == "scripted-2"
+    assert client.messages.count_tokens(model="scripted-2", messages=[{"role": "user", "content": "hi"}])
+
+    # Keys of other workspaces are unaffected, and lifting the list takes effect at once.
+    assert [m.id for m in server.client(server.live.key).models.list()] == ["scripted-2", "scripted-1"]
+    lifted = server.post(f"/v1/organizations/workspaces/{workspace_id}", {"allowed_models": None})
+    assert lifted.json()["allowed_models"] is None
+    assert sorted(m.id for m in client.models.list()) == ["scripted-1", "scripted-2"]
+    narrowed = server.post(f"/v1/organizations/workspaces/{workspace_id}", {"allowed_models": ["scripted-1"]})
+    assert narrowed.json()["allowed_models"] == ["scripted-1"]
+    assert [m.id for m in client.models.list()] == ["scripted-1"]
+    assert admin.organization.workspaces.retrieve(workspace_id).name == "Only two"

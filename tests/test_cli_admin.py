@@ -1,0 +1,103 @@
+"""``wisegate workspaces …`` and ``wisegate usage`` against a real database (click's CliRunner)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wisegate.cli import main
+from wisegate.domain.keys import KeyService
+from wisegate.settings import Settings
+from wisegate.storage.db import Database
+from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("WISEGATE_DATA_DIR", str(tmp_path / "data"))
+    return CliRunner()
+
+
+def _ok(runner: CliRunner, *args: str) -> str:
+    result = runner.invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_workspaces_commands(runner: CliRunner) -> None:
+    created = _ok(runner, "workspaces", "create", "--name", "Team", "--model", "smollm2-135m-instruct")
+    workspace_id, name = created.strip().split("\t")
+    assert workspace_id.startswith("wrkspc_") and name == "Team"
+    listed = _ok(runner, "workspaces", "list").splitlines()
+    assert f"{workspace_id}\tTeam\tactive\tsmollm2-135m-instruct" in listed
+    assert any(line.endswith("\tDefault\tdefault\t*") for line in listed)
+    assert _ok(runner, "workspaces", "models", workspace_id).strip() == f"{workspace_id}\t*"
+    key_line = _ok(runner, "keys", "create", "--name", "k", "--workspace", workspace_id)
+    key_id = key_line.split("\t")[0]
+    assert _ok(runner, "workspaces", "archive", workspace_id).strip() == f"{workspace_id}\tarchived"
+    assert workspace_id not in _ok(runner, "workspaces", "list")
+    assert f"{workspace_id}\tTeam\tarchived\t*" in _ok(runner, "workspaces", "list", "--archived")
+    assert f"{key_id}\t{workspace_id}\tapi\tarchived" in _ok(runner, "keys", "list")
+
+    bad = runner.invoke(main, ["workspaces", "create", "--name", "x", "--model", "nope"])
+    assert bad.exit_code == 1 and "allowed_models: unknown model 'nope'" in bad.output
+    missing = runner.invoke(main, ["workspaces", "archive", "wrkspc_nope"])
+    assert missing.exit_code == 1 and "not found" in missing.output
+
+
+def _seed_usage() -> None:
+    settings = Settings()
+
+    async def run() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            keys = KeyService(TenancyRepo(db))
+            org = await keys.bootstrap()
+            workspace = await keys.default_workspace(org.id)
+            key, _ = await keys.create_key(workspace.id, "seed")
+            now = datetime.now(UTC) - timedelta(hours=1)
+            for i, (model, tokens) in enumerate(
+                [("claude-sonnet-4-5", 1_000_000), ("smollm2-135m-instruct", 50)]
+            ):
+                await UsageRepo(db).add(
+                    UsageRecord(
+                        f"req_seed_{i}",
+                        org.id,
+                        workspace.id,
+                        key.id,
+                        model,
+                        tokens,
+                        tokens,
+                        0,
+                        0,
+                        "standard",
+                        "end_turn",
+                        None,
+                        False,
+                        5,
+                        now,
+                    )
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+
+
+def test_usage_table(runner: CliRunner) -> None:
+    _ok(runner, "migrate")
+    _seed_usage()
+    table = _ok(runner, "usage")
+    lines = [line for line in table.splitlines() if "claude-sonnet-4-5" in line or "smollm2" in line]
+    # Sorted by cost: 1M in at $3 + 1M out at $15 = $18; the embedded model is free.
+    assert "claude-sonnet-4-5" in lines[0] and "1,000,000" in lines[0] and "$18.000000" in lines[0]
+    assert "smollm2-135m-instruct" in lines[1] and "$0.000000" in lines[1]
+    by_workspace = _ok(runner, "usage", "--by", "workspace", "--days", "1")
+    assert "wrkspc_" in by_workspace and "$18.000000" in by_workspace
+    empty = _ok(runner, "usage", "--start", "2020-01-01", "--end", "2020-01-02")
+    assert "no requests in this range" in empty
+    assert runner.invoke(main, ["usage", "--start", "soon"]).exit_code == 2
