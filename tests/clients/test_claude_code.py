@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import EMBEDDED_MODEL, LiveServer, serve, settings_for
 from wisegate.settings import BackendConfig, ModelConfig
 
@@ -38,7 +39,9 @@ def claude_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
     yield from serve(settings)
 
 
-def claude(node_clients: Path, server: LiveServer, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def claude(
+    node_clients: Path, server: LiveServer, home: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     env = {

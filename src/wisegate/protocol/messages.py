@@ -186,7 +186,7 @@ class MessageParam(_Strict):
         if self.role != "system":
             for name in ("output_config", "clear_at"):
                 if getattr(self, name) is not None:
-                    raise ValueError(f"{name}: only permitted on role: \"system\" messages")
+                    raise ValueError(f'{name}: only permitted on role: "system" messages')
         return self
 
     def blocks(self) -> list[ContentBlockParam]:

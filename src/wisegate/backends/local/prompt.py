@@ -78,7 +78,9 @@ class PromptRenderer:
         # "next_user_message"`` ones only while no later user turn exists.
         last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
         for index, message in enumerate(request.messages):
-            if message.role == "system" and not (message.clear_at == "next_user_message" and index < last_user):
+            if message.role == "system" and not (
+                message.clear_at == "next_user_message" and index < last_user
+            ):
                 system.append("".join(self._block_text(block, index, model_id) for block in message.blocks()))
         if system:
             turns.append({"role": "system", "content": "\n\n".join(system)})
