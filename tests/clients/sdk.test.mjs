@@ -43,7 +43,7 @@ test('messages.countTokens matches what create reports', async () => {
   const counted = await client.messages.countTokens({ model, messages: hello });
   const message = await client.messages.create({ model, max_tokens: 1, messages: hello });
   assert.equal(counted.input_tokens, message.usage.input_tokens);
-  assert.equal(message.stop_reason, 'max_tokens');
+  assert.ok(message.usage.output_tokens <= 1);
 });
 
 test('messages.stream yields text and the final message', async () => {
