@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -44,6 +45,10 @@ class ServedModel:
     route: ModelRoute
 
 
+def _is_pattern(alias: str) -> bool:
+    return any(c in alias for c in "*?[")
+
+
 class BackendRegistry:
     """Builds the configured backends and resolves model ids and aliases to them."""
 
@@ -63,6 +68,7 @@ class BackendRegistry:
             self.backends[name] = types[config.type](name, config.options)
         self.models: list[ServedModel] = []
         self._by_id: dict[str, ServedModel] = {}
+        self._patterns: list[tuple[str, ServedModel]] = []
         for model in models:
             served = ServedModel(
                 model,
@@ -76,14 +82,24 @@ class BackendRegistry:
             )
             self.models.append(served)
             for model_id in (model.id, *model.aliases):
-                self._by_id[model_id] = served
+                if _is_pattern(model_id):
+                    self._patterns.append((model_id, served))
+                else:
+                    self._by_id[model_id] = served
 
     def resolve(self, model_id: str) -> ServedModel:
-        """The served model for an id or alias; 404 ``not_found_error`` naming it otherwise."""
+        """The served model for an id or alias; 404 ``not_found_error`` naming it otherwise.
+
+        Exact ids and aliases win; then alias patterns (``claude-*``, ``claude-?-haiku*``: shell-style,
+        case-sensitive) are tried in configuration order.
+        """
         served = self._by_id.get(model_id)
-        if served is None:
-            raise NotFound(f"model: {model_id}")
-        return served
+        if served is not None:
+            return served
+        for pattern, candidate in self._patterns:
+            if fnmatchcase(model_id, pattern):
+                return candidate
+        raise NotFound(f"model: {model_id}")
 
     async def start(self) -> None:
         for backend in self.backends.values():

@@ -155,6 +155,8 @@ class ServerToolBlockParam(_Open):
         "container_upload",
         "mid_conv_system",
         "compaction",
+        "tool_addition",
+        "tool_removal",
     ]
 
 
@@ -175,6 +177,17 @@ ContentBlockParam = Annotated[
 class MessageParam(_Strict):
     role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlockParam]
+    # Per-turn settings of ``role: "system"`` messages (beta surface Claude Code sends).
+    output_config: dict[str, Any] | None = None
+    clear_at: Literal["next_user_message", "never"] | None = None
+
+    @model_validator(mode="after")
+    def _system_only_fields(self) -> MessageParam:
+        if self.role != "system":
+            for name in ("output_config", "clear_at"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f'{name}: only permitted on role: "system" messages')
+        return self
 
     def blocks(self) -> list[ContentBlockParam]:
         """The content as a list of blocks (a string is one text block)."""

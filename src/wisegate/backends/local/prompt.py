@@ -73,9 +73,20 @@ class PromptRenderer:
                 )
             )
         turns: list[dict[str, str]] = []
+        # The model was trained with one leading system turn: ``role: "system"`` messages are hoisted
+        # into it (as Anthropic's OpenAI layer hoists system messages); ``clear_at:
+        # "next_user_message"`` ones only while no later user turn exists.
+        last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
+        for index, message in enumerate(request.messages):
+            if message.role == "system" and not (
+                message.clear_at == "next_user_message" and index < last_user
+            ):
+                system.append("".join(self._block_text(block, index, model_id) for block in message.blocks()))
         if system:
             turns.append({"role": "system", "content": "\n\n".join(system)})
         for index, message in enumerate(request.messages):
+            if message.role == "system":
+                continue
             text = "".join(self._block_text(block, index, model_id) for block in message.blocks())
             if turns and turns[-1]["role"] == message.role:
                 turns[-1]["content"] += "\n\n" + text

@@ -1,0 +1,320 @@
+"""Chat Completions (OpenAI's format) answered through the Messages path: same routing, limits and ledger.
+
+A Chat Completions request becomes a :class:`MessagesRequest` (system and developer messages hoisted
+into ``system``, tool calls into ``tool_use`` blocks, tool messages into ``tool_result`` blocks, the
+fields Anthropic's own OpenAI layer ignores ignored); the answer's stream events become
+``chat.completion.chunk`` objects, or are folded into one ``chat.completion``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from wisegate.domain.keys import Principal
+from wisegate.domain.messages import MessageService, MessageStream
+from wisegate.errors import InvalidRequest
+from wisegate.protocol.events import (
+    ContentBlockDelta,
+    ContentBlockStart,
+    InputJsonDelta,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    StreamEvent,
+    TextDelta,
+)
+from wisegate.protocol.messages import Message, MessagesRequest, TextBlock, ToolUseBlock
+from wisegate.protocol.openai import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionUsage,
+    FinishReason,
+    FunctionCall,
+    ImagePart,
+    NamedToolChoice,
+    TextPart,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallDeltaFunction,
+)
+
+DEFAULT_MAX_TOKENS = 4096
+
+_FINISH: dict[str | None, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+class ChatCompletionService:
+    """``create`` and ``stream`` in OpenAI's shapes on top of :class:`MessageService`."""
+
+    def __init__(self, messages: MessageService) -> None:
+        self._messages = messages
+
+    def to_messages(self, body: ChatCompletionRequest) -> dict[str, Any]:
+        """The Messages request body for ``body`` (validated by the caller as ``MessagesRequest``)."""
+        if body.n is not None and body.n != 1:
+            raise InvalidRequest("n: only n=1 is supported")
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        if max_tokens is None:
+            route = self._messages.resolve(body.model).route
+            max_tokens = route.max_output_tokens or DEFAULT_MAX_TOKENS
+        system, messages = _conversation(body.messages)
+        request: dict[str, Any] = {"model": body.model, "max_tokens": max_tokens, "messages": messages}
+        if system:
+            request["system"] = system
+        if body.temperature is not None:
+            request["temperature"] = min(body.temperature, 1.0)
+        if body.top_p is not None:
+            request["top_p"] = body.top_p
+        stops = [body.stop] if isinstance(body.stop, str) else body.stop or []
+        if any(s.strip() for s in stops):
+            request["stop_sequences"] = [s for s in stops if s.strip()]
+        if body.tools:
+            request["tools"] = [
+                {
+                    "name": tool.function.name,
+                    "description": tool.function.description or "",
+                    "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
+                }
+                for tool in body.tools
+            ]
+        choice = _tool_choice(body)
+        if choice is not None:
+            request["tool_choice"] = choice
+        return request
+
+    async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> ChatCompletion:
+        message = await self._messages.create(principal, request, request_id)
+        return completion(message)
+
+    async def open_stream(
+        self, principal: Principal, request: MessagesRequest, request_id: str
+    ) -> MessageStream:
+        return await self._messages.open_stream(principal, request, request_id, streamed=True)
+
+
+def _text(content: str | list[Any] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.text for part in content if isinstance(part, TextPart))
+
+
+def _image(part: ImagePart) -> dict[str, Any]:
+    url = part.image_url.url
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[len("data:") :].split(";")[0]
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _user_blocks(content: str | list[Any] | None) -> list[dict[str, Any]]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            blocks.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            blocks.append(_image(part))
+    return blocks
+
+
+def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
+    blocks: list[dict[str, Any]] = []
+    text = _text(message.content)
+    if text:
+        blocks.append({"type": "text", "text": text})
+    for n, call in enumerate(message.tool_calls or []):
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except json.JSONDecodeError:
+            raise InvalidRequest(
+                f"messages.{index}.tool_calls.{n}.function.arguments: not valid JSON"
+            ) from None
+        if not isinstance(arguments, dict):
+            raise InvalidRequest(f"messages.{index}.tool_calls.{n}.function.arguments: must be a JSON object")
+        blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
+    return blocks
+
+
+def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """(system text, Messages turns): consecutive turns of one role merged, tool results in user turns."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        if message.role in ("system", "developer"):
+            system.append(_text(message.content))
+            continue
+        if message.role == "function":
+            raise InvalidRequest(f"messages.{index}.role: 'function' messages are not supported; use 'tool'")
+        if message.role == "tool":
+            if not message.tool_call_id:
+                raise InvalidRequest(f"messages.{index}.tool_call_id: required for role 'tool'")
+            role = "user"
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id,
+                    "content": _text(message.content),
+                }
+            ]
+        elif message.role == "assistant":
+            role, blocks = "assistant", _assistant_blocks(message, index)
+        else:
+            role, blocks = "user", _user_blocks(message.content)
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n".join(s for s in system if s), turns
+
+
+def _tool_choice(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    choice = body.tool_choice
+    if choice is None and body.parallel_tool_calls is not False:
+        return None
+    if choice == "none":
+        return {"type": "none"}
+    if isinstance(choice, NamedToolChoice):
+        result: dict[str, Any] = {"type": "tool", "name": choice.function.name}
+    elif choice == "required":
+        result = {"type": "any"}
+    elif body.tools:
+        result = {"type": "auto"}
+    else:
+        return None
+    if body.parallel_tool_calls is False:
+        result["disable_parallel_tool_use"] = True
+    return result
+
+
+def _usage(message: Message) -> CompletionUsage:
+    usage = message.usage
+    prompt = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    return CompletionUsage(
+        prompt_tokens=prompt, completion_tokens=usage.output_tokens, total_tokens=prompt + usage.output_tokens
+    )
+
+
+def completion_id(message_id: str) -> str:
+    return "chatcmpl-" + message_id.removeprefix("msg_")
+
+
+def completion(message: Message) -> ChatCompletion:
+    """One ``chat.completion`` for a whole ``Message``."""
+    text = "".join(b.text for b in message.content if isinstance(b, TextBlock))
+    calls = [
+        ToolCall(id=b.id, function=FunctionCall(name=b.name, arguments=json.dumps(b.input)))
+        for b in message.content
+        if isinstance(b, ToolUseBlock)
+    ]
+    return ChatCompletion(
+        id=completion_id(message.id),
+        created=int(time.time()),
+        model=message.model,
+        choices=[
+            Choice(
+                message=ChatCompletionMessage(
+                    content=text if text or not calls else None, tool_calls=calls or None
+                ),
+                finish_reason=_FINISH.get(message.stop_reason, "stop"),
+            )
+        ],
+        usage=_usage(message),
+    )
+
+
+async def chunks(
+    stream: MessageStream | AsyncGenerator[StreamEvent], include_usage: bool
+) -> AsyncGenerator[ChatCompletionChunk]:
+    """``chat.completion.chunk`` objects for a Messages event stream (usage last when asked for)."""
+    created = int(time.time())
+    chunk_id, model = "chatcmpl-", ""
+    tool_index: dict[int, int] = {}
+    prompt_tokens = output_tokens = 0
+    finish: FinishReason = "stop"
+
+    def chunk(delta: ChunkDelta, finish_reason: FinishReason | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=chunk_id,
+            created=created,
+            model=model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)],
+        )
+
+    async for event in stream:
+        if isinstance(event, MessageStart):
+            chunk_id, model = completion_id(event.message.id), event.message.model
+            usage = event.message.usage
+            prompt_tokens = (
+                usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+            )
+            yield chunk(ChunkDelta(role="assistant", content=""))
+        elif isinstance(event, ContentBlockStart) and isinstance(event.content_block, ToolUseBlock):
+            tool_index[event.index] = len(tool_index)
+            block = event.content_block
+            yield chunk(
+                ChunkDelta(
+                    tool_calls=[
+                        ToolCallDelta(
+                            index=tool_index[event.index],
+                            id=block.id,
+                            type="function",
+                            function=ToolCallDeltaFunction(name=block.name, arguments=""),
+                        )
+                    ]
+                )
+            )
+        elif isinstance(event, ContentBlockDelta) and isinstance(event.delta, TextDelta):
+            yield chunk(ChunkDelta(content=event.delta.text))
+        elif isinstance(event, ContentBlockDelta) and isinstance(event.delta, InputJsonDelta):
+            yield chunk(
+                ChunkDelta(
+                    tool_calls=[
+                        ToolCallDelta(
+                            index=tool_index.get(event.index, 0),
+                            function=ToolCallDeltaFunction(arguments=event.delta.partial_json),
+                        )
+                    ]
+                )
+            )
+        elif isinstance(event, MessageDelta):
+            finish = _FINISH.get(event.delta.stop_reason, "stop")
+            output_tokens = event.usage.output_tokens
+        elif isinstance(event, MessageStop):
+            yield chunk(ChunkDelta(), finish)
+            if include_usage:
+                yield ChatCompletionChunk(
+                    id=chunk_id,
+                    created=created,
+                    model=model,
+                    choices=[],
+                    usage=CompletionUsage(
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=output_tokens,
+                        total_tokens=prompt_tokens + output_tokens,
+                    ),
+                )

@@ -1,0 +1,121 @@
+// The official TypeScript SDK (@anthropic-ai/sdk) against a live Wisegate server.
+// Run by tests/clients/test_typescript_sdk.py with ANTHROPIC_BASE_URL, ANTHROPIC_API_KEY and
+// WISEGATE_TEST_MODEL set; the client is built exactly as an application builds it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Anthropic from '@anthropic-ai/sdk';
+
+const model = process.env.WISEGATE_TEST_MODEL;
+const client = new Anthropic({ maxRetries: 0 });
+
+const weather = {
+  name: 'get_weather',
+  description: 'Get the current weather in a city',
+  input_schema: {
+    type: 'object',
+    properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
+    required: ['city', 'unit'],
+  },
+};
+const hello = [{ role: 'user', content: 'Say hello in five words.' }];
+
+test('models.list and models.retrieve', async () => {
+  const ids = [];
+  for await (const info of client.models.list()) ids.push(info.id);
+  assert.ok(ids.includes(model), `${model} not in ${ids}`);
+  const info = await client.models.retrieve(model);
+  assert.equal(info.id, model);
+  assert.equal(info.type, 'model');
+});
+
+test('messages.create returns a Message', async () => {
+  const message = await client.messages.create({ model, max_tokens: 24, messages: hello, temperature: 0 });
+  assert.match(message.id, /^msg_/);
+  assert.equal(message.role, 'assistant');
+  assert.equal(message.content[0].type, 'text');
+  assert.ok(message.content[0].text.trim().length > 0);
+  assert.ok(['end_turn', 'max_tokens'].includes(message.stop_reason));
+  assert.ok(message.usage.input_tokens > 0 && message.usage.output_tokens > 0);
+  assert.ok(message._request_id.startsWith('req_'));
+});
+
+test('messages.countTokens matches what create reports', async () => {
+  const counted = await client.messages.countTokens({ model, messages: hello });
+  const message = await client.messages.create({ model, max_tokens: 1, messages: hello });
+  assert.equal(counted.input_tokens, message.usage.input_tokens);
+  assert.ok(message.usage.output_tokens <= 1);
+});
+
+test('messages.stream yields text and the final message', async () => {
+  const stream = client.messages.stream({ model, max_tokens: 24, messages: hello, temperature: 0 });
+  const pieces = [];
+  stream.on('text', (text) => pieces.push(text));
+  const final = await stream.finalMessage();
+  assert.ok(pieces.length > 1);
+  assert.equal(pieces.join(''), final.content[0].text);
+  assert.ok(final.usage.output_tokens > 0);
+});
+
+test('messages.create with raw stream: true events', async () => {
+  const stream = await client.messages.create({ model, max_tokens: 8, messages: hello, stream: true });
+  const types = [];
+  for await (const event of stream) types.push(event.type);
+  assert.equal(types[0], 'message_start');
+  assert.equal(types.at(-1), 'message_stop');
+  assert.ok(types.includes('content_block_delta') && types.includes('message_delta'));
+});
+
+test('tool use round trip', async () => {
+  const ask = [{ role: 'user', content: 'What is the weather in Paris?' }];
+  const first = await client.messages.create({
+    model, max_tokens: 64, messages: ask, tools: [weather],
+    tool_choice: { type: 'tool', name: 'get_weather' },
+  });
+  assert.equal(first.stop_reason, 'tool_use');
+  const call = first.content.find((block) => block.type === 'tool_use');
+  assert.ok(call, JSON.stringify(first.content));
+  assert.equal(call.name, 'get_weather');
+  assert.match(call.id, /^toolu_/);
+  assert.equal(typeof call.input.city, 'string');
+  assert.ok(['celsius', 'fahrenheit'].includes(call.input.unit));
+  const second = await client.messages.create({
+    model, max_tokens: 24, tools: [weather], tool_choice: { type: 'none' },
+    messages: [
+      ...ask,
+      { role: 'assistant', content: first.content },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: call.id, content: '18 degrees, sunny' }] },
+    ],
+  });
+  assert.equal(second.content[0].type, 'text');
+  assert.ok(second.content[0].text.length > 0);
+});
+
+test('tool use streamed as input_json deltas', async () => {
+  const stream = client.messages.stream({
+    model, max_tokens: 64, tools: [weather], tool_choice: { type: 'any' },
+    messages: [{ role: 'user', content: 'Weather in Oslo, in celsius?' }],
+  });
+  const partials = [];
+  stream.on('inputJson', (partial) => partials.push(partial));
+  const final = await stream.finalMessage();
+  const call = final.content.find((block) => block.type === 'tool_use');
+  assert.ok(call && partials.length > 0);
+  assert.deepEqual(JSON.parse(partials.join('')), call.input);
+});
+
+test('errors arrive as the SDK error classes', async () => {
+  await assert.rejects(
+    new Anthropic({ apiKey: 'sk-wg-api01-not-a-key', maxRetries: 0 }).messages.create({
+      model, max_tokens: 8, messages: hello,
+    }),
+    (err) => err instanceof Anthropic.AuthenticationError && err.status === 401,
+  );
+  await assert.rejects(
+    client.messages.create({ model: 'no-such-model', max_tokens: 8, messages: hello }),
+    (err) => err instanceof Anthropic.NotFoundError && err.error.error.type === 'not_found_error',
+  );
+  await assert.rejects(
+    client.messages.create({ model, max_tokens: 0, messages: hello }),
+    (err) => err instanceof Anthropic.BadRequestError && /max_tokens/.test(err.message),
+  );
+});
