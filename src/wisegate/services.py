@@ -12,7 +12,9 @@ from starlette.requests import Request
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
 from wisegate.domain.keys import KeyService
+from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
 from wisegate.domain.messages import MessageService
+from wisegate.domain.pricing import PriceTable
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.db import Database
@@ -27,6 +29,7 @@ class Services:
     keys: KeyService
     usage: UsageService
     messages: MessageService
+    limits: LimitService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -35,13 +38,17 @@ class Services:
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(settings.backends, settings.models, backends)
         usage = UsageService(UsageRepo(db))
+        limits = LimitService(
+            settings.limits, build_limiter(settings), BillingRepo(db), PriceTable(settings.prices)
+        )
         return cls(
             settings=settings,
             db=db,
             registry=registry,
             keys=KeyService(TenancyRepo(db), settings.key_cache_seconds),
             usage=usage,
-            messages=MessageService(registry, usage),
+            messages=MessageService(registry, usage, limits),
+            limits=limits,
         )
 
     @asynccontextmanager
@@ -51,8 +58,10 @@ class Services:
             org = await self.keys.bootstrap()
             self.organization_id = org.id
             await self.registry.start()
+            await self.limits.start()
             yield
         finally:
+            await self.limits.close()
             await self.registry.close()
             await self.db.close()
 
