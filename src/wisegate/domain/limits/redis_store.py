@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from wisegate.domain.limits.buckets import Demand, Take, decide
 
@@ -71,7 +71,9 @@ class RedisLimiter:
     """Buckets in Redis under ``prefix``; the scripts are registered once and run by SHA."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        self._redis: Redis = Redis.from_url(url)
+        # A bounded pool that waits for a free connection instead of failing under a burst.
+        pool = BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
+        self._redis: Redis = Redis.from_pool(pool)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
         self._give_back = self._redis.register_script(_GIVE_BACK)
