@@ -22,7 +22,9 @@ def scripted_env(data_dir: Path, **extra: Any) -> dict[str, str]:
     env.update(
         WISEGATE_DATA_DIR=str(data_dir),
         WISEGATE_LOG_LEVEL="WARNING",
-        WISEGATE_MODELS=json.dumps([{"id": SCRIPTED_MODEL, "backend": "scripted", "max_output_tokens": 4096}]),
+        WISEGATE_MODELS=json.dumps(
+            [{"id": SCRIPTED_MODEL, "backend": "scripted", "max_output_tokens": 4096}]
+        ),
     )
     for name, value in extra.items():
         env[f"WISEGATE_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
@@ -45,7 +47,10 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"wisegate serve exited: {log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.base_url + "/v1/models", headers={"x-api-key": key}, timeout=2).status_code == 200:
+                if (
+                    httpx.get(self.base_url + "/v1/models", headers={"x-api-key": key}, timeout=2).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass

@@ -20,7 +20,15 @@ from tests.conftest import SCRIPTED_MODEL, make_key, settings_for
 from tests.processes import ServerProcess, scripted_env
 from wisegate.storage.db import Database, migrate
 
-PRICES = {"scripted-*": {"input": "1", "output": "2", "cache_write_5m": "1.25", "cache_write_1h": "2", "cache_read": "0.1"}}
+PRICES = {
+    "scripted-*": {
+        "input": "1",
+        "output": "2",
+        "cache_write_5m": "1.25",
+        "cache_write_1h": "2",
+        "cache_read": "0.1",
+    }
+}
 
 
 async def _load(base_url: str, key: str, n: int, done: list[str], enough: asyncio.Event) -> None:
@@ -58,9 +66,15 @@ def _ledger(url: str) -> tuple[set[str], int, int, int]:
         db = Database(url)
         async with db.read() as session:
             ids = set((await session.execute(text("select request_id from usage_records"))).scalars())
-            cost = (await session.execute(text("select coalesce(sum(cost_picousd), 0) from usage_records"))).scalar()
-            spent = (await session.execute(text("select coalesce(sum(spent_pico), 0) from spend_periods"))).scalar()
-            held = (await session.execute(text("select coalesce(sum(reserved_pico), 0) from spend_periods"))).scalar()
+            cost = (
+                await session.execute(text("select coalesce(sum(cost_picousd), 0) from usage_records"))
+            ).scalar()
+            spent = (
+                await session.execute(text("select coalesce(sum(spent_pico), 0) from spend_periods"))
+            ).scalar()
+            held = (
+                await session.execute(text("select coalesce(sum(reserved_pico), 0) from spend_periods"))
+            ).scalar()
         await db.close()
         return ids, int(cost or 0), int(spent or 0), int(held or 0)
 
@@ -110,7 +124,11 @@ def test_kill_9_under_load_loses_no_ledger_row(tmp_path: Path) -> None:
         response = httpx.post(
             restarted.base_url + "/v1/messages",
             headers={"x-api-key": key},
-            json={"model": SCRIPTED_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "again"}]},
+            json={
+                "model": SCRIPTED_MODEL,
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": "again"}],
+            },
         )
         assert response.status_code == 200
     finally:

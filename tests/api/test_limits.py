@@ -25,7 +25,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 USER = [{"role": "user", "content": "one two three"}]
 # Input $1/MTok (1e6 picodollars a token), output $2/MTok; the dearest input-side price is the 1h write.
 PRICES = {
-    "scripted-*": PriceConfig(input="1", output="2", cache_write_5m="1.25", cache_write_1h="2", cache_read="0.1")
+    "scripted-*": PriceConfig(
+        input="1", output="2", cache_write_5m="1.25", cache_write_1h="2", cache_read="0.1"
+    )
 }
 IN, OUT, WORST_IN = 1_000_000, 2_000_000, 2_000_000
 
@@ -48,7 +50,9 @@ def limits(
 
 
 @contextlib.contextmanager
-def limited_server(tmp_path: Path, store: str, config: LimitsConfig, **overrides: Any) -> Iterator[LiveServer]:
+def limited_server(
+    tmp_path: Path, store: str, config: LimitsConfig, **overrides: Any
+) -> Iterator[LiveServer]:
     if store == "redis":
         overrides.update(redis_url=REDIS_URL, redis_prefix=f"wgtest-{uuid.uuid4().hex[:12]}")
     settings = scripted_settings(tmp_path, limits=config, **overrides)
@@ -65,7 +69,9 @@ def store(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def post(live: LiveServer, body: dict[str, Any], path: str = "/v1/messages", key: str | None = None) -> httpx.Response:
+def post(
+    live: LiveServer, body: dict[str, Any], path: str = "/v1/messages", key: str | None = None
+) -> httpx.Response:
     return httpx.post(live.base_url + path, json=body, headers={"x-api-key": key or live.key}, timeout=30)
 
 
@@ -75,7 +81,9 @@ def body(**overrides: Any) -> dict[str, Any]:
 
 def test_headers_on_json_sse_and_count_tokens(tmp_path: Path, store: str) -> None:
     with limited_server(tmp_path, store, limits(rpm=50, itpm=30_000, otpm=8_000)) as live:
-        raw = live.client().messages.with_raw_response.create(model=SCRIPTED_MODEL, max_tokens=2000, messages=USER)
+        raw = live.client().messages.with_raw_response.create(
+            model=SCRIPTED_MODEL, max_tokens=2000, messages=USER
+        )
         h = raw.headers
         assert h["anthropic-ratelimit-requests-limit"] == "50"
         assert h["anthropic-ratelimit-requests-remaining"] == "49"
@@ -133,7 +141,9 @@ def test_output_reservation_and_input_limit(tmp_path: Path, store: str) -> None:
             assert post(live, body(max_tokens=60)).status_code == 200
         long_prompt = [{"role": "user", "content": "w " * 11}]
         refused = post(live, body(messages=long_prompt, max_tokens=1))
-        assert refused.status_code == 429 and "10 input tokens per minute" in refused.json()["error"]["message"]
+        assert (
+            refused.status_code == 429 and "10 input tokens per minute" in refused.json()["error"]["message"]
+        )
         assert len(live.backend.calls) == 3  # refused requests never reach the backend
 
 
@@ -215,7 +225,9 @@ def _concurrent(live: LiveServer, n: int, max_tokens: int = 5) -> list[int | str
             return f"{exc.status_code} {exc.body['error']['message']}"  # type: ignore[index,call-overload]
 
     async def run() -> list[int | str]:
-        client = anthropic.AsyncAnthropic(base_url=live.base_url, api_key=live.key, max_retries=0, timeout=120)
+        client = anthropic.AsyncAnthropic(
+            base_url=live.base_url, api_key=live.key, max_retries=0, timeout=120
+        )
         async with client:
             return await asyncio.gather(*(one(client) for _ in range(n)))
 
