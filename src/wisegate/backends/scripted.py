@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
+
 from wisegate.backends.base import Capabilities, ModelRoute
 from wisegate.protocol.events import (
     ContentBlockDelta,
