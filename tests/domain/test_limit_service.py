@@ -63,7 +63,9 @@ def test_tiers_cache_reads_and_settlement(tmp_path: Path) -> None:
         assert limits.tier_of(await limits.account(org.id)).name == "tier-2"
         await billing.set_account(org.id, tier="tier-4")
         assert limits.tier_of(await limits.account(org.id)).name == "tier-4"
-        assert limits.model_class("claude-sonnet-4-5") == "sonnet" and limits.model_class("smollm2") == "other"
+        assert (
+            limits.model_class("claude-sonnet-4-5") == "sonnet" and limits.model_class("smollm2") == "other"
+        )
 
         admission = await limits.admit(principal, MODEL, 1000, 500, "req_a")
         states = admission.snapshot.states if admission.snapshot else {}
@@ -71,7 +73,9 @@ def test_tiers_cache_reads_and_settlement(tmp_path: Path) -> None:
         assert admission.reservation is not None
         # Sonnet: $6/MTok 1h cache write is the dearest input price, $15/MTok output.
         assert admission.reservation.amount_pico == 1000 * 6_000_000 + 500 * 15_000_000
-        assert (await billing.account(org.id)).credit_balance_pico == 40 * 10**12 - admission.reservation.amount_pico
+        assert (
+            await billing.account(org.id)
+        ).credit_balance_pico == 40 * 10**12 - admission.reservation.amount_pico
 
         # 800 of the 1,000 prompt tokens were cache reads: they do not count toward ITPM.
         usage = Usage(input_tokens=200, cache_read_input_tokens=800, output_tokens=100)
