@@ -243,7 +243,7 @@ def test_200_concurrent_requests_never_spend_past_a_nearly_exhausted_limit(
     cap = f"{room / 10**12:.12f}" if limit == "tier-cap" else None
     with limited_server(tmp_path, "memory", limits(cap=cap), prices=PRICES, **database) as live:
         services, org = live.services, live.services.organization_id
-        ws = live.key_workspace = live.run(TenancyRepo(services.db).list_workspaces(org))[0].id
+        ws = live.run(TenancyRepo(services.db).list_workspaces(org))[0].id
         if limit == "credit":
             live.run(services.limits.billing.add_credits(org, room, "top-up"))
         for _ in range(before):
@@ -289,7 +289,6 @@ def test_tier_cap_429_has_error_code_and_no_retry_after(tmp_path: Path) -> None:
 
 
 def test_ledger_rows_carry_cost_and_batch_flag(tmp_path: Path) -> None:
-    from wisegate.api.context import request_id_var  # noqa: F401  (the batch path has no HTTP request)
     from wisegate.domain.keys import Principal
     from wisegate.protocol.messages import MessagesRequest
 
