@@ -305,3 +305,14 @@ def test_ledger_rows_carry_cost_and_batch_flag(tmp_path: Path) -> None:
 
         row = live.run(batch())
         assert (row.cost_picousd, row.batch, row.service_tier) == (COST // 2, True, "batch")
+
+
+def test_unreachable_redis_fails_closed_with_an_envelope(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    with limited_server(tmp_path, "memory", limits(), redis_url=f"redis://127.0.0.1:{free_port()}/0") as live:
+        response = post(live, body())
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "api_error"
+        assert "rate limiter is unavailable" in response.json()["error"]["message"]
+        assert live.backend.calls == []

@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from wisegate.domain.limits.buckets import Demand, Take, decide
+from wisegate.errors import ApiInternal
 
 # KEYS: bucket keys. ARGV: per bucket capacity, rate (units/s), amount.
 # Returns {now, level_1, ..., level_n} as strings (Lua numbers would be truncated to integers).
@@ -87,7 +89,13 @@ class RedisLimiter:
 
     async def take(self, demands: Sequence[Demand]) -> Take:
         keys, args = self._args(demands)
-        out = await self._take(keys=keys, args=args)
+        try:
+            out = await self._take(keys=keys, args=args)
+        except RedisError as exc:
+            # Fail closed: without the shared buckets no process can know what the others admitted.
+            raise ApiInternal(
+                f"The rate limiter is unavailable (Redis: {type(exc).__name__}); try again shortly."
+            ) from exc
         return decide(demands, [float(v) for v in out[2:]], float(out[1]), admitted=out[0] == b"1")
 
     async def give_back(self, demands: Sequence[Demand]) -> None:
