@@ -313,3 +313,13 @@ def backends_list() -> None:
     for name, config in settings.backends.items():
         served = [m.id for m in settings.models if m.backend == name]
         click.echo(f"{name}\t{config.type}\t{', '.join(served)}")
+
+
+def _add_billing_commands() -> None:
+    from wisegate.cli_billing import credits, limits
+
+    main.add_command(credits)
+    main.add_command(limits)
+
+
+_add_billing_commands()

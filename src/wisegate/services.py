@@ -15,6 +15,7 @@ from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.keys import KeyService
+from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
 from wisegate.domain.messages import MessageService
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
@@ -44,6 +45,7 @@ class Services:
     tenancy: TenancyService
     people: PeopleService
     reports: ReportService
+    limits: LimitService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -58,21 +60,22 @@ class Services:
         directory = DirectoryRepo(db)
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
         display_names = {m.id: m.display_name or m.id for m in settings.models}
+        prices = PriceTable(settings.prices)
+        limits = LimitService(settings.limits, build_limiter(settings), BillingRepo(db), prices)
         return cls(
             settings=settings,
             db=db,
             registry=registry,
             keys=keys,
             usage=usage,
-            messages=MessageService(registry, usage, catalog=catalog, attachments=attachments),
+            messages=MessageService(registry, usage, catalog=catalog, attachments=attachments, limits=limits),
             files=files,
             skills=skills,
             catalog=catalog,
             tenancy=TenancyService(TenancyRepo(db), directory, keys, catalog),
             people=PeopleService(directory),
-            reports=ReportService(
-                UsageReportRepo(db), PriceTable(settings.prices), lambda m: display_names.get(m, m)
-            ),
+            reports=ReportService(UsageReportRepo(db), prices, lambda m: display_names.get(m, m)),
+            limits=limits,
         )
 
     @asynccontextmanager
@@ -83,8 +86,10 @@ class Services:
             self.organization_id = org.id
             self.files.staging.sweep(older_than=3600)
             await self.registry.start()
+            await self.limits.start()
             yield
         finally:
+            await self.limits.close()
             await self.registry.close()
             await self.db.close()
 

@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from wisegate.tiers import LimitsConfig
+
 
 class ModelConfig(BaseModel):
     """One model id served by Wisegate and the backend that answers it."""
@@ -122,6 +124,10 @@ class Settings(BaseSettings):
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)
+
+    redis_url: str | None = None
+    redis_prefix: str = "wisegate"
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Settings:

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound
 from wisegate.protocol.resources import error_envelope
 
@@ -18,6 +19,8 @@ def error_response(exc: ApiError, request_id: str | None) -> Response:
     headers: dict[str, str] = {}
     if exc.retry_after is not None:
         headers["retry-after"] = str(max(1, round(exc.retry_after)))
+    headers.update(rate_limit_headers(getattr(exc, "rate_limits", None)))
+    headers.update(getattr(exc, "headers", None) or {})
     body = json.dumps(error_envelope(exc.type, exc.message, request_id, exc.details)).encode()
     return Response(body, status_code=exc.status, media_type="application/json", headers=headers)
 

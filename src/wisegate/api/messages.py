@@ -14,7 +14,8 @@ from starlette.types import Receive, Scope, Send
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
 from wisegate.api.errors import request_id_of
-from wisegate.domain.messages import MessageStream
+from wisegate.api.ratelimit import rate_limit_headers
+from wisegate.domain.messages import MessageStream, accumulate
 from wisegate.errors import ApiError
 from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, MessageTokensCount
@@ -29,13 +30,15 @@ async def create_message(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     body = await parse(request, MessagesRequest, services.settings.max_messages_request_bytes)
     request_id = request_id_of(request) or ""
+    stream = await services.messages.open_stream(principal, body, request_id, streamed=bool(body.stream))
+    headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
-        stream = await services.messages.open_stream(principal, body, request_id, streamed=True)
-        return SSEResponse(stream)
-    message = await _unless_disconnected(request, services.messages.create(principal, body, request_id))
-    if message is None:
+        return SSEResponse(stream, headers)
+    message = await _unless_disconnected(request, accumulate(stream))
+    if message is None:  # the client went away: generation was stopped and settled
+        await stream.aclose()
         return Response(status_code=499)
-    return Response(message.model_dump_json(), media_type="application/json")
+    return Response(message.model_dump_json(), media_type="application/json", headers=headers)
 
 
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
@@ -67,8 +70,11 @@ async def count_tokens(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     body = await parse(request, CountTokensRequest, services.settings.max_messages_request_bytes)
+    limits = await services.limits.admit_count_tokens(principal)
     count = await services.messages.count_tokens(body, principal)
-    return JSONResponse(MessageTokensCount(input_tokens=count).model_dump())
+    return JSONResponse(
+        MessageTokensCount(input_tokens=count).model_dump(), headers=rate_limit_headers(limits)
+    )
 
 
 class SSEResponse(Response):
@@ -76,10 +82,11 @@ class SSEResponse(Response):
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, stream: MessageStream) -> None:
+    def __init__(self, stream: MessageStream, headers: dict[str, str] | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", self.media_type.encode()), (b"cache-control", b"no-cache")]
+        self.raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         self._stream = stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

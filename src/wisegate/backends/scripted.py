@@ -2,7 +2,8 @@
 
 ``backend.enqueue(text="hi")`` or ``backend.enqueue(events=[...])`` queues the next answer; with
 nothing queued it echoes the last user text. Every request is recorded in ``backend.calls``.
-Token counts are one per whitespace-separated word, so tests can predict usage exactly.
+Token counts are one per whitespace-separated word, so tests can predict usage exactly. The option
+``token_delay`` (seconds) paces the words, for tests that need requests in flight.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
+
+import anyio
 
 from wisegate.backends.base import Capabilities, ModelRoute
 from wisegate.protocol.events import (
@@ -40,6 +43,7 @@ class ScriptedBackend:
 
     def __init__(self, name: str = "scripted", options: dict[str, Any] | None = None) -> None:
         self.name = name
+        self._delay = float((options or {}).get("token_delay", 0))
         self.calls: list[MessagesRequest] = []
         self._queue: deque[str | list[StreamEvent | Exception] | Exception] = deque()
 
@@ -89,6 +93,8 @@ class ScriptedBackend:
         )
         yield ContentBlockStart(index=0, content_block=TextBlock(text=""))
         for i, word in enumerate(words):
+            if self._delay:
+                await anyio.sleep(self._delay)
             usage.output_tokens += 1
             yield ContentBlockDelta(index=0, delta=TextDelta(text=word if i == 0 else " " + word))
         yield ContentBlockStop(index=0)

@@ -19,6 +19,7 @@ from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
+from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
@@ -27,6 +28,7 @@ from wisegate.protocol.events import (
     InputJsonDelta,
     MessageDelta,
     MessageStart,
+    MessageStop,
     SignatureDelta,
     StreamEvent,
     TextDelta,
@@ -57,6 +59,7 @@ class MessageStream:
         self._rest = rest
         self._settle = settle
         self._events = self._run()
+        self.rate_limits: RateLimitSnapshot | None = settle.admission.snapshot if settle.admission else None
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events
@@ -67,6 +70,10 @@ class MessageStream:
             yield self._first
             async for event in self._rest:
                 self._settle.observe(event)
+                if isinstance(event, MessageStop):
+                    # The ledger row is committed before message_stop leaves: a client that saw the
+                    # end of the stream has been billed, even if the server dies right after.
+                    await self._settle.finish()
                 yield event
         except ApiError as exc:
             self._settle.error_type = exc.type
@@ -99,9 +106,11 @@ class _Settlement:
         model: str,
         streamed: bool,
         usage: Usage,
+        admission: Admission | None = None,
     ) -> None:
         self._service, self._principal, self._request_id = service, principal, request_id
         self._model, self._streamed, self.usage = model, streamed, usage
+        self.admission = admission
         self._started = time.monotonic()
         self.stop_reason: str | None = None
         self.error_type: str | None = None
@@ -117,16 +126,18 @@ class _Settlement:
         self._done = True
         if self.stop_reason is None and self.error_type is None:
             self.error_type = "client_disconnected"
-        await self._service.record(
-            self._principal,
-            self._request_id,
-            self._model,
-            self.usage,
-            self.stop_reason,
-            self.error_type,
-            self._streamed,
-            self._started,
-        )
+        with anyio.CancelScope(shield=True):
+            await self._service.record(
+                self._principal,
+                self._request_id,
+                self._model,
+                self.usage,
+                self.stop_reason,
+                self.error_type,
+                self._streamed,
+                self._started,
+                self.admission,
+            )
 
 
 class MessageService:
@@ -137,21 +148,33 @@ class MessageService:
         *,
         catalog: ModelCatalog | None = None,
         attachments: Attachments | None = None,
+        limits: LimitService | None = None,
     ) -> None:
         self._registry = registry
         self._usage = usage
         self._catalog = catalog or ModelCatalog(registry)
         self._attachments = attachments
+        self._limits = limits
 
     def resolve(self, model: str) -> ServedModel:
         return self._registry.resolve(model)
 
     async def open_stream(
-        self, principal: Principal, request: MessagesRequest, request_id: str, *, streamed: bool
+        self,
+        principal: Principal,
+        request: MessagesRequest,
+        request_id: str,
+        *,
+        streamed: bool,
+        batch: bool = False,
     ) -> MessageStream:
-        """Start generation; backend errors before the first event propagate as ``ApiError``."""
+        """Start generation; backend errors before the first event propagate as ``ApiError``.
+
+        ``batch``: a Message Batches request — billed at half price, outside the Messages rate limits.
+        """
         started = time.monotonic()
         container: dict[str, object] | None = None
+        usage = Usage(service_tier="batch") if batch else Usage()
         try:
             served = await self._catalog.resolve(principal, request.model)
             if self._attachments is not None:  # file_id sources, PDFs as text, container skills
@@ -159,13 +182,11 @@ class MessageService:
                     principal, request, served.backend.capabilities
                 )
             request = self._fit(served, request)
+            admission = await self._admit(principal, served, request, request_id, batch)
         except ApiError as exc:
-            await self.record(
-                principal, request_id, request.model, Usage(), None, exc.type, streamed, started
-            )
+            await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
             raise
-        usage = Usage()
-        settle = _Settlement(self, principal, request_id, served.config.id, streamed, usage)
+        settle = _Settlement(self, principal, request_id, served.config.id, streamed, usage, admission)
         events = served.backend.stream(request, served.route, usage)
         try:
             first = await events.__anext__()
@@ -183,10 +204,28 @@ class MessageService:
             first.message.container = container
         return MessageStream(first, events, settle)
 
-    async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> Message:
+    async def create(
+        self, principal: Principal, request: MessagesRequest, request_id: str, *, batch: bool = False
+    ) -> Message:
         """The whole ``Message``, assembled from the stream."""
-        stream = await self.open_stream(principal, request, request_id, streamed=False)
+        stream = await self.open_stream(principal, request, request_id, streamed=False, batch=batch)
         return await accumulate(stream)
+
+    async def _admit(
+        self,
+        principal: Principal,
+        served: ServedModel,
+        request: MessagesRequest,
+        request_id: str,
+        batch: bool,
+    ) -> Admission | None:
+        """Rate limits and spend, before the backend starts (input tokens counted exactly)."""
+        if self._limits is None:
+            return None
+        input_tokens = await served.backend.count_tokens(request, served.route)
+        return await self._limits.admit(
+            principal, served.config.id, input_tokens, request.max_tokens, request_id, batch=batch
+        )
 
     async def count_tokens(self, request: CountTokensRequest, principal: Principal | None = None) -> int:
         served = await self._catalog.resolve(principal, request.model)
@@ -205,27 +244,31 @@ class MessageService:
         error_type: str | None,
         streamed: bool,
         started: float,
+        admission: Admission | None = None,
     ) -> None:
         try:
-            await self._usage.record(
-                UsageRecord(
-                    request_id=request_id,
-                    organization_id=principal.organization_id,
-                    workspace_id=principal.workspace_id,
-                    api_key_id=principal.key.id,
-                    model=model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                    cache_read_input_tokens=usage.cache_read_input_tokens,
-                    service_tier=usage.service_tier or "standard",
-                    stop_reason=stop_reason,
-                    error_type=error_type,
-                    streamed=streamed,
-                    latency_ms=int((time.monotonic() - started) * 1000),
-                    created_at=datetime.now(UTC),
-                )
+            record = UsageRecord(
+                request_id=request_id,
+                organization_id=principal.organization_id,
+                workspace_id=principal.workspace_id,
+                api_key_id=principal.key.id,
+                model=model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                cache_read_input_tokens=usage.cache_read_input_tokens,
+                service_tier=usage.service_tier or "standard",
+                stop_reason=stop_reason,
+                error_type=error_type,
+                streamed=streamed,
+                latency_ms=int((time.monotonic() - started) * 1000),
+                created_at=datetime.now(UTC),
+                batch=usage.service_tier == "batch",
             )
+            if self._limits is not None:
+                await self._limits.settle(admission, record, usage)
+            else:
+                await self._usage.record(record)
         except Exception:
             log.exception("could not write the usage record", extra={"usage_request_id": request_id})
 

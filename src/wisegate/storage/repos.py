@@ -56,6 +56,8 @@ class UsageRecord:
     streamed: bool
     latency_ms: int
     created_at: datetime
+    cost_picousd: int = 0
+    batch: bool = False
 
 
 def _aware(value: datetime) -> datetime:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,6 +76,8 @@ class UsageRecordRow(Base):
     streamed: Mapped[bool] = mapped_column(Boolean)
     latency_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cost_picousd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    batch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),
@@ -177,3 +180,66 @@ class WorkspaceMemberRow(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     workspace_role: Mapped[str] = mapped_column(String(32))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BillingAccountRow(Base):
+    """An organization's tier pin, prepaid credit balance (NULL: postpaid) and user-set spend limit."""
+
+    __tablename__ = "billing_accounts"
+
+    organization_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tier: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    credit_balance_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    credits_purchased_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend_limit_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CreditGrantRow(Base):
+    __tablename__ = "credit_grants"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    organization_id: Mapped[str] = mapped_column(String(64), index=True)
+    amount_pico: Mapped[int] = mapped_column(BigInteger)
+    note: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WorkspaceLimitRow(Base):
+    """A workspace's user-set monthly spend limit and lower rate limits (JSON: class -> rpm/itpm/otpm)."""
+
+    __tablename__ = "workspace_limits"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    spend_limit_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rate_limits: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SpendPeriodRow(Base):
+    """Spend of an organization or workspace in one calendar month (UTC): settled and reserved."""
+
+    __tablename__ = "spend_periods"
+
+    scope_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    spent_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SpendReservationRow(Base):
+    """What an in-flight request holds; released at settlement (or by the sweep after a crash)."""
+
+    __tablename__ = "spend_reservations"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    period: Mapped[str] = mapped_column(String(7))
+    amount_pico: Mapped[int] = mapped_column(BigInteger)
+    credit_pico: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

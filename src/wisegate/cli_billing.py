@@ -1,0 +1,162 @@
+"""``wisegate credits add|show`` and ``wisegate limits tier|spend|workspace-rate``: an operator's (or a
+reseller's) hands on tiers, prepaid credits and spend limits. Running servers see changes within
+``limits.cache_seconds``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import click
+
+from wisegate.settings import Settings
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[Any, str], Awaitable[T]]) -> T:
+    """``work(LimitService, organization_id)`` against the configured database (migrated first)."""
+    from wisegate.domain.keys import KeyService
+    from wisegate.domain.limits import BillingRepo, LimitService, MemoryLimiter
+    from wisegate.domain.pricing import PriceTable
+    from wisegate.storage.db import Database, migrate
+    from wisegate.storage.repos import TenancyRepo
+
+    settings = Settings()
+    migrate(settings.resolved_database_url)
+
+    async def run() -> T:
+        db = Database(settings.resolved_database_url)
+        try:
+            org = await KeyService(TenancyRepo(db)).bootstrap()
+            service = LimitService(
+                settings.limits, MemoryLimiter(), BillingRepo(db), PriceTable(settings.prices)
+            )
+            return await work(service, org.id)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _pico(usd: str) -> int:
+    value = Decimal(usd) * 10**12
+    if value != value.to_integral_value():
+        raise click.BadParameter(f"{usd}: at most 12 decimals")
+    return int(value)
+
+
+def _usd(pico: int | None) -> str:
+    return "none" if pico is None else f"${Decimal(pico) / 10**12:.6f}"
+
+
+@click.group()
+def credits() -> None:
+    """Prepaid credit balance: top-ups and the balance."""
+
+
+@credits.command("add")
+@click.option("--usd", required=True, help="Amount in USD, e.g. 25 or 0.50 (negative to correct).")
+@click.option("--note", default="top-up", help="Why, kept with the grant.")
+def credits_add(usd: str, note: str) -> None:
+    """Add credits; the first top-up makes the organization prepaid (requests need a balance)."""
+
+    async def work(limits: Any, org: str) -> Any:
+        return await limits.billing.add_credits(org, _pico(usd), note)
+
+    account = _run(work)
+    click.echo(
+        f"balance {_usd(account.credit_balance_pico)}\tpurchased {_usd(account.credits_purchased_pico)}"
+    )
+
+
+@credits.command("show")
+def credits_show() -> None:
+    """Tier, balance, purchases, this month's spend and the limits in force."""
+
+    async def work(limits: Any, org: str) -> list[str]:
+        account = await limits.billing.account(org)
+        tier = limits.tier_of(account)
+        month = datetime.now(UTC).strftime("%Y-%m")
+        spent, reserved = await limits.billing.period_spend(org, month)
+        return [
+            f"organization\t{org}",
+            f"tier\t{tier.name}" + ("" if account.tier is None else " (pinned)"),
+            f"tier monthly cap\t{tier.monthly_spend_cap_usd or 'none'}",
+            f"spend limit\t{_usd(account.spend_limit_pico)}",
+            f"credit balance\t{_usd(account.credit_balance_pico)}",
+            f"credits purchased\t{_usd(account.credits_purchased_pico)}",
+            f"spent {month}\t{_usd(spent)} (+{_usd(reserved)} reserved)",
+        ]
+
+    for line in _run(work):
+        click.echo(line)
+
+
+@click.group()
+def limits() -> None:
+    """Tier pin, spend limits and workspace rate limits."""
+
+
+@limits.command("tier")
+@click.argument("name", required=False)
+def limits_tier(name: str | None) -> None:
+    """Pin the organization to tier NAME (no NAME: follow credit purchases / spend again)."""
+    known = [t.name for t in Settings().limits.tiers]
+    if name is not None and name not in known:
+        raise click.BadParameter(f"unknown tier {name!r}; configured: {', '.join(known)}")
+
+    async def work(limits: Any, org: str) -> Any:
+        return await limits.billing.set_account(org, tier=name)
+
+    account = _run(work)
+    click.echo(f"tier\t{account.tier or 'by threshold'}")
+
+
+@limits.command("spend")
+@click.option("--workspace", default=None, help="A workspace id (default: the organization).")
+@click.option("--usd", default=None, help="Monthly limit in USD; omit to remove the limit.")
+def limits_spend(workspace: str | None, usd: str | None) -> None:
+    """Set a user-defined monthly spend limit (requests past it get 400, as on the Claude API)."""
+    pico = _pico(usd) if usd is not None else None
+
+    async def work(limits: Any, org: str) -> str:
+        if workspace is None:
+            await limits.billing.set_account(org, spend_limit_pico=pico)
+            return org
+        current = await limits.billing.workspace_limits(workspace)
+        await limits.billing.set_workspace_limits(workspace, org, pico, current.rate_limits)
+        return workspace
+
+    click.echo(f"{_run(work)}\tmonthly spend limit {_usd(pico)}")
+
+
+@limits.command("workspace-rate")
+@click.option("--workspace", required=True, help="Workspace id.")
+@click.option("--class", "model_class", required=True, help="Model class (see WISEGATE_LIMITS).")
+@click.option("--rpm", type=int, help="Requests per minute.")
+@click.option("--itpm", type=int, help="Input tokens per minute.")
+@click.option("--otpm", type=int, help="Output tokens per minute.")
+def limits_workspace_rate(
+    workspace: str, model_class: str, rpm: int | None, itpm: int | None, otpm: int | None
+) -> None:
+    """Give a workspace lower rate limits for a model class (no numbers: remove them)."""
+    if model_class not in Settings().limits.model_classes:
+        raise click.BadParameter(f"unknown model class {model_class!r}")
+
+    async def work(limits: Any, org: str) -> dict[str, Any]:
+        current = await limits.billing.workspace_limits(workspace)
+        rates = dict(current.rate_limits or {})
+        if rpm is None and itpm is None and otpm is None:
+            rates.pop(model_class, None)
+        else:
+            big = 10**12
+            rates[model_class] = {"rpm": rpm or big, "itpm": itpm or big, "otpm": otpm or big}
+        await limits.billing.set_workspace_limits(workspace, org, current.spend_limit_pico, rates or None)
+        return rates
+
+    click.echo(f"{workspace}\t{json.dumps(_run(work))}")

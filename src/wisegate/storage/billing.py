@@ -1,0 +1,311 @@
+"""Billing state: tier pins, prepaid credits, monthly spend counters, reservations and the settlement.
+
+Every check-and-take is one conditional ``UPDATE`` (atomic on SQLite and PostgreSQL alike, across
+processes), and a settlement — release the reservation, debit the actual cost, insert the usage
+record — is one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wisegate.storage.db import Database
+from wisegate.storage.repos import UsageRecord
+from wisegate.storage.tables import (
+    BillingAccountRow,
+    CreditGrantRow,
+    SpendPeriodRow,
+    SpendReservationRow,
+    UsageRecordRow,
+    WorkspaceLimitRow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAccount:
+    organization_id: str
+    tier: str | None = None
+    credit_balance_pico: int | None = None
+    credits_purchased_pico: int = 0
+    spent_pico: int = 0
+    spend_limit_pico: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceLimits:
+    workspace_id: str
+    spend_limit_pico: int | None = None
+    rate_limits: dict[str, dict[str, int]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Picodollars held by one in-flight request (``credit_pico``: also held from the credit balance)."""
+
+    request_id: str
+    organization_id: str
+    workspace_id: str
+    period: str
+    amount_pico: int
+    credit_pico: int
+
+
+class SpendRefused(Exception):
+    """A reservation did not fit: ``scope`` is ``organization``, ``workspace`` or ``credit``."""
+
+    def __init__(self, scope: str, committed_pico: int) -> None:
+        super().__init__(scope)
+        self.scope = scope
+        self.committed_pico = committed_pico
+
+
+class BillingRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _upsert(self, table: Any) -> Any:
+        return (pg_insert if not self._db.is_sqlite else sqlite_insert)(table)
+
+    async def account(self, organization_id: str) -> BillingAccount:
+        async with self._db.read() as session:
+            row = await session.get(BillingAccountRow, organization_id)
+        if row is None:
+            return BillingAccount(organization_id)
+        return BillingAccount(
+            row.organization_id,
+            row.tier,
+            row.credit_balance_pico,
+            row.credits_purchased_pico,
+            row.spent_pico,
+            row.spend_limit_pico,
+        )
+
+    async def workspace_limits(self, workspace_id: str) -> WorkspaceLimits:
+        async with self._db.read() as session:
+            row = await session.get(WorkspaceLimitRow, workspace_id)
+        if row is None:
+            return WorkspaceLimits(workspace_id)
+        rates = json.loads(row.rate_limits) if row.rate_limits else None
+        return WorkspaceLimits(workspace_id, row.spend_limit_pico, rates)
+
+    async def period_spend(self, scope_id: str, period: str) -> tuple[int, int]:
+        """``(spent, reserved)`` picodollars of an organization or workspace in a month."""
+        async with self._db.read() as session:
+            row = await session.get(SpendPeriodRow, (scope_id, period))
+        return (row.spent_pico, row.reserved_pico) if row else (0, 0)
+
+    async def _ensure_account(self, session: AsyncSession, organization_id: str) -> None:
+        await session.execute(
+            self._upsert(BillingAccountRow)
+            .values(
+                organization_id=organization_id,
+                credits_purchased_pico=0,
+                spent_pico=0,
+                updated_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def _ensure_periods(self, session: AsyncSession, scopes: list[str], period: str) -> None:
+        for scope in scopes:
+            await session.execute(
+                self._upsert(SpendPeriodRow)
+                .values(scope_id=scope, period=period, spent_pico=0, reserved_pico=0)
+                .on_conflict_do_nothing()
+            )
+
+    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
+        """Top up the prepaid balance (a first top-up turns the organization prepaid)."""
+        async with self._db.write() as session:
+            await self._ensure_account(session, organization_id)
+            await session.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == organization_id)
+                .values(
+                    credit_balance_pico=func.coalesce(BillingAccountRow.credit_balance_pico, 0) + amount_pico,
+                    credits_purchased_pico=BillingAccountRow.credits_purchased_pico + max(amount_pico, 0),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+            await session.execute(
+                insert(CreditGrantRow).values(
+                    organization_id=organization_id,
+                    amount_pico=amount_pico,
+                    note=note,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        return await self.account(organization_id)
+
+    async def set_account(self, organization_id: str, **values: Any) -> BillingAccount:
+        """Set ``tier`` and/or ``spend_limit_pico`` (None clears)."""
+        async with self._db.write() as session:
+            await self._ensure_account(session, organization_id)
+            await session.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == organization_id)
+                .values(updated_at=datetime.now(UTC), **values)
+            )
+        return await self.account(organization_id)
+
+    async def set_workspace_limits(
+        self,
+        workspace_id: str,
+        organization_id: str,
+        spend_limit_pico: int | None,
+        rate_limits: dict[str, dict[str, int]] | None,
+    ) -> WorkspaceLimits:
+        values = {
+            "organization_id": organization_id,
+            "spend_limit_pico": spend_limit_pico,
+            "rate_limits": json.dumps(rate_limits) if rate_limits else None,
+            "updated_at": datetime.now(UTC),
+        }
+        async with self._db.write() as session:
+            await session.execute(
+                self._upsert(WorkspaceLimitRow)
+                .values(workspace_id=workspace_id, **values)
+                .on_conflict_do_update(index_elements=["workspace_id"], set_=values)
+            )
+        return await self.workspace_limits(workspace_id)
+
+    async def reserve(
+        self,
+        reservation: Reservation,
+        organization_cap: int | None,
+        workspace_cap: int | None,
+    ) -> None:
+        """Hold ``amount_pico`` against both monthly caps and (``credit_pico``) the credit balance,
+        all or nothing; :class:`SpendRefused` names the first that did not fit."""
+        r = reservation
+        async with self._db.write() as session:
+            await self._ensure_periods(session, [r.organization_id, r.workspace_id], r.period)
+            for scope, scope_id, cap in (
+                ("organization", r.organization_id, organization_cap),
+                ("workspace", r.workspace_id, workspace_cap),
+            ):
+                query = (
+                    update(SpendPeriodRow)
+                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == r.period)
+                    .values(reserved_pico=SpendPeriodRow.reserved_pico + r.amount_pico)
+                )
+                if cap is not None:
+                    query = query.where(
+                        SpendPeriodRow.spent_pico + SpendPeriodRow.reserved_pico + r.amount_pico <= cap
+                    )
+                if (await session.execute(query)).rowcount != 1:  # type: ignore[attr-defined]
+                    spent, reserved = await _period(session, scope_id, r.period)
+                    raise SpendRefused(scope, spent + reserved)
+            if r.credit_pico:
+                taken = await session.execute(
+                    update(BillingAccountRow)
+                    .where(
+                        BillingAccountRow.organization_id == r.organization_id,
+                        BillingAccountRow.credit_balance_pico >= r.credit_pico,
+                    )
+                    .values(credit_balance_pico=BillingAccountRow.credit_balance_pico - r.credit_pico)
+                )
+                if taken.rowcount != 1:  # type: ignore[attr-defined]
+                    raise SpendRefused("credit", 0)
+            await session.execute(
+                insert(SpendReservationRow).values(
+                    request_id=r.request_id,
+                    organization_id=r.organization_id,
+                    workspace_id=r.workspace_id,
+                    period=r.period,
+                    amount_pico=r.amount_pico,
+                    credit_pico=r.credit_pico,
+                    created_at=datetime.now(UTC),
+                )
+            )
+
+    async def settle(self, record: UsageRecord, reservation: Reservation | None, period: str) -> None:
+        """In one transaction: release the reservation (if still held), debit ``record.cost_picousd``
+        from the monthly counters and the credit balance, and insert the usage record."""
+        async with self._db.write() as session:
+            if reservation is not None:
+                await self._release(session, reservation)
+            cost = record.cost_picousd
+            if cost:
+                if reservation is not None:
+                    period = reservation.period
+                await self._ensure_account(session, record.organization_id)
+                await self._ensure_periods(session, [record.organization_id, record.workspace_id], period)
+                for scope_id in (record.organization_id, record.workspace_id):
+                    await session.execute(
+                        update(SpendPeriodRow)
+                        .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
+                        .values(spent_pico=SpendPeriodRow.spent_pico + cost)
+                    )
+                await session.execute(
+                    update(BillingAccountRow)
+                    .where(BillingAccountRow.organization_id == record.organization_id)
+                    .values(
+                        spent_pico=BillingAccountRow.spent_pico + cost,
+                        credit_balance_pico=BillingAccountRow.credit_balance_pico - cost,
+                    )
+                )
+            await session.execute(
+                insert(UsageRecordRow).values(**{f.name: getattr(record, f.name) for f in fields(record)})
+            )
+
+    async def _release(self, session: AsyncSession, r: Reservation) -> None:
+        gone = await session.execute(
+            delete(SpendReservationRow).where(SpendReservationRow.request_id == r.request_id)
+        )
+        if gone.rowcount != 1:  # type: ignore[attr-defined]
+            return  # already released by the sweep
+        for scope_id in (r.organization_id, r.workspace_id):
+            await session.execute(
+                update(SpendPeriodRow)
+                .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == r.period)
+                .values(reserved_pico=SpendPeriodRow.reserved_pico - r.amount_pico)
+            )
+        if r.credit_pico:
+            await session.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == r.organization_id)
+                .values(credit_balance_pico=BillingAccountRow.credit_balance_pico + r.credit_pico)
+            )
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give a reservation back without any cost (the request never ran)."""
+        async with self._db.write() as session:
+            await self._release(session, reservation)
+
+    async def release_stale(self, older_than: datetime) -> int:
+        """Release reservations of requests that never settled (their process died); how many."""
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(
+                    select(SpendReservationRow).where(SpendReservationRow.created_at < older_than)
+                )
+            ).scalars()
+            stale = [
+                Reservation(
+                    r.request_id, r.organization_id, r.workspace_id, r.period, r.amount_pico, r.credit_pico
+                )
+                for r in rows
+            ]
+        for reservation in stale:
+            await self.release(reservation)
+        return len(stale)
+
+
+async def _period(session: AsyncSession, scope_id: str, period: str) -> tuple[int, int]:
+    row = (
+        await session.execute(
+            select(SpendPeriodRow.spent_pico, SpendPeriodRow.reserved_pico).where(
+                SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])

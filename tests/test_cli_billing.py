@@ -1,0 +1,36 @@
+"""``wisegate credits`` and ``wisegate limits`` change what a running server enforces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from wisegate.cli import main
+
+
+def test_credits_and_limits_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WISEGATE_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "tier\ttier-1" in run("credits", "show")
+    assert run("credits", "add", "--usd", "40.5").startswith("balance $40.500000\tpurchased $40.500000")
+    shown = run("credits", "show")
+    assert "tier\ttier-2\n" in shown and "credit balance\t$40.500000" in shown
+    run("limits", "tier", "tier-4")
+    run("limits", "spend", "--usd", "12.25")
+    shown = run("credits", "show")
+    assert "tier\ttier-4 (pinned)" in shown and "spend limit\t$12.250000" in shown
+    workspace = run("keys", "create", "--name", "w").split("\t")[1]
+    assert '"rpm": 5' in run(
+        "limits", "workspace-rate", "--workspace", workspace, "--class", "sonnet", "--rpm", "5"
+    )
+    assert "$1.000000" in run("limits", "spend", "--workspace", workspace, "--usd", "1")
+    bad = runner.invoke(main, ["limits", "tier", "gold"])
+    assert bad.exit_code != 0 and "unknown tier" in bad.output
