@@ -10,8 +10,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from wisegate.api.auth import authenticate
-from wisegate.api.body import parse
+from wisegate.api.body import parse, parse_with_bytes
 from wisegate.api.errors import request_id_of
+from wisegate.api.relay import relayed_response
 from wisegate.domain.messages import MessageStream
 from wisegate.errors import ApiError
 from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
@@ -24,8 +25,18 @@ log = logging.getLogger("wisegate.messages")
 async def create_message(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
-    body = await parse(request, MessagesRequest, services.settings.max_messages_request_bytes)
+    body, raw = await parse_with_bytes(request, MessagesRequest, services.settings.max_messages_request_bytes)
     request_id = request_id_of(request) or ""
+    relayed = await services.messages.open_relay(
+        principal,
+        body,
+        raw,
+        request_id,
+        beta=request.headers.get("anthropic-beta"),
+        version=request.headers.get("anthropic-version"),
+    )
+    if relayed is not None:
+        return relayed_response(relayed)
     if body.stream:
         stream = await services.messages.open_stream(principal, body, request_id, streamed=True)
         return SSEResponse(stream)

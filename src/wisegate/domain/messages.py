@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 
 import anyio
 
+from wisegate.backends.base import RawRelay
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.keys import Principal
+from wisegate.domain.relay import RelayedResponse, relay
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
@@ -164,6 +166,32 @@ class MessageService:
                 await settle.finish()
             raise
         return MessageStream(first, events, settle)
+
+    async def open_relay(
+        self,
+        principal: Principal,
+        request: MessagesRequest,
+        raw: bytes,
+        request_id: str,
+        *,
+        beta: str | None = None,
+        version: str | None = None,
+    ) -> RelayedResponse | None:
+        """Lossless passthrough (``domain/relay.py``) when the model's backend relays bytes, else None."""
+        try:
+            served = self._registry.resolve(request.model)
+        except ApiError:
+            return None  # the typed path answers and records it
+        if not isinstance(served.backend, RawRelay):
+            return None
+        settle = _Settlement(self, principal, request_id, served.config.id, bool(request.stream), Usage())
+        try:
+            fitted = self._fit(served, request)
+        except ApiError as exc:
+            settle.error_type = exc.type
+            await settle.finish()
+            raise
+        return await relay(served, request, fitted, raw, beta, version, settle)
 
     async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> Message:
         """The whole ``Message``, assembled from the stream."""

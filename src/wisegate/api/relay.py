@@ -1,0 +1,67 @@
+"""Rendering a relayed upstream answer: its JSON body as is, or its SSE bytes as they arrive."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from wisegate.domain.relay import RelayedResponse
+from wisegate.errors import ApiError
+from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
+
+log = logging.getLogger("wisegate.messages")
+
+
+def relayed_response(relayed: RelayedResponse) -> Response:
+    if relayed.chunks is None:
+        return Response(relayed.body or b"", status_code=relayed.status, media_type=relayed.content_type)
+    return RelayedSSEResponse(relayed)
+
+
+class RelayedSSEResponse(Response):
+    """The upstream's SSE bytes, untouched; a disconnect closes the upstream, usage is always settled."""
+
+    def __init__(self, relayed: RelayedResponse) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", relayed.content_type.encode()),
+            (b"cache-control", b"no-cache"),
+        ]
+        self._relayed = relayed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        try:
+            async with anyio.create_task_group() as tasks:
+
+                async def pump() -> None:
+                    await self._pump(send)
+                    tasks.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tasks.cancel_scope.cancel()
+
+                tasks.start_soon(pump)
+                tasks.start_soon(watch)
+        finally:
+            await self._relayed.aclose()
+
+    async def _pump(self, send: Send) -> None:
+        assert self._relayed.chunks is not None
+        try:
+            async for chunk in self._relayed.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ApiError as exc:
+            error = ErrorEvent(error=ErrorBody(type=exc.type, message=exc.message))
+            await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        except Exception:
+            log.exception("relayed stream failed after it started")
+            error = ErrorEvent(error=ErrorBody(type="api_error", message="Internal server error"))
+            await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

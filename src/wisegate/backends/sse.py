@@ -1,0 +1,162 @@
+"""Reading Anthropic SSE as it goes by: usage on the side of a byte relay, or typed events.
+
+``UsageTap`` looks only at the frames that carry usage (``message_start``, ``message_delta``) and
+``error``; content deltas pass by unparsed. ``typed_events`` turns the same frames into protocol
+events for the non-relay path (frames Wisegate has no model for are skipped there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from wisegate.backends.base import RelayResponse
+from wisegate.errors import (
+    ApiError,
+    ApiInternal,
+    GatewayTimeout,
+    InvalidRequest,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    RequestTooLarge,
+)
+from wisegate.protocol.events import StreamEvent
+from wisegate.protocol.messages import Usage
+
+log = logging.getLogger("wisegate.upstream")
+
+_EVENT = TypeAdapter[StreamEvent](StreamEvent)
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+_ERRORS: dict[str, type[ApiError]] = {
+    "invalid_request_error": InvalidRequest,
+    "not_found_error": NotFound,
+    "request_too_large": RequestTooLarge,
+    "rate_limit_error": RateLimited,
+    "overloaded_error": Overloaded,
+    "timeout_error": GatewayTimeout,
+    "api_error": ApiInternal,
+}
+
+
+def apply_usage(usage: Usage, fields: dict[str, Any]) -> None:
+    """Copy an upstream ``usage`` object onto the tally (cumulative values overwrite)."""
+    for name in _USAGE_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, int):
+            setattr(usage, name, value)
+    creation = fields.get("cache_creation")
+    if isinstance(creation, dict):
+        for name in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"):
+            if isinstance(creation.get(name), int):
+                setattr(usage.cache_creation, name, creation[name])
+    tier = fields.get("service_tier")
+    if tier in ("standard", "priority", "batch"):
+        usage.service_tier = tier
+    if isinstance(fields.get("server_tool_use"), dict):
+        usage.server_tool_use = {k: v for k, v in fields["server_tool_use"].items() if isinstance(v, int)}
+
+
+def error_from_event(error: dict[str, Any]) -> ApiError:
+    kind = str(error.get("type", "api_error"))
+    return _ERRORS.get(kind, ApiInternal)(str(error.get("message", "upstream error")))
+
+
+def _split(buffer: bytearray) -> list[bytes]:
+    """Complete frames removed from the front of ``buffer`` (separator ``\\n\\n``; ``\\r\\n`` tolerated)."""
+    if b"\r" in buffer:
+        buffer[:] = buffer.replace(b"\r\n", b"\n")
+    frames = []
+    start = 0
+    while True:
+        end = buffer.find(b"\n\n", start)
+        if end < 0:
+            break
+        frames.append(bytes(buffer[start:end]))
+        start = end + 2
+    if start:
+        del buffer[:start]
+    return frames
+
+
+def _data_of(frame: bytes) -> bytes:
+    lines = [line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines)
+
+
+def _name_of(frame: bytes) -> bytes:
+    if frame.startswith(b"event:"):
+        return frame[6 : frame.find(b"\n") if b"\n" in frame else None].strip()
+    return b""
+
+
+class UsageTap:
+    """Fed the relayed bytes; keeps ``response.usage``, ``stop_reason`` and ``error_type`` current."""
+
+    __slots__ = ("_buffer", "_response")
+
+    def __init__(self, response: RelayResponse) -> None:
+        self._response = response
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        if b"\n\n" not in self._buffer and b"\r\n\r\n" not in self._buffer:
+            return
+        for frame in _split(self._buffer):
+            name = _name_of(frame)
+            if name in (b"message_start", b"message_delta", b"error") or (not name and b'"message_' in frame):
+                self._frame(frame)
+
+    def _frame(self, frame: bytes) -> None:
+        try:
+            event = json.loads(_data_of(frame))
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        kind = event.get("type")
+        if kind == "message_start" and isinstance(event.get("message"), dict):
+            apply_usage(self._response.usage, event["message"].get("usage") or {})
+        elif kind == "message_delta":
+            apply_usage(self._response.usage, event.get("usage") or {})
+            delta = event.get("delta") or {}
+            if isinstance(delta, dict) and delta.get("stop_reason"):
+                self._response.stop_reason = str(delta["stop_reason"])
+        elif kind == "error":
+            error = event.get("error") or {}
+            self._response.error_type = (
+                str(error.get("type", "api_error")) if isinstance(error, dict) else None
+            )
+
+
+async def typed_events(chunks: AsyncIterator[bytes], usage: Usage) -> AsyncIterator[StreamEvent]:
+    """Protocol events from Anthropic SSE bytes; the tally follows message_start / message_delta.
+
+    An ``error`` event is raised as the matching :mod:`wisegate.errors` exception.
+    """
+    buffer = bytearray()
+    async for chunk in chunks:
+        buffer += chunk
+        for frame in _split(buffer):
+            data = _data_of(frame)
+            if not data:
+                continue
+            try:
+                raw = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(raw, dict) and raw.get("type") == "error":
+                raise error_from_event(raw.get("error") or {})
+            if isinstance(raw, dict) and raw.get("type") == "message_start":
+                apply_usage(usage, (raw.get("message") or {}).get("usage") or {})
+            elif isinstance(raw, dict) and raw.get("type") == "message_delta":
+                apply_usage(usage, raw.get("usage") or {})
+            try:
+                yield _EVENT.validate_python(raw)
+            except ValidationError:
+                log.debug("skipping an upstream event Wisegate has no type for: %s", raw.get("type"))
