@@ -36,6 +36,7 @@ class Seen:
     query: str
     headers: dict[str, str]
     body: bytes
+    raw_path: str = ""
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeUpstream:
                 request.url.query,
                 {k.lower(): v for k, v in request.headers.items()},
                 await request.body(),
+                request.scope["raw_path"].decode(),
             )
         )
         if not self.answers:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from wisegate.backends.base import Capabilities, ModelRoute, RelayRequest, RelayResponse
 from wisegate.backends.sse import UsageTap, apply_usage, typed_events
@@ -74,7 +75,9 @@ class MessagesUpstream:
         assert self._session is not None
         outgoing = await self._prepare(request, route)
         try:
-            response = await self._session.post(outgoing.url, data=outgoing.body, headers=outgoing.headers)
+            response = await self._session.post(
+                URL(outgoing.url, encoded=True), data=outgoing.body, headers=outgoing.headers
+            )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
         try:
