@@ -54,6 +54,7 @@ class Services:
             yield
         finally:
             await self.registry.close()
+            await self.usage.close()  # write the usage records still queued
             await self.db.close()
 
 

@@ -117,3 +117,8 @@ class RawRelay(Protocol):
     async def relay(self, request: RelayRequest, route: ModelRoute) -> RelayResponse:
         """Send ``request`` upstream; upstream failures raise :mod:`wisegate.errors` exceptions."""
         ...
+
+
+def relay_of(backend: Backend) -> RawRelay | None:
+    """``backend`` as a ``RawRelay`` when it has ``relay`` (cheaper than ``isinstance`` on a Protocol)."""
+    return backend if callable(getattr(backend, "relay", None)) else None  # type: ignore[return-value]

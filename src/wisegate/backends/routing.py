@@ -23,9 +23,9 @@ from wisegate.backends.base import (
     Backend,
     Capabilities,
     ModelRoute,
-    RawRelay,
     RelayRequest,
     RelayResponse,
+    relay_of,
 )
 from wisegate.backends.upstream import KeyPool, is_fallback, is_retryable
 from wisegate.errors import ApiError, GatewayTimeout, Overloaded
@@ -199,8 +199,8 @@ class RoutedRelayBackend(RoutedBackend):
 
     async def relay(self, request: RelayRequest, route: ModelRoute) -> RelayResponse:
         async def call(deployment: Deployment, r: ModelRoute) -> RelayResponse:
-            backend = deployment.backend
-            assert isinstance(backend, RawRelay)
+            backend = relay_of(deployment.backend)
+            assert backend is not None
             return await backend.relay(request, r)
 
         return await self._attempts(route, call)
@@ -208,6 +208,6 @@ class RoutedRelayBackend(RoutedBackend):
 
 def routed(name: str, deployments: Sequence[Deployment], policy: RoutingConfig) -> RoutedBackend:
     """A ``RoutedRelayBackend`` when every deployment relays bytes, else a ``RoutedBackend``."""
-    if all(isinstance(d.backend, RawRelay) for d in deployments):
+    if all(relay_of(d.backend) is not None for d in deployments):
         return RoutedRelayBackend(name, deployments, policy)
     return RoutedBackend(name, deployments, policy)

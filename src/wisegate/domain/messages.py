@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from wisegate.backends.base import RawRelay
+from wisegate.backends.base import relay_of
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.keys import Principal
 from wisegate.domain.relay import RelayedResponse, relay
@@ -182,7 +182,7 @@ class MessageService:
             served = self._registry.resolve(request.model)
         except ApiError:
             return None  # the typed path answers and records it
-        if not isinstance(served.backend, RawRelay):
+        if relay_of(served.backend) is None:
             return None
         settle = _Settlement(self, principal, request_id, served.config.id, bool(request.stream), Usage())
         try:

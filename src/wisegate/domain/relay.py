@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from wisegate.backends.base import RawRelay, RelayRequest
+from wisegate.backends.base import RelayRequest, relay_of
 from wisegate.backends.upstream import rewrite_json
 from wisegate.errors import ApiError
 
@@ -54,8 +54,8 @@ async def relay(
     settle: _Settlement,
 ) -> RelayedResponse:
     """Send the client's bytes through ``served``'s relay; errors before the answer propagate, settled."""
-    backend = served.backend
-    assert isinstance(backend, RawRelay)
+    backend = relay_of(served.backend)
+    assert backend is not None
     if fitted.max_tokens != request.max_tokens:  # clamped to the model's limit
         raw = rewrite_json(raw, {"max_tokens": fitted.max_tokens})
     outgoing = RelayRequest(

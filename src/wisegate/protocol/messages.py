@@ -18,7 +18,13 @@ TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
 def new_id(prefix: str, length: int = 24) -> str:
     """An Anthropic-looking id: ``prefix`` + ``_01`` + base58 characters (e.g. ``msg_01Xf…``)."""
-    return f"{prefix}_01" + "".join(secrets.choice(_ALPHABET) for _ in range(length - 2))
+    # One draw of randomness, spelled in base58 (one secrets.choice per character cost ~70 µs an id).
+    n = secrets.randbelow(58 ** (length - 2))
+    chars = []
+    for _ in range(length - 2):
+        n, digit = divmod(n, 58)
+        chars.append(_ALPHABET[digit])
+    return f"{prefix}_01" + "".join(chars)
 
 
 class _Strict(BaseModel):
