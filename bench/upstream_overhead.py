@@ -269,6 +269,12 @@ async def load(port: int, key: str, stream: bool, concurrency: int, seconds: flo
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (robust to a busy machine, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -389,17 +395,20 @@ def main() -> None:
             wisegate, key = start_wisegate(tmp, mock_port, wg_port, args.log_level)
             procs.append(wisegate)
             ports = {"direct": mock_port, "bare": bare_port, "wisegate": wg_port}
+            pids = {"direct": mock.pid, "bare": bare.pid, "wisegate": wisegate.pid}
             print(f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run")
             print(
                 "| mode | conc | target | req/s | last byte p50 / p99 ms | first byte p50 / p99 ms "
-                "| added p50 ms (last / first byte) | n | err |"
+                "| added p50 ms (last / first byte) | server CPU µs/request | n | err |"
             )
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for stream in (False, True):
                 for concurrency in args.concurrency:
                     base: dict[str, float] = {}
                     for target in args.targets:
+                        cpu_before = cpu_seconds(pids[target])
                         r = asyncio.run(load(ports[target], key, stream, concurrency, args.seconds))
+                        cpu = (cpu_seconds(pids[target]) - cpu_before) / max(1.0, r["n"]) * 1e6
                         if target == "direct":
                             base = r
                         added = (
@@ -411,7 +420,7 @@ def main() -> None:
                         print(
                             f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {r['p50']:.2f} / "
                             f"{r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | {added} | "
-                            f"{r['n']:.0f} | {r['errors']:.0f} |",
+                            f"{cpu:.0f} | {r['n']:.0f} | {r['errors']:.0f} |",
                             flush=True,
                         )
             per_stream = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))

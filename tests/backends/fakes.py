@@ -47,6 +47,8 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: list[bytes] | None = None
     break_after: int | None = None  # drop the connection after this many chunks
+    delay: float = 0.0  # seconds before answering
+    chunk_delay: float = 0.0  # seconds between chunks
 
 
 class FakeUpstream:
@@ -83,6 +85,8 @@ class FakeUpstream:
         if not self.answers:
             return Response(b'{"error":"nothing queued"}', status_code=500)
         answer = self.answers.popleft()
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
         if answer.chunks is None:
             return Response(
                 answer.body, status_code=answer.status, media_type=answer.content_type, headers=answer.headers
@@ -94,7 +98,7 @@ class FakeUpstream:
                 if answer.break_after is not None and index >= answer.break_after:
                     raise ConnectionResetError("fake upstream drops the connection")
                 yield chunk
-                await asyncio.sleep(0)
+                await asyncio.sleep(answer.chunk_delay)
 
         return StreamingResponse(
             body(), status_code=answer.status, media_type=answer.content_type, headers=answer.headers

@@ -343,3 +343,86 @@ def test_fallback_key_pool_and_circuit_breaker(routed: tuple[LiveServer, FakeUps
     client.messages.create(**args)
     assert len(primary.seen) == 2 and len(secondary.seen) == 2
     assert secondary.seen[1].headers["x-api-key"] == "kb2"
+
+
+def test_typed_path_over_the_relay(server: LiveServer, fake: FakeUpstream) -> None:
+    """``MessageService.create`` (used by callers that need a typed ``Message``) folds the same SSE."""
+    from wisegate.domain.keys import Principal
+    from wisegate.protocol.messages import MessagesRequest
+
+    fake.sse(transcript("anthropic_thinking.sse"), pieces=13)
+    principal: Principal = server.run(server.services.keys.authenticate(server.key))
+    request = MessagesRequest.model_validate(
+        {"model": MODEL, "max_tokens": 4096, "messages": [{"role": "user", "content": "27 * 453?"}]}
+    )
+    message = server.run(server.services.messages.create(principal, request, "req_typed_1"))
+    assert message.content[0].type == "thinking" and message.content[0].signature.startswith("EqQB")
+    assert message.content[-1].text == "27 * 453 = 12,231"  # type: ignore[union-attr]
+    assert message.usage.output_tokens == 312 and message.stop_reason == "end_turn"
+    assert json.loads(fake.seen[0].body)["stream"] is True
+    record = usage_of(server, "req_typed_1")
+    assert (record.input_tokens, record.output_tokens, record.cache_read_input_tokens) == (40, 312, 2048)
+
+
+def test_client_disconnect_mid_stream_is_recorded(server: LiveServer, fake: FakeUpstream) -> None:
+    golden = transcript("anthropic_text.sse")
+    frames = [f + b"\n\n" for f in golden.split(b"\n\n") if f]
+    fake.answer(Answer(content_type="text/event-stream", chunks=frames, chunk_delay=0.5))
+    body = {"model": MODEL, "max_tokens": 16, "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.stream(
+        "POST", server.base_url + "/v1/messages", json=body, headers={"x-api-key": server.key}
+    ) as response:
+        request_id = response.headers["request-id"]
+        next(response.iter_bytes())  # message_start arrived; then the client goes away
+    for _ in range(100):
+        record = usage_of(server, request_id)
+        if record is not None:
+            break
+        import time
+
+        time.sleep(0.05)
+    assert record is not None and record.error_type == "client_disconnected"
+    assert record.input_tokens == 25 and record.streamed
+
+
+def test_timeout_and_cooling_deployments(tmp_path: Path) -> None:
+    for fake in run_fake(FakeUpstream()):
+        settings = settings_for(
+            tmp_path,
+            backends={"up": BackendConfig(type="anthropic", options={"base_url": fake.base_url})},
+            models=[
+                ModelConfig(
+                    id=MODEL,
+                    backend="up",
+                    routing=RoutingConfig(
+                        retries=0, timeout_seconds=0.3, breaker_failures=1, breaker_cooldown_seconds=60
+                    ),
+                )
+            ],
+        )
+        for server in serve(settings):
+            fake.answer(Answer(body=MESSAGE_JSON, delay=2))
+            with pytest.raises(anthropic.APIStatusError) as timed_out:
+                server.client().messages.create(
+                    model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}]
+                )
+            assert timed_out.value.status_code == 504
+            assert timed_out.value.body["error"]["type"] == "timeout_error"  # type: ignore[index]
+            # The only deployment is now cooling down: answered 529 without calling the upstream.
+            with pytest.raises(anthropic.APIStatusError) as cooling:
+                server.client().messages.create(
+                    model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}]
+                )
+            assert cooling.value.status_code == 529 and "cooling down" in str(cooling.value)
+            assert len(fake.seen) == 1
+
+
+def test_retry_after_is_honoured(server: LiveServer, fake: FakeUpstream) -> None:
+    import time
+
+    fake.answer(status=429, body=error_body("rate_limit_error", "wait"), headers={"retry-after": "0.4"})
+    fake.answer(body=MESSAGE_JSON)
+    started = time.monotonic()
+    server.client().messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert time.monotonic() - started >= 0.4  # waited at least what the upstream asked
+    assert len(fake.seen) == 2

@@ -1,7 +1,8 @@
 """Routing one model over its deployments: retries with backoff, fallback, timeouts, circuit breakers.
 
 For each request the deployments are ordered by ``priority`` (default: their position), equal
-priorities shuffled by ``weight``; deployments whose breaker is open go last. An attempt that fails
+priorities shuffled by ``weight``; deployments whose breaker is open are skipped (all of them
+cooling: 529 ``overloaded_error`` with ``retry-after``). An attempt that fails
 before the answer starts (429, 529, 5xx, timeout, connection failure) is retried on the same
 deployment with exponential backoff — waiting at least the upstream's ``retry-after`` when that is
 short enough — and then the next deployment is tried. Errors that are the client's (400 …) are
@@ -102,7 +103,7 @@ class RoutedBackend:
         return None
 
     def order(self) -> list[Deployment]:
-        """This request's try order: priority, then weighted shuffle; cooling deployments last."""
+        """This request's try order: priority, then weighted shuffle (cooling deployments are skipped)."""
         groups: dict[int, list[Deployment]] = {}
         for deployment in self.deployments:
             groups.setdefault(deployment.priority, []).append(deployment)
@@ -113,7 +114,7 @@ class RoutedBackend:
                 pick = random.choices(pool, weights=[d.weight for d in pool])[0] if len(pool) > 1 else pool[0]
                 ordered.append(pick)
                 pool.remove(pick)
-        return [d for d in ordered if not d.breaker.is_open()] + [d for d in ordered if d.breaker.is_open()]
+        return ordered
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before the next attempt on the same deployment; None: move on instead."""
@@ -127,9 +128,11 @@ class RoutedBackend:
 
     async def _attempts(self, base: ModelRoute, call: Callable[[Deployment, ModelRoute], Awaitable[T]]) -> T:
         last: ApiError | None = None
+        cooling: list[float] = []
         for deployment in self.order():
-            if deployment.breaker.is_open() and last is not None:
-                break  # the healthy ones failed; don't hammer the cooling ones
+            if deployment.breaker.is_open():
+                cooling.append(deployment.breaker.open_until - deployment.breaker.clock())
+                continue
             for attempt in range(self.policy.retries + 1):
                 try:
                     async with asyncio.timeout(self.policy.timeout_seconds):
@@ -161,7 +164,10 @@ class RoutedBackend:
                     break
                 await self._sleep(delay)
         if last is None:
-            raise Overloaded(f"Every deployment of {self.name} is cooling down after failures; retry later.")
+            raise Overloaded(
+                f"Every deployment of {self.name} is cooling down after failures; retry later.",
+                retry_after=min(cooling) if cooling else None,
+            )
         raise last
 
     async def stream(

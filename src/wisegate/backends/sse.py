@@ -137,9 +137,12 @@ class UsageTap:
 async def typed_events(chunks: AsyncIterator[bytes], usage: Usage) -> AsyncIterator[StreamEvent]:
     """Protocol events from Anthropic SSE bytes; the tally follows message_start / message_delta.
 
-    An ``error`` event is raised as the matching :mod:`wisegate.errors` exception.
+    An ``error`` event is raised as the matching :mod:`wisegate.errors` exception. Content blocks of
+    types Wisegate has no model for (server-tool results …) are left out and the blocks after them
+    renumbered, so the typed stream stays consistent; the relay path is the lossless one.
     """
     buffer = bytearray()
+    blocks: dict[object, int | None] = {}  # upstream block index -> ours (None: left out)
     async for chunk in chunks:
         buffer += chunk
         for frame in _split(buffer):
@@ -156,6 +159,22 @@ async def typed_events(chunks: AsyncIterator[bytes], usage: Usage) -> AsyncItera
                 apply_usage(usage, (raw.get("message") or {}).get("usage") or {})
             elif isinstance(raw, dict) and raw.get("type") == "message_delta":
                 apply_usage(usage, raw.get("usage") or {})
+            elif isinstance(raw, dict) and str(raw.get("type", "")).startswith("content_block_"):
+                upstream_index = raw.get("index")
+                if raw["type"] == "content_block_start":
+                    ours = sum(1 for v in blocks.values() if v is not None)
+                    try:
+                        event = _EVENT.validate_python({**raw, "index": ours})
+                    except ValidationError:
+                        blocks[upstream_index] = None
+                        continue
+                    blocks[upstream_index] = ours
+                    yield event
+                    continue
+                mapped = blocks.get(upstream_index)
+                if mapped is None:
+                    continue
+                raw = {**raw, "index": mapped}
             try:
                 yield _EVENT.validate_python(raw)
             except ValidationError:
