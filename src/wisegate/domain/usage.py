@@ -2,8 +2,9 @@
 
 Records are written off the request path: ``record`` queues the record and returns; one writer task
 waits ``linger`` seconds for more to arrive and inserts whatever has queued in a single transaction,
-so the database (and SQLite's write lock) is visited once per batch instead of once per request. Reads (``for_request``,
-``recent``) flush first, and ``close`` (the app's shutdown) flushes what is left. A batch that fails
+so the database (and SQLite's write lock) is visited once per batch instead of once per request.
+Reads (``for_request``, ``recent``) flush first, and ``close`` (the app's shutdown) flushes what is
+left. A batch that fails
 is retried row by row, so one bad row cannot lose the others; a row that still fails is logged.
 """
 
