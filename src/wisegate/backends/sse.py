@@ -95,22 +95,34 @@ def _name_of(frame: bytes) -> bytes:
 
 
 class UsageTap:
-    """Fed the relayed bytes; keeps ``response.usage``, ``stop_reason`` and ``error_type`` current."""
+    """Fed the relayed bytes; keeps ``response.usage``, ``stop_reason`` and ``error_type`` current.
 
-    __slots__ = ("_buffer", "_response")
+    Only the few frames that matter are located (by their ``event:`` line) and parsed; the content
+    deltas in between are never split or decoded. Only an unfinished frame is kept between chunks.
+    """
+
+    __slots__ = ("_response", "_tail")
+    _WATCHED = (b"event: message_start", b"event: message_delta", b"event: error")
 
     def __init__(self, response: RelayResponse) -> None:
         self._response = response
-        self._buffer = bytearray()
+        self._tail = b""
 
     def feed(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        if b"\n\n" not in self._buffer and b"\r\n\r\n" not in self._buffer:
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n")
+        data = self._tail + chunk if self._tail else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._tail = data
             return
-        for frame in _split(self._buffer):
-            name = _name_of(frame)
-            if name in (b"message_start", b"message_delta", b"error") or (not name and b'"message_' in frame):
-                self._frame(frame)
+        complete, self._tail = data[: end + 2], data[end + 2 :]
+        for marker in self._WATCHED:
+            at = complete.find(marker)
+            while at >= 0:
+                stop = complete.find(b"\n\n", at)
+                self._frame(complete[at:stop])
+                at = complete.find(marker, stop)
 
     def _frame(self, frame: bytes) -> None:
         try:
