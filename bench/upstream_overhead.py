@@ -6,7 +6,7 @@ HTTP/1.1 keep-alive client, several times faster than the servers it measures). 
 time. Prints requests/s and latency percentiles per target, mode and concurrency, the latency
 Wisegate adds over the direct call, and resident memory per open stream.
 
-    .venv/bin/python bench/upstream_overhead.py --seconds 5 --concurrency 1 16 64
+    .venv/bin/python bench/upstream_overhead.py --seconds 6 --rounds 3 --concurrency 1 16 64
 """
 
 from __future__ import annotations
@@ -230,7 +230,8 @@ def build(port: int, key: str, stream: bool, extra: str = "") -> bytes:
     ).encode() + body
 
 
-async def load(port: int, key: str, stream: bool, concurrency: int, seconds: float) -> dict[str, float]:
+async def load(port: int, key: str, stream: bool, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Run ``concurrency`` keep-alive clients for ``seconds``; raw samples in seconds."""
     raw = build(port, key, stream)
     firsts: list[float] = []
     lasts: list[float] = []
@@ -252,20 +253,24 @@ async def load(port: int, key: str, stream: bool, concurrency: int, seconds: flo
 
     began = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
+    return {"firsts": firsts, "lasts": lasts, "errors": errors, "elapsed": time.perf_counter() - began}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
+    firsts = sorted(x for r in runs for x in r["firsts"])
+    lasts = sorted(x for r in runs for x in r["lasts"])
 
     def pct(values: list[float], q: float) -> float:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
 
     return {
-        "rps": len(lasts) / elapsed,
+        "rps": len(lasts) / sum(r["elapsed"] for r in runs),
         "p50": statistics.median(lasts) * 1000,
         "p99": pct(lasts, 0.99),
         "ttfb50": statistics.median(firsts) * 1000,
         "ttfb99": pct(firsts, 0.99),
         "n": len(lasts),
-        "errors": errors,
+        "errors": sum(r["errors"] for r in runs),
     }
 
 
@@ -363,6 +368,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
     parser.add_argument("--log-level", default="INFO", help="Wisegate's log level during the run")
     parser.add_argument("--targets", nargs="+", default=["direct", "bare", "wisegate"])
     args = parser.parse_args()
@@ -404,13 +410,21 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|---|---|---|")
             for stream in (False, True):
                 for concurrency in args.concurrency:
+                    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.targets}
+                    cpu: dict[str, float] = dict.fromkeys(args.targets, 0.0)
+                    for _ in range(args.rounds):  # interleaved, so drifting machine load hits all alike
+                        for target in args.targets:
+                            before = cpu_seconds(pids[target])
+                            runs[target].append(
+                                asyncio.run(
+                                    load(ports[target], key, stream, concurrency, args.seconds / args.rounds)
+                                )
+                            )
+                            cpu[target] += cpu_seconds(pids[target]) - before
                     base: dict[str, float] = {}
                     for target in args.targets:
-                        cpu_before = cpu_seconds(pids[target])
-                        r = asyncio.run(load(ports[target], key, stream, concurrency, args.seconds))
-                        cpu = (cpu_seconds(pids[target]) - cpu_before) / max(1.0, r["n"]) * 1e6
-                        if target == "direct":
-                            base = r
+                        r = summarize(runs[target])
+                        base = base or (r if target == "direct" else {})
                         added = (
                             f"{r['p50'] - base['p50']:.2f} / {r['ttfb50'] - base['ttfb50']:.2f}"
                             if base
@@ -420,7 +434,7 @@ def main() -> None:
                         print(
                             f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {r['p50']:.2f} / "
                             f"{r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | {added} | "
-                            f"{cpu:.0f} | {r['n']:.0f} | {r['errors']:.0f} |",
+                            f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {r['n']:.0f} | {r['errors']:.0f} |",
                             flush=True,
                         )
             per_stream = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))
