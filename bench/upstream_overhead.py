@@ -434,7 +434,8 @@ def main() -> None:
                         print(
                             f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {r['p50']:.2f} / "
                             f"{r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | {added} | "
-                            f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {r['n']:.0f} | {r['errors']:.0f} |",
+                            f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {r['n']:.0f} | "
+                            f"{r['errors']:.0f} |",
                             flush=True,
                         )
             per_stream = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))
