@@ -8,6 +8,7 @@ here: the relay (bytes in, bytes out, usage read on the side), the typed ``strea
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -31,6 +32,12 @@ from wisegate.protocol.events import StreamEvent
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, Usage
 
 log = logging.getLogger("wisegate.upstream")
+
+
+@functools.lru_cache(maxsize=1024)
+def _url(url: str) -> URL:
+    """Parsed once per distinct URL, sent as given (``encoded``: Bedrock's signed path stays as signed)."""
+    return URL(url, encoded=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,7 @@ class MessagesUpstream:
         outgoing = await self._prepare(request, route)
         try:
             response = await self._session.post(
-                URL(outgoing.url, encoded=True), data=outgoing.body, headers=outgoing.headers
+                _url(outgoing.url), data=outgoing.body, headers=outgoing.headers
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise connection_error(self.name, exc) from None

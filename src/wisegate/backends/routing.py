@@ -104,6 +104,8 @@ class RoutedBackend:
 
     def order(self) -> list[Deployment]:
         """This request's try order: priority, then weighted shuffle (cooling deployments are skipped)."""
+        if len(self.deployments) == 1:
+            return self.deployments
         groups: dict[int, list[Deployment]] = {}
         for deployment in self.deployments:
             groups.setdefault(deployment.priority, []).append(deployment)

@@ -13,18 +13,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BASE58 = bytes(_ALPHABET[b % 58].encode()[0] for b in range(256))
+_UNEVEN = bytes(range(232, 256))
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
 
 def new_id(prefix: str, length: int = 24) -> str:
     """An Anthropic-looking id: ``prefix`` + ``_01`` + base58 characters (e.g. ``msg_01Xf…``)."""
-    # One draw of randomness, spelled in base58 (one secrets.choice per character cost ~70 µs an id).
-    n = secrets.randbelow(58 ** (length - 2))
-    chars = []
-    for _ in range(length - 2):
-        n, digit = divmod(n, 58)
-        chars.append(_ALPHABET[digit])
-    return f"{prefix}_01" + "".join(chars)
+    # Random bytes below 232 (= 4 × 58) map evenly onto the alphabet; the rest are dropped.
+    need = length - 2
+    chars = b""
+    while len(chars) < need:
+        chars += secrets.token_bytes(2 * need).translate(_BASE58, _UNEVEN)
+    return f"{prefix}_01" + chars[:need].decode()
 
 
 class _Strict(BaseModel):
