@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -34,22 +34,29 @@ class RelayedSSEResponse(Response):
         self._relayed = relayed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One plain watcher task instead of a task group: this runs once per relayed stream, and
+        # anyio's task group and cancel scopes cost more than the relay itself.
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        pump = asyncio.current_task()
+        assert pump is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            pump.cancel()  # stop waiting on the upstream: the client left
+
+        watcher = asyncio.create_task(watch())
         try:
-            async with anyio.create_task_group() as tasks:
-
-                async def pump() -> None:
-                    await self._pump(send)
-                    tasks.cancel_scope.cancel()
-
-                async def watch() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    tasks.cancel_scope.cancel()
-
-                tasks.start_soon(pump)
-                tasks.start_soon(watch)
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            pump.uncancel()
         finally:
+            watcher.cancel()
             await self._relayed.aclose()
 
     async def _pump(self, send: Send) -> None:

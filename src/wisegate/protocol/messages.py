@@ -395,7 +395,11 @@ class MessageTokensCount(BaseModel):
 def _check_tool_results(messages: list[MessageParam]) -> None:
     previous_tool_ids: set[str] = set()
     for index, message in enumerate(messages):
-        blocks = message.blocks()
+        if isinstance(message.content, str):  # no tool blocks in a plain string
+            if message.role != "system":
+                previous_tool_ids = set()
+            continue
+        blocks = message.content
         results = [b for b in blocks if isinstance(b, ToolResultBlockParam)]
         unknown = [b.tool_use_id for b in results if b.tool_use_id not in previous_tool_ids]
         if unknown:
