@@ -135,6 +135,15 @@ def test_same_model_id_forwards_the_original_bytes(server: LiveServer, fake: Fak
     )
     assert response.status_code == 200
     assert fake.seen[0].body == raw
+    fake.answer(body=b'{"input_tokens": 3}')
+    counted = raw.replace(b'"max_tokens": 5,  ', b"")
+    response = httpx.post(
+        server.base_url + "/v1/messages/count_tokens",
+        content=counted,
+        headers={"x-api-key": server.key, "content-type": "application/json"},
+    )
+    assert response.json() == {"input_tokens": 3}
+    assert fake.seen[1].body == counted
 
 
 @pytest.mark.parametrize("name", ["anthropic_text.sse", "anthropic_tool_use.sse", "anthropic_thinking.sse"])
@@ -193,12 +202,19 @@ def test_sdk_streams_tool_use_and_thinking(server: LiveServer, fake: FakeUpstrea
 
 def test_count_tokens_is_forwarded(server: LiveServer, fake: FakeUpstream) -> None:
     fake.answer(body=b'{"input_tokens": 1234}')
-    count = server.client().messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "Hi"}])
+    count = server.client().messages.count_tokens(
+        model=MODEL,
+        messages=[{"role": "user", "content": [{"type": "text", "text": "Hi", "a_new_field": [1]}]}],
+        extra_headers={"anthropic-beta": "token-counting-2024-11-01"},
+    )
     assert count.input_tokens == 1234
     (seen,) = fake.seen
     assert seen.path == "/v1/messages/count_tokens"
-    assert json.loads(seen.body)["model"] == UPSTREAM_MODEL
+    sent = json.loads(seen.body)
+    assert sent["model"] == UPSTREAM_MODEL
+    assert sent["messages"][0]["content"][0]["a_new_field"] == [1]
     assert seen.headers["x-api-key"] == UPSTREAM_KEY
+    assert seen.headers["anthropic-beta"] == "token-counting-2024-11-01"
 
 
 def error_body(kind: str, message: str) -> bytes:

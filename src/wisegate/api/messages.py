@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from wisegate.api.auth import authenticate
-from wisegate.api.body import parse, parse_with_bytes
+from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.relay import relayed_response
 from wisegate.domain.messages import MessageStream
@@ -47,8 +47,14 @@ async def create_message(request: Request) -> Response:
 async def count_tokens(request: Request) -> Response:
     services = services_of(request)
     await authenticate(request, services.keys)
-    body = await parse(request, CountTokensRequest, services.settings.max_messages_request_bytes)
-    count = await services.messages.count_tokens(body)
+    limit = services.settings.max_messages_request_bytes
+    body, raw = await parse_with_bytes(request, CountTokensRequest, limit)
+    count = await services.messages.count_tokens(
+        body,
+        raw,
+        beta=request.headers.get("anthropic-beta"),
+        version=request.headers.get("anthropic-version"),
+    )
     return JSONResponse(MessageTokensCount(input_tokens=count).model_dump())
 
 

@@ -18,7 +18,7 @@ import anyio
 from wisegate.backends.base import relay_of
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.keys import Principal
-from wisegate.domain.relay import RelayedResponse, relay
+from wisegate.domain.relay import RelayedResponse, count_relayed, relay
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
@@ -198,9 +198,19 @@ class MessageService:
         stream = await self.open_stream(principal, request, request_id, streamed=False)
         return await accumulate(stream)
 
-    async def count_tokens(self, request: CountTokensRequest) -> int:
+    async def count_tokens(
+        self,
+        request: CountTokensRequest,
+        raw: bytes | None = None,
+        *,
+        beta: str | None = None,
+        version: str | None = None,
+    ) -> int:
+        """Input tokens; with ``raw`` (the client's bytes) a relaying backend forwards them as is."""
         served = self._registry.resolve(request.model)
         _check_content(served, request)
+        if raw is not None and relay_of(served.backend) is not None:
+            return await count_relayed(served, request, raw, beta, version)
         return await served.backend.count_tokens(request, served.route)
 
     async def record(

@@ -5,6 +5,7 @@ upstream's usage fields exactly as for the typed path (also when the client goes
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
@@ -12,12 +13,12 @@ import anyio
 
 from wisegate.backends.base import RelayRequest, relay_of
 from wisegate.backends.upstream import rewrite_json
-from wisegate.errors import ApiError
+from wisegate.errors import ApiError, ApiInternal
 
 if TYPE_CHECKING:
     from wisegate.backends.registry import ServedModel
     from wisegate.domain.messages import _Settlement
-    from wisegate.protocol.messages import MessagesRequest
+    from wisegate.protocol.messages import CountTokensRequest, MessagesRequest
 
 
 class RelayedResponse:
@@ -95,3 +96,19 @@ async def relay(
                 await settle.finish()
 
     return RelayedResponse(response.status, response.content_type, None, chunks(), settle)
+
+
+async def count_relayed(
+    served: ServedModel, request: CountTokensRequest, raw: bytes, beta: str | None, version: str | None
+) -> int:
+    """count_tokens through the relay: the client's bytes and betas go up, ``input_tokens`` comes back."""
+    backend = relay_of(served.backend)
+    assert backend is not None
+    outgoing = RelayRequest(
+        body=raw, stream=False, model=request.model, beta=beta, version=version, count_tokens=True
+    )
+    response = await backend.relay(outgoing, served.route)
+    try:
+        return int(json.loads(response.body or b"{}")["input_tokens"])
+    except (ValueError, KeyError, TypeError):
+        raise ApiInternal("The upstream answered count_tokens without input_tokens.") from None
