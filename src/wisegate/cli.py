@@ -311,7 +311,7 @@ def backends_list() -> None:
     """Configured backends, their types and the models they serve."""
     settings = Settings()
     for name, config in settings.backends.items():
-        served = [m.id for m in settings.models if m.backend == name]
+        served = [m.id for m in settings.models if any(d.backend == name for d in m.deployment_list())]
         click.echo(f"{name}\t{config.type}\t{', '.join(served)}")
 
 

@@ -91,6 +91,7 @@ class Services:
         finally:
             await self.limits.close()
             await self.registry.close()
+            await self.usage.close()  # write the usage records still queued
             await self.db.close()
 
 

@@ -22,11 +22,35 @@ from pydantic_settings import (
 from wisegate.tiers import LimitsConfig
 
 
+class DeploymentConfig(BaseModel):
+    """One place a model is served: a backend, the model id there, and optionally its own keys."""
+
+    backend: str
+    upstream_model: str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    priority: int | None = None  # default: the position in the list (tried in order)
+    api_keys: list[str] = Field(default_factory=list)
+
+
+class RoutingConfig(BaseModel):
+    """Retries, fallback and circuit breaking over a model's deployments."""
+
+    retries: int = Field(default=2, ge=0)  # extra attempts on the same deployment
+    backoff_seconds: float = Field(default=0.25, ge=0)  # doubled per attempt, with jitter
+    max_backoff_seconds: float = Field(default=8.0, ge=0)
+    max_retry_after_seconds: float = Field(default=10.0, ge=0)  # longer retry-after: next deployment
+    timeout_seconds: float = Field(default=600.0, gt=0)  # per attempt, until the answer starts
+    breaker_failures: int = Field(default=5, ge=1)  # consecutive failures that open the breaker
+    breaker_cooldown_seconds: float = Field(default=30.0, ge=0)
+
+
 class ModelConfig(BaseModel):
-    """One model id served by Wisegate and the backend that answers it."""
+    """One model id served by Wisegate and the backend (or routed deployments) that answer it."""
 
     id: str
-    backend: str
+    backend: str | None = None
+    deployments: list[DeploymentConfig] = Field(default_factory=list)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     display_name: str | None = None
     created_at: str = "2024-11-01T00:00:00Z"
     aliases: list[str] = Field(default_factory=list)
@@ -35,6 +59,14 @@ class ModelConfig(BaseModel):
     max_output_tokens: int | None = None
     clamp_max_tokens: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+
+    def deployment_list(self) -> list[DeploymentConfig]:
+        """``deployments``, or the single ``backend`` as one deployment."""
+        if self.deployments:
+            return self.deployments
+        if self.backend is None:
+            raise ValueError(f"model {self.id!r} needs `backend` or `deployments`")
+        return [DeploymentConfig(backend=self.backend, upstream_model=self.upstream_model)]
 
 
 class BackendConfig(BaseModel):
@@ -132,8 +164,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_models(self) -> Settings:
         for model in self.models:
-            if model.backend not in self.backends:
-                raise ValueError(f"model {model.id!r} names unknown backend {model.backend!r}")
+            for deployment in model.deployment_list():
+                if deployment.backend not in self.backends:
+                    raise ValueError(f"model {model.id!r} names unknown backend {deployment.backend!r}")
         if self.files_store == "s3" and not self.files_s3_bucket:
             raise ValueError("files_store = 's3' needs files_s3_bucket")
         return self

@@ -36,10 +36,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def parse(request: Request, model: type[M], limit: int) -> M:
     """Read and validate a JSON body; 400 ``invalid_request_error`` naming the field otherwise."""
+    return (await parse_with_bytes(request, model, limit))[0]
+
+
+async def parse_with_bytes(request: Request, model: type[M], limit: int) -> tuple[M, bytes]:
+    """``parse``, also returning the bytes as received (for lossless passthrough)."""
     body = await read_body(request, limit)
     if not body.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        return model.model_validate_json(body)
+        return model.model_validate_json(body), body
     except ValidationError as exc:
         raise from_validation_error(exc) from None

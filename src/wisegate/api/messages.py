@@ -12,9 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from wisegate.api.auth import authenticate
-from wisegate.api.body import parse
+from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
+from wisegate.api.relay import relayed_response
 from wisegate.domain.messages import MessageStream, accumulate
 from wisegate.errors import ApiError
 from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
@@ -28,8 +29,18 @@ T = TypeVar("T")
 async def create_message(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
-    body = await parse(request, MessagesRequest, services.settings.max_messages_request_bytes)
+    body, raw = await parse_with_bytes(request, MessagesRequest, services.settings.max_messages_request_bytes)
     request_id = request_id_of(request) or ""
+    relayed = await services.messages.open_relay(
+        principal,
+        body,
+        raw,
+        request_id,
+        beta=request.headers.get("anthropic-beta"),
+        version=request.headers.get("anthropic-version"),
+    )
+    if relayed is not None:
+        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits))
     stream = await services.messages.open_stream(principal, body, request_id, streamed=bool(body.stream))
     headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
@@ -69,9 +80,16 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
 async def count_tokens(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
-    body = await parse(request, CountTokensRequest, services.settings.max_messages_request_bytes)
+    limit = services.settings.max_messages_request_bytes
+    body, raw = await parse_with_bytes(request, CountTokensRequest, limit)
     limits = await services.limits.admit_count_tokens(principal)
-    count = await services.messages.count_tokens(body, principal)
+    count = await services.messages.count_tokens(
+        body,
+        principal,
+        raw,
+        beta=request.headers.get("anthropic-beta"),
+        version=request.headers.get("anthropic-version"),
+    )
     return JSONResponse(
         MessageTokensCount(input_tokens=count).model_dump(), headers=rate_limit_headers(limits)
     )

@@ -15,7 +15,7 @@ Non-streaming responses are assembled from the same stream by ``domain/messages.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from wisegate.protocol.events import StreamEvent
@@ -41,6 +41,7 @@ class ModelRoute:
     upstream_model: str
     max_input_tokens: int | None
     max_output_tokens: int | None
+    api_key: str | None = None  # the upstream key chosen for this attempt (routing key pools)
 
 
 @runtime_checkable
@@ -67,3 +68,57 @@ class Backend(Protocol):
     async def count_tokens(self, request: CountTokensRequest | MessagesRequest, route: ModelRoute) -> int:
         """The ``input_tokens`` that ``stream`` would report for this request."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class RelayRequest:
+    """A Messages (or count_tokens) body to forward as is: the client's own JSON bytes.
+
+    ``model`` is the id the body names (the public one); the backend maps it to
+    ``route.upstream_model``. ``beta`` and ``version`` are the client's ``anthropic-beta`` and
+    ``anthropic-version`` values.
+    """
+
+    body: bytes
+    stream: bool
+    model: str
+    beta: str | None = None
+    version: str | None = None
+    count_tokens: bool = False
+
+
+@dataclass(slots=True)
+class RelayResponse:
+    """An upstream's 2xx answer, relayed without re-encoding.
+
+    Exactly one of ``body`` (a whole JSON document) and ``chunks`` (SSE bytes, in upstream framing) is
+    set. While ``chunks`` is consumed the backend keeps ``usage`` and ``stop_reason`` current from the
+    upstream's own usage fields; ``error_type`` is set when the stream carried an ``error`` event.
+    Whoever consumes ``chunks`` must ``aclose()`` it.
+    """
+
+    status: int
+    content_type: str
+    body: bytes | None = None
+    chunks: AsyncGenerator[bytes] | None = None
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str | None = None
+    error_type: str | None = None
+
+
+@runtime_checkable
+class RawRelay(Protocol):
+    """Optional capability of backends that speak the Messages wire format themselves.
+
+    The domain uses it instead of ``stream`` when present, so that fields and events Wisegate does
+    not model (new block types, signatures, citations, future events) reach the client untouched.
+    """
+
+    async def relay(self, request: RelayRequest, route: ModelRoute) -> RelayResponse:
+        """Send ``request`` upstream; upstream failures raise :mod:`wisegate.errors` exceptions."""
+        ...
+
+
+def relay_of(backend: Backend) -> RawRelay | None:
+    """``backend`` as a ``RawRelay`` when it has ``relay`` (cheaper than ``isinstance`` on a Protocol)."""
+    return backend if callable(getattr(backend, "relay", None)) else None  # type: ignore[return-value]

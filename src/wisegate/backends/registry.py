@@ -9,6 +9,8 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from wisegate.backends.base import Backend, ModelRoute
+from wisegate.backends.routing import CircuitBreaker, Deployment, routed
+from wisegate.backends.upstream import KeyPool
 from wisegate.errors import NotFound
 from wisegate.settings import BackendConfig, ModelConfig
 
@@ -27,7 +29,38 @@ def _scripted(name: str, options: dict[str, Any]) -> Backend:
     return ScriptedBackend(name, options)
 
 
-BUILTIN_TYPES: dict[str, BackendFactory] = {"local": _local, "scripted": _scripted}
+def _anthropic(name: str, options: dict[str, Any]) -> Backend:
+    from wisegate.backends.anthropic import AnthropicBackend
+
+    return AnthropicBackend(name, options)
+
+
+def _openai(name: str, options: dict[str, Any]) -> Backend:
+    from wisegate.backends.openai_compat import OpenAICompatBackend
+
+    return OpenAICompatBackend(name, options)
+
+
+def _bedrock(name: str, options: dict[str, Any]) -> Backend:
+    from wisegate.backends.bedrock import BedrockBackend
+
+    return BedrockBackend(name, options)
+
+
+def _vertex(name: str, options: dict[str, Any]) -> Backend:
+    from wisegate.backends.vertex import VertexBackend
+
+    return VertexBackend(name, options)
+
+
+BUILTIN_TYPES: dict[str, BackendFactory] = {
+    "local": _local,
+    "scripted": _scripted,
+    "anthropic": _anthropic,
+    "openai": _openai,
+    "bedrock": _bedrock,
+    "vertex": _vertex,
+}
 
 
 def backend_types() -> dict[str, BackendFactory]:
@@ -72,7 +105,7 @@ class BackendRegistry:
         for model in models:
             served = ServedModel(
                 model,
-                self.backends[model.backend],
+                self._backend_for(model),
                 ModelRoute(
                     public_id=model.id,
                     upstream_model=model.upstream_model or model.id,
@@ -86,6 +119,27 @@ class BackendRegistry:
                     self._patterns.append((model_id, served))
                 else:
                     self._by_id[model_id] = served
+
+    def _backend_for(self, model: ModelConfig) -> Backend:
+        """The model's backend; routed (retries, fallback, breaker) when it has deployments or is remote."""
+        configs = model.deployment_list()
+        single = self.backends[configs[0].backend]
+        if not model.deployments and not getattr(single, "remote", False):
+            return single
+        deployments = [
+            Deployment(
+                backend=self.backends[d.backend],
+                upstream_model=d.upstream_model or model.upstream_model or model.id,
+                weight=d.weight,
+                priority=index if d.priority is None else d.priority,
+                keys=KeyPool(d.api_keys),
+                breaker=CircuitBreaker(
+                    model.routing.breaker_failures, model.routing.breaker_cooldown_seconds
+                ),
+            )
+            for index, d in enumerate(configs)
+        ]
+        return routed(model.id, deployments, model.routing)
 
     def resolve(self, model_id: str) -> ServedModel:
         """The served model for an id or alias; 404 ``not_found_error`` naming it otherwise.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
@@ -41,6 +42,7 @@ class KeyService:
         self._repo = repo
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._inflight: dict[str, asyncio.Future[ApiKey | None]] = {}
 
     async def bootstrap(self, name: str = "Default Organization") -> Organization:
         """The first organization, created with a ``Default`` workspace when the database is empty."""
@@ -113,6 +115,27 @@ class KeyService:
     async def list_keys(self, organization_id: str) -> list[ApiKey]:
         return await self._repo.list_keys(organization_id)
 
+    async def _lookup(self, key_hash: str, now: float) -> ApiKey | None:
+        """One database read per key however many requests miss the cache at once (no stampede)."""
+        pending = self._inflight.get(key_hash)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ApiKey | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key_hash] = future
+        try:
+            key = await self._repo.key_by_hash(key_hash)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters (if any) re-raise it
+            raise
+        finally:
+            del self._inflight[key_hash]
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_hash] = (now + self._cache_seconds, key)
+        future.set_result(key)
+        return key
+
     async def authenticate(self, secret: str | None, *, kind: str = "api") -> Principal:
         """The principal for a presented secret of ``kind`` (``api``, ``admin`` or ``any``); 401 otherwise."""
         if not secret:
@@ -123,10 +146,7 @@ class KeyService:
         if cached is not None and cached[0] > now:
             key = cached[1]
         else:
-            key = await self._repo.key_by_hash(key_hash)
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[key_hash] = (now + self._cache_seconds, key)
+            key = await self._lookup(key_hash, now)
         if key is None or (kind != "any" and key.kind != kind):
             raise AuthenticationFailed("invalid x-api-key")
         if key.status != "active":

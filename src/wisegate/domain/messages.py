@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 
 import anyio
 
+from wisegate.backends.base import relay_of
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
+from wisegate.domain.relay import RelayedResponse, count_relayed, relay
 from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
@@ -204,6 +206,45 @@ class MessageService:
             first.message.container = container
         return MessageStream(first, events, settle)
 
+    async def open_relay(
+        self,
+        principal: Principal,
+        request: MessagesRequest,
+        raw: bytes,
+        request_id: str,
+        *,
+        beta: str | None = None,
+        version: str | None = None,
+    ) -> RelayedResponse | None:
+        """Lossless passthrough (``domain/relay.py``) when the model's backend relays bytes, else None.
+
+        Admission counts the input as an upper estimate (a token per 3 bytes of the client's JSON), so
+        that no upstream round trip is added; settlement corrects to the upstream's reported usage.
+        """
+        try:
+            served = await self._catalog.resolve(principal, request.model)
+        except ApiError:
+            return None  # the typed path answers and records it
+        if relay_of(served.backend) is None:
+            return None
+        usage = Usage()
+        started = time.monotonic()
+        try:
+            fitted = self._fit(served, request)
+            admission = await self._admit(
+                principal, served, fitted, request_id, False, input_tokens=len(raw) // 3 + 1
+            )
+        except ApiError as exc:
+            streamed = bool(request.stream)
+            await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
+            raise
+        settle = _Settlement(
+            self, principal, request_id, served.config.id, bool(request.stream), usage, admission
+        )
+        relayed = await relay(served, request, fitted, raw, beta, version, settle)
+        relayed.rate_limits = admission.snapshot if admission is not None else None
+        return relayed
+
     async def create(
         self, principal: Principal, request: MessagesRequest, request_id: str, *, batch: bool = False
     ) -> Message:
@@ -218,20 +259,34 @@ class MessageService:
         request: MessagesRequest,
         request_id: str,
         batch: bool,
+        *,
+        input_tokens: int | None = None,
     ) -> Admission | None:
-        """Rate limits and spend, before the backend starts (input tokens counted exactly)."""
+        """Rate limits and spend, before the backend starts (input tokens counted exactly unless given)."""
         if self._limits is None:
             return None
-        input_tokens = await served.backend.count_tokens(request, served.route)
+        if input_tokens is None:
+            input_tokens = await served.backend.count_tokens(request, served.route)
         return await self._limits.admit(
             principal, served.config.id, input_tokens, request.max_tokens, request_id, batch=batch
         )
 
-    async def count_tokens(self, request: CountTokensRequest, principal: Principal | None = None) -> int:
+    async def count_tokens(
+        self,
+        request: CountTokensRequest,
+        principal: Principal | None = None,
+        raw: bytes | None = None,
+        *,
+        beta: str | None = None,
+        version: str | None = None,
+    ) -> int:
+        """Input tokens; with ``raw`` (the client's bytes) a relaying backend forwards them as is."""
         served = await self._catalog.resolve(principal, request.model)
         if self._attachments is not None and principal is not None:
             request, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
         _check_content(served, request)
+        if raw is not None and relay_of(served.backend) is not None:
+            return await count_relayed(served, request, raw, beta, version)
         return await served.backend.count_tokens(request, served.route)
 
     async def record(

@@ -13,12 +13,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BASE58 = bytes(_ALPHABET[b % 58].encode()[0] for b in range(256))
+_UNEVEN = bytes(range(232, 256))
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
 
 def new_id(prefix: str, length: int = 24) -> str:
     """An Anthropic-looking id: ``prefix`` + ``_01`` + base58 characters (e.g. ``msg_01Xf…``)."""
-    return f"{prefix}_01" + "".join(secrets.choice(_ALPHABET) for _ in range(length - 2))
+    # Random bytes below 232 (= 4 × 58) map evenly onto the alphabet; the rest are dropped.
+    need = length - 2
+    chars = b""
+    while len(chars) < need:
+        chars += secrets.token_bytes(2 * need).translate(_BASE58, _UNEVEN)
+    return f"{prefix}_01" + chars[:need].decode()
 
 
 class _Strict(BaseModel):
@@ -401,7 +408,11 @@ class MessageTokensCount(BaseModel):
 def _check_tool_results(messages: list[MessageParam]) -> None:
     previous_tool_ids: set[str] = set()
     for index, message in enumerate(messages):
-        blocks = message.blocks()
+        if isinstance(message.content, str):  # no tool blocks in a plain string
+            if message.role != "system":
+                previous_tool_ids = set()
+            continue
+        blocks = message.content
         results = [b for b in blocks if isinstance(b, ToolResultBlockParam)]
         unknown = [b.tool_use_id for b in results if b.tool_use_id not in previous_tool_ids]
         if unknown:

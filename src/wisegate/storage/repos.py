@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from wisegate.storage.db import Database
 from wisegate.storage.tables import ApiKeyRow, OrganizationRow, UsageRecordRow, WorkspaceRow
@@ -224,8 +224,13 @@ class UsageRepo:
         self._db = db
 
     async def add(self, record: UsageRecord) -> None:
+        await self.add_many([record])
+
+    async def add_many(self, records: list[UsageRecord]) -> None:
+        """Insert ``records`` in one transaction."""
+        rows = [{f: getattr(r, f) for f in UsageRecord.__slots__} for r in records]
         async with self._db.write() as session:
-            session.add(UsageRecordRow(**{f: getattr(record, f) for f in UsageRecord.__slots__}))
+            await session.execute(insert(UsageRecordRow), rows)  # one executemany, no unit of work
 
     async def for_request(self, request_id: str) -> UsageRecord | None:
         async with self._db.read() as session:

@@ -1,0 +1,456 @@
+"""Gateway overhead: Wisegate (auth + routing + usage records on) in front of a mock Anthropic upstream,
+against calling the mock directly and against a bare 50-line Starlette + aiohttp passthrough.
+
+Every server runs in its own process on 127.0.0.1; this process is the load generator (a raw asyncio
+HTTP/1.1 keep-alive client, several times faster than the servers it measures). Runs are bounded in
+time. Prints requests/s and latency percentiles per target, mode and concurrency, the latency
+Wisegate adds over the direct call, and resident memory per open stream.
+
+    .venv/bin/python bench/upstream_overhead.py --seconds 6 --rounds 3 --concurrency 1 16 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+PYTHON = sys.executable
+MODEL = "claude-sonnet-4-5"
+
+MESSAGE = json.dumps(
+    {
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": [{"type": "text", "text": "Hello! How can I help you today?"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": 25,
+            "output_tokens": 12,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
+).encode()
+
+
+def _sse_events() -> list[bytes]:
+    def frame(kind: str, data: dict[str, Any]) -> bytes:
+        return b"event: " + kind.encode() + b"\ndata: " + json.dumps(data).encode() + b"\n\n"
+
+    start = json.loads(MESSAGE)
+    start.update(content=[], stop_reason=None)
+    start["usage"]["output_tokens"] = 1
+    events = [frame("message_start", {"type": "message_start", "message": start})]
+    events.append(
+        frame(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
+    )
+    for word in ("Hello!", " How", " can", " I", " help", " you", " today?") * 3:
+        delta = {"type": "text_delta", "text": word}
+        events.append(
+            frame("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+        )
+    events.append(frame("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(
+        frame(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 21},
+            },
+        )
+    )
+    events.append(frame("message_stop", {"type": "message_stop"}))
+    return events
+
+
+# ---------------------------------------------------------------- mock upstream (raw asyncio HTTP/1.1)
+
+
+class _MockProtocol(asyncio.Protocol):
+    hold_seconds = 0.0
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            head_end = self.buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return
+            head = self.buffer[:head_end].lower()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if len(self.buffer) < head_end + 4 + length:
+                return
+            body = self.buffer[head_end + 4 : head_end + 4 + length]
+            self.buffer = self.buffer[head_end + 4 + length :]
+            hold = b"x-bench-hold: 1" in head
+            if b'"stream":true' in body.replace(b" ", b""):
+                asyncio.ensure_future(self._stream(hold))
+            else:
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+                    + str(len(MESSAGE)).encode()
+                    + b"\r\n\r\n"
+                    + MESSAGE
+                )
+
+    async def _stream(self, hold: bool) -> None:
+        events = SSE_EVENTS
+        write = self.transport.write
+        write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        write(b"%x\r\n%s\r\n" % (len(events[0]), events[0]))
+        await asyncio.sleep(60 if hold else 0)
+        rest = b"".join(events[1:])
+        if not self.transport.is_closing():
+            write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
+
+
+SSE_EVENTS = _sse_events()
+
+
+async def _mock(port: int) -> None:
+    server = await asyncio.get_running_loop().create_server(_MockProtocol, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+# ---------------------------------------------------------------- bare passthrough (the reference point)
+
+BARE = """
+import aiohttp, sys
+from starlette.applications import Starlette
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+import uvicorn
+
+UPSTREAM = sys.argv[2]
+session = None
+
+async def messages(request):
+    global session
+    if session is None:
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    body = await request.body()
+    upstream = await session.post(UPSTREAM + "/v1/messages", data=body,
+                                  headers={"content-type": "application/json", "x-api-key": "k"})
+    if "event-stream" in upstream.headers.get("content-type", ""):
+        async def relay():
+            async for chunk in upstream.content.iter_any():
+                yield chunk
+            upstream.release()
+        return StreamingResponse(relay(), media_type="text/event-stream")
+    data = await upstream.read()
+    return Response(data, status_code=upstream.status, media_type="application/json")
+
+app = Starlette(routes=[Route("/v1/messages", messages, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+# ---------------------------------------------------------------- load generator
+
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+
+async def _open(port: int) -> Conn:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return Conn(reader, writer)
+
+
+async def request(conn: Conn, raw: bytes) -> tuple[float, float, int]:
+    """Send one request; (seconds to first body byte, seconds to last byte, status)."""
+    started = time.perf_counter()
+    conn.writer.write(raw)
+    head = await conn.reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    lower = head.lower()
+    first = time.perf_counter() - started
+    if b"transfer-encoding: chunked" in lower:
+        got_first = False
+        while True:
+            size_line = await conn.reader.readuntil(b"\r\n")
+            size = int(size_line.strip(), 16)
+            if not got_first:
+                first, got_first = time.perf_counter() - started, True
+            if size == 0:
+                await conn.reader.readexactly(2)
+                break
+            await conn.reader.readexactly(size + 2)
+    else:
+        index = lower.find(b"content-length:")
+        length = int(lower[index + 15 : lower.find(b"\r\n", index)]) if index >= 0 else 0
+        await conn.reader.readexactly(length)
+    return first, time.perf_counter() - started, status
+
+
+def build(port: int, key: str, stream: bool, extra: str = "") -> bytes:
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "max_tokens": 256,
+            "stream": stream,
+            "messages": [{"role": "user", "content": "Hello"}],
+        }
+    ).encode()
+    return (
+        f"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-api-key: {key}\r\n"
+        f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n{extra}"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def load(port: int, key: str, stream: bool, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Run ``concurrency`` keep-alive clients for ``seconds``; raw samples in seconds."""
+    raw = build(port, key, stream)
+    firsts: list[float] = []
+    lasts: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        conn = await _open(port)
+        for _ in range(3):  # warm-up
+            await request(conn, raw)
+        while time.perf_counter() < deadline:
+            first, last, status = await request(conn, raw)
+            if status != 200:
+                errors += 1
+            firsts.append(first)
+            lasts.append(last)
+        conn.writer.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"firsts": firsts, "lasts": lasts, "errors": errors, "elapsed": time.perf_counter() - began}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
+    firsts = sorted(x for r in runs for x in r["firsts"])
+    lasts = sorted(x for r in runs for x in r["lasts"])
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+    return {
+        "rps": len(lasts) / sum(r["elapsed"] for r in runs),
+        "p50": statistics.median(lasts) * 1000,
+        "p99": pct(lasts, 0.99),
+        "ttfb50": statistics.median(firsts) * 1000,
+        "ttfb99": pct(firsts, 0.99),
+        "n": len(lasts),
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used (robust to a busy machine, unlike wall time)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> float:
+    raw = build(port, key, True, "x-bench-hold: 1\r\n")
+    conns = [await _open(port) for _ in range(streams)]
+    for conn in conns[:20]:  # warm the paths once
+        conn.writer.write(build(port, key, True))
+        await request_tail(conn)
+    await asyncio.sleep(0.5)
+    before = rss_kb(pid)
+    for conn in conns:
+        conn.writer.write(raw)
+    await asyncio.gather(*(c.reader.readuntil(b"message_start") for c in conns))
+    await asyncio.sleep(0.5)
+    after = rss_kb(pid)
+    for conn in conns:
+        conn.writer.close()
+    return (after - before) / streams
+
+
+async def request_tail(conn: Conn) -> None:
+    await conn.reader.readuntil(b"\r\n0\r\n\r\n")
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on {port} exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def start_wisegate(
+    tmp: Path, upstream_port: int, port: int, log_level: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    config = tmp / "wisegate.toml"
+    config.write_text(
+        f"""
+[backends.anthropic]
+type = "anthropic"
+options = {{ base_url = "http://127.0.0.1:{upstream_port}", api_key = "sk-ant-bench" }}
+
+[[models]]
+id = "{MODEL}"
+backend = "anthropic"
+"""
+    )
+    env = {**os.environ, "WISEGATE_CONFIG": str(config), "WISEGATE_DATA_DIR": str(tmp / "data"),
+           "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port)}  # fmt: skip
+    wisegate = str(Path(PYTHON).parent / "wisegate")
+    subprocess.run([wisegate, "migrate"], env=env, check=True, capture_output=True)
+    created = subprocess.run(
+        [wisegate, "keys", "create", "--name", "bench"], env=env, check=True, capture_output=True
+    )
+    key = created.stdout.decode().split()[-1]
+    proc = subprocess.Popen(
+        [wisegate, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    wait_port(port, proc)
+    return proc, key
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("role", nargs="?", default="bench", choices=["bench", "mock"])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
+    parser.add_argument("--log-level", default="INFO", help="Wisegate's log level during the run")
+    parser.add_argument("--targets", nargs="+", default=["direct", "bare", "wisegate"])
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.role == "mock":
+        asyncio.run(_mock(args.port))
+        return
+
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            mock_port, bare_port, wg_port = free_port(), free_port(), free_port()
+            quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            mock = subprocess.Popen([PYTHON, str(HERE), "mock", "--port", str(mock_port)], **quiet)
+            procs.append(mock)
+            wait_port(mock_port, mock)
+            bare_file = tmp / "bare.py"
+            bare_file.write_text(BARE)
+            bare = subprocess.Popen(
+                [PYTHON, str(bare_file), str(bare_port), f"http://127.0.0.1:{mock_port}"], **quiet
+            )
+            procs.append(bare)
+            wait_port(bare_port, bare)
+            wisegate, key = start_wisegate(tmp, mock_port, wg_port, args.log_level)
+            procs.append(wisegate)
+            ports = {"direct": mock_port, "bare": bare_port, "wisegate": wg_port}
+            pids = {"direct": mock.pid, "bare": bare.pid, "wisegate": wisegate.pid}
+            print(f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run")
+            print(
+                "| mode | conc | target | req/s | last byte p50 / p99 ms | first byte p50 / p99 ms "
+                "| added p50 ms (last / first byte) | server CPU µs/request | n | err |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            for stream in (False, True):
+                for concurrency in args.concurrency:
+                    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.targets}
+                    cpu: dict[str, float] = dict.fromkeys(args.targets, 0.0)
+                    for _ in range(args.rounds):  # interleaved, so drifting machine load hits all alike
+                        for target in args.targets:
+                            before = cpu_seconds(pids[target])
+                            runs[target].append(
+                                asyncio.run(
+                                    load(ports[target], key, stream, concurrency, args.seconds / args.rounds)
+                                )
+                            )
+                            cpu[target] += cpu_seconds(pids[target]) - before
+                    base: dict[str, float] = {}
+                    for target in args.targets:
+                        r = summarize(runs[target])
+                        base = base or (r if target == "direct" else {})
+                        added = (
+                            f"{r['p50'] - base['p50']:.2f} / {r['ttfb50'] - base['ttfb50']:.2f}"
+                            if base
+                            else "-"
+                        )
+                        mode = "stream" if stream else "json"
+                        print(
+                            f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {r['p50']:.2f} / "
+                            f"{r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | {added} | "
+                            f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {r['n']:.0f} | "
+                            f"{r['errors']:.0f} |",
+                            flush=True,
+                        )
+            per_stream = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))
+            print(
+                f"\nWisegate resident memory per open stream ({args.streams} held open): {per_stream:.1f} KB"
+            )
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+if __name__ == "__main__":
+    main()

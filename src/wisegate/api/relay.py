@@ -1,0 +1,77 @@
+"""Rendering a relayed upstream answer: its JSON body as is, or its SSE bytes as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from wisegate.domain.relay import RelayedResponse
+from wisegate.errors import ApiError
+from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
+
+log = logging.getLogger("wisegate.messages")
+
+
+def relayed_response(relayed: RelayedResponse, headers: dict[str, str] | None = None) -> Response:
+    if relayed.chunks is None:
+        return Response(
+            relayed.body or b"", status_code=relayed.status, media_type=relayed.content_type, headers=headers
+        )
+    return RelayedSSEResponse(relayed, headers)
+
+
+class RelayedSSEResponse(Response):
+    """The upstream's SSE bytes, untouched; a disconnect closes the upstream, usage is always settled."""
+
+    def __init__(self, relayed: RelayedResponse, headers: dict[str, str] | None = None) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", relayed.content_type.encode()),
+            (b"cache-control", b"no-cache"),
+            *((k.encode(), v.encode()) for k, v in (headers or {}).items()),
+        ]
+        self._relayed = relayed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One plain watcher task instead of a task group: this runs once per relayed stream, and
+        # anyio's task group and cancel scopes cost more than the relay itself.
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        pump = asyncio.current_task()
+        assert pump is not None
+        gone = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            pump.cancel()  # stop waiting on the upstream: the client left
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self._pump(send)
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            pump.uncancel()
+        finally:
+            watcher.cancel()
+            await self._relayed.aclose()
+
+    async def _pump(self, send: Send) -> None:
+        assert self._relayed.chunks is not None
+        try:
+            async for chunk in self._relayed.chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except ApiError as exc:
+            error = ErrorEvent(error=ErrorBody(type=exc.type, message=exc.message))
+            await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        except Exception:
+            log.exception("relayed stream failed after it started")
+            error = ErrorEvent(error=ErrorBody(type="api_error", message="Internal server error"))
+            await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

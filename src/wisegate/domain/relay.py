@@ -1,0 +1,116 @@
+"""Lossless passthrough: a validated request whose backend relays bytes (``RawRelay``) goes up as the
+client's own JSON and comes back as the upstream's own bytes; the usage record is settled from the
+upstream's usage fields exactly as for the typed path (also when the client goes away mid-stream).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING
+
+import anyio
+
+from wisegate.backends.base import RelayRequest, relay_of
+from wisegate.backends.upstream import rewrite_json
+from wisegate.errors import ApiError, ApiInternal
+
+if TYPE_CHECKING:
+    from wisegate.backends.registry import ServedModel
+    from wisegate.domain.limits import RateLimitSnapshot
+    from wisegate.domain.messages import _Settlement
+    from wisegate.protocol.messages import CountTokensRequest, MessagesRequest
+
+
+class RelayedResponse:
+    """What goes back to the client: ``body`` (JSON) or ``chunks`` (SSE). Closing settles usage once."""
+
+    def __init__(
+        self,
+        status: int,
+        content_type: str,
+        body: bytes | None,
+        chunks: AsyncGenerator[bytes] | None,
+        settle: _Settlement,
+    ) -> None:
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+        self.chunks = chunks
+        self._settle = settle
+        self.rate_limits: RateLimitSnapshot | None = None
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.chunks is not None:
+                await self.chunks.aclose()
+            await self._settle.finish()
+
+
+async def relay(
+    served: ServedModel,
+    request: MessagesRequest,
+    fitted: MessagesRequest,
+    raw: bytes,
+    beta: str | None,
+    version: str | None,
+    settle: _Settlement,
+) -> RelayedResponse:
+    """Send the client's bytes through ``served``'s relay; errors before the answer propagate, settled."""
+    backend = relay_of(served.backend)
+    assert backend is not None
+    if fitted.max_tokens != request.max_tokens:  # clamped to the model's limit
+        raw = rewrite_json(raw, {"max_tokens": fitted.max_tokens})
+    outgoing = RelayRequest(
+        body=raw, stream=bool(request.stream), model=request.model, beta=beta, version=version
+    )
+    try:
+        response = await backend.relay(outgoing, served.route)
+    except BaseException as exc:
+        settle.error_type = exc.type if isinstance(exc, ApiError) else "api_error"
+        with anyio.CancelScope(shield=True):
+            await settle.finish()
+        raise
+    settle.usage = response.usage
+    if response.chunks is None:
+        settle.stop_reason = response.stop_reason
+        await settle.finish()
+        return RelayedResponse(response.status, response.content_type, response.body, None, settle)
+
+    upstream = response.chunks
+
+    async def chunks() -> AsyncGenerator[bytes]:
+        try:
+            async for chunk in upstream:
+                yield chunk
+        except ApiError as exc:
+            settle.error_type = exc.type
+            raise
+        except Exception:
+            settle.error_type = "api_error"
+            raise
+        finally:
+            settle.stop_reason = response.stop_reason
+            if response.error_type and not settle.error_type:
+                settle.error_type = response.error_type
+            with anyio.CancelScope(shield=True):
+                await upstream.aclose()
+                await settle.finish()
+
+    return RelayedResponse(response.status, response.content_type, None, chunks(), settle)
+
+
+async def count_relayed(
+    served: ServedModel, request: CountTokensRequest, raw: bytes, beta: str | None, version: str | None
+) -> int:
+    """count_tokens through the relay: the client's bytes and betas go up, ``input_tokens`` comes back."""
+    backend = relay_of(served.backend)
+    assert backend is not None
+    outgoing = RelayRequest(
+        body=raw, stream=False, model=request.model, beta=beta, version=version, count_tokens=True
+    )
+    response = await backend.relay(outgoing, served.route)
+    try:
+        return int(json.loads(response.body or b"{}")["input_tokens"])
+    except (ValueError, KeyError, TypeError):
+        raise ApiInternal("The upstream answered count_tokens without input_tokens.") from None
