@@ -31,6 +31,8 @@ class Capabilities:
     pdf: bool = False
     thinking: bool = False
     exact_token_count: bool = True
+    local_token_count: bool = True
+    """``count_tokens`` runs in-process (no network): admission may count every request exactly."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,9 @@ class Outgoing:
 class MessagesUpstream:
     """Base class; subclasses implement ``_prepare`` (and ``_sse`` for non-SSE stream framing)."""
 
-    capabilities = Capabilities(tools=True, images=True, pdf=True, thinking=True, exact_token_count=True)
+    capabilities = Capabilities(
+        tools=True, images=True, pdf=True, thinking=True, exact_token_count=True, local_token_count=False
+    )
     remote = True
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:

@@ -216,11 +216,7 @@ class MessageService:
         beta: str | None = None,
         version: str | None = None,
     ) -> RelayedResponse | None:
-        """Lossless passthrough (``domain/relay.py``) when the model's backend relays bytes, else None.
-
-        Admission counts the input as an upper estimate (a token per 3 bytes of the client's JSON), so
-        that no upstream round trip is added; settlement corrects to the upstream's reported usage.
-        """
+        """Lossless passthrough (``domain/relay.py``) when the model's backend relays bytes, else None."""
         try:
             served = await self._catalog.resolve(principal, request.model)
         except ApiError:
@@ -232,7 +228,7 @@ class MessageService:
         try:
             fitted = self._fit(served, request)
             admission = await self._admit(
-                principal, served, fitted, request_id, False, input_tokens=len(raw) // 3 + 1
+                principal, served, fitted, request_id, False, input_tokens=_upper_estimate(len(raw))
             )
         except ApiError as exc:
             streamed = bool(request.stream)
@@ -265,8 +261,10 @@ class MessageService:
         """Rate limits and spend, before the backend starts (input tokens counted exactly unless given)."""
         if self._limits is None:
             return None
-        if input_tokens is None:
+        if input_tokens is None and served.backend.capabilities.local_token_count:
             input_tokens = await served.backend.count_tokens(request, served.route)
+        elif input_tokens is None:  # counting is an upstream round trip: an upper estimate instead
+            input_tokens = _upper_estimate(len(request.model_dump_json(exclude_none=True)))
         return await self._limits.admit(
             principal, served.config.id, input_tokens, request.max_tokens, request_id, batch=batch
         )
@@ -338,6 +336,13 @@ class MessageService:
                 )
             request = request.model_copy(update={"max_tokens": limit})
         return request
+
+
+def _upper_estimate(json_bytes: int) -> int:
+    """Input tokens for admission when counting exactly would cost an upstream round trip: one token
+    per 3 bytes of the request's JSON (more than tokenizers yield for most text); settlement then
+    corrects the buckets and the spend to the usage the upstream reports."""
+    return json_bytes // 3 + 1
 
 
 def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
