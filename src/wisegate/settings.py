@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     max_messages_request_bytes: int = 32 * 1024 * 1024
     key_cache_seconds: float = 5.0
 
+    max_batch_request_bytes: int = 256 * 1024 * 1024
+    max_batch_requests: int = 100_000
+    batch_worker: bool = True
+    batch_concurrency: int = 16
+    batch_lease_seconds: float = 60.0
+
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
+from typing import Literal
 
 import anyio
 
@@ -104,6 +106,7 @@ class _Settlement:
         self.stop_reason: str | None = None
         self.error_type: str | None = None
         self._done = False
+        self.interactive_backend: str | None = None
 
     def observe(self, event: StreamEvent) -> None:
         if isinstance(event, MessageDelta) and event.delta.stop_reason is not None:
@@ -113,6 +116,8 @@ class _Settlement:
         if self._done:
             return
         self._done = True
+        if self.interactive_backend is not None:
+            self._service.interactive_in_flight[self.interactive_backend] -= 1
         if self.stop_reason is None and self.error_type is None:
             self.error_type = "client_disconnected"
         await self._service.record(
@@ -131,25 +136,46 @@ class MessageService:
     def __init__(self, registry: BackendRegistry, usage: UsageService) -> None:
         self._registry = registry
         self._usage = usage
+        # Interactive (non-batch) requests being answered, by backend name: batch workers yield to them.
+        self.interactive_in_flight: Counter[str] = Counter()
 
     def resolve(self, model: str) -> ServedModel:
         return self._registry.resolve(model)
 
     async def open_stream(
-        self, principal: Principal, request: MessagesRequest, request_id: str, *, streamed: bool
+        self,
+        principal: Principal,
+        request: MessagesRequest,
+        request_id: str,
+        *,
+        streamed: bool,
+        service_tier: Literal["standard", "batch"] = "standard",
     ) -> MessageStream:
-        """Start generation; backend errors before the first event propagate as ``ApiError``."""
+        """Start generation; backend errors before the first event propagate as ``ApiError``.
+
+        ``service_tier="batch"`` marks a Message Batches request: its usage record says ``batch``.
+        """
         started = time.monotonic()
         try:
             served = self._registry.resolve(request.model)
             request = self._fit(served, request)
         except ApiError as exc:
             await self.record(
-                principal, request_id, request.model, Usage(), None, exc.type, streamed, started
+                principal,
+                request_id,
+                request.model,
+                Usage(service_tier=service_tier),
+                None,
+                exc.type,
+                streamed,
+                started,
             )
             raise
-        usage = Usage()
+        usage = Usage(service_tier=service_tier)
         settle = _Settlement(self, principal, request_id, served.config.id, streamed, usage)
+        if service_tier != "batch":
+            settle.interactive_backend = served.config.backend
+            self.interactive_in_flight[served.config.backend] += 1
         events = served.backend.stream(request, served.route, usage)
         try:
             first = await events.__anext__()
@@ -165,10 +191,22 @@ class MessageService:
             raise
         return MessageStream(first, events, settle)
 
-    async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> Message:
+    async def create(
+        self,
+        principal: Principal,
+        request: MessagesRequest,
+        request_id: str,
+        *,
+        service_tier: Literal["standard", "batch"] = "standard",
+    ) -> Message:
         """The whole ``Message``, assembled from the stream."""
-        stream = await self.open_stream(principal, request, request_id, streamed=False)
-        return await accumulate(stream)
+        stream = await self.open_stream(
+            principal, request, request_id, streamed=False, service_tier=service_tier
+        )
+        message = await accumulate(stream)
+        if service_tier == "batch":
+            message.usage.service_tier = "batch"
+        return message
 
     async def count_tokens(self, request: CountTokensRequest) -> int:
         served = self._registry.resolve(request.model)
