@@ -1,4 +1,4 @@
-"""``wisegate serve | migrate | keys create|list|disable | backends list``."""
+"""The ``wisegate`` command: serve, migrate, worker, batch submit|status|results, keys, backends."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from wisegate.batch_cli import batch
 from wisegate.settings import Settings
 
 T = TypeVar("T")
@@ -135,6 +136,46 @@ def keys_disable(key_id: str) -> None:
 
     key = _with_keys(Settings(), work)
     click.echo(f"{key.id}\t{key.status}")
+
+
+@main.command()
+def worker() -> None:
+    """Run a batch worker: claim queued batch requests from the database and run them."""
+    import signal
+
+    from wisegate.logs import configure
+    from wisegate.services import Services, serial_backends
+    from wisegate.storage.db import migrate as run_migrations
+    from wisegate.workers.batches import BatchWorker
+
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    run_migrations(settings.resolved_database_url)
+
+    async def run() -> None:
+        services = Services.from_settings(settings)
+        try:
+            await services.registry.start()
+            batch_worker = BatchWorker(
+                services.batches,
+                services.messages,
+                concurrency=settings.batch_concurrency,
+                serial_backends=serial_backends(settings),
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, batch_worker.stop)
+            click.echo(f"batch worker {batch_worker.name} running")
+            sys.stdout.flush()
+            await batch_worker.run()
+        finally:
+            await services.registry.close()
+            await services.db.close()
+
+    asyncio.run(run())
+
+
+main.add_command(batch)
 
 
 @main.group()

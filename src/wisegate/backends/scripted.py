@@ -2,11 +2,13 @@
 
 ``backend.enqueue(text="hi")`` or ``backend.enqueue(events=[...])`` queues the next answer; with
 nothing queued it echoes the last user text. Every request is recorded in ``backend.calls``.
-Token counts are one per whitespace-separated word, so tests can predict usage exactly.
+Token counts are one per whitespace-separated word, so tests can predict usage exactly. Option
+``delay`` (seconds) makes every answer wait that long before its first event.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -40,6 +42,7 @@ class ScriptedBackend:
 
     def __init__(self, name: str = "scripted", options: dict[str, Any] | None = None) -> None:
         self.name = name
+        self.delay = float((options or {}).get("delay", 0))
         self.calls: list[MessagesRequest] = []
         self._queue: deque[str | list[StreamEvent | Exception] | Exception] = deque()
 
@@ -69,6 +72,8 @@ class ScriptedBackend:
         self, request: MessagesRequest, route: ModelRoute, usage: Usage
     ) -> AsyncGenerator[StreamEvent]:
         self.calls.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         script = self._queue.popleft() if self._queue else _last_user_text(request)
         if isinstance(script, Exception):
             raise script
