@@ -382,7 +382,13 @@ class BatchRepo:
 
     async def finish_if_done(self, batch_id: str, now: datetime) -> bool:
         """End the batch (freezing its counts) when none of its requests is queued any more."""
-        b = MessageBatchRow
+        b, r = MessageBatchRow, BatchRequestRow
+        async with self._db.read() as session:
+            queued = await session.execute(
+                select(r.id).where(r.batch_id == batch_id, r.status == "queued").limit(1)
+            )
+            if queued.first() is not None:
+                return False
         async with self._db.write() as session:
             counts = (await self._live_counts(session, [batch_id])).get(batch_id, {})
             if counts.get("queued", 0):
