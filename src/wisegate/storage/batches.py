@@ -296,21 +296,22 @@ class BatchRepo:
     async def claim(self, worker: str, now: datetime, cutoff: datetime, limit: int) -> list[Claim]:
         """Lease up to ``limit`` queued requests of in-progress batches, oldest first."""
         b, r = MessageBatchRow, BatchRequestRow
-        pick = (
+        waiting = (
             select(r.id)
             .join(b, b.id == r.batch_id)
             .where(_open_queued(cutoff), b.processing_status == "in_progress")
-            .order_by(r.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=r)
         )
+        pick = waiting.order_by(r.id).limit(limit).with_for_update(skip_locked=True, of=r)
+        async with self._db.read() as session:  # idle polls stay read-only: no write lock taken
+            if (await session.execute(waiting.limit(1))).first() is None:
+                return []
         async with self._db.write() as session:
             ids = list((await session.execute(pick)).scalars())
             if not ids:
                 return []
             rows = await session.execute(
                 update(r)
-                .where(r.id.in_(ids), r.status == "queued")
+                .where(r.id.in_(ids), _open_queued(cutoff))
                 .values(claimed_by=worker, claimed_at=now, attempts=r.attempts + 1)
                 .returning(r.id, r.batch_id, r.position, r.custom_id, r.params, r.attempts)
             )
@@ -418,6 +419,13 @@ class BatchRepo:
         """Expire overdue batches, cancel abandoned requests of canceling ones, end finished batches,
         and delete the results of batches created before ``archive_before``. Returns the ended ids."""
         b, r = MessageBatchRow, BatchRequestRow
+        async with self._db.read() as session:
+            running = await session.execute(select(b.id).where(b.processing_status != "ended").limit(1))
+            archivable = await session.execute(
+                select(b.id).where(b.archived_at.is_(None), b.created_at <= archive_before).limit(1)
+            )
+            if running.first() is None and archivable.first() is None:
+                return []
         async with self._db.write() as session:
             overdue = select(b.id).where(b.processing_status != "ended", b.expires_at <= now)
             await session.execute(

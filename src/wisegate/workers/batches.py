@@ -249,6 +249,8 @@ class BatchWorker:
         every = max(self._batches.lease.total_seconds() / 3, 0.1)
         while True:
             await asyncio.sleep(every)
+            if not self._unfinished:
+                continue
             try:
                 await self._repo.heartbeat(self.name, self._batches.clock.now())
             except Exception:
