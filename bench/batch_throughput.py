@@ -6,7 +6,7 @@ MessageService (usage records included), writing results, and streaming the resu
 runs in a fresh server process, so peak RSS (VmHWM) can be compared across sizes.
 
     .venv/bin/python bench/batch_throughput.py --sizes 1000 10000
-    .venv/bin/python bench/batch_throughput.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/wgbench
+    .venv/bin/python bench/batch_throughput.py --postgres   # a fresh database per size on 127.0.0.1:5432
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,30 @@ def _body(size: int) -> Iterator[bytes]:
         }
         yield (b"," if i else b"") + json.dumps(item).encode()
     yield b"]}"
+
+
+def _pg(statement: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def run_on_postgres(size: int, concurrency: int) -> dict[str, float]:
+    name = f"wisegate_bench_{uuid.uuid4().hex[:10]}"
+    _pg(f'CREATE DATABASE "{name}"')
+    try:
+        return run(size, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}", concurrency)
+    finally:
+        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(size: int, database_url: str | None, concurrency: int) -> dict[str, float]:
@@ -133,15 +158,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
-    parser.add_argument(
-        "--database-url", default=None, help="an EMPTY database (default: SQLite in a temp dir)"
-    )
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("size\tsubmit s\tprocess s\trequests/s\trequests/CPU-s\tresults s\tidle RSS MB\tpeak RSS MB")
     for size in args.sizes:
-        r = run(size, args.database_url, args.concurrency)
+        r = run_on_postgres(size, args.concurrency) if args.postgres else run(size, None, args.concurrency)
         print(
             f"{size}\t{r['submit_s']:.2f}\t{r['process_s']:.2f}\t{r['requests_per_s']:.0f}\t"
             f"{r['requests_per_cpu_s']:.0f}\t"
