@@ -292,3 +292,26 @@ def test_usage_record_matches_the_response(embedded_server: LiveServer) -> None:
         message.usage.output_tokens,
     )
     assert record.stop_reason == message.stop_reason and record.model == EMBEDDED_MODEL
+
+
+def test_non_streaming_disconnect_stops_generation(embedded_server: LiveServer) -> None:
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(
+            f"{embedded_server.base_url}/v1/messages",
+            headers={"x-api-key": embedded_server.key},
+            json={
+                "model": EMBEDDED_MODEL,
+                "max_tokens": 4000,
+                "messages": [{"role": "user", "content": "Write a very long essay about mountains."}],
+            },
+            timeout=httpx.Timeout(30, read=1.0),
+        )
+    deadline = time.monotonic() + 20
+    records: list[Any] = []
+    while not records and time.monotonic() < deadline:
+        recent = embedded_server.run(embedded_server.services.usage.recent(limit=5))
+        records = [r for r in recent if r.error_type == "client_disconnected" and not r.streamed]
+        time.sleep(0.1)
+    assert records, "no usage record for the abandoned request"
+    assert records[0].input_tokens > 0
+    assert records[0].output_tokens < 1000  # max_tokens was 4000: generation stopped with the client

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -19,6 +21,7 @@ from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, Mess
 from wisegate.services import services_of
 
 log = logging.getLogger("wisegate.messages")
+T = TypeVar("T")
 
 
 async def create_message(request: Request) -> Response:
@@ -29,8 +32,35 @@ async def create_message(request: Request) -> Response:
     if body.stream:
         stream = await services.messages.open_stream(principal, body, request_id, streamed=True)
         return SSEResponse(stream)
-    message = await services.messages.create(principal, body, request_id)
+    message = await _unless_disconnected(request, services.messages.create(principal, body, request_id))
+    if message is None:
+        return Response(status_code=499)
     return Response(message.model_dump_json(), media_type="application/json")
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """``await work``, cancelled if the client goes away first (then generation stops and is settled)."""
+    result: list[T] = []
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def run() -> None:
+            try:
+                result.append(await work)
+            except Exception as exc:  # re-raised below, outside the task group (no ExceptionGroup)
+                failure.append(exc)
+            tasks.cancel_scope.cancel()
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(run)
+        tasks.start_soon(watch)
+    if failure:
+        raise failure[0]
+    return result[0] if result else None
 
 
 async def count_tokens(request: Request) -> Response:
