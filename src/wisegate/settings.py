@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     max_batch_request_bytes: int = 256 * 1024 * 1024
     max_batch_requests: int = 100_000
     batch_worker: bool = True
-    batch_concurrency: int = 16
+    batch_concurrency: int = 32
     batch_lease_seconds: float = 60.0
 
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)

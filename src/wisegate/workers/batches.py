@@ -49,7 +49,7 @@ class BatchWorker:
         batches: BatchService,
         messages: MessageService,
         *,
-        concurrency: int = 16,
+        concurrency: int = 32,
         serial_backends: Iterable[str] = (),
         poll_seconds: float = 0.2,
         sweep_seconds: float = 1.0,
