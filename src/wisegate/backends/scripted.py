@@ -1,7 +1,7 @@
 """A deterministic backend for tests and demos (cf. httpx ``MockTransport``, llm ``MockModel``).
 
 ``backend.enqueue(text="hi")`` or ``backend.enqueue(events=[...])`` queues the next answer; with
-nothing queued it echoes the last user text. Every request is recorded in ``backend.calls``.
+nothing queued it echoes the last user text. Requests are recorded in ``backend.calls`` (the last 1000).
 Token counts are one per whitespace-separated word, so tests can predict usage exactly. Option
 ``delay`` (seconds) makes every answer wait that long before its first event.
 """
@@ -35,6 +35,8 @@ from wisegate.protocol.messages import (
     Usage,
     new_id,
 )
+
+_KEEP_CALLS = 1000
 
 
 class ScriptedBackend:
@@ -72,6 +74,8 @@ class ScriptedBackend:
         self, request: MessagesRequest, route: ModelRoute, usage: Usage
     ) -> AsyncGenerator[StreamEvent]:
         self.calls.append(request)
+        if len(self.calls) > _KEEP_CALLS:  # a long-running demo or bench must not grow without bound
+            del self.calls[: len(self.calls) - _KEEP_CALLS]
         if self.delay:
             await asyncio.sleep(self.delay)
         script = self._queue.popleft() if self._queue else _last_user_text(request)
