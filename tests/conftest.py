@@ -101,10 +101,12 @@ class LiveServer:
     _loop: Any = None
 
 
-def serve(settings: Settings, backends: dict[str, Any] | None = None) -> Iterator[LiveServer]:
+def serve(
+    settings: Settings, backends: dict[str, Any] | None = None, clock: Any = None
+) -> Iterator[LiveServer]:
     migrate(settings.resolved_database_url)
     key = make_key(settings)
-    app = create_app(settings, backends=backends)
+    app = create_app(settings, backends=backends, clock=clock)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

@@ -12,6 +12,7 @@ from wisegate.api import routes
 from wisegate.api.context import RequestContext
 from wisegate.api.errors import error_response, from_http_exception, request_id_of
 from wisegate.backends.base import Backend
+from wisegate.domain.clock import Clock
 from wisegate.errors import ApiError
 from wisegate.services import Services
 from wisegate.settings import Settings
@@ -27,9 +28,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(from_http_exception(exc, request.method, request.url.path), request_id_of(request))
 
 
-def create_app(settings: Settings, *, backends: dict[str, Backend] | None = None) -> Starlette:
+def create_app(
+    settings: Settings, *, backends: dict[str, Backend] | None = None, clock: Clock | None = None
+) -> Starlette:
     """Build the app. The database must already be migrated (``wisegate migrate`` / ``serve``)."""
-    services = Services.from_settings(settings, backends)
+    services = Services.from_settings(settings, backends, clock)
     app = Starlette(
         routes=routes(),
         middleware=[Middleware(RequestContext, organization_id=lambda: services.organization_id)],

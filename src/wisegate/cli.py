@@ -1,4 +1,5 @@
-"""``wisegate serve | migrate | keys … | workspaces … | invites accept | usage | backends list``."""
+"""The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites accept,
+usage, credits …, limits …, backends list."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from wisegate.batch_cli import batch
 from wisegate.errors import ApiError
 from wisegate.settings import Settings
 
@@ -299,6 +301,46 @@ def usage(start: str | None, end: str | None, days: int, group_by: tuple[str, ..
     if not rows:
         table.caption = "no requests in this range"
     Console(width=160).print(table)
+
+
+@main.command()
+def worker() -> None:
+    """Run a batch worker: claim queued batch requests from the database and run them."""
+    import signal
+
+    from wisegate.logs import configure
+    from wisegate.services import Services, serial_backends
+    from wisegate.storage.db import migrate as run_migrations
+    from wisegate.workers.batches import BatchWorker
+
+    settings = Settings()
+    configure(settings.log_level, settings.log_format)
+    run_migrations(settings.resolved_database_url)
+
+    async def run() -> None:
+        services = Services.from_settings(settings)
+        try:
+            await services.registry.start()
+            batch_worker = BatchWorker(
+                services.batches,
+                services.messages,
+                concurrency=settings.batch_concurrency,
+                serial_backends=serial_backends(settings),
+            )
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, batch_worker.stop)
+            click.echo(f"batch worker {batch_worker.name} running")
+            sys.stdout.flush()
+            await batch_worker.run()
+        finally:
+            await services.registry.close()
+            await services.db.close()
+
+    asyncio.run(run())
+
+
+main.add_command(batch)
 
 
 @main.group()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,7 +13,9 @@ from starlette.requests import Request
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
 from wisegate.domain.attachments import Attachments
+from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
+from wisegate.domain.clock import Clock, SystemClock
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.keys import KeyService
 from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
@@ -24,6 +27,7 @@ from wisegate.domain.skills import SkillService
 from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
+from wisegate.storage.batches import BatchRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
@@ -46,10 +50,13 @@ class Services:
     people: PeopleService
     reports: ReportService
     limits: LimitService
+    batches: BatchService
     organization_id: str | None = field(default=None)
 
     @classmethod
-    def from_settings(cls, settings: Settings, backends: dict[str, Backend] | None = None) -> Services:
+    def from_settings(
+        cls, settings: Settings, backends: dict[str, Backend] | None = None, clock: Clock | None = None
+    ) -> Services:
         """Wire the services; ``backends`` replaces configured backends by name (tests, embedding)."""
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(settings.backends, settings.models, backends)
@@ -76,6 +83,7 @@ class Services:
             people=PeopleService(directory),
             reports=ReportService(UsageReportRepo(db), prices, lambda m: display_names.get(m, m)),
             limits=limits,
+            batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
         )
 
     @asynccontextmanager
@@ -87,7 +95,8 @@ class Services:
             self.files.staging.sweep(older_than=3600)
             await self.registry.start()
             await self.limits.start()
-            yield
+            async with batch_worker(self):
+                yield
         finally:
             await self.limits.close()
             await self.registry.close()
@@ -101,6 +110,33 @@ def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str
         return settings.allowed_models if settings else None
 
     return lookup
+
+
+@asynccontextmanager
+async def batch_worker(services: Services) -> AsyncIterator[None]:
+    """Run the in-process batch worker (embedded mode) while the app serves, when enabled."""
+    if not services.settings.batch_worker:
+        yield
+        return
+    from wisegate.workers.batches import BatchWorker
+
+    worker = BatchWorker(
+        services.batches,
+        services.messages,
+        concurrency=services.settings.batch_concurrency,
+        serial_backends=serial_backends(services.settings),
+    )
+    task = asyncio.create_task(worker.run(), name="batch-worker")
+    try:
+        yield
+    finally:
+        worker.stop()
+        await task
+
+
+def serial_backends(settings: Settings) -> list[str]:
+    """Backends with one generation thread (the embedded model), where batch work must take turns."""
+    return [name for name, config in settings.backends.items() if config.type == "local"]
 
 
 def services_of(request: Request) -> Services:

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     files_s3_region: str | None = None
     files_downloadable_uploads: bool = False
     skills_max_bytes: int = 8 * 1024 * 1024
+    max_batch_request_bytes: int = 256 * 1024 * 1024
+    max_batch_requests: int = 100_000
+    batch_worker: bool = True
+    batch_concurrency: int = 32
+    batch_lease_seconds: float = 60.0
 
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)

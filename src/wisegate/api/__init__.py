@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from wisegate.api import admin, files, messages, openai, skills
+from wisegate.api import admin, batches, files, messages, openai, skills
 
 
 def routes() -> list[Route]:
     return [
         Route("/v1/messages", messages.create_message, methods=["POST"]),
         Route("/v1/messages/count_tokens", messages.count_tokens, methods=["POST"]),
+        Route("/v1/messages/batches", batches.create_batch, methods=["POST"]),
+        Route("/v1/messages/batches", batches.list_batches, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batches.get_batch, methods=["GET"]),
+        Route("/v1/messages/batches/{batch_id}", batches.delete_batch, methods=["DELETE"]),
+        Route("/v1/messages/batches/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
+        Route("/v1/messages/batches/{batch_id}/results", batches.batch_results, methods=["GET"]),
         Route("/v1/models", openai.list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", openai.get_model, methods=["GET"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),

@@ -1,13 +1,15 @@
 """A deterministic backend for tests and demos (cf. httpx ``MockTransport``, llm ``MockModel``).
 
 ``backend.enqueue(text="hi")`` or ``backend.enqueue(events=[...])`` queues the next answer; with
-nothing queued it echoes the last user text. Every request is recorded in ``backend.calls``.
-Token counts are one per whitespace-separated word, so tests can predict usage exactly. The option
-``token_delay`` (seconds) paces the words, for tests that need requests in flight.
+nothing queued it echoes the last user text. Requests are recorded in ``backend.calls`` (the last 1000).
+Token counts are one per whitespace-separated word, so tests can predict usage exactly. Options, for
+tests that need requests in flight: ``delay`` (seconds) makes every answer wait that long before its
+first event; ``token_delay`` (seconds) paces the words.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -37,6 +39,8 @@ from wisegate.protocol.messages import (
     new_id,
 )
 
+_KEEP_CALLS = 1000
+
 
 class ScriptedBackend:
     capabilities = Capabilities(tools=True, images=True, pdf=True, thinking=True, exact_token_count=True)
@@ -44,6 +48,7 @@ class ScriptedBackend:
     def __init__(self, name: str = "scripted", options: dict[str, Any] | None = None) -> None:
         self.name = name
         self._delay = float((options or {}).get("token_delay", 0))
+        self.delay = float((options or {}).get("delay", 0))
         self.calls: list[MessagesRequest] = []
         self._queue: deque[str | list[StreamEvent | Exception] | Exception] = deque()
 
@@ -73,6 +78,10 @@ class ScriptedBackend:
         self, request: MessagesRequest, route: ModelRoute, usage: Usage
     ) -> AsyncGenerator[StreamEvent]:
         self.calls.append(request)
+        if len(self.calls) > _KEEP_CALLS:  # a long-running demo or bench must not grow without bound
+            del self.calls[: len(self.calls) - _KEEP_CALLS]
+        if self.delay:
+            await asyncio.sleep(self.delay)
         script = self._queue.popleft() if self._queue else _last_user_text(request)
         if isinstance(script, Exception):
             raise script

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 
@@ -117,6 +118,7 @@ class _Settlement:
         self.stop_reason: str | None = None
         self.error_type: str | None = None
         self._done = False
+        self.interactive_backend: str | None = None
 
     def observe(self, event: StreamEvent) -> None:
         if isinstance(event, MessageDelta) and event.delta.stop_reason is not None:
@@ -126,6 +128,8 @@ class _Settlement:
         if self._done:
             return
         self._done = True
+        if self.interactive_backend is not None:
+            self._service.interactive_in_flight[self.interactive_backend] -= 1
         if self.stop_reason is None and self.error_type is None:
             self.error_type = "client_disconnected"
         with anyio.CancelScope(shield=True):
@@ -157,6 +161,8 @@ class MessageService:
         self._catalog = catalog or ModelCatalog(registry)
         self._attachments = attachments
         self._limits = limits
+        # Interactive (non-batch) requests being answered, by backend name: batch workers yield to them.
+        self.interactive_in_flight: Counter[str] = Counter()
 
     def resolve(self, model: str) -> ServedModel:
         return self._registry.resolve(model)
@@ -172,7 +178,8 @@ class MessageService:
     ) -> MessageStream:
         """Start generation; backend errors before the first event propagate as ``ApiError``.
 
-        ``batch``: a Message Batches request — billed at half price, outside the Messages rate limits.
+        ``batch``: a Message Batches request — billed at half price, outside the Messages rate limits,
+        recorded with service tier ``batch``, and never counted as interactive traffic.
         """
         started = time.monotonic()
         container: dict[str, object] | None = None
@@ -189,6 +196,9 @@ class MessageService:
             await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
             raise
         settle = _Settlement(self, principal, request_id, served.config.id, streamed, usage, admission)
+        if not batch:
+            settle.interactive_backend = served.backend.name
+            self.interactive_in_flight[served.backend.name] += 1
         events = served.backend.stream(request, served.route, usage)
         try:
             first = await events.__anext__()
@@ -246,7 +256,10 @@ class MessageService:
     ) -> Message:
         """The whole ``Message``, assembled from the stream."""
         stream = await self.open_stream(principal, request, request_id, streamed=False, batch=batch)
-        return await accumulate(stream)
+        message = await accumulate(stream)
+        if batch:
+            message.usage.service_tier = "batch"
+        return message
 
     async def _admit(
         self,

@@ -243,3 +243,54 @@ class SpendReservationRow(Base):
     amount_pico: Mapped[int] = mapped_column(BigInteger)
     credit_pico: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MessageBatchRow(Base):
+    __tablename__ = "message_batches"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    api_key_id: Mapped[str] = mapped_column(String(64))
+    processing_status: Mapped[str] = mapped_column(String(16))
+    request_count: Mapped[int] = mapped_column(Integer)
+    # Counts are frozen here when the batch ends; while it runs they are counted from batch_requests.
+    succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    errored: Mapped[int] = mapped_column(Integer, default=0)
+    canceled: Mapped[int] = mapped_column(Integer, default=0)
+    expired: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    cancel_initiated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        Index("ix_message_batches_workspace_created", "workspace_id", "created_at", "id"),
+        Index("ix_message_batches_status", "processing_status"),
+    )
+
+
+class BatchRequestRow(Base):
+    __tablename__ = "batch_requests"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    batch_id: Mapped[str] = mapped_column(ForeignKey("message_batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    custom_id: Mapped[str] = mapped_column(String(64))
+    params: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("batch_id", "custom_id", name="uq_batch_requests_custom_id"),
+        Index("ix_batch_requests_batch_status", "batch_id", "status"),
+        Index("ix_batch_requests_batch_id", "batch_id", "id"),
+        Index("ix_batch_requests_status_id", "status", "id"),
+    )

@@ -1,0 +1,152 @@
+"""Reading a batch submission: incrementally, within its byte limit, validated request by request.
+
+The body (up to 256 MB) is never held in memory: it is parsed as it arrives with ijson, each request
+is validated as the ``/v1/messages`` body it will be, and the validated requests are spooled to a
+temporary file (in memory up to 8 MB, on disk past that) that storage then reads in chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import ijson
+from pydantic import ValidationError
+from starlette.requests import Request
+
+from wisegate.api.errors import from_validation_error
+from wisegate.errors import InvalidRequest, RequestTooLarge
+from wisegate.protocol.batches import BatchRequestEnvelope
+from wisegate.protocol.messages import MessagesRequest
+
+_SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+class SpooledRequests:
+    """Validated ``(custom_id, params_json)`` pairs in a temporary file; iterate, then close."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, mode="w+b")
+        self.count = 0
+
+    def add(self, custom_id: str, params_json: str) -> None:
+        self._file.write(f"{custom_id}\t{params_json}\n".encode())
+        self.count += 1
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        self._file.seek(0)
+        for line in self._file:
+            custom_id, _, params = line.decode().rstrip("\n").partition("\t")
+            yield custom_id, params
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Body:
+    """The request stream as the ``async read`` ijson wants, refused past ``limit`` bytes."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], limit: int) -> None:
+        self._chunks = chunks
+        self._limit = limit
+        self._size = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        if n == 0:  # ijson probes the type of the stream with read(0)
+            return b""
+        async for chunk in self._chunks:
+            if not chunk:
+                continue
+            self._size += len(chunk)
+            if self._size > self._limit:
+                raise _too_large(self._limit)
+            return chunk
+        return b""
+
+
+def _too_large(limit: int) -> RequestTooLarge:
+    return RequestTooLarge(
+        f"Request exceeds the maximum allowed number of bytes ({limit}) for this endpoint."
+    )
+
+
+async def read_batch(request: Request, max_bytes: int, max_requests: int) -> SpooledRequests:
+    """Parse and validate ``{"requests": [...]}``; 400 naming the first bad request, 413 past the limit."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    spool = SpooledRequests()
+    try:
+        await _parse(_Body(request.stream().__aiter__(), max_bytes), spool, max_requests)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+async def _parse(body: _Body, spool: SpooledRequests, max_requests: int) -> None:
+    seen: set[str] = set()
+    has_requests = False
+    builder: Any = None
+    try:
+        async for prefix, event, value in ijson.parse_async(body, use_float=True):
+            if builder is not None:
+                builder.event(event, value)
+                if prefix == "requests.item" and event in ("end_map", "end_array"):
+                    _add(builder.value, spool, seen, max_requests)
+                    builder = None
+            elif prefix == "":
+                if event == "map_key":
+                    if value != "requests":
+                        raise InvalidRequest(f"{value}: Extra inputs are not permitted")
+                    has_requests = True
+                elif event not in ("start_map", "end_map"):
+                    raise InvalidRequest("The request body must be a JSON object.")
+            elif prefix == "requests":
+                if event not in ("start_array", "end_array"):
+                    raise InvalidRequest("requests: Input should be a valid list")
+            elif prefix == "requests.item":
+                if event in ("start_map", "start_array"):
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+                else:
+                    _add(value, spool, seen, max_requests)
+    except ijson.JSONError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not has_requests:
+        raise InvalidRequest("requests: Field required")
+    if spool.count == 0:
+        raise InvalidRequest("requests: List should have at least 1 item after validation, not 0")
+
+
+def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int) -> None:
+    index = spool.count
+    if index >= max_requests:
+        raise InvalidRequest(f"requests: a batch may contain at most {max_requests} requests")
+    custom_id = item.get("custom_id") if isinstance(item, dict) else None
+    named = f"requests.{index}" + (f" (custom_id {custom_id!r})" if isinstance(custom_id, str) else "")
+    try:
+        envelope = BatchRequestEnvelope.model_validate(item)
+        params_json = json.dumps(envelope.params, separators=(",", ":"), ensure_ascii=False)
+        params = MessagesRequest.model_validate_json(params_json)
+    except ValidationError as exc:
+        detail = from_validation_error(exc).message
+        raise InvalidRequest(f"{named}: {_under_params(detail, exc)}") from None
+    if params.stream:
+        raise InvalidRequest(f"{named}: params.stream: batch requests cannot be streamed")
+    if envelope.custom_id in seen:
+        raise InvalidRequest(
+            f"{named}: custom_id {envelope.custom_id!r} is used by more than one request; "
+            "each custom_id must be unique within the batch"
+        )
+    seen.add(envelope.custom_id)
+    spool.add(envelope.custom_id, params_json)
+
+
+def _under_params(detail: str, exc: ValidationError) -> str:
+    """Errors in the Messages body are named under ``params.``, as the request spells them."""
+    if exc.title == MessagesRequest.__name__:
+        return f"params.{detail}" if not detail.startswith("The request body") else f"params: {detail}"
+    return detail

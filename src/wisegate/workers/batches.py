@@ -1,0 +1,272 @@
+"""The batch worker: claim queued batch requests, run them through MessageService, write each result once.
+
+One worker runs inside ``wisegate serve`` (embedded mode); more run as ``wisegate worker`` processes
+against PostgreSQL (scaled mode). Each holds a lease on what it claimed and renews it while it works;
+a worker killed mid-batch simply stops renewing, and once the lease lapses any worker claims the
+request again. The result write is conditional on the request still being queued and leased to the
+writer, so re-running a request never produces a second result; its usage record is written under a
+request id fixed per batch request (``msgbatch_…:<index>``), and a re-run first removes what an
+interrupted attempt recorded, so it is billed once.
+
+Fairness to interactive traffic: at most ``concurrency`` batch requests run at once per worker; on a
+*serial* backend (the embedded model: one generation thread) a batch request runs only while no
+interactive request is in flight there, and at most one at a time, so a user waits for at most one
+batch generation. Batch requests refused for capacity (429, 529, 504) go back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+
+from pydantic import ValidationError
+
+from wisegate.domain.batches import BatchService
+from wisegate.domain.keys import Principal
+from wisegate.domain.messages import MessageService
+from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited
+from wisegate.protocol.messages import MessagesRequest
+from wisegate.protocol.resources import error_envelope
+from wisegate.storage.batches import BatchOwner, Claim, Completion
+
+log = logging.getLogger("wisegate.batches")
+
+_RETRYABLE = (Overloaded, RateLimited, GatewayTimeout)
+_CLAIM_CHUNK = 64
+_FLUSH_SIZE = 256
+_FLUSH_SECONDS = 0.02
+
+
+class BatchWorker:
+    def __init__(
+        self,
+        batches: BatchService,
+        messages: MessageService,
+        *,
+        concurrency: int = 32,
+        serial_backends: Iterable[str] = (),
+        poll_seconds: float = 0.2,
+        sweep_seconds: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        self._batches = batches
+        self._repo = batches.repo
+        self._messages = messages
+        self._concurrency = max(1, concurrency)
+        self._serial = {name: asyncio.Lock() for name in serial_backends}
+        self._poll = poll_seconds
+        self._sweep_every = sweep_seconds
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._active: dict[int, asyncio.Task[None]] = {}
+        self._done: list[Completion] = []
+        self._touched: set[str] = set()
+        self._slots_free = asyncio.Event()
+        self._unfinished: set[int] = set()
+        self._owners: dict[str, BatchOwner | None] = {}
+        self._canceling: set[str] = set()
+        self._stopping = asyncio.Event()
+        self.waiting_for_interactive = 0
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`; then give back what is unfinished and flush what is done."""
+        loops = [
+            asyncio.create_task(self._claim_loop(), name="batch-claim"),
+            asyncio.create_task(self._flush_loop(), name="batch-flush"),
+            asyncio.create_task(self._heartbeat_loop(), name="batch-heartbeat"),
+            asyncio.create_task(self._sweep_loop(), name="batch-sweep"),
+        ]
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in loops:
+                task.cancel()
+            running = list(self._active.values())
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*loops, *running, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._shutdown())
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        await self._flush()
+        await self._repo.release(self.name, list(self._unfinished))
+
+    async def _claim_loop(self) -> None:
+        while True:
+            free = self._concurrency - len(self._active)
+            want = min(free, _CLAIM_CHUNK)
+            claims: list[Claim] = []
+            # Claim in chunks: wait until half the slots are free rather than claiming one by one.
+            if want > 0 and (not self._active or free * 2 >= self._concurrency):
+                try:
+                    now = self._batches.clock.now()
+                    claims = await self._repo.claim(self.name, now, now - self._batches.lease, want)
+                except Exception:
+                    log.exception("claiming batch requests failed")
+            for claim in claims:
+                self._start(claim)
+            if claims and len(claims) == want and len(self._active) < self._concurrency:
+                continue
+            await self._idle(wait_for_slots=bool(self._active))
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._run(claim))
+        self._active[claim.id] = task
+        self._unfinished.add(claim.id)
+
+        def done(_task: asyncio.Task[None]) -> None:
+            self._active.pop(claim.id, None)
+            if len(self._active) * 2 <= self._concurrency:
+                self._slots_free.set()
+
+        task.add_done_callback(done)
+
+    async def _idle(self, *, wait_for_slots: bool) -> None:
+        """Sleep up to one poll interval, waking early for a new batch or (when busy) free slots."""
+        events = [self._batches.submitted] + ([self._slots_free] if wait_for_slots else [])
+        waiters = [asyncio.ensure_future(event.wait()) for event in events]
+        try:
+            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        for event in events:
+            event.clear()
+
+    async def _run(self, claim: Claim) -> None:
+        completion = await self._execute(claim)
+        if completion is None:
+            self._unfinished.discard(claim.id)
+        else:
+            self._done.append(completion)
+            self._touched.add(claim.batch_id)
+
+    async def _owner(self, batch_id: str) -> BatchOwner | None:
+        if batch_id not in self._owners:
+            if len(self._owners) > 10_000:
+                self._owners.clear()
+            self._owners[batch_id] = await self._repo.owner(batch_id)
+        return self._owners[batch_id]
+
+    async def _execute(self, claim: Claim) -> Completion | None:
+        """Run one claimed request; ``None`` when it goes back to the queue."""
+        owner = await self._owner(claim.batch_id)
+        if owner is None:
+            return None
+        if claim.batch_id in self._canceling:
+            return Completion(claim.id, "canceled", None)
+        if self._batches.clock.now() >= owner.expires_at:
+            return Completion(claim.id, "expired", None)
+        request_id = f"{claim.batch_id}:{claim.position}"
+        try:
+            request = MessagesRequest.model_validate_json(claim.params)
+        except ValidationError as exc:  # validated at submission; only a schema change could get here
+            return _errored(claim, "invalid_request_error", str(exc), request_id)
+        backend = self._backend_of(request.model)
+        gate = self._serial.get(backend) if backend else None
+        try:
+            if gate is None:
+                return await self._call(claim, owner, request, request_id)
+            async with gate:
+                await self._yield_to_interactive(backend or "")
+                if claim.batch_id in self._canceling:
+                    return Completion(claim.id, "canceled", None)
+                return await self._call(claim, owner, request, request_id)
+        except _RETRYABLE as exc:
+            await asyncio.sleep(min(exc.retry_after or 1.0, 5.0))
+            await self._repo.release(self.name, [claim.id])
+            return None
+
+    async def _call(
+        self, claim: Claim, owner: BatchOwner, request: MessagesRequest, request_id: str
+    ) -> Completion:
+        if claim.attempts > 1:
+            await self._repo.forget_usage(request_id)
+        try:
+            message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
+        except _RETRYABLE:
+            raise
+        except ApiError as exc:
+            return _errored(claim, exc.type, exc.message, request_id)
+        except Exception:
+            log.exception("batch request failed", extra={"batch_request_id": request_id})
+            return _errored(
+                claim, "api_error", "Internal server error while running this request.", request_id
+            )
+        result = '{"type":"succeeded","message":' + message.model_dump_json() + "}"
+        return Completion(claim.id, "succeeded", result)
+
+    def _backend_of(self, model: str) -> str | None:
+        try:
+            return self._messages.resolve(model).config.backend
+        except ApiError:
+            return None
+
+    async def _yield_to_interactive(self, backend: str) -> None:
+        """Wait while interactive requests are in flight on a serial backend."""
+        if not self._messages.interactive_in_flight[backend]:
+            return
+        self.waiting_for_interactive += 1
+        try:
+            while self._messages.interactive_in_flight[backend]:
+                await asyncio.sleep(0.02)
+        finally:
+            self.waiting_for_interactive -= 1
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_FLUSH_SECONDS)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("writing batch results failed; retrying")
+
+    async def _flush(self) -> None:
+        while self._done:
+            chunk, self._done = self._done[:_FLUSH_SIZE], self._done[_FLUSH_SIZE:]
+            try:
+                await self._repo.complete(self.name, chunk, self._batches.clock.now())
+            except BaseException:
+                self._done[:0] = chunk
+                raise
+            self._unfinished.difference_update(c.request_id for c in chunk)
+        touched, self._touched = self._touched, set()
+        for batch_id in touched:
+            await self._repo.finish_if_done(batch_id, self._batches.clock.now())
+
+    async def _heartbeat_loop(self) -> None:
+        every = max(self._batches.lease.total_seconds() / 3, 0.1)
+        while True:
+            await asyncio.sleep(every)
+            if not self._unfinished:
+                continue
+            try:
+                await self._repo.heartbeat(self.name, self._batches.clock.now())
+            except Exception:
+                log.exception("renewing batch leases failed")
+
+    async def _sweep_loop(self) -> None:
+        ticks = 0
+        while True:
+            try:
+                self._canceling = await self._repo.canceling()
+                if ticks % max(1, round(self._sweep_every / 0.25)) == 0:
+                    await self._batches.sweep()
+            except Exception:
+                log.exception("batch housekeeping failed")
+            ticks += 1
+            await asyncio.sleep(0.25)
+
+
+def _errored(claim: Claim, error_type: str, message: str, request_id: str) -> Completion:
+    envelope = error_envelope(error_type, message, request_id)
+    return Completion(claim.id, "errored", json.dumps({"type": "errored", "error": envelope}))

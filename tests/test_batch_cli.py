@@ -1,0 +1,73 @@
+"""``wisegate batch submit | status | results`` as a user runs them, against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SCRIPTED_MODEL, LiveServer, scripted_settings, serve
+from wisegate.backends.scripted import ScriptedBackend
+
+WISEGATE = [sys.executable, "-m", "wisegate"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    yield from serve(
+        scripted_settings(tmp_path_factory.mktemp("cli")), backends={"scripted": ScriptedBackend()}
+    )
+
+
+def _run(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANTHROPIC_BASE_URL": server.base_url, "ANTHROPIC_API_KEY": server.key}
+    return subprocess.run(WISEGATE + ["batch", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_submit_status_results(server: LiveServer, tmp_path: Path) -> None:
+    source = tmp_path / "requests.jsonl"
+    with source.open("w") as out:
+        for i in range(30):
+            params = {
+                "model": SCRIPTED_MODEL,
+                "max_tokens": 8,
+                "messages": [{"role": "user", "content": f"n {i}"}],
+            }
+            out.write(json.dumps({"custom_id": f"line-{i}", "params": params}) + "\n")
+        out.write("\n")
+    submitted = _run(server, "submit", str(source))
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id, summary = submitted.stdout.splitlines()
+    assert batch_id.startswith("msgbatch_")
+    assert summary == f"{batch_id}\tended\t30 succeeded, 0 errored, 0 canceled, 0 expired"
+    assert "Uploading" in submitted.stderr and "Processing" in submitted.stderr
+
+    status = _run(server, "status", batch_id)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["request_counts"]["succeeded"] == 30
+
+    target = tmp_path / "out.jsonl"
+    fetched = _run(server, "results", batch_id, "-o", str(target))
+    assert fetched.returncode == 0, fetched.stderr
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert sorted(line["custom_id"] for line in lines) == sorted(f"line-{i}" for i in range(30))
+    texts = {line["custom_id"]: line["result"]["message"]["content"][0]["text"] for line in lines}
+    assert texts["line-7"] == "n 7"
+
+
+def test_errors_are_reported(server: LiveServer, tmp_path: Path) -> None:
+    source = tmp_path / "bad.jsonl"
+    source.write_text(json.dumps({"custom_id": "a", "params": {"model": SCRIPTED_MODEL}}) + "\n")
+    failed = _run(server, "submit", str(source))
+    assert failed.returncode != 0
+    assert "400 invalid_request_error: requests.0 (custom_id 'a'): params." in failed.stderr
+    missing = _run(server, "status", "msgbatch_nope")
+    assert missing.returncode != 0 and "404 not_found_error" in missing.stderr
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("{not json\n")
+    assert "broken.jsonl:1: not a JSON object" in _run(server, "submit", str(broken)).stderr

@@ -1,0 +1,207 @@
+"""Crash safety: ``kill -9`` of the server and of a worker mid-batch loses and duplicates nothing.
+
+Real processes (``wisegate serve`` with its in-process worker, and ``wisegate worker``) on a real
+database, the scripted backend slowed down through the TOML config so the batch is still running when
+the processes are killed. Afterwards every custom_id has exactly one result and exactly one usage
+record, and some requests were provably claimed more than once (the crash did interrupt work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import free_port
+from wisegate.storage.db import Database
+
+WISEGATE = [sys.executable, "-m", "wisegate"]
+N = 400
+
+
+def _pg_admin(statement: str) -> None:
+    async def run() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}"
+        return
+    name = f"wisegate_crash_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Processes:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        log = (self.log_dir / f"{args[0]}-{len(self.running)}.log").open("w")
+        proc = subprocess.Popen(
+            WISEGATE + list(args), env=self.env, stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        self.running.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[str]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def _serve(procs: Processes, url: str) -> tuple[subprocess.Popen[str], str | None]:
+    proc = procs.start("serve")
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    key = re.search(r"(sk-wg-api01-\S+)", first)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            anthropic.Anthropic(base_url=url, api_key="x", max_retries=0).models.list()
+        except anthropic.AuthenticationError:
+            break
+        except anthropic.APIConnectionError:
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.1)
+    return proc, key.group(1) if key else None
+
+
+def _wait_for(client: anthropic.Anthropic, batch_id: str, finished: int) -> Any:
+    deadline = time.monotonic() + 120
+    while True:
+        batch = client.messages.batches.retrieve(batch_id)
+        counts = batch.request_counts
+        if counts.succeeded + counts.errored >= finished or batch.processing_status == "ended":
+            return batch
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.05)
+
+
+def test_kill_9_mid_batch_loses_and_duplicates_nothing(database_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "wisegate.toml"
+    config.write_text(
+        '[backends.scripted]\ntype = "scripted"\noptions = { delay = 0.05 }\n\n'
+        '[[models]]\nid = "scripted-1"\nbackend = "scripted"\n'
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "WISEGATE_CONFIG": str(config),
+        "WISEGATE_DATABASE_URL": database_url,
+        "WISEGATE_DATA_DIR": str(tmp_path / "data"),
+        "WISEGATE_PORT": str(port),
+        "WISEGATE_BATCH_LEASE_SECONDS": "1",
+        "WISEGATE_BATCH_CONCURRENCY": "8",
+        "WISEGATE_LOG_LEVEL": "WARNING",
+    }
+    url = f"http://127.0.0.1:{port}"
+    procs = Processes(env, tmp_path)
+    scaled = database_url.startswith("postgresql")
+    try:
+        server, key = _serve(procs, url)
+        assert key
+        worker = procs.start("worker") if scaled else None
+        client = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0)
+        requests = [
+            {
+                "custom_id": f"req-{i}",
+                "params": {
+                    "model": "scripted-1",
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": f"answer {i}"}],
+                },
+            }
+            for i in range(N)
+        ]
+        batch = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+
+        _wait_for(client, batch.id, N // 4)
+        procs.kill(server)
+        if worker is not None:
+            procs.kill(worker)
+        server, _ = _serve(procs, url)
+        worker = procs.start("worker") if scaled else None
+
+        _wait_for(client, batch.id, N // 2)
+        if worker is not None:
+            procs.kill(worker)
+        else:
+            procs.kill(server)
+            server, _ = _serve(procs, url)
+
+        ended = _wait_for(client, batch.id, N)
+        deadline = time.monotonic() + 60
+        while ended.processing_status != "ended":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+            ended = client.messages.batches.retrieve(batch.id)
+        assert ended.request_counts.succeeded == N
+        results = list(client.messages.batches.results(batch.id))
+    finally:
+        procs.stop_all()
+
+    ids = [r.custom_id for r in results]
+    assert len(ids) == N and set(ids) == {f"req-{i}" for i in range(N)}
+    for r in results:
+        assert r.result.type == "succeeded"
+        assert r.result.message.content[0].text == f"answer {r.custom_id.removeprefix('req-')}"  # type: ignore[union-attr]
+
+    async def check() -> tuple[int, int, int, int]:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                records, distinct, failed = (
+                    await session.execute(
+                        text(
+                            "select count(*), count(distinct request_id), "
+                            "count(*) filter (where stop_reason is null) from usage_records "
+                            "where request_id like :prefix"
+                        ).bindparams(prefix=f"{batch.id}:%")
+                    )
+                ).one()
+                retried = (
+                    await session.execute(
+                        text("select count(*) from batch_requests where batch_id = :b and attempts > 1"),
+                        {"b": batch.id},
+                    )
+                ).scalar_one()
+            return records, distinct, failed, retried
+        finally:
+            await db.close()
+
+    records, distinct, failed, retried = asyncio.run(check())
+    assert (records, distinct, failed) == (N, N, 0)
+    assert retried > 0, "the kills interrupted no claimed request; the test proved nothing"
