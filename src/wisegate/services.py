@@ -13,6 +13,7 @@ from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
 from wisegate.domain.keys import KeyService
 from wisegate.domain.messages import MessageService
+from wisegate.domain.models import ModelCatalog
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.db import Database
@@ -27,6 +28,7 @@ class Services:
     keys: KeyService
     usage: UsageService
     messages: MessageService
+    models: ModelCatalog
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -42,6 +44,7 @@ class Services:
             keys=KeyService(TenancyRepo(db), settings.key_cache_seconds),
             usage=usage,
             messages=MessageService(registry, usage),
+            models=ModelCatalog(registry),
         )
 
     @asynccontextmanager
