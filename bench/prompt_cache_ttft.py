@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -66,7 +67,10 @@ def main() -> None:
                 print(f"round {round_no + 1} cached: {seconds:6.2f} s  {usage}")
         finally:
             proc.terminate()
-            proc.wait(20)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     c, w = statistics.median(cold), statistics.median(warm)
     print(f"TTFT cold   : {c:6.2f} s (median of {len(cold)})")
     print(f"TTFT cached : {w:6.2f} s (median of {len(warm)})")
