@@ -71,7 +71,10 @@ def generate(url: str, key: str, stop: threading.Event) -> None:
         "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
     }
     while not stop.is_set():
-        httpx.post(url + "/v1/messages", json=body, headers={"x-api-key": key}, timeout=600)
+        try:
+            httpx.post(url + "/v1/messages", json=body, headers={"x-api-key": key}, timeout=600)
+        except httpx.HTTPError:
+            return  # the server is shutting down
 
 
 def main() -> None:
