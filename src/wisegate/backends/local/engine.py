@@ -12,9 +12,11 @@ yields :data:`Chunk` tuples that the async side turns into protocol events:
 from __future__ import annotations
 
 import codecs
+import ctypes
 import json
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -22,9 +24,12 @@ import llama_cpp
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from wisegate.backends.local.cache import CachePlan, PromptCache
 from wisegate.backends.local.prompt import TOOL_CALL_OPEN
 from wisegate.backends.local.text import StopMatcher
 from wisegate.protocol.messages import CustomTool, Usage, new_id
+
+log = logging.getLogger("wisegate.local")
 
 Chunk = tuple[str, ...] | tuple[str, str | None, str | None]
 ToolMode = Literal["none", "auto", "forced"]
@@ -51,6 +56,8 @@ class Job:
     forced_tool: str | None
     usage: Usage
     cancel: threading.Event = field(default_factory=threading.Event)
+    cache: PromptCache | None = None
+    cache_plan: CachePlan | None = None
 
 
 class _Sampler:
@@ -109,6 +116,19 @@ class Engine:
         self._vocab = llm._model.vocab
         self._grammars: dict[str, LlamaGrammar] = {}
         self._grammar_lock = threading.Lock()
+        self._token_sizes: dict[int, int] = {}
+
+    def token_ends(self, tokens: Sequence[int]) -> list[int]:
+        """The UTF-8 byte offset at which each token ends when the tokens are detokenised in order."""
+        ends: list[int] = []
+        total = 0
+        for token in tokens:
+            size = self._token_sizes.get(token)
+            if size is None:
+                size = self._token_sizes[token] = len(self.llm.detokenize([token], special=True))
+            total += size
+            ends.append(total)
+        return ends
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``, special tokens (the chat template's markers) included."""
@@ -118,6 +138,8 @@ class Engine:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def run(self, job: Job) -> Iterator[Chunk]:
+        if job.cache is not None and job.cache_plan is not None:
+            self._apply_cache(job.prompt_tokens, job.cache, job.cache_plan, job.cancel)
         emitted = ""
         if job.tool_mode != "forced":
             markers = [TOOL_CALL_OPEN] if job.tool_mode == "auto" else []
@@ -178,6 +200,56 @@ class Engine:
         if sampler.end == "cancel":
             return
         yield ("end", "tool_use" if sampler.end == "eog" else job.limit_reason, None)
+
+    def _apply_cache(
+        self, tokens: list[int], cache: PromptCache, plan: CachePlan, cancel: threading.Event
+    ) -> None:
+        """Restore the planned prefix state, then evaluate and save each planned breakpoint prefix.
+
+        Generation afterwards reuses the evaluated prefix (``Llama.generate`` keeps the longest
+        common prefix), so the prompt is evaluated once in total.
+        """
+        llm = self.llm
+        entry = plan.restore
+        if entry is not None:
+            try:
+                self._load(tokens[: entry.n_tokens], entry.state)
+            except RuntimeError:
+                log.warning("a cached prompt state could not be restored; evaluating the prompt instead")
+                llm.n_tokens = 0
+            finally:
+                cache.release(plan)
+        for write in plan.writes:
+            if cancel.is_set():
+                return
+            common = 0
+            for a, b in zip(llm.input_ids[: llm.n_tokens], tokens[: write.n_tokens], strict=False):
+                if a != b:
+                    break
+                common += 1
+            llm.n_tokens = common
+            llm.eval(tokens[common : write.n_tokens])
+            llm._ctx.kv_cache_seq_rm(0, write.n_tokens, -1)
+            cache.put(write, self._save())
+
+    def _save(self) -> bytes:
+        ctx = self.llm._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
+        return bytes(buffer)[:written]
+
+    def _load(self, prefix: list[int], state: bytes) -> None:
+        llm = self.llm
+        llm._ctx.kv_cache_seq_rm(0, 0, -1)
+        llm.n_tokens = 0
+        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), 0) != len(state):
+            llm._ctx.kv_cache_seq_rm(0, 0, -1)
+            raise RuntimeError("could not restore a cached prompt state")
+        llm.input_ids[: len(prefix)] = prefix
+        llm.n_tokens = len(prefix)
+        llm._requires_eval = True
 
     def _grammar(self, key: str, build: Any) -> LlamaGrammar:
         with self._grammar_lock:

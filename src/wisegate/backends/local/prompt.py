@@ -8,12 +8,15 @@ Tools are described in the system turn; earlier tool calls and results are rende
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from dataclasses import dataclass
 
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.messages import (
+    CacheControl,
     ContentBlockParam,
     ContentSource,
     CountTokensRequest,
@@ -22,8 +25,10 @@ from wisegate.protocol.messages import (
     ImageBlockParam,
     MessagesRequest,
     PlainTextSource,
+    RedactedThinkingBlockParam,
     SearchResultBlockParam,
     TextBlockParam,
+    ThinkingBlockParam,
     ToolResultBlockParam,
     ToolUseBlockParam,
 )
@@ -39,10 +44,56 @@ _TOOLS_PREAMBLE = (
 
 
 @dataclass(frozen=True, slots=True)
+class BlockEnd:
+    """Where a content block (system block, tool definition, message block) ends in the prompt text.
+
+    ``offset`` counts characters of ``Prompt.text``; ``ttl`` is set when the block carries a cache
+    breakpoint (``"5m"`` or ``"1h"``).
+    """
+
+    offset: int
+    ttl: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Prompt:
     text: str
     prefill: str
     tools: list[CustomTool]
+    block_ends: tuple[BlockEnd, ...] = ()
+
+
+class _Marks:
+    """Sentinels placed after each block while rendering, turned into ``BlockEnd`` offsets after.
+
+    The chat template copies message content verbatim, so a sentinel's position in the rendered text
+    is exactly where its block ends. A random nonce keeps request text from forging one.
+    """
+
+    def __init__(self) -> None:
+        nonce = secrets.token_hex(6)
+        self._prefix = f"\ue000{nonce}:"
+        self._pattern = re.compile(re.escape(self._prefix) + r"(\d+)\ue001")
+        self._ttls: list[str | None] = []
+
+    def after(self, cache_control: CacheControl | None) -> str:
+        self._ttls.append((cache_control.ttl or "5m") if cache_control is not None else None)
+        return f"{self._prefix}{len(self._ttls) - 1}\ue001"
+
+    def strip(self, text: str) -> str:
+        return self._pattern.sub("", text)
+
+    def resolve(self, text: str) -> tuple[str, tuple[BlockEnd, ...]]:
+        pieces: list[str] = []
+        ends: list[BlockEnd] = []
+        length = start = 0
+        for match in self._pattern.finditer(text):
+            pieces.append(text[start : match.start()])
+            length += match.start() - start
+            start = match.end()
+            ends.append(BlockEnd(length, self._ttls[int(match.group(1))]))
+        pieces.append(text[start:])
+        return "".join(pieces), tuple(ends)
 
 
 class PromptRenderer:
@@ -53,25 +104,31 @@ class PromptRenderer:
         self._template = env.from_string(chat_template)
 
     def render(self, request: MessagesRequest | CountTokensRequest, model_id: str) -> Prompt:
-        """The full prompt text, ending with the assistant turn's opening (and any prefill)."""
+        """The full prompt text, ending with the assistant turn's opening (and any prefill).
+
+        ``block_ends`` lists where every block ends, in the Claude API's cache order as far as the
+        chat template allows: system blocks, then tool definitions (rendered into the system turn
+        after the system text), then message blocks. The top-level ``cache_control`` puts a
+        breakpoint on the last cacheable message block.
+        """
+        marks = _Marks()
         tools = [t for t in request.tools or [] if isinstance(t, CustomTool)]
-        system = [b.text for b in request.system_text()]
+        system = [b.text + marks.after(b.cache_control) for b in request.system_text()]
         if tools:
-            system.append(
-                _TOOLS_PREAMBLE.format(
-                    tools=json.dumps(
-                        [
-                            {
-                                "name": t.name,
-                                "description": t.description or "",
-                                "input_schema": t.input_schema.model_dump(exclude_none=True),
-                            }
-                            for t in tools
-                        ],
-                        ensure_ascii=False,
-                    )
+            entries = [
+                json.dumps(
+                    {
+                        "name": t.name,
+                        "description": t.description or "",
+                        "input_schema": t.input_schema.model_dump(exclude_none=True),
+                    },
+                    ensure_ascii=False,
                 )
-            )
+                + marks.after(t.cache_control)
+                for t in tools
+            ]
+            system.append(_TOOLS_PREAMBLE.format(tools="[" + ", ".join(entries) + "]"))
+        auto = _auto_breakpoint(request)
         turns: list[dict[str, str]] = []
         # The model was trained with one leading system turn: ``role: "system"`` messages are hoisted
         # into it (as Anthropic's OpenAI layer hoists system messages); ``clear_at:
@@ -87,7 +144,11 @@ class PromptRenderer:
         for index, message in enumerate(request.messages):
             if message.role == "system":
                 continue
-            text = "".join(self._block_text(block, index, model_id) for block in message.blocks())
+            text = "".join(
+                self._block_text(block, index, model_id)
+                + marks.after(request.cache_control if (index, b) == auto else _cache_control(block))
+                for b, block in enumerate(message.blocks())
+            )
             if turns and turns[-1]["role"] == message.role:
                 turns[-1]["content"] += "\n\n" + text
             else:
@@ -95,10 +156,13 @@ class PromptRenderer:
         prefill = ""
         if turns and turns[-1]["role"] == "assistant":
             prefill = turns.pop()["content"]
-            if prefill != prefill.rstrip():
+            visible = marks.strip(prefill)
+            if visible != visible.rstrip():
                 raise InvalidRequest("final assistant content cannot end with trailing whitespace")
-        text = self._template.render(messages=turns, add_generation_prompt=True)
-        return Prompt(text=text + prefill, prefill=prefill, tools=tools)
+        text, ends = marks.resolve(
+            self._template.render(messages=turns, add_generation_prompt=True) + prefill
+        )
+        return Prompt(text=text, prefill=marks.strip(prefill), tools=tools, block_ends=ends)
 
     def _block_text(self, block: ContentBlockParam, index: int, model_id: str) -> str:
         if isinstance(block, TextBlockParam):
@@ -156,3 +220,20 @@ class PromptRenderer:
         title = f" title={json.dumps(block.title, ensure_ascii=False)}" if block.title else ""
         context = f"\n{block.context}" if block.context else ""
         return f"<document{title}>{context}\n{body}\n</document>"
+
+
+def _cache_control(block: ContentBlockParam) -> CacheControl | None:
+    value = getattr(block, "cache_control", None)
+    return value if isinstance(value, CacheControl) else None
+
+
+def _auto_breakpoint(request: MessagesRequest | CountTokensRequest) -> tuple[int, int] | None:
+    """(message, block) of the last cacheable block, where a top-level ``cache_control`` applies."""
+    if request.cache_control is None:
+        return None
+    for index in range(len(request.messages) - 1, -1, -1):
+        blocks = request.messages[index].blocks()
+        for b in range(len(blocks) - 1, -1, -1):
+            if not isinstance(blocks[b], ThinkingBlockParam | RedactedThinkingBlockParam):
+                return index, b
+    return None
