@@ -97,6 +97,7 @@ class AdminServer:
             created_at=when,
         )
         self.live.run(self.live.services.usage.record(record))
+        self.live.run(self.live.services.usage.flush())  # the writer batches; reports read the table
 
 
 def admin_server(data_dir: Path) -> Iterator[AdminServer]:
