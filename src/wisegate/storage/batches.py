@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.storage.db import Database
-from wisegate.storage.repos import ApiKey
+from wisegate.storage.repos import ApiKey, aware, key_from_row
 from wisegate.storage.tables import ApiKeyRow, BatchRequestRow, MessageBatchRow, UsageRecordRow
 
 FINAL_STATUSES = ("succeeded", "errored", "canceled", "expired")
@@ -99,12 +99,8 @@ class Completion:
     result: str | None
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _maybe(value: datetime | None) -> datetime | None:
-    return _aware(value) if value is not None else None
+    return aware(value) if value is not None else None
 
 
 def _batch(row: MessageBatchRow, live: dict[str, int] | None) -> Batch:
@@ -131,8 +127,8 @@ def _batch(row: MessageBatchRow, live: dict[str, int] | None) -> Batch:
         api_key_id=row.api_key_id,
         processing_status=row.processing_status,
         request_counts=counts,
-        created_at=_aware(row.created_at),
-        expires_at=_aware(row.expires_at),
+        created_at=aware(row.created_at),
+        expires_at=aware(row.expires_at),
         ended_at=_maybe(row.ended_at),
         cancel_initiated_at=_maybe(row.cancel_initiated_at),
         archived_at=_maybe(row.archived_at),
@@ -331,17 +327,7 @@ class BatchRepo:
         if found is None:
             return None
         row, expires_at = found
-        key = ApiKey(
-            row.id,
-            row.organization_id,
-            row.workspace_id,
-            row.name,
-            row.partial_key_hint,
-            row.kind,
-            row.status,
-            _aware(row.created_at),
-        )
-        return BatchOwner(key, _aware(expires_at))
+        return BatchOwner(key_from_row(row), aware(expires_at))
 
     async def heartbeat(self, worker: str, now: datetime) -> None:
         """Renew the leases this worker holds."""

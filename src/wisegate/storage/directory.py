@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, select
 
 from wisegate.storage.db import Database
+from wisegate.storage.repos import aware
 from wisegate.storage.tables import InviteRow, UserRow, WorkspaceMemberRow, WorkspaceSettingsRow
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,25 +56,25 @@ def _settings(row: WorkspaceSettingsRow) -> WorkspaceSettings:
 
 
 def _user(row: UserRow) -> User:
-    return User(row.id, row.organization_id, row.email, row.name, row.role, _aware(row.added_at))
+    return User(row.id, row.organization_id, row.email, row.name, row.role, aware(row.added_at))
 
 
 def _invite(row: InviteRow) -> Invite:
-    accepted = _aware(row.accepted_at) if row.accepted_at else None
+    accepted = aware(row.accepted_at) if row.accepted_at else None
     return Invite(
         row.id,
         row.organization_id,
         row.email,
         row.role,
         row.status,
-        _aware(row.invited_at),
-        _aware(row.expires_at),
+        aware(row.invited_at),
+        aware(row.expires_at),
         accepted,
     )
 
 
 def _member(row: WorkspaceMemberRow) -> WorkspaceMember:
-    return WorkspaceMember(row.workspace_id, row.user_id, row.workspace_role, _aware(row.added_at))
+    return WorkspaceMember(row.workspace_id, row.user_id, row.workspace_role, aware(row.added_at))
 
 
 class DirectoryRepo:

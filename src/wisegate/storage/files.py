@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.storage.db import Database
+from wisegate.storage.repos import aware
 from wisegate.storage.tables import FileRow, SkillRow, SkillVersionRow
 
 
@@ -61,10 +62,6 @@ class NameTaken(Exception):
     """A skill with this name already exists in the workspace."""
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _file(row: FileRow) -> FileRecord:
     return FileRecord(
         row.id,
@@ -75,14 +72,14 @@ def _file(row: FileRow) -> FileRecord:
         row.size_bytes,
         row.downloadable,
         row.blob_key,
-        _aware(row.created_at),
-        _aware(row.expires_at) if row.expires_at else None,
+        aware(row.created_at),
+        aware(row.expires_at) if row.expires_at else None,
     )
 
 
 def _version(row: SkillVersionRow) -> SkillVersionRecord:
     values = {f: getattr(row, f) for f in SkillVersionRecord.__slots__}
-    values["created_at"] = _aware(row.created_at)
+    values["created_at"] = aware(row.created_at)
     return SkillVersionRecord(**values)
 
 
@@ -278,7 +275,7 @@ class SkillRepo:
             row.workspace_id,
             row.name,
             row.display_name,
-            _aware(row.created_at),
-            _aware(row.updated_at),
+            aware(row.created_at),
+            aware(row.updated_at),
             latest,
         )

@@ -60,11 +60,12 @@ class UsageRecord:
     batch: bool = False
 
 
-def _aware(value: datetime) -> datetime:
+def aware(value: datetime) -> datetime:
+    """A datetime read back from the database, as UTC (SQLite drops the offset)."""
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _key(row: ApiKeyRow) -> ApiKey:
+def key_from_row(row: ApiKeyRow) -> ApiKey:
     return ApiKey(
         row.id,
         row.organization_id,
@@ -73,18 +74,18 @@ def _key(row: ApiKeyRow) -> ApiKey:
         row.partial_key_hint,
         row.kind,
         row.status,
-        _aware(row.created_at),
+        aware(row.created_at),
     )
 
 
 def _workspace(row: WorkspaceRow) -> Workspace:
-    archived = _aware(row.archived_at) if row.archived_at else None
-    return Workspace(row.id, row.organization_id, row.name, _aware(row.created_at), archived)
+    archived = aware(row.archived_at) if row.archived_at else None
+    return Workspace(row.id, row.organization_id, row.name, aware(row.created_at), archived)
 
 
 def _usage(row: UsageRecordRow) -> UsageRecord:
     values = {f: getattr(row, f) for f in UsageRecord.__slots__}
-    values["created_at"] = _aware(row.created_at)
+    values["created_at"] = aware(row.created_at)
     return UsageRecord(**values)
 
 
@@ -99,7 +100,7 @@ class TenancyRepo:
             row = (
                 await session.execute(select(OrganizationRow).order_by(OrganizationRow.created_at).limit(1))
             ).scalar_one_or_none()
-        return Organization(row.id, row.name, _aware(row.created_at)) if row else None
+        return Organization(row.id, row.name, aware(row.created_at)) if row else None
 
     async def create_organization(self, org: Organization, workspace: Workspace) -> None:
         """Create an organization together with its default workspace."""
@@ -165,7 +166,7 @@ class TenancyRepo:
             row = (
                 await session.execute(select(ApiKeyRow).where(ApiKeyRow.key_hash == key_hash))
             ).scalar_one_or_none()
-        return _key(row) if row else None
+        return key_from_row(row) if row else None
 
     async def list_keys(self, organization_id: str) -> list[ApiKey]:
         async with self._db.read() as session:
@@ -176,12 +177,12 @@ class TenancyRepo:
                     .order_by(ApiKeyRow.created_at)
                 )
             ).scalars()
-            return [_key(row) for row in rows]
+            return [key_from_row(row) for row in rows]
 
     async def get_key(self, key_id: str) -> ApiKey | None:
         async with self._db.read() as session:
             row = await session.get(ApiKeyRow, key_id)
-        return _key(row) if row else None
+        return key_from_row(row) if row else None
 
     async def update_key(self, key_id: str, *, name: str | None, status: str | None) -> ApiKey | None:
         """Rename and/or change the status of a key; ``None`` leaves a field as it is."""
@@ -193,7 +194,7 @@ class TenancyRepo:
                 row.name = name
             if status is not None:
                 row.status = status
-            return _key(row)
+            return key_from_row(row)
 
     async def update_workspace(
         self, workspace_id: str, *, name: str | None = None, archived_at: datetime | None = None
@@ -214,7 +215,7 @@ class TenancyRepo:
             if row is None:
                 return None
             row.status = status
-            return _key(row)
+            return key_from_row(row)
 
 
 class UsageRepo:
