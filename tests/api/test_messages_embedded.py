@@ -185,9 +185,10 @@ def test_tool_choice_any_streams_input_json(embedded_server: LiveServer) -> None
     client = embedded_server.client()
     with client.messages.stream(
         model=EMBEDDED_MODEL,
-        max_tokens=200,
+        max_tokens=400,
         tools=[WEATHER, TIME],
         tool_choice={"type": "any"},
+        extra_body=GREEDY,
         messages=[{"role": "user", "content": "What time is it in Tokyo?"}],
     ) as stream:
         deltas = [
@@ -196,6 +197,7 @@ def test_tool_choice_any_streams_input_json(embedded_server: LiveServer) -> None
             if e.type == "content_block_delta" and e.delta.type == "input_json_delta"
         ]
         final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"  # not cut off by max_tokens: the JSON is complete
     call = final.content[-1]
     assert call.type == "tool_use" and call.name in ("get_weather", "get_time")
     assert json.loads("".join(deltas)) == call.input
@@ -272,12 +274,10 @@ def test_disconnect_stops_generation_and_records_usage(embedded_server: LiveServ
     assert record is not None
     assert record.error_type == "client_disconnected" and record.streamed
     assert 5 <= record.output_tokens < 400
-    started = time.monotonic()
-    quick = embedded_server.client().messages.create(
+    quick = embedded_server.client().messages.create(  # the generation thread is free again
         model=EMBEDDED_MODEL, max_tokens=5, messages=[{"role": "user", "content": "Hi"}]
     )
     assert quick.usage.output_tokens <= 5
-    assert time.monotonic() - started < 10
 
 
 def test_usage_record_matches_the_response(embedded_server: LiveServer) -> None:
