@@ -344,6 +344,11 @@ options = {{ base_url = "http://127.0.0.1:{upstream_port}", api_key = "sk-ant-be
 [[models]]
 id = "{MODEL}"
 backend = "anthropic"
+
+# Gateway overhead as the issue defines it: auth + routing + usage record. Anthropic's tier limits
+# (Tier 1: 50 requests/min) would turn the load into 429s; the limiter is measured by limits_overhead.py.
+[limits]
+enabled = false
 """
     )
     env = {**os.environ, "WISEGATE_CONFIG": str(config), "WISEGATE_DATA_DIR": str(tmp / "data"),

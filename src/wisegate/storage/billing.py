@@ -2,11 +2,13 @@
 
 Every check-and-take is one conditional ``UPDATE`` (atomic on SQLite and PostgreSQL alike, across
 processes), and a settlement — release the reservation, debit the actual cost, insert the usage
-record — is one transaction.
+record — happens inside one transaction. Concurrent settlements share a transaction (group commit):
+each caller returns once the transaction holding its settlement has committed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -58,6 +60,9 @@ class Reservation:
     credit_pico: int
 
 
+_Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None]"]
+
+
 class SpendRefused(Exception):
     """A reservation did not fit: ``scope`` is ``organization``, ``workspace`` or ``credit``."""
 
@@ -70,6 +75,11 @@ class SpendRefused(Exception):
 class BillingRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Rows known to exist (they are created once and never deleted): no upsert per settlement.
+        self._have_accounts: set[str] = set()
+        self._have_periods: set[tuple[str, str]] = set()
+        self._pending: list[_Settling] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def _upsert(self, table: Any) -> Any:
         return (pg_insert if not self._db.is_sqlite else sqlite_insert)(table)
@@ -103,6 +113,8 @@ class BillingRepo:
         return (row.spent_pico, row.reserved_pico) if row else (0, 0)
 
     async def _ensure_account(self, session: AsyncSession, organization_id: str) -> None:
+        if organization_id in self._have_accounts:
+            return
         await session.execute(
             self._upsert(BillingAccountRow)
             .values(
@@ -113,13 +125,19 @@ class BillingRepo:
             )
             .on_conflict_do_nothing()
         )
+        session.info.setdefault("after_commit", []).append(lambda: self._have_accounts.add(organization_id))
 
     async def _ensure_periods(self, session: AsyncSession, scopes: list[str], period: str) -> None:
         for scope in scopes:
+            if (scope, period) in self._have_periods:
+                continue
             await session.execute(
                 self._upsert(SpendPeriodRow)
                 .values(scope_id=scope, period=period, spent_pico=0, reserved_pico=0)
                 .on_conflict_do_nothing()
+            )
+            session.info.setdefault("after_commit", []).append(
+                lambda scope=scope: self._have_periods.add((scope, period))
             )
 
     async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
@@ -229,33 +247,71 @@ class BillingRepo:
 
     async def settle(self, record: UsageRecord, reservation: Reservation | None, period: str) -> None:
         """In one transaction: release the reservation (if still held), debit ``record.cost_picousd``
-        from the monthly counters and the credit balance, and insert the usage record."""
-        async with self._db.write() as session:
+        from the monthly counters and the credit balance, and insert the usage record. Returns once
+        that transaction committed (it may hold other settlements too)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, reservation, period, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await asyncio.shield(done)
+
+    async def drain(self) -> None:
+        """Wait for every settlement handed in so far to be written (on shutdown)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending[:500], self._pending[500:]
+            try:
+                async with self._db.write() as session:
+                    for record, reservation, period, _ in group:
+                        await self._settle_in(session, record, reservation, period)
+            except Exception:
+                # One failing settlement must not take the others with it: each on its own.
+                for record, reservation, period, done in group:
+                    try:
+                        async with self._db.write() as session:
+                            await self._settle_in(session, record, reservation, period)
+                    except Exception as exc:
+                        if not done.done():
+                            done.set_exception(exc)
+                    else:
+                        if not done.done():
+                            done.set_result(None)
+                continue
+            for *_, done in group:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _settle_in(
+        self, session: AsyncSession, record: UsageRecord, reservation: Reservation | None, period: str
+    ) -> None:
+        if reservation is not None:
+            await self._release(session, reservation)
+        cost = record.cost_picousd
+        if cost:
             if reservation is not None:
-                await self._release(session, reservation)
-            cost = record.cost_picousd
-            if cost:
-                if reservation is not None:
-                    period = reservation.period
-                await self._ensure_account(session, record.organization_id)
-                await self._ensure_periods(session, [record.organization_id, record.workspace_id], period)
-                for scope_id in (record.organization_id, record.workspace_id):
-                    await session.execute(
-                        update(SpendPeriodRow)
-                        .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
-                        .values(spent_pico=SpendPeriodRow.spent_pico + cost)
-                    )
+                period = reservation.period
+            await self._ensure_account(session, record.organization_id)
+            await self._ensure_periods(session, [record.organization_id, record.workspace_id], period)
+            for scope_id in (record.organization_id, record.workspace_id):
                 await session.execute(
-                    update(BillingAccountRow)
-                    .where(BillingAccountRow.organization_id == record.organization_id)
-                    .values(
-                        spent_pico=BillingAccountRow.spent_pico + cost,
-                        credit_balance_pico=BillingAccountRow.credit_balance_pico - cost,
-                    )
+                    update(SpendPeriodRow)
+                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
+                    .values(spent_pico=SpendPeriodRow.spent_pico + cost)
                 )
             await session.execute(
-                insert(UsageRecordRow).values(**{f.name: getattr(record, f.name) for f in fields(record)})
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == record.organization_id)
+                .values(
+                    spent_pico=BillingAccountRow.spent_pico + cost,
+                    credit_balance_pico=BillingAccountRow.credit_balance_pico - cost,
+                )
             )
+        await session.execute(
+            insert(UsageRecordRow).values(**{f.name: getattr(record, f.name) for f in fields(record)})
+        )
 
     async def _release(self, session: AsyncSession, r: Reservation) -> None:
         gone = await session.execute(

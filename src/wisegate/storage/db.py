@@ -57,13 +57,22 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction, committed on exit and rolled back on error."""
+        """A session in a transaction, committed on exit and rolled back on error.
+
+        Callables appended to ``session.info["after_commit"]`` run once the transaction committed.
+        """
         if self._write_lock is None:
-            async with self._sessions() as session, session.begin():
-                yield session
+            async with self._sessions() as session:
+                async with session.begin():
+                    yield session
+                for hook in session.info.pop("after_commit", []):
+                    hook()
             return
-        async with self._write_lock, self._sessions() as session, session.begin():
-            yield session
+        async with self._write_lock, self._sessions() as session:
+            async with session.begin():
+                yield session
+            for hook in session.info.pop("after_commit", []):
+                hook()
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -140,6 +140,7 @@ class LimitService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.billing.drain()
         await self.limiter.close()
 
     async def _sweep_forever(self) -> None:
@@ -276,6 +277,8 @@ class LimitService:
             else None
         )
         caps = [c for c in (tier_cap, account.spend_limit_pico) if c is not None]
+        if not caps and ws.spend_limit_pico is None and account.credit_balance_pico is None:
+            return None  # nothing bounds this spend: settlement still books it, no reservation needed
         reservation = Reservation(
             request_id,
             principal.organization_id,
