@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -115,7 +116,7 @@ class BillingRepo:
     async def _ensure_account(self, session: AsyncSession, organization_id: str) -> None:
         if organization_id in self._have_accounts:
             return
-        await session.execute(
+        await (await session.connection()).execute(
             self._upsert(BillingAccountRow)
             .values(
                 organization_id=organization_id,
@@ -131,7 +132,7 @@ class BillingRepo:
         for scope in scopes:
             if (scope, period) in self._have_periods:
                 continue
-            await session.execute(
+            await (await session.connection()).execute(
                 self._upsert(SpendPeriodRow)
                 .values(scope_id=scope, period=period, spent_pico=0, reserved_pico=0)
                 .on_conflict_do_nothing()
@@ -144,7 +145,7 @@ class BillingRepo:
         """Top up the prepaid balance (a first top-up turns the organization prepaid)."""
         async with self._db.write() as session:
             await self._ensure_account(session, organization_id)
-            await session.execute(
+            await (await session.connection()).execute(
                 update(BillingAccountRow)
                 .where(BillingAccountRow.organization_id == organization_id)
                 .values(
@@ -153,7 +154,7 @@ class BillingRepo:
                     updated_at=datetime.now(UTC),
                 )
             )
-            await session.execute(
+            await (await session.connection()).execute(
                 insert(CreditGrantRow).values(
                     organization_id=organization_id,
                     amount_pico=amount_pico,
@@ -167,7 +168,7 @@ class BillingRepo:
         """Set ``tier`` and/or ``spend_limit_pico`` (None clears)."""
         async with self._db.write() as session:
             await self._ensure_account(session, organization_id)
-            await session.execute(
+            await (await session.connection()).execute(
                 update(BillingAccountRow)
                 .where(BillingAccountRow.organization_id == organization_id)
                 .values(updated_at=datetime.now(UTC), **values)
@@ -188,7 +189,7 @@ class BillingRepo:
             "updated_at": datetime.now(UTC),
         }
         async with self._db.write() as session:
-            await session.execute(
+            await (await session.connection()).execute(
                 self._upsert(WorkspaceLimitRow)
                 .values(workspace_id=workspace_id, **values)
                 .on_conflict_do_update(index_elements=["workspace_id"], set_=values)
@@ -219,11 +220,11 @@ class BillingRepo:
                     query = query.where(
                         SpendPeriodRow.spent_pico + SpendPeriodRow.reserved_pico + r.amount_pico <= cap
                     )
-                if (await session.execute(query)).rowcount != 1:  # type: ignore[attr-defined]
+                if (await (await session.connection()).execute(query)).rowcount != 1:
                     spent, reserved = await _period(session, scope_id, r.period)
                     raise SpendRefused(scope, spent + reserved)
             if r.credit_pico:
-                taken = await session.execute(
+                taken = await (await session.connection()).execute(
                     update(BillingAccountRow)
                     .where(
                         BillingAccountRow.organization_id == r.organization_id,
@@ -231,9 +232,9 @@ class BillingRepo:
                     )
                     .values(credit_balance_pico=BillingAccountRow.credit_balance_pico - r.credit_pico)
                 )
-                if taken.rowcount != 1:  # type: ignore[attr-defined]
+                if taken.rowcount != 1:
                     raise SpendRefused("credit", 0)
-            await session.execute(
+            await (await session.connection()).execute(
                 insert(SpendReservationRow).values(
                     request_id=r.request_id,
                     organization_id=r.organization_id,
@@ -265,68 +266,97 @@ class BillingRepo:
             group, self._pending = self._pending[:500], self._pending[500:]
             try:
                 async with self._db.write() as session:
-                    for record, reservation, period, _ in group:
-                        await self._settle_in(session, record, reservation, period)
+                    await self._settle_group(session, group)
             except Exception:
                 # One failing settlement must not take the others with it: each on its own.
-                for record, reservation, period, done in group:
+                for item in group:
                     try:
                         async with self._db.write() as session:
-                            await self._settle_in(session, record, reservation, period)
+                            await self._settle_group(session, [item])
                     except Exception as exc:
-                        if not done.done():
-                            done.set_exception(exc)
+                        if not item[3].done():
+                            item[3].set_exception(exc)
                     else:
-                        if not done.done():
-                            done.set_result(None)
+                        if not item[3].done():
+                            item[3].set_result(None)
                 continue
             for *_, done in group:
                 if not done.done():
                     done.set_result(None)
 
-    async def _settle_in(
-        self, session: AsyncSession, record: UsageRecord, reservation: Reservation | None, period: str
-    ) -> None:
-        if reservation is not None:
-            await self._release(session, reservation)
-        cost = record.cost_picousd
-        if cost:
+    async def _settle_group(self, session: AsyncSession, group: list[_Settling]) -> None:
+        """Settle ``group`` in the caller's transaction, with one statement per table and scope: the
+        sums of a group are the same as settling each in turn."""
+        conn = await session.connection()
+        held = [r for _, r, _, _ in group if r is not None]
+        released: set[str] = set()
+        if held:  # a reservation the sweep already released gives nothing back twice
+            result = await conn.execute(
+                delete(SpendReservationRow)
+                .where(SpendReservationRow.request_id.in_([r.request_id for r in held]))
+                .returning(SpendReservationRow.request_id)
+            )
+            released = {row[0] for row in result}
+        spent: Counter[tuple[str, str]] = Counter()
+        unreserved: Counter[tuple[str, str]] = Counter()
+        debit: Counter[str] = Counter()
+        credit_back: Counter[str] = Counter()
+        for record, reservation, period, _ in group:
             if reservation is not None:
                 period = reservation.period
-            await self._ensure_account(session, record.organization_id)
-            await self._ensure_periods(session, [record.organization_id, record.workspace_id], period)
-            for scope_id in (record.organization_id, record.workspace_id):
-                await session.execute(
-                    update(SpendPeriodRow)
-                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
-                    .values(spent_pico=SpendPeriodRow.spent_pico + cost)
-                )
-            await session.execute(
-                update(BillingAccountRow)
-                .where(BillingAccountRow.organization_id == record.organization_id)
+                if reservation.request_id in released:
+                    unreserved[(reservation.organization_id, period)] += reservation.amount_pico
+                    unreserved[(reservation.workspace_id, period)] += reservation.amount_pico
+                    credit_back[reservation.organization_id] += reservation.credit_pico
+            if record.cost_picousd:
+                await self._ensure_account(session, record.organization_id)
+                await self._ensure_periods(session, [record.organization_id, record.workspace_id], period)
+                spent[(record.organization_id, period)] += record.cost_picousd
+                spent[(record.workspace_id, period)] += record.cost_picousd
+                debit[record.organization_id] += record.cost_picousd
+        # Rows in the order reservations take them (organization, then workspace, then account), so
+        # concurrent transactions on PostgreSQL never wait on each other in a cycle.
+        organizations = {record.organization_id for record, *_ in group}
+        scopes = sorted(spent.keys() | unreserved.keys(), key=lambda k: (k[0] not in organizations, k))
+        for scope_id, period in scopes:
+            await conn.execute(
+                update(SpendPeriodRow)
+                .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
                 .values(
-                    spent_pico=BillingAccountRow.spent_pico + cost,
-                    credit_balance_pico=BillingAccountRow.credit_balance_pico - cost,
+                    spent_pico=SpendPeriodRow.spent_pico + spent[(scope_id, period)],
+                    reserved_pico=SpendPeriodRow.reserved_pico - unreserved[(scope_id, period)],
                 )
             )
-        await session.execute(
-            insert(UsageRecordRow).values(**{f.name: getattr(record, f.name) for f in fields(record)})
+        for organization_id in sorted(debit.keys() | {k for k, v in credit_back.items() if v}):
+            await conn.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == organization_id)
+                .values(
+                    spent_pico=BillingAccountRow.spent_pico + debit[organization_id],
+                    credit_balance_pico=BillingAccountRow.credit_balance_pico
+                    - debit[organization_id]
+                    + credit_back[organization_id],
+                )
+            )
+        await conn.execute(
+            insert(UsageRecordRow),
+            [{f.name: getattr(record, f.name) for f in fields(record)} for record, *_ in group],
         )
 
     async def _release(self, session: AsyncSession, r: Reservation) -> None:
-        gone = await session.execute(
+        gone = await (await session.connection()).execute(
             delete(SpendReservationRow).where(SpendReservationRow.request_id == r.request_id)
         )
-        if gone.rowcount != 1:  # type: ignore[attr-defined]
+        if gone.rowcount != 1:
             return  # already released by the sweep
         for scope_id in (r.organization_id, r.workspace_id):
-            await session.execute(
+            await (await session.connection()).execute(
                 update(SpendPeriodRow)
                 .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == r.period)
                 .values(reserved_pico=SpendPeriodRow.reserved_pico - r.amount_pico)
             )
         if r.credit_pico:
-            await session.execute(
+            await (await session.connection()).execute(
                 update(BillingAccountRow)
                 .where(BillingAccountRow.organization_id == r.organization_id)
                 .values(credit_balance_pico=BillingAccountRow.credit_balance_pico + r.credit_pico)
