@@ -15,7 +15,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, scripted_settings, serve
+from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, postgres_database, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.settings import PriceConfig
 from wisegate.storage.repos import TenancyRepo
@@ -182,30 +182,13 @@ def test_workspace_rate_limit_is_lower_than_the_organization(tmp_path: Path) -> 
 # ---- spend ---------------------------------------------------------------------------------------
 
 
-def _pg_admin(statement: str) -> None:
-    async def run() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     if request.param == "sqlite":
         yield {}
         return
-    name = f"wisegate_test_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield {"database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"}
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield {"database_url": url}
 
 
 COST = 3 * IN + 3 * OUT  # "one two three" echoed: 3 in, 3 out

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,11 @@ import anthropic
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import free_port
+from tests.conftest import free_port, postgres_database
 from wisegate.storage.db import Database
 
 WISEGATE = [sys.executable, "-m", "wisegate"]
 N = 400
-
-
-def _pg_admin(statement: str) -> None:
-    async def run() -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 @pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
@@ -49,12 +35,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}"
         return
-    name = f"wisegate_crash_{uuid.uuid4().hex[:12]}"
-    _pg_admin(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_database() as url:
+        yield url
 
 
 class Processes:
