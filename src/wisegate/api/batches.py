@@ -9,7 +9,7 @@ from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
 from wisegate.api.batch_body import read_batch
-from wisegate.errors import InvalidRequest
+from wisegate.api.paging import list_limit
 from wisegate.protocol.batches import DeletedMessageBatch, MessageBatch, MessageBatchRequestCounts
 from wisegate.protocol.resources import ListPage
 from wisegate.services import services_of
@@ -74,14 +74,8 @@ async def list_batches(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "20"))
-    except ValueError:
-        raise InvalidRequest("limit: Input should be a valid integer") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequest("limit: Input should be between 1 and 1000")
     batches, has_more = await services.batches.page(
-        principal, limit, params.get("before_id"), params.get("after_id")
+        principal, list_limit(request), params.get("before_id"), params.get("after_id")
     )
     data = [render(b, request) for b in batches]
     page = ListPage[MessageBatch](

@@ -7,6 +7,7 @@ from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
 from wisegate.api.multipart import MultipartReader
+from wisegate.api.paging import list_limit
 from wisegate.domain.files import Staged
 from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
@@ -62,17 +63,6 @@ async def upload_file(request: Request) -> Response:
         if staged is not None:
             staged.discard()
     return _json(metadata(record))
-
-
-def list_limit(request: Request) -> int:
-    raw = request.query_params.get("limit", "20")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidRequest("limit: Input should be a valid integer") from None
-    if not 1 <= limit <= 1000:
-        raise InvalidRequest("limit: Input should be between 1 and 1000")
-    return limit
 
 
 async def list_files(request: Request) -> Response:

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wisegate.api.auth import authenticate
-from wisegate.errors import InvalidRequest
+from wisegate.api.paging import list_limit
 from wisegate.services import services_of
 
 
@@ -14,12 +14,11 @@ async def list_models(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     params = request.query_params
-    try:
-        limit = int(params.get("limit", "20"))
-    except ValueError:
-        raise InvalidRequest("limit: Input should be a valid integer") from None
     page = await services.models.page(
-        principal, before_id=params.get("before_id"), after_id=params.get("after_id"), limit=limit
+        principal,
+        before_id=params.get("before_id"),
+        after_id=params.get("after_id"),
+        limit=list_limit(request),
     )
     return Response(page.model_dump_json(), media_type="application/json")
 

@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
-from wisegate.api.files import list_limit
 from wisegate.api.multipart import MultipartReader
+from wisegate.api.paging import list_limit
 from wisegate.domain.skills import SkillFile
 from wisegate.errors import InvalidRequest, RequestTooLarge
 from wisegate.protocol.files import (
