@@ -77,7 +77,7 @@ class Services:
             registry=registry,
             keys=keys,
             usage=usage,
-            messages=MessageService(registry, usage, catalog=catalog, attachments=attachments, limits=limits),
+            messages=MessageService(registry, limits, catalog=catalog, attachments=attachments),
             files=files,
             skills=skills,
             catalog=catalog,
@@ -103,7 +103,6 @@ class Services:
         finally:
             await self.limits.close()
             await self.registry.close()
-            await self.usage.close()  # write the usage records still queued
             await self.db.close()
 
 

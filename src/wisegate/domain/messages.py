@@ -23,7 +23,6 @@ from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.relay import RelayedResponse, count_relayed, relay
-from wisegate.domain.usage import UsageService
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -150,14 +149,12 @@ class MessageService:
     def __init__(
         self,
         registry: BackendRegistry,
-        usage: UsageService,
+        limits: LimitService,
         *,
         catalog: ModelCatalog | None = None,
         attachments: Attachments | None = None,
-        limits: LimitService | None = None,
     ) -> None:
         self._registry = registry
-        self._usage = usage
         self._catalog = catalog or ModelCatalog(registry)
         self._attachments = attachments
         self._limits = limits
@@ -270,10 +267,8 @@ class MessageService:
         batch: bool,
         *,
         input_tokens: int | None = None,
-    ) -> Admission | None:
+    ) -> Admission:
         """Rate limits and spend, before the backend starts (input tokens counted exactly unless given)."""
-        if self._limits is None:
-            return None
         if input_tokens is None and served.backend.capabilities.local_token_count:
             input_tokens = await served.backend.count_tokens(request, served.route)
         elif input_tokens is None:  # counting is an upstream round trip: an upper estimate instead
@@ -331,10 +326,7 @@ class MessageService:
                 created_at=datetime.now(UTC),
                 batch=usage.service_tier == "batch",
             )
-            if self._limits is not None:
-                await self._limits.settle(admission, record, usage)
-            else:
-                await self._usage.record(record)
+            await self._limits.settle(admission, record, usage)
         except Exception:
             log.exception("could not write the usage record", extra={"usage_request_id": request_id})
 
