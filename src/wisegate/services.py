@@ -32,6 +32,7 @@ from wisegate.storage.batches import BatchRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
+from wisegate.storage.ledger_journal import LedgerJournal
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 
@@ -62,7 +63,6 @@ class Services:
         """Wire the services; ``backends`` replaces configured backends by name (tests, embedding)."""
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(settings.backends, settings.models, backends)
-        usage = UsageService(UsageRepo(db))
         files, skills = _files_and_skills(settings, db)
         attachments = Attachments(files, skills, settings.max_messages_request_bytes)
         keys = KeyService(TenancyRepo(db), settings.key_cache_seconds)
@@ -70,20 +70,24 @@ class Services:
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
         display_names = {m.id: m.display_name or m.id for m in settings.models}
         prices = PriceTable(settings.prices)
-        limits = LimitService(settings.limits, build_limiter(settings), BillingRepo(db), prices)
+        journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
+        billing = BillingRepo(db, journal)
+        limits = LimitService(settings.limits, build_limiter(settings), billing, prices)
         return cls(
             settings=settings,
             db=db,
             registry=registry,
             keys=keys,
-            usage=usage,
+            usage=UsageService(UsageRepo(db), billing.drain),
             messages=MessageService(registry, limits, catalog=catalog, attachments=attachments),
             files=files,
             skills=skills,
             catalog=catalog,
             tenancy=TenancyService(TenancyRepo(db), directory, keys, catalog),
             people=PeopleService(directory),
-            reports=ReportService(UsageReportRepo(db), prices, lambda m: display_names.get(m, m)),
+            reports=ReportService(
+                UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
+            ),
             limits=limits,
             batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
             models=ModelPages(catalog),

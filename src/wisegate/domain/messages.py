@@ -73,7 +73,7 @@ class MessageStream:
             async for event in self._rest:
                 self._settle.observe(event)
                 if isinstance(event, MessageStop):
-                    # The ledger row is committed before message_stop leaves: a client that saw the
+                    # The settlement is journaled before message_stop leaves: a client that saw the
                     # end of the stream has been billed, even if the server dies right after.
                     await self._settle.finish()
                 yield event

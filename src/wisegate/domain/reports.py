@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -209,8 +209,11 @@ class ReportService:
         prices: PriceTable,
         display_name: Callable[[str], str] = lambda model: model,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._repo = repo
+        self._settled = settled  # waits for this process's settlements to be committed
         self._prices = prices
         self._display_name = display_name
         self._clock = clock
@@ -233,13 +236,18 @@ class ReportService:
             service_tiers=list(query.service_tiers),
         )
 
+    async def _sums(self, where: UsageFilter) -> list[UsageSum]:
+        if self._settled is not None:
+            await self._settled()
+        return await self._repo.sums(where)
+
     async def _rows(self, scope: Scope, query: ReportQuery, window: _Window) -> list[UsageSum]:
         if not window.buckets:
             return []
         where = self._filter(scope, query, window.buckets[0][0], window.buckets[-1][1])
         if where is None:
             return []
-        return [row for row in await self._repo.sums(where) if _matches(row, query)]
+        return [row for row in await self._sums(where) if _matches(row, query)]
 
     async def usage(self, scope: Scope, query: ReportQuery) -> UsageReport:
         """Token sums per bucket, broken out by ``query.group_by``."""
@@ -285,7 +293,7 @@ class ReportService:
         where = self._filter(scope, ReportQuery(starting_at=starting_at), starting_at, ending_at)
         totals: dict[tuple[str | None, ...], list[int]] = {}
         if where is not None:
-            for row in await self._repo.sums(where):
+            for row in await self._sums(where):
                 dims = _dimensions(row)
                 t = totals.setdefault(tuple(dims[g] for g in group_by), [0] * 6)
                 t[0] += row.requests

@@ -2,25 +2,32 @@
 
 Every check-and-take is one conditional ``UPDATE`` (atomic on SQLite and PostgreSQL alike, across
 processes), and a settlement — release the reservation, debit the actual cost, insert the usage
-record — happens inside one transaction. Concurrent settlements share a transaction (group commit):
-each caller returns once the transaction holding its settlement has committed.
+record — happens inside one transaction. Concurrent settlements share a transaction (group commit).
+
+With a :class:`LedgerJournal` (the default), ``settle`` returns once the settlement is a line in this
+process's journal — durable against the process being killed — and a background task commits
+journaled settlements in groups; after a crash the next start replays them. Without one, ``settle``
+returns once the transaction holding its settlement has committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.storage.db import Database
+from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
 from wisegate.storage.repos import UsageRecord
 from wisegate.storage.tables import (
     BillingAccountRow,
@@ -61,7 +68,10 @@ class Reservation:
     credit_pico: int
 
 
-_Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None]"]
+log = logging.getLogger("wisegate.ledger")
+
+# A settlement waiting for its transaction: the future is None when its caller does not wait (journaled).
+_Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None] | None"]
 
 
 class SpendRefused(Exception):
@@ -74,8 +84,10 @@ class SpendRefused(Exception):
 
 
 class BillingRepo:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, journal: LedgerJournal | None = None) -> None:
         self._db = db
+        self._journal = journal
+        self._retries = 0  # consecutive flushes that could not commit (the database is down)
         # Rows known to exist (they are created once and never deleted): no upsert per settlement.
         self._have_accounts: set[str] = set()
         self._have_periods: set[tuple[str, str]] = set()
@@ -109,6 +121,7 @@ class BillingRepo:
 
     async def period_spend(self, scope_id: str, period: str) -> tuple[int, int]:
         """``(spent, reserved)`` picodollars of an organization or workspace in a month."""
+        await self.drain()  # this process's settlements first
         async with self._db.read() as session:
             row = await session.get(SpendPeriodRow, (scope_id, period))
         return (row.spent_pico, row.reserved_pico) if row else (0, 0)
@@ -247,42 +260,131 @@ class BillingRepo:
             )
 
     async def settle(self, record: UsageRecord, reservation: Reservation | None, period: str) -> None:
-        """In one transaction: release the reservation (if still held), debit ``record.cost_picousd``
-        from the monthly counters and the credit balance, and insert the usage record. Returns once
-        that transaction committed (it may hold other settlements too)."""
+        """Release the reservation (if still held), debit ``record.cost_picousd`` from the monthly
+        counters and the credit balance, and insert the usage record, in one transaction.
+
+        Journaled: returns once the settlement is in the journal; the transaction follows in the
+        background (it may hold other settlements too). Otherwise returns once it committed."""
+        if self._journal is not None:
+            held = asdict(reservation) if reservation is not None else None
+            self._journal.append(JournalEntry(record, held, period).encode())
+            self._pending.append((record, reservation, period, None))
+            self._kick()
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, reservation, period, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        self._kick()
         await asyncio.shield(done)
 
+    def _kick(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
     async def drain(self) -> None:
-        """Wait for every settlement handed in so far to be written (on shutdown)."""
+        """Wait until every settlement handed in so far is committed (before reads, on shutdown)."""
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
+    def close(self) -> None:
+        """Close the journal; its directory goes only if everything in it committed."""
+        if self._journal is not None:
+            self._journal.close(clean=not self._pending)
+
     async def _flush(self) -> None:
         while self._pending:
-            group, self._pending = self._pending[:500], self._pending[500:]
-            try:
-                async with self._db.write() as session:
-                    await self._settle_group(session, group)
-            except Exception:
-                # One failing settlement must not take the others with it: each on its own.
-                for item in group:
-                    try:
-                        async with self._db.write() as session:
-                            await self._settle_group(session, [item])
-                    except Exception as exc:
-                        if not item[3].done():
-                            item[3].set_exception(exc)
-                    else:
-                        if not item[3].done():
-                            item[3].set_result(None)
+            if self._retries:  # the database refused the last flush: back off, keep the journal
+                await asyncio.sleep(min(5.0, 0.05 * 2**self._retries))
+            finished = self._journal.rotate() if self._journal is not None else None
+            batch, self._pending = self._pending, []
+            kept: list[_Settling] = []
+            for start in range(0, len(batch), 500):
+                kept += await self._commit(batch[start : start + 500])
+            if kept:
+                # Not committed, for a reason other than the settlement itself: into the new segment
+                # (so the finished one can go) and retried after the back-off.
+                assert self._journal is not None
+                for record, reservation, period, _ in kept:
+                    held = asdict(reservation) if reservation is not None else None
+                    self._journal.append(JournalEntry(record, held, period).encode())
+                self._pending = kept + self._pending
+                self._retries += 1
+            else:
+                self._retries = 0
+            if finished is not None:
+                finished.unlink(missing_ok=True)
+
+    async def _commit(self, group: list[_Settling]) -> list[_Settling]:
+        """Commit ``group`` in one transaction, or else each settlement alone; returns the journaled
+        settlements to retry. A waiting caller gets its settlement's exception."""
+        try:
+            async with self._db.write() as session:
+                await self._settle_group(session, group)
+        except Exception as exc:
+            if len(group) == 1:
+                return self._failed(group[0], exc)
+            kept: list[_Settling] = []
+            for item in group:  # one failing settlement must not take the others with it
+                kept += await self._commit([item])
+            return kept
+        for *_, done in group:
+            if done is not None and not done.done():
+                done.set_result(None)
+        return []
+
+    def _failed(self, item: _Settling, exc: Exception) -> list[_Settling]:
+        record, _, _, done = item
+        if done is not None:
+            if not done.done():
+                done.set_exception(exc)
+            return []
+        if isinstance(exc, IntegrityError):
+            # Its usage record exists already (a request id settles once): nothing to retry.
+            log.error(
+                "settlement refused by the database, dropped", extra={"usage_request_id": record.request_id}
+            )
+            return []
+        log.warning("settlement not committed, kept in the journal for a retry", exc_info=exc)
+        return [item]
+
+    async def recover(self) -> int:
+        """Replay the journals of processes that died before committing them; how many settled."""
+        if self._journal is None:
+            return 0
+        replayed = 0
+        for directory, entries in self._journal.orphans():
+            todo = await self._unsettled(entries)
+            kept: list[_Settling] = []
+            for start in range(0, len(todo), 500):
+                kept += await self._commit(todo[start : start + 500])
+            replayed += len(todo) - len(kept)
+            if kept:
+                log.error(
+                    "a dead process's ledger journal could not be replayed yet", extra={"dir": str(directory)}
+                )
                 continue
-            for *_, done in group:
-                if not done.done():
-                    done.set_result(None)
+            self._journal.remove(directory)
+        if replayed:
+            log.warning("replayed %d journaled settlements of a process that died", replayed)
+        return replayed
+
+    async def _unsettled(self, entries: list[JournalEntry]) -> list[_Settling]:
+        """The entries whose usage record is not in the database yet, as settlements."""
+        ids = [e.record.request_id for e in entries]
+        present: set[str] = set()
+        async with self._db.read() as session:
+            for start in range(0, len(ids), 500):
+                query = select(UsageRecordRow.request_id).where(
+                    UsageRecordRow.request_id.in_(ids[start : start + 500])
+                )
+                present.update((await session.execute(query)).scalars())
+        todo: list[_Settling] = []
+        for entry in entries:
+            if entry.record.request_id in present:
+                continue
+            present.add(entry.record.request_id)
+            held = Reservation(**entry.reservation) if entry.reservation is not None else None
+            todo.append((entry.record, held, entry.period, None))
+        return todo
 
     async def _settle_group(self, session: AsyncSession, group: list[_Settling]) -> None:
         """Settle ``group`` in the caller's transaction, with one statement per table and scope: the

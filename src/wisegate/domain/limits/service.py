@@ -132,7 +132,9 @@ class LimitService:
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Release reservations left by dead processes now, and every few minutes."""
+        """Replay the ledger journals of dead processes, then release reservations they left; again
+        every few minutes (for processes that die while this one runs)."""
+        await self.billing.recover()
         self._sweeper = asyncio.create_task(self._sweep_forever())
 
     async def close(self) -> None:
@@ -141,12 +143,14 @@ class LimitService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.billing.drain()
+        self.billing.close()
         await self.limiter.close()
 
     async def _sweep_forever(self) -> None:
         timeout = self.config.reservation_timeout_seconds
         while True:
             try:
+                await self.billing.recover()
                 released = await self.billing.release_stale(self._clock() - timedelta(seconds=timeout))
                 if released:
                     log.warning("released %d stale spend reservations", released)

@@ -1,0 +1,161 @@
+"""The ledger journal: settlements return once journaled, commit in the background, and a dead
+process's journal is replayed exactly once (skipping what already committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from wisegate.storage.billing import BillingRepo, Reservation
+from wisegate.storage.db import Database, migrate
+from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
+from wisegate.storage.repos import UsageRecord
+from wisegate.storage.tables import SpendPeriodRow, SpendReservationRow, UsageRecordRow
+
+PERIOD = "2026-11"
+
+
+def _record(request_id: str, cost: int) -> UsageRecord:
+    return UsageRecord(
+        request_id, "org_1", "wrkspc_1", "apikey_1", "claude-sonnet-4-5",
+        10, 5, 0, 0, "standard", "end_turn", None, False, 3, datetime.now(UTC), cost,
+    )  # fmt: skip
+
+
+async def _counts(db: Database) -> tuple[int, int, int, int]:
+    """(usage rows, organization spent, organization reserved, reservation rows)."""
+    async with db.read() as session:
+        rows = (await session.execute(select(func.count()).select_from(UsageRecordRow))).scalar_one()
+        period = await session.get(SpendPeriodRow, ("org_1", PERIOD))
+        held = (await session.execute(select(func.count()).select_from(SpendReservationRow))).scalar_one()
+    spent, reserved = (period.spent_pico, period.reserved_pico) if period else (0, 0)
+    return int(rows), spent, reserved, int(held)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+    return Database(url)
+
+
+def test_settle_returns_once_journaled_and_commits_in_the_background(tmp_path: Path, db: Database) -> None:
+    async def run() -> None:
+        journal = LedgerJournal(tmp_path / "journal")
+        billing = BillingRepo(db, journal)
+        await billing.reserve(Reservation("req_1", "org_1", "wrkspc_1", PERIOD, 500, 0), 10_000, None)
+        await billing.settle(
+            _record("req_1", 120), Reservation("req_1", "org_1", "wrkspc_1", PERIOD, 500, 0), PERIOD
+        )
+        # Returned before the transaction: the line is on disk, the row not yet in the database.
+        lines = [
+            line for f in (tmp_path / "journal").glob("*/*.jsonl") for line in f.read_bytes().splitlines()
+        ]
+        assert len(lines) == 1 and JournalEntry.decode(lines[0]).record.request_id == "req_1"
+        assert (await _counts(db))[0] == 0
+        await billing.drain()
+        assert await _counts(db) == (1, 120, 0, 0)
+        # The committed segment is gone; what is left is the lock and an empty new segment.
+        assert all(f.stat().st_size == 0 for f in (tmp_path / "journal").glob("*/*.jsonl"))
+        billing.close()
+        assert list((tmp_path / "journal").iterdir()) == []  # clean close removes the directory
+        await db.close()
+
+    asyncio.run(run())
+
+
+def _dead_journal(root: Path, entries: list[JournalEntry], tail: bytes = b"") -> None:
+    """What a killed process leaves: an unlocked directory with journal lines."""
+    journal = LedgerJournal(root)
+    for entry in entries:
+        journal.append(entry.encode())
+    if tail:
+        journal.append(tail)
+    journal.close(clean=False)
+
+
+def test_a_dead_processs_journal_is_replayed_once(tmp_path: Path, db: Database) -> None:
+    async def run() -> None:
+        root = tmp_path / "journal"
+        first = BillingRepo(db)  # commits req_1 itself, as if the dead process had flushed it
+        held = Reservation("req_2", "org_1", "wrkspc_1", PERIOD, 900, 0)
+        await first.reserve(held, 10_000, None)
+        await first.settle(_record("req_1", 100), None, PERIOD)
+        entries = [
+            JournalEntry(_record("req_1", 100), None, PERIOD),  # committed before the crash
+            JournalEntry(_record("req_2", 250), asdict(held), PERIOD),
+            JournalEntry(_record("req_3", 40), None, PERIOD),
+        ]
+        _dead_journal(root, entries, tail=b'{"r":{"request_id":"req_4"')  # cut short mid-write
+        assert await _counts(db) == (1, 100, 900, 1)
+
+        billing = BillingRepo(db, LedgerJournal(root))
+        assert await billing.recover() == 2
+        # req_1 not twice; req_2's reservation released and its cost debited; the torn line skipped.
+        assert await _counts(db) == (3, 390, 0, 0)
+        assert list(root.iterdir()) == []
+        assert await billing.recover() == 0
+        await db.close()
+
+    asyncio.run(run())
+
+
+def test_a_live_processs_journal_is_left_alone(tmp_path: Path, db: Database) -> None:
+    async def run() -> None:
+        root = tmp_path / "journal"
+        live = LedgerJournal(root)
+        live.append(JournalEntry(_record("req_1", 7), None, PERIOD).encode())  # open and locked
+        other = BillingRepo(db, LedgerJournal(root))
+        assert await other.recover() == 0
+        assert (await _counts(db))[0] == 0
+        live.close(clean=False)  # its process ends without committing: now it is an orphan
+        assert await other.recover() == 1
+        assert (await _counts(db))[:2] == (1, 7)
+        await db.close()
+
+    asyncio.run(run())
+
+
+def test_a_settlement_the_database_refuses_is_kept_and_retried(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run() -> None:
+        billing = BillingRepo(db, LedgerJournal(tmp_path / "journal"))
+        real = billing._settle_group
+        failures = [2]
+
+        async def flaky(session, group):  # type: ignore[no-untyped-def]
+            if failures[0]:
+                failures[0] -= 1
+                raise OperationalError("insert", {}, Exception("database is locked"))
+            await real(session, group)
+
+        monkeypatch.setattr(billing, "_settle_group", flaky)
+        await billing.settle(_record("req_1", 30), None, PERIOD)
+        await asyncio.wait_for(billing.drain(), 10)
+        assert (await _counts(db))[:2] == (1, 30)
+        # While it waited for the retry the settlement stayed on disk: a crash then would replay it.
+        assert all(f.stat().st_size == 0 for f in (tmp_path / "journal").glob("*/*.jsonl"))
+        billing.close()
+        assert list((tmp_path / "journal").iterdir()) == []
+        await db.close()
+
+    asyncio.run(run())
+
+
+def test_journal_lines_are_single_appends(tmp_path: Path) -> None:
+    journal = LedgerJournal(tmp_path / "journal")
+    entry = JournalEntry(_record("req_1", 5), {"request_id": "req_1", "amount_pico": 9}, PERIOD)
+    journal.append(entry.encode())
+    finished = journal.rotate()
+    assert JournalEntry.decode(finished.read_bytes()) == entry
+    assert finished.read_bytes().count(b"\n") == 1
+    assert os.path.getsize(finished) == len(entry.encode())
+    journal.close(clean=True)
