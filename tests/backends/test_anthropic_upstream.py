@@ -5,6 +5,7 @@ with its base URL and ``api-key`` header.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -15,10 +16,14 @@ import anthropic
 import httpx
 import pytest
 
+from tests.api.files_support import bundle
 from tests.backends.fakes import Answer, FakeUpstream, run_fake, transcript
 from tests.conftest import LiveServer, serve, settings_for
 from wisegate.settings import BackendConfig, DeploymentConfig, ModelConfig, RoutingConfig
 
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 UPSTREAM_KEY = "sk-ant-operator-secret-0001"
 MODEL = "claude-sonnet-4-5"
 UPSTREAM_MODEL = "claude-sonnet-4-5-20250929"
@@ -442,3 +447,60 @@ def test_retry_after_is_honoured(server: LiveServer, fake: FakeUpstream) -> None
     server.client().messages.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert time.monotonic() - started >= 0.4  # waited at least what the upstream asked
     assert len(fake.seen) == 2
+
+
+def test_stored_files_and_skills_go_up_as_their_content(server: LiveServer, fake: FakeUpstream) -> None:
+    """Wisegate's file and skill ids mean nothing to the upstream: the relay sends their content."""
+    client = server.client()
+    text = client.beta.files.upload(file=("notes.txt", b"the launch is on tuesday", "text/plain"))
+    image = client.beta.files.upload(file=("dot.png", PNG, "image/png"))
+    skill = client.beta.skills.create(files=bundle(body="Always greet in French: say Bonjour."))
+    fake.answer(body=MESSAGE_JSON)
+    message = client.beta.messages.create(
+        model=MODEL,
+        max_tokens=64,
+        container={"skills": [{"type": "custom", "skill_id": skill.id}]},
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "document", "source": {"type": "file", "file_id": text.id}, "a_new_field": 1},
+                    {"type": "image", "source": {"type": "file", "file_id": image.id}},
+                    {"type": "text", "text": "when?"},
+                ],
+            }
+        ],
+    )
+    sent = json.loads(fake.seen[-1].body)
+    document, picture, question = sent["messages"][0]["content"]
+    notes = "the launch is on tuesday"
+    assert document["source"] == {"type": "text", "media_type": "text/plain", "data": notes}
+    assert document["title"] == "notes.txt" and document["a_new_field"] == 1
+    assert picture["source"]["type"] == "base64" and base64.b64decode(picture["source"]["data"]) == PNG
+    assert question == {"type": "text", "text": "when?"}
+    assert "container" not in sent and "Bonjour" in json.dumps(sent["system"])
+    assert message.container is not None and message.container.skills[0].skill_id == skill.id
+
+    fake.answer(body=b'{"input_tokens": 77}')
+    count = client.messages.count_tokens(
+        model=MODEL,
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "document", "source": {"type": "file", "file_id": text.id}}],
+            }
+        ],
+    )
+    assert count.input_tokens == 77
+    counted = json.loads(fake.seen[-1].body)["messages"][0]["content"][0]
+    assert counted["source"]["data"] == "the launch is on tuesday"
+
+    # A request without stored ids still goes up byte for byte (no re-encoding).
+    fake.answer(body=MESSAGE_JSON)
+    raw = b'{"max_tokens": 5,  "model": "claude-haiku-4-5", "messages":[{"role":"user","content":"x"}]}'
+    response = httpx.post(
+        server.base_url + "/v1/messages",
+        content=raw,
+        headers={"x-api-key": server.key, "content-type": "application/json"},
+    )
+    assert response.status_code == 200 and fake.seen[-1].body == raw

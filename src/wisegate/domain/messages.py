@@ -22,7 +22,7 @@ from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
-from wisegate.domain.relay import RelayedResponse, count_relayed, relay
+from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -232,7 +232,15 @@ class MessageService:
             return None
         usage = Usage()
         started = time.monotonic()
+        container: dict[str, object] | None = None
         try:
+            if self._attachments is not None and refers_to_stored(raw):
+                # Wisegate's file and skill ids mean nothing upstream: sent as their content instead.
+                resolved, container = await self._attachments.resolve(
+                    principal, request, served.backend.capabilities
+                )
+                if resolved is not request:
+                    request, raw = resolved, request_bytes(resolved)
             fitted = self._fit(served, request)
             admission = await self._admit(
                 principal, served, fitted, request_id, False, input_tokens=_upper_estimate(len(raw))
@@ -244,7 +252,7 @@ class MessageService:
         settle = _Settlement(
             self, principal, request_id, served.config.id, bool(request.stream), usage, admission
         )
-        relayed = await relay(served, request, fitted, raw, beta, version, settle)
+        relayed = await relay(served, request, fitted, raw, beta, version, settle, container)
         relayed.rate_limits = admission.snapshot if admission is not None else None
         return relayed
 
@@ -289,7 +297,10 @@ class MessageService:
         """Input tokens; with ``raw`` (the client's bytes) a relaying backend forwards them as is."""
         served = await self._catalog.resolve(principal, request.model)
         if self._attachments is not None and principal is not None:
-            request, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
+            resolved, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
+            if resolved is not request and raw is not None:
+                raw = request_bytes(resolved)  # stored files and skills go up as their content
+            request = resolved
         _check_content(served, request)
         if raw is not None and relay_of(served.backend) is not None:
             return await count_relayed(served, request, raw, beta, version)

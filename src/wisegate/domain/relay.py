@@ -55,8 +55,10 @@ async def relay(
     beta: str | None,
     version: str | None,
     settle: _Settlement,
+    container: dict[str, object] | None = None,
 ) -> RelayedResponse:
-    """Send the client's bytes through ``served``'s relay; errors before the answer propagate, settled."""
+    """Send the client's bytes through ``served``'s relay; errors before the answer propagate, settled.
+    ``container``: the skills the request loaded, put into a JSON answer as on the typed path."""
     backend = relay_of(served.backend)
     assert backend is not None
     if fitted.max_tokens != request.max_tokens:  # clamped to the model's limit
@@ -75,7 +77,10 @@ async def relay(
     if response.chunks is None:
         settle.stop_reason = response.stop_reason
         await settle.finish()
-        return RelayedResponse(response.status, response.content_type, response.body, None, settle)
+        body = response.body
+        if container is not None and body is not None and response.status == 200:
+            body = rewrite_json(body, {"container": container})
+        return RelayedResponse(response.status, response.content_type, body, None, settle)
 
     upstream = response.chunks
 
@@ -102,6 +107,20 @@ async def relay(
                 await settle.finish()
 
     return RelayedResponse(response.status, response.content_type, None, chunks(), settle)
+
+
+def refers_to_stored(raw: bytes) -> bool:
+    """Whether the request may name a stored file (``"source": {"type": "file"}``) or skills
+    (``container``): a byte scan, so that other requests go up without being re-encoded."""
+    return b'"file"' in raw or b'"container"' in raw
+
+
+def request_bytes(request: MessagesRequest | CountTokensRequest) -> bytes:
+    """A request as JSON with the fields the client sent (unknown ones included)."""
+    document = request.model_dump(mode="json", exclude_unset=True)
+    if document.get("container") is None:
+        document.pop("container", None)
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 async def count_relayed(
