@@ -315,3 +315,23 @@ def test_non_streaming_disconnect_stops_generation(embedded_server: LiveServer) 
     assert records, "no usage record for the abandoned request"
     assert records[0].input_tokens > 0
     assert records[0].output_tokens < 1000  # max_tokens was 4000: generation stopped with the client
+
+
+def test_a_prompt_is_tokenized_once(embedded_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Admission counts the prompt exactly and generation feeds the same text: one tokenization."""
+    engine = embedded_server.backend._engine
+    real = engine.tokenize
+    seen: list[str] = []
+
+    def counting(text: str) -> list[int]:
+        seen.append(text)
+        return real(text)
+
+    monkeypatch.setattr(engine, "tokenize", counting)
+    question = f"Say the number {time.time_ns()}."  # a prompt no earlier test tokenized
+    message = embedded_server.client().messages.create(
+        model=EMBEDDED_MODEL, max_tokens=3, messages=[{"role": "user", "content": question}]
+    )
+    prompts = [t for t in seen if question in t]
+    assert len(prompts) == 1, len(prompts)
+    assert message.usage.input_tokens == len(real(prompts[0]))

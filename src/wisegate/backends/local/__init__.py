@@ -16,6 +16,8 @@ import asyncio
 import bisect
 import importlib.util
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,6 +89,10 @@ class LocalBackend:
         self._engine: Engine | None = None
         self._renderer: PromptRenderer | None = None
         self._admitted = 0
+        # Prompts tokenized lately: admission counts a request's prompt, then generation feeds the
+        # same text to the model; it is tokenized once.
+        self._tokenized: OrderedDict[str, list[int]] = OrderedDict()
+        self._tokenized_lock = threading.Lock()
 
     @property
     def context_window(self) -> int:
@@ -123,8 +129,21 @@ class LocalBackend:
         engine, renderer = self._ready()
         prompt = renderer.render(request, route.public_id)
         if len(prompt.text) < 4096:
-            return len(engine.tokenize(prompt.text))
-        return len(await asyncio.to_thread(engine.tokenize, prompt.text))
+            return len(self._tokenize(engine, prompt.text))
+        return len(await asyncio.to_thread(self._tokenize, engine, prompt.text))
+
+    def _tokenize(self, engine: Engine, text: str) -> list[int]:
+        with self._tokenized_lock:
+            hit = self._tokenized.get(text)
+            if hit is not None:
+                self._tokenized.move_to_end(text)
+                return list(hit)
+        tokens = engine.tokenize(text)
+        with self._tokenized_lock:
+            self._tokenized[text] = tokens
+            if len(self._tokenized) > 8:
+                self._tokenized.popitem(last=False)
+        return list(tokens)
 
     async def _prompt_tokens(
         self, request: MessagesRequest, route: ModelRoute
@@ -135,7 +154,7 @@ class LocalBackend:
         wants_cache = self.cache.max_bytes > 0 and any(end.ttl for end in prompt.block_ends)
 
         def work() -> tuple[list[int], list[Boundary] | None]:
-            tokens = engine.tokenize(prompt.text)
+            tokens = self._tokenize(engine, prompt.text)
             if not wants_cache:
                 return tokens, None
             return tokens, _boundaries(prompt, engine.token_ends(tokens))
