@@ -159,3 +159,25 @@ def test_journal_lines_are_single_appends(tmp_path: Path) -> None:
     assert finished.read_bytes().count(b"\n") == 1
     assert os.path.getsize(finished) == len(entry.encode())
     journal.close(clean=True)
+
+
+def test_stopping_while_the_database_is_down_keeps_the_journal(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def run() -> None:
+        root = tmp_path / "journal"
+        down = BillingRepo(db, LedgerJournal(root))
+
+        async def refuse(session, group):  # type: ignore[no-untyped-def]
+            raise OperationalError("insert", {}, Exception("connection refused"))
+
+        monkeypatch.setattr(down, "_settle_group", refuse)
+        await down.settle(_record("req_1", 11), None, PERIOD)
+        await asyncio.wait_for(down.stop(timeout=0.3), 5)  # gives up instead of hanging shutdown
+        assert (await _counts(db))[0] == 0
+        # The next process finds the journal (unlocked now) and commits it.
+        assert await BillingRepo(db, LedgerJournal(root)).recover() == 1
+        assert (await _counts(db))[:2] == (1, 11)
+        await db.close()
+
+    asyncio.run(run())

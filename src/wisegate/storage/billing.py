@@ -285,10 +285,25 @@ class BillingRepo:
         while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Drain, giving up after ``timeout`` seconds (the database is down): what is left stays in
+        the journal for the next start to replay."""
+        try:
+            await asyncio.wait_for(self.drain(), timeout)
+        except TimeoutError:
+            log.error(
+                "settlements not committed at shutdown stay in the journal",
+                extra={"left": len(self._pending)},
+            )
+            if self._flusher is not None:
+                self._flusher.cancel()
+        self.close()
+
     def close(self) -> None:
         """Close the journal; its directory goes only if everything in it committed."""
         if self._journal is not None:
-            self._journal.close(clean=not self._pending)
+            idle = not self._pending and (self._flusher is None or self._flusher.done())
+            self._journal.close(clean=idle)
 
     async def _flush(self) -> None:
         while self._pending:

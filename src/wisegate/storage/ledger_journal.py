@@ -67,10 +67,14 @@ class LedgerJournal:
 
     def open(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        directory = self.root / uuid.uuid4().hex
-        directory.mkdir()
-        lock_fd = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        name = uuid.uuid4().hex
+        # Locked under a hidden name first: another process never sees it unlocked (as an orphan).
+        hidden = self.root / f".{name}"
+        hidden.mkdir()
+        lock_fd = os.open(hidden / "lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        directory = self.root / name
+        hidden.rename(directory)
         self._dir, self._lock_fd = directory, lock_fd
         self._open_segment()
 
@@ -117,9 +121,11 @@ class LedgerJournal:
         """
         if not self.root.is_dir():
             return
-        for directory in sorted(p for p in self.root.iterdir() if p.is_dir() and p != self._dir):
+        mine = self._dir
+        names = (p for p in self.root.iterdir() if not p.name.startswith("."))
+        for directory in sorted(p for p in names if p.is_dir() and p != mine):
             try:
-                lock_fd = os.open(directory / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+                lock_fd = os.open(directory / "lock", os.O_RDWR)
             except FileNotFoundError:  # removed by another process meanwhile
                 continue
             try:

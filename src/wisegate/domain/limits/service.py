@@ -142,8 +142,7 @@ class LimitService:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        await self.billing.drain()
-        self.billing.close()
+        await self.billing.stop()
         await self.limiter.close()
 
     async def _sweep_forever(self) -> None:
