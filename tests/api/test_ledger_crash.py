@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,5 +139,46 @@ def test_kill_9_under_load_loses_no_ledger_row(tmp_path: Path) -> None:
             },
         )
         assert response.status_code == 200
+    finally:
+        restarted.stop()
+
+
+def test_answers_while_the_database_cannot_be_written_are_billed_after_a_kill(tmp_path: Path) -> None:
+    """With the database's write lock held elsewhere, requests are still answered (their settlements
+    wait in the journal); the server is killed; the restart commits every one of them."""
+    settings = settings_for(tmp_path)
+    migrate(settings.resolved_database_url)
+    key = make_key(settings)
+    env = scripted_env(
+        tmp_path, backends={"scripted": {"type": "scripted"}}, prices=PRICES, limits={"enabled": False}
+    )
+    server = ServerProcess(env, key, tmp_path / "server.log")
+    body = {"model": SCRIPTED_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "a b c"}]}
+    served: list[str] = []
+    blocker = sqlite3.connect(str(tmp_path / "wisegate.db"), isolation_level=None)
+    try:
+        warm = httpx.post(server.base_url + "/v1/messages", headers={"x-api-key": key}, json=body)
+        assert warm.status_code == 200
+        served.append(warm.headers["request-id"])
+        time.sleep(0.5)  # its settlement commits
+        blocker.execute("BEGIN IMMEDIATE")  # no other writer from here on
+        with httpx.Client(base_url=server.base_url, headers={"x-api-key": key}, timeout=10) as client:
+            for _ in range(20):
+                response = client.post("/v1/messages", json=body)
+                assert response.status_code == 200, response.text
+                served.append(response.headers["request-id"])
+        server.kill()
+    finally:
+        blocker.close()  # releases the lock (the transaction wrote nothing)
+        server.stop()
+    assert _journal_lines(tmp_path) >= 20  # the 20 answers were billed only in the journal
+    assert len(_ledger(settings.resolved_database_url)[0]) == 1
+
+    restarted = ServerProcess(env, key, tmp_path / "server.log")
+    try:
+        ids, cost, spent, _ = _ledger(settings.resolved_database_url)
+        assert ids == set(served)
+        assert cost > 0 and spent == cost * 2
+        assert _journal_lines(tmp_path) == 0
     finally:
         restarted.stop()
