@@ -33,8 +33,16 @@ MODELS = [
         deprecated_at="2026-01-01T00:00:00Z",
         retires_at="2027-01-01T00:00:00Z",
     ),
+    ModelConfig(
+        id="lapsed-1",
+        backend="s",
+        created_at="2022-06-01T00:00:00Z",
+        lifecycle="deprecated",
+        retires_at="2025-01-01T00:00:00Z",
+    ),
+    ModelConfig(id="dead-1", backend="s", created_at="2022-01-01T00:00:00Z", lifecycle="retired"),
 ]
-NEWEST_FIRST = ["new-1", "mid-20250929", "old-1", "gone-1"]
+NEWEST_FIRST = ["new-1", "mid-20250929", "old-1", "gone-1", "lapsed-1", "dead-1"]
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +131,21 @@ def test_models_need_a_key(server: LiveServer) -> None:
 def test_created_at_must_be_rfc3339() -> None:
     with pytest.raises(ValueError, match="RFC 3339"):
         ModelConfig(id="x", backend="s", created_at="last tuesday")
+
+
+def test_retired_models_are_listed_but_no_longer_answer(server: LiveServer) -> None:
+    client = server.client()
+    assert client.models.retrieve("dead-1").lifecycle == "retired"
+    for model, when in (("dead-1", ""), ("lapsed-1", " on 2025-01-01")):
+        with pytest.raises(anthropic.NotFoundError) as info:
+            client.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+        assert info.value.type == "not_found_error"
+        assert isinstance(info.value.body, dict)
+        message = info.value.body["error"]["message"]
+        assert message.startswith(f"model: {model} — this model was retired{when};")
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.count_tokens(model=model, messages=[{"role": "user", "content": "hi"}])
+    # Deprecated but not yet retired: still answers.
+    server.backend.enqueue("still here")
+    reply = client.messages.create(model="gone-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    assert reply.content[0].type == "text"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.keys import Principal
@@ -65,3 +66,22 @@ class ModelCatalog:
         if allowed is not None and served.config.id not in allowed:
             raise NotFound(f"model: {model_id}")
         return served
+
+    async def for_request(self, principal: Principal | None, model_id: str) -> ServedModel:
+        """``resolve``, and 404 for a retired model (``lifecycle = "retired"``, or its ``retires_at``
+        has passed): it stays in ``/v1/models`` with its lifecycle, but no longer answers."""
+        served = await self.resolve(principal, model_id)
+        config = served.config
+        retired_on = config.retires_at if config.retires_at and _passed(config.retires_at) else None
+        if config.lifecycle == "retired" or retired_on:
+            when = f" on {retired_on[:10]}" if retired_on else ""
+            raise NotFound(
+                f"model: {model_id} — this model was retired{when}; GET /v1/models lists the models "
+                "you can use"
+            )
+        return served
+
+
+def _passed(moment: str) -> bool:
+    when = datetime.fromisoformat(moment)
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)) <= datetime.now(UTC)

@@ -182,7 +182,7 @@ class MessageService:
         container: dict[str, object] | None = None
         usage = Usage(service_tier="batch") if batch else Usage()
         try:
-            served = await self._catalog.resolve(principal, request.model)
+            served = await self._catalog.for_request(principal, request.model)
             if self._attachments is not None:  # file_id sources, PDFs as text, container skills
                 request, container = await self._attachments.resolve(
                     principal, request, served.backend.capabilities
@@ -225,7 +225,7 @@ class MessageService:
     ) -> RelayedResponse | None:
         """Lossless passthrough (``domain/relay.py``) when the model's backend relays bytes, else None."""
         try:
-            served = await self._catalog.resolve(principal, request.model)
+            served = await self._catalog.for_request(principal, request.model)
         except ApiError:
             return None  # the typed path answers and records it
         if relay_of(served.backend) is None:
@@ -295,7 +295,7 @@ class MessageService:
         version: str | None = None,
     ) -> int:
         """Input tokens; with ``raw`` (the client's bytes) a relaying backend forwards them as is."""
-        served = await self._catalog.resolve(principal, request.model)
+        served = await self._catalog.for_request(principal, request.model)
         if self._attachments is not None and principal is not None:
             resolved, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
             if resolved is not request and raw is not None:
