@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from wisegate.storage.batches import BatchRepo
 from wisegate.storage.billing import BillingRepo, Reservation
 from wisegate.storage.db import Database, migrate
 from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
@@ -178,6 +179,35 @@ def test_stopping_while_the_database_is_down_keeps_the_journal(
         # The next process finds the journal (unlocked now) and commits it.
         assert await BillingRepo(db, LedgerJournal(root)).recover() == 1
         assert (await _counts(db))[:2] == (1, 11)
+        await db.close()
+
+    asyncio.run(run())
+
+
+def test_a_batch_re_run_gives_the_interrupted_attempts_cost_back(tmp_path: Path, db: Database) -> None:
+    """A re-run drops the usage record of the attempt a crash interrupted: its cost leaves the monthly
+    counters and returns to the credit balance with it, so the request is billed once."""
+
+    async def run() -> None:
+        billing = BillingRepo(db, LedgerJournal(tmp_path / "journal"))
+        await billing.add_credits("org_1", 1_000, "top-up")
+        first = _record("batch_1:0", 300)
+        await billing.settle(first, None, first.created_at.strftime("%Y-%m"))
+        await billing.drain()
+        month = first.created_at.strftime("%Y-%m")
+        assert (await billing.period_spend("org_1", month))[0] == 300
+        assert (await billing.account("org_1")).credit_balance_pico == 700
+
+        await BatchRepo(db).forget_usage("batch_1:0")  # the re-run starts
+        assert (await billing.period_spend("org_1", month))[0] == 0
+        assert (await billing.period_spend("wrkspc_1", month))[0] == 0
+        account = await billing.account("org_1")
+        assert account.credit_balance_pico == 1_000 and account.spent_pico == 0
+        second = _record("batch_1:0", 280)
+        await billing.settle(second, None, month)
+        await billing.drain()
+        assert (await billing.period_spend("org_1", month))[0] == 280
+        assert (await billing.account("org_1")).credit_balance_pico == 720
         await db.close()
 
     asyncio.run(run())

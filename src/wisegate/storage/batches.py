@@ -30,7 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.storage.db import Database
 from wisegate.storage.repos import ApiKey, aware, key_from_row
-from wisegate.storage.tables import ApiKeyRow, BatchRequestRow, MessageBatchRow, UsageRecordRow
+from wisegate.storage.tables import (
+    ApiKeyRow,
+    BatchRequestRow,
+    BillingAccountRow,
+    MessageBatchRow,
+    SpendPeriodRow,
+    UsageRecordRow,
+)
 
 FINAL_STATUSES = ("succeeded", "errored", "canceled", "expired")
 _INSERT_CHUNK = 1000
@@ -451,7 +458,32 @@ class BatchRepo:
         """Remove the usage record an earlier, unfinished attempt of a batch request left behind.
 
         Batch requests are billed under a request id fixed per request; a re-run after a crash first
-        drops what the interrupted attempt recorded, so each request is billed exactly once.
+        drops what the interrupted attempt recorded and gives its cost back to the monthly counters and
+        the credit balance, in one transaction, so each request is billed exactly once.
         """
+        u = UsageRecordRow
         async with self._db.write() as session:
-            await session.execute(delete(UsageRecordRow).where(UsageRecordRow.request_id == request_id))
+            gone = (
+                await session.execute(
+                    delete(u)
+                    .where(u.request_id == request_id)
+                    .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
+                )
+            ).first()
+            if gone is None or not gone.cost_picousd:
+                return
+            cost, period = gone.cost_picousd, aware(gone.created_at).strftime("%Y-%m")
+            for scope_id in (gone.organization_id, gone.workspace_id):  # the settlement's row order
+                await session.execute(
+                    update(SpendPeriodRow)
+                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
+                    .values(spent_pico=SpendPeriodRow.spent_pico - cost)
+                )
+            await session.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == gone.organization_id)
+                .values(
+                    spent_pico=BillingAccountRow.spent_pico - cost,
+                    credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
+                )
+            )
