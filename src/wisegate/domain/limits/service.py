@@ -67,6 +67,14 @@ class SpendCapReached(RateLimited):
     headers = {"x-should-retry": "false"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Workspace:
+    """A workspace's limits with its lower rate limits parsed once per cache load."""
+
+    limits: WorkspaceLimits
+    rates: dict[str, RateLimits]
+
+
 @dataclass
 class Admission:
     """What one admitted request holds until it is settled."""
@@ -81,7 +89,7 @@ class Admission:
 
 
 def month_of(moment: datetime) -> str:
-    return moment.strftime("%Y-%m")
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def next_month(moment: datetime) -> datetime:
@@ -98,11 +106,18 @@ class _TtlCache:
         self._seconds = seconds
         self._values: dict[str, tuple[float, Any]] = {}
 
-    async def get(self, key: str, load: Callable[[], Any]) -> Any:
-        now = time.monotonic()
+    def peek(self, key: str) -> Any:
+        """The cached value if still fresh, else None (no await on the hot path)."""
         hit = self._values.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return None
+
+    async def get(self, key: str, load: Callable[[], Any]) -> Any:
+        hit = self.peek(key)
+        if hit is not None:
+            return hit
+        now = time.monotonic()
         value = await load()
         if len(self._values) > 10_000:
             self._values.clear()
@@ -129,6 +144,13 @@ class LimitService:
         self._clock = clock
         self._accounts = _TtlCache(config.cache_seconds)
         self._workspaces = _TtlCache(config.cache_seconds)
+        self._classes: dict[str, str | None] = {}
+        self._bucket_cache: dict[tuple[str, str, str, int, int, int], tuple[Bucket, ...]] = {}
+        self._thresholds = [usd_to_pico(t.advance_at_usd) for t in config.tiers]
+        self._tier_caps = {
+            t.name: usd_to_pico(t.monthly_spend_cap_usd) if t.monthly_spend_cap_usd is not None else None
+            for t in config.tiers
+        }
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -155,15 +177,25 @@ class LimitService:
             await asyncio.sleep(max(1.0, timeout / 4))
 
     async def account(self, organization_id: str) -> BillingAccount:
+        cached: BillingAccount | None = self._accounts.peek(organization_id)
+        if cached is not None:
+            return cached
         result: BillingAccount = await self._accounts.get(
             organization_id, lambda: self.billing.account(organization_id)
         )
         return result
 
-    async def _workspace(self, workspace_id: str) -> WorkspaceLimits:
-        result: WorkspaceLimits = await self._workspaces.get(
-            workspace_id, lambda: self.billing.workspace_limits(workspace_id)
-        )
+    async def _workspace(self, workspace_id: str) -> _Workspace:
+        cached: _Workspace | None = self._workspaces.peek(workspace_id)
+        if cached is not None:
+            return cached
+
+        async def load() -> _Workspace:
+            limits = await self.billing.workspace_limits(workspace_id)
+            rates = {c: RateLimits.model_validate(r) for c, r in (limits.rate_limits or {}).items() if r}
+            return _Workspace(limits, rates)
+
+        result: _Workspace = await self._workspaces.get(workspace_id, load)
         return result
 
     def forget_cached(self) -> None:
@@ -184,43 +216,61 @@ class LimitService:
             else account.spent_pico
         )
         current = tiers[0]
-        for tier in tiers:
-            if reached >= usd_to_pico(tier.advance_at_usd):
+        for tier, threshold in zip(tiers, self._thresholds, strict=True):
+            if reached >= threshold:
                 current = tier
         return current
 
     def model_class(self, model: str) -> str | None:
+        try:
+            return self._classes[model]
+        except KeyError:
+            pass
+        found = None
         for name, patterns in self.config.model_classes.items():
             if any(fnmatch.fnmatchcase(model, p) for p in patterns):
-                return name
-        return None
+                found = name
+                break
+        if len(self._classes) > 10_000:
+            self._classes.clear()
+        self._classes[model] = found
+        return found
+
+    def _buckets(self, scope: str, scope_id: str, model_class: str, limits: RateLimits) -> tuple[Bucket, ...]:
+        """The three buckets of a scope and model class (built once, then reused)."""
+        key = (scope, scope_id, model_class, limits.rpm, limits.itpm, limits.otpm)
+        found = self._bucket_cache.get(key)
+        if found is None:
+            if len(self._bucket_cache) > 10_000:
+                self._bucket_cache.clear()
+            found = self._bucket_cache[key] = tuple(
+                Bucket(f"{scope_id}:{model_class}:{dimension}", dimension, scope, scope_id, model_class, cap)  # type: ignore[arg-type]
+                for dimension, cap in (
+                    ("requests", limits.rpm),
+                    ("input-tokens", limits.itpm),
+                    ("output-tokens", limits.otpm),
+                )
+            )
+        return found
 
     def _demands(
         self,
         principal: Principal,
         tier: TierConfig,
-        ws: WorkspaceLimits,
+        ws: _Workspace,
         model_class: str,
         inp: int,
         out: int,
     ) -> list[Demand]:
-        scopes: list[tuple[str, str, RateLimits]] = []
+        demands: list[Demand] = []
         org_limits = tier.rate_limits.get(model_class)
         if org_limits is not None:
-            scopes.append(("organization", principal.organization_id, org_limits))
-        lower = (ws.rate_limits or {}).get(model_class)
-        if lower:
-            scopes.append(("workspace", principal.workspace_id, RateLimits.model_validate(lower)))
-        demands: list[Demand] = []
-        for scope, scope_id, limits in scopes:
-            for dimension, capacity, amount in (
-                ("requests", limits.rpm, 1),
-                ("input-tokens", limits.itpm, inp),
-                ("output-tokens", limits.otpm, out),
-            ):
-                key = f"{scope_id}:{model_class}:{dimension}"
-                bucket = Bucket(key, dimension, scope, scope_id, model_class, capacity)  # type: ignore[arg-type]
-                demands.append((bucket, amount))
+            r, i, o = self._buckets("organization", principal.organization_id, model_class, org_limits)
+            demands += ((r, 1), (i, inp), (o, out))
+        lower = ws.rates.get(model_class)
+        if lower is not None:
+            r, i, o = self._buckets("workspace", principal.workspace_id, model_class, lower)
+            demands += ((r, 1), (i, inp), (o, out))
         return demands
 
     async def admit(
@@ -250,7 +300,7 @@ class LimitService:
                 admission.demands = demands
         try:
             admission.reservation = await self._reserve(
-                principal, account, ws, tier, model, admission, request_id
+                principal, account, ws.limits, tier, model, admission, request_id
             )
         except BaseException:
             await self._give_back(admission.demands)
@@ -271,11 +321,7 @@ class LimitService:
         if worst == 0:
             return None
         now = self._clock()
-        tier_cap = (
-            usd_to_pico(tier.monthly_spend_cap_usd)
-            if self.config.enabled and tier.monthly_spend_cap_usd is not None
-            else None
-        )
+        tier_cap = self._tier_caps.get(tier.name) if self.config.enabled else None
         caps = [c for c in (tier_cap, account.spend_limit_pico) if c is not None]
         if not caps and ws.spend_limit_pico is None and account.credit_balance_pico is None:
             return None  # nothing bounds this spend: settlement still books it, no reservation needed
