@@ -321,6 +321,7 @@ def worker() -> None:
         services = Services.from_settings(settings)
         try:
             await services.registry.start()
+            await services.limits.start()  # keeps this process's spend leases renewed
             batch_worker = BatchWorker(
                 services.batches,
                 services.messages,
@@ -334,6 +335,7 @@ def worker() -> None:
             sys.stdout.flush()
             await batch_worker.run()
         finally:
+            await services.limits.close()  # unused lease room back, settlements written
             await services.registry.close()
             await services.db.close()
 

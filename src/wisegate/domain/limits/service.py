@@ -2,10 +2,12 @@
 
 ``admit`` runs before a backend starts: it takes one request, the exact input tokens and
 ``max_tokens`` output tokens from every bucket that applies (organization, then the workspace's lower
-limits), and reserves the most the request can cost against the monthly caps and the credit balance.
+limits), and reserves the most the request can cost against the monthly caps and the credit balance
+(from this process's spend lease, see ``leases.py``; near a cap, one transaction per request).
 Nothing is admitted on credit: a request that does not fit is refused whole. ``settle`` runs when the
-response ends (also on disconnect or error): one transaction releases the reservation, debits the
-actual cost and writes the usage record; then the unused tokens go back to the buckets.
+response ends (also on disconnect or error): one transaction releases the reservation (or the request's
+part of the lease), debits the actual cost and writes the usage record; the unused tokens go back to
+the buckets without waiting for the store.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits.buckets import Bucket, Demand, Dimension, Limiter, Take
+from wisegate.domain.limits.leases import SpendLeases
 from wisegate.domain.pricing import PICO_PER_USD, PriceTable
 from wisegate.errors import InvalidRequest, RateLimited
 from wisegate.protocol.messages import Usage
@@ -152,16 +155,20 @@ class LimitService:
             for t in config.tiers
         }
         self._sweeper: asyncio.Task[None] | None = None
+        self.leases = SpendLeases(billing, config.reservation_timeout_seconds)
 
     async def start(self) -> None:
-        """Release reservations left by dead processes now, and every few minutes."""
+        """Release reservations left by dead processes now, and every few minutes; keep this
+        process's spend leases renewed."""
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self.leases.start()
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.leases.close()
         await self.billing.drain()
         await self.limiter.close()
 
@@ -334,7 +341,9 @@ class LimitService:
             worst if account.credit_balance_pico is not None else 0,
         )
         try:
-            await self.billing.reserve(reservation, min(caps) if caps else None, ws.spend_limit_pico)
+            reservation = await self.leases.reserve(
+                reservation, min(caps) if caps else None, ws.spend_limit_pico
+            )
         except SpendRefused as refused:
             regain = next_month(now).strftime("%Y-%m-%d")
             if refused.scope == "credit":
@@ -376,6 +385,8 @@ class LimitService:
             record, cost_picousd=cost, batch=batch, service_tier="batch" if batch else record.service_tier
         )
         reservation = admission.reservation if admission else None
+        if reservation is not None:
+            reservation = self.leases.settled(reservation, cost)
         await self.billing.settle(record, reservation, month_of(self._clock()))
         if admission is not None and admission.demands:
             counted = usage.input_tokens + usage.cache_creation_input_tokens
@@ -391,7 +402,9 @@ class LimitService:
         """Undo an admission whose request never reached the backend."""
         await self._give_back(admission.demands)
         if admission.reservation is not None:
-            await self.billing.release(admission.reservation)
+            back = self.leases.released(admission.reservation)
+            if back is not None:
+                await self.billing.release(back)
 
     async def _give_back(self, demands: list[Demand]) -> None:
         back = [(b, n) for b, n in demands if n > 0]
