@@ -83,24 +83,25 @@ class RedisLimiter:
         self._redis: Redis = Redis.from_pool(pool)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
-        self._keys: dict[str, str] = {}
+        self._args: dict[Bucket, tuple[str, int, str]] = {}
         self._owed: dict[str, tuple[Bucket, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
-
-    def _key(self, bucket: Bucket) -> str:
-        key = self._keys.get(bucket.key)
-        if key is None:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            key = self._keys[bucket.key] = f"{self._prefix}:rl:{bucket.key}"
-        return key
 
     def _script_args(self, demands: Sequence[tuple[Bucket, int, int]]) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         args: list[Any] = []
         for bucket, amount, back in demands:
-            keys.append(self._key(bucket))
-            args += (bucket.capacity, repr(bucket.rate), amount, back)
+            fixed = self._args.get(bucket)
+            if fixed is None:
+                if len(self._args) > 10_000:
+                    self._args.clear()
+                fixed = self._args[bucket] = (
+                    f"{self._prefix}:rl:{bucket.key}",
+                    bucket.capacity,
+                    repr(bucket.rate),
+                )
+            keys.append(fixed[0])
+            args += (fixed[1], fixed[2], amount, back)
         return keys, args
 
     async def take(self, demands: Sequence[Demand]) -> Take:
@@ -108,15 +109,11 @@ class RedisLimiter:
         carried = [(b, n, owed.pop(b.key, (b, 0))[1] if owed else 0) for b, n in demands]
         keys, args = self._script_args(carried)
         try:
-            if any(back for _, _, back in carried):
-                # A cancelled request must not drop what it carries for the others.
-                out = await asyncio.shield(self._take(keys=keys, args=args))
-            else:
-                out = await self._take(keys=keys, args=args)
+            out = await self._take(keys=keys, args=args)
         except RedisError as exc:
             # Fail closed: without the shared buckets no process can know what the others admitted.
-            # What the take carried is not sent again (the script may have run): a bucket short of a
-            # give-back errs on the safe side.
+            # What the take carried is not sent again (the script may have run; the same when the
+            # request is cancelled meanwhile): a bucket short of a give-back errs on the safe side.
             raise ApiInternal(
                 f"The rate limiter is unavailable (Redis: {type(exc).__name__}); try again shortly."
             ) from exc
