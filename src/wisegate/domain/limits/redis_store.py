@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -24,23 +23,23 @@ from wisegate.errors import ApiInternal
 
 log = logging.getLogger("wisegate.limits")
 
-# KEYS: bucket keys. ARGV: per bucket capacity, rate (units/s), amount to take, amount given back
-# first (only to a bucket that has state: a bucket without is full). All or nothing for the takes; the
+# KEYS: bucket keys. ARGV[1]: per bucket "capacity rate amount back" (units, units/s, to take, given
+# back first — only to a bucket that has state: a bucket without is full), all in one space-separated
+# string: the client packs one argument instead of four per bucket. All or nothing for the takes; the
 # give-backs apply either way. Returns "admitted now level_1 ... level_n", the levels before the take,
 # as one string: Lua numbers would be truncated to integers, and one bulk string is much cheaper for
 # the client to parse than an array.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local a = {}
+for v in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = tonumber(v) end
 local n = #KEYS
 local levels = {}
 local had = {}
 local ok = true
 for i = 1, n do
-  local cap = tonumber(ARGV[4 * i - 3])
-  local rate = tonumber(ARGV[4 * i - 2])
-  local amount = tonumber(ARGV[4 * i - 1])
-  local back = tonumber(ARGV[4 * i])
+  local cap, rate, amount, back = a[4 * i - 3], a[4 * i - 2], a[4 * i - 1], a[4 * i]
   local s = redis.call('HMGET', KEYS[i], 'l', 't')
   local level = cap
   if s[1] then
@@ -52,10 +51,7 @@ for i = 1, n do
 end
 local out = {ok and '1' or '0', string.format('%.6f', now)}
 for i = 1, n do
-  local cap = tonumber(ARGV[4 * i - 3])
-  local rate = tonumber(ARGV[4 * i - 2])
-  local amount = tonumber(ARGV[4 * i - 1])
-  local back = tonumber(ARGV[4 * i])
+  local cap, rate, amount, back = a[4 * i - 3], a[4 * i - 2], a[4 * i - 1], a[4 * i]
   local left = nil
   if ok and (amount > 0 or had[i]) then
     left = levels[i] - amount
@@ -83,13 +79,13 @@ class RedisLimiter:
         self._redis: Redis = Redis.from_pool(pool)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
-        self._args: dict[Bucket, tuple[str, int, str]] = {}
+        self._args: dict[Bucket, tuple[str, str]] = {}
         self._owed: dict[str, tuple[Bucket, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    def _script_args(self, demands: Sequence[tuple[Bucket, int, int]]) -> tuple[list[str], list[Any]]:
+    def _script_args(self, demands: Sequence[tuple[Bucket, int, int]]) -> tuple[list[str], list[str]]:
         keys: list[str] = []
-        args: list[Any] = []
+        parts: list[str] = []
         for bucket, amount, back in demands:
             fixed = self._args.get(bucket)
             if fixed is None:
@@ -97,12 +93,11 @@ class RedisLimiter:
                     self._args.clear()
                 fixed = self._args[bucket] = (
                     f"{self._prefix}:rl:{bucket.key}",
-                    bucket.capacity,
-                    repr(bucket.rate),
+                    f"{bucket.capacity} {bucket.rate!r}",
                 )
             keys.append(fixed[0])
-            args += (fixed[1], fixed[2], amount, back)
-        return keys, args
+            parts.append(f"{fixed[1]} {amount} {back}")
+        return keys, [" ".join(parts)]
 
     async def take(self, demands: Sequence[Demand]) -> Take:
         owed = self._owed
