@@ -156,7 +156,7 @@ def test_a_dead_process_lease_is_released_by_the_sweep_and_a_live_one_is_not(dat
             assert await w.billing.release_stale(datetime.now(UTC) - timedelta(seconds=1)) == 1
             async with w.db.read() as session:
                 rows = (await session.execute(select(SpendReservationRow.request_id))).scalars().all()
-            assert len(rows) == 1 and rows[0].startswith(f"lease:{live.leases._process}")
+            assert len(rows) == 1 and rows[0].startswith(f"lease:{live.leases.process}")
             # The dead process's request is settled later (a replayed journal): its cost is booked,
             # and nothing of the lease the sweep already released is given back twice.
             usage = Usage(input_tokens=10, output_tokens=20)
@@ -206,5 +206,28 @@ def test_near_the_cap_requests_are_held_one_by_one_and_never_past_it(database_ur
             ok = [r for r in results if isinstance(r, int)]
             assert len(ok) == 10 and all(isinstance(r, InvalidRequest) for r in results if r not in ok)
             assert await w.counters() == (50 * WORST, 0, 0, 0)
+
+    asyncio.run(run())
+
+
+def test_an_idle_lease_gives_its_room_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wisegate.domain.limits import leases
+
+    monkeypatch.setattr(leases, "_IDLE_SECONDS", 0.3)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+
+    async def run() -> None:
+        async with world(url) as w:
+            await w.billing.set_account(w.principal.organization_id, spend_limit_pico=10**12)
+            limits = w.service(timeout=4)  # the keeper looks every half second
+            limits.leases.start()
+            cost = await serve(limits, w.principal, "r1", 3)
+            await w.billing.drain()
+            spent, reserved, _, _ = await w.counters()
+            assert spent == cost and reserved > WORST  # a lease, not one request's worth
+            await asyncio.sleep(1.5)
+            assert (await w.counters())[:3] == (cost, 0, 0)  # given back without close()
+            await limits.close()
 
     asyncio.run(run())

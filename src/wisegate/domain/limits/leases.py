@@ -25,7 +25,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from wisegate.storage.billing import BillingRepo, Reservation, SpendRefused
@@ -76,19 +76,24 @@ class _Scope:
     per_request_until: float = 0.0
 
 
-@dataclass
 class SpendLeases:
-    """The leases of this process, one open lease per (organization, workspace, month)."""
+    """The leases of this process, one open lease per (organization, workspace, month).
 
-    billing: BillingRepo
-    timeout_seconds: float
-    clock: Callable[[], float] = time.monotonic
-    _process: str = field(default_factory=lambda: uuid.uuid4().hex)
-    _numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _scopes: dict[tuple[str, str, str], _Scope] = field(default_factory=dict)
-    _leases: dict[str, _Lease] = field(default_factory=dict)  # every lease this process answers for
-    _returns: set[asyncio.Task[None]] = field(default_factory=set)
-    _keeper: asyncio.Task[None] | None = None
+    ``timeout_seconds`` is the sweep's: a lease is renewed every eighth of it (at most 30 s) and not
+    used once its last renewal is older than half of it."""
+
+    def __init__(
+        self, billing: BillingRepo, timeout_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.billing = billing
+        self.timeout_seconds = timeout_seconds
+        self.clock = clock
+        self.process = uuid.uuid4().hex  # lease ids are lease:<process>:<n>
+        self._numbers = itertools.count(1)
+        self._scopes: dict[tuple[str, str, str], _Scope] = {}
+        self._leases: dict[str, _Lease] = {}  # every lease this process still answers for
+        self._returns: set[asyncio.Task[None]] = set()
+        self._keeper: asyncio.Task[None] | None = None
 
     async def reserve(
         self, request: Reservation, organization_cap: int | None, workspace_cap: int | None
@@ -141,7 +146,7 @@ class SpendLeases:
         scope.acquiring = asyncio.Event()
         worst = request.amount_pico
         want = max(_MAX_REQUESTS * worst, _MAX_PICO)
-        lease_id = f"lease:{self._process}:{next(self._numbers)}"
+        lease_id = f"lease:{self.process}:{next(self._numbers)}"
         started = self.clock()
         try:
             offer = Reservation(
