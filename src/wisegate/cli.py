@@ -321,7 +321,7 @@ def worker() -> None:
         services = Services.from_settings(settings)
         try:
             await services.registry.start()
-            await services.limits.start()
+            await services.limits.start()  # replays dead journals; keeps this process's leases renewed
             batch_worker = BatchWorker(
                 services.batches,
                 services.messages,
@@ -335,7 +335,7 @@ def worker() -> None:
             sys.stdout.flush()
             await batch_worker.run()
         finally:
-            await services.limits.close()  # commits what this worker settled
+            await services.limits.close()  # unused lease room back, settlements committed
             await services.registry.close()
             await services.db.close()
 

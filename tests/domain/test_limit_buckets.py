@@ -112,3 +112,21 @@ def test_memory_store_with_a_fake_clock() -> None:
         assert taken.admitted and taken.levels[0].remaining == 0
 
     asyncio.run(run())
+
+
+def test_redis_give_back_is_sent_in_the_background_and_on_close() -> None:
+    async def run() -> None:
+        prefix = f"wgtest-{uuid.uuid4().hex[:10]}"
+        limiter, other = RedisLimiter(REDIS_URL, prefix), RedisLimiter(REDIS_URL, prefix)
+        b = bucket("otpm", 1000, "output-tokens")
+        assert (await limiter.take([(b, 800)])).admitted
+        await limiter.give_back([(b, 700)])  # returns at once; no take of this bucket follows here
+        await asyncio.sleep(0.1)
+        # 200 left + 700 back + what refilled meanwhile (1000/min: 17 a second).
+        assert 900 <= (await other.take([(b, 0)])).levels[0].remaining < 920
+        await limiter.give_back([(b, 50)])
+        await limiter.close()  # sends what is still owed
+        assert 950 <= (await other.take([(b, 0)])).levels[0].remaining < 970
+        await other.close()
+
+    asyncio.run(run())

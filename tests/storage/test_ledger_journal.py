@@ -211,3 +211,23 @@ def test_a_batch_re_run_gives_the_interrupted_attempts_cost_back(tmp_path: Path,
         await db.close()
 
     asyncio.run(run())
+
+
+def test_a_replayed_lease_settlement_shrinks_the_lease(tmp_path: Path, db: Database) -> None:
+    """A settlement against a spend lease keeps ``lease`` through the journal: its replay takes its
+    part off the lease row (the lease lives on), not the whole row."""
+
+    async def run() -> None:
+        root = tmp_path / "journal"
+        billing = BillingRepo(db, LedgerJournal(root))
+        await billing.reserve(Reservation("lease:p1:1", "org_1", "wrkspc_1", PERIOD, 1_000, 0), None, None)
+        part = Reservation("lease:p1:1", "org_1", "wrkspc_1", PERIOD, 150, 0, lease=True)
+        _dead_journal(root, [JournalEntry(_record("req_9", 100), asdict(part), PERIOD)])
+        assert await billing.recover() == 1
+        assert await _counts(db) == (1, 100, 850, 1)  # spent 100, the lease still holds 850
+        async with db.read() as session:
+            lease = await session.get(SpendReservationRow, "lease:p1:1")
+        assert lease is not None and lease.amount_pico == 850
+        await db.close()
+
+    asyncio.run(run())

@@ -58,7 +58,11 @@ class WorkspaceLimits:
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """Picodollars held by one in-flight request (``credit_pico``: also held from the credit balance)."""
+    """Picodollars held by one in-flight request (``credit_pico``: also held from the credit balance).
+
+    With ``lease`` set, ``request_id`` names a process's spend lease (see :meth:`BillingRepo.take_lease`)
+    and the amounts are the part of that lease this request hands back when it is settled or released.
+    """
 
     request_id: str
     organization_id: str
@@ -66,6 +70,7 @@ class Reservation:
     period: str
     amount_pico: int
     credit_pico: int
+    lease: bool = False
 
 
 log = logging.getLogger("wisegate.ledger")
@@ -217,47 +222,114 @@ class BillingRepo:
     ) -> None:
         """Hold ``amount_pico`` against both monthly caps and (``credit_pico``) the credit balance,
         all or nothing; :class:`SpendRefused` names the first that did not fit."""
-        r = reservation
+        async with self._db.write() as session:
+            await self._hold(session, reservation, organization_cap, workspace_cap)
+
+    async def _hold(
+        self,
+        session: AsyncSession,
+        r: Reservation,
+        organization_cap: int | None,
+        workspace_cap: int | None,
+    ) -> None:
+        conn = await session.connection()
+        await self._ensure_periods(session, [r.organization_id, r.workspace_id], r.period)
+        for scope, scope_id, cap in (
+            ("organization", r.organization_id, organization_cap),
+            ("workspace", r.workspace_id, workspace_cap),
+        ):
+            query = (
+                update(SpendPeriodRow)
+                .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == r.period)
+                .values(reserved_pico=SpendPeriodRow.reserved_pico + r.amount_pico)
+            )
+            if cap is not None:
+                query = query.where(
+                    SpendPeriodRow.spent_pico + SpendPeriodRow.reserved_pico + r.amount_pico <= cap
+                )
+            if (await conn.execute(query)).rowcount != 1:
+                spent, reserved = await _period(session, scope_id, r.period)
+                raise SpendRefused(scope, spent + reserved)
+        if r.credit_pico:
+            taken = await conn.execute(
+                update(BillingAccountRow)
+                .where(
+                    BillingAccountRow.organization_id == r.organization_id,
+                    BillingAccountRow.credit_balance_pico >= r.credit_pico,
+                )
+                .values(credit_balance_pico=BillingAccountRow.credit_balance_pico - r.credit_pico)
+            )
+            if taken.rowcount != 1:
+                raise SpendRefused("credit", 0)
+        await conn.execute(
+            insert(SpendReservationRow).values(
+                request_id=r.request_id,
+                organization_id=r.organization_id,
+                workspace_id=r.workspace_id,
+                period=r.period,
+                amount_pico=r.amount_pico,
+                credit_pico=r.credit_pico,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    async def take_lease(
+        self,
+        lease: Reservation,
+        request: Reservation,
+        organization_cap: int | None,
+        workspace_cap: int | None,
+        minimum: int,
+    ) -> int:
+        """One transaction: read the headroom under both caps and the credit balance, and hold up to
+        ``lease.amount_pico`` of it (an eighth of the headroom at most) as the lease row
+        ``lease.request_id``; the amount held, or 0 when that would be under ``minimum`` — then
+        ``request`` alone is held, exactly as :meth:`reserve` does. :class:`SpendRefused` when even
+        ``request`` does not fit, or (rarely, on PostgreSQL) when another process took the headroom
+        between the read and the hold: then :meth:`reserve` ``request``."""
+        r = lease
         async with self._db.write() as session:
             await self._ensure_periods(session, [r.organization_id, r.workspace_id], r.period)
-            for scope, scope_id, cap in (
-                ("organization", r.organization_id, organization_cap),
-                ("workspace", r.workspace_id, workspace_cap),
-            ):
-                query = (
-                    update(SpendPeriodRow)
-                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == r.period)
-                    .values(reserved_pico=SpendPeriodRow.reserved_pico + r.amount_pico)
-                )
+            headroom: list[int] = []
+            for scope_id, cap in ((r.organization_id, organization_cap), (r.workspace_id, workspace_cap)):
                 if cap is not None:
-                    query = query.where(
-                        SpendPeriodRow.spent_pico + SpendPeriodRow.reserved_pico + r.amount_pico <= cap
-                    )
-                if (await (await session.connection()).execute(query)).rowcount != 1:
                     spent, reserved = await _period(session, scope_id, r.period)
-                    raise SpendRefused(scope, spent + reserved)
+                    headroom.append(cap - spent - reserved)
             if r.credit_pico:
-                taken = await (await session.connection()).execute(
-                    update(BillingAccountRow)
-                    .where(
-                        BillingAccountRow.organization_id == r.organization_id,
-                        BillingAccountRow.credit_balance_pico >= r.credit_pico,
+                balance = await session.scalar(
+                    select(BillingAccountRow.credit_balance_pico).where(
+                        BillingAccountRow.organization_id == r.organization_id
                     )
-                    .values(credit_balance_pico=BillingAccountRow.credit_balance_pico - r.credit_pico)
                 )
-                if taken.rowcount != 1:
-                    raise SpendRefused("credit", 0)
-            await (await session.connection()).execute(
-                insert(SpendReservationRow).values(
-                    request_id=r.request_id,
-                    organization_id=r.organization_id,
-                    workspace_id=r.workspace_id,
-                    period=r.period,
-                    amount_pico=r.amount_pico,
-                    credit_pico=r.credit_pico,
-                    created_at=datetime.now(UTC),
-                )
+                headroom.append(int(balance or 0))
+            size = min([r.amount_pico, *(h // 8 for h in headroom)])
+            if size < minimum:
+                await self._hold(session, request, organization_cap, workspace_cap)
+                return 0
+            held = Reservation(
+                r.request_id,
+                r.organization_id,
+                r.workspace_id,
+                r.period,
+                size,
+                size if r.credit_pico else 0,
+                lease=True,
             )
+            await self._hold(session, held, organization_cap, workspace_cap)
+            return size
+
+    async def renew_leases(self, lease_ids: list[str]) -> set[str]:
+        """Mark leases as held by a live process (so the sweep leaves them); the ids still held."""
+        if not lease_ids:
+            return set()
+        async with self._db.write() as session:
+            result = await (await session.connection()).execute(
+                update(SpendReservationRow)
+                .where(SpendReservationRow.request_id.in_(lease_ids))
+                .values(created_at=datetime.now(UTC))
+                .returning(SpendReservationRow.request_id)
+            )
+            return {row[0] for row in result}
 
     async def settle(self, record: UsageRecord, reservation: Reservation | None, period: str) -> None:
         """Release the reservation (if still held), debit ``record.cost_picousd`` from the monthly
@@ -405,7 +477,7 @@ class BillingRepo:
         """Settle ``group`` in the caller's transaction, with one statement per table and scope: the
         sums of a group are the same as settling each in turn."""
         conn = await session.connection()
-        held = [r for _, r, _, _ in group if r is not None]
+        held = [r for _, r, _, _ in group if r is not None and not r.lease]
         released: set[str] = set()
         if held:  # a reservation the sweep already released gives nothing back twice
             result = await conn.execute(
@@ -414,6 +486,9 @@ class BillingRepo:
                 .returning(SpendReservationRow.request_id)
             )
             released = {row[0] for row in result}
+        leased = [r for _, r, _, _ in group if r is not None and r.lease]
+        if leased:
+            released |= await self._shrink_leases(conn, leased)
         spent: Counter[tuple[str, str]] = Counter()
         unreserved: Counter[tuple[str, str]] = Counter()
         debit: Counter[str] = Counter()
@@ -460,32 +535,80 @@ class BillingRepo:
             [{f.name: getattr(record, f.name) for f in fields(record)} for record, *_ in group],
         )
 
+    async def _shrink_leases(self, conn: Any, parts: list[Reservation]) -> set[str]:
+        """Take ``parts`` off their lease rows (summed per lease; a lease that reaches zero is
+        deleted); the ids of the leases still held, whose parts must leave the counters too."""
+        amounts: Counter[str] = Counter()
+        credits: Counter[str] = Counter()
+        for r in parts:
+            amounts[r.request_id] += r.amount_pico
+            credits[r.request_id] += r.credit_pico
+        found: set[str] = set()
+        emptied: list[str] = []
+        for lease_id in sorted(amounts):
+            row = (
+                await conn.execute(
+                    update(SpendReservationRow)
+                    .where(SpendReservationRow.request_id == lease_id)
+                    .values(
+                        amount_pico=SpendReservationRow.amount_pico - amounts[lease_id],
+                        credit_pico=SpendReservationRow.credit_pico - credits[lease_id],
+                    )
+                    .returning(SpendReservationRow.amount_pico)
+                )
+            ).first()
+            if row is not None:  # else the sweep released the lease whole: nothing is given back twice
+                found.add(lease_id)
+                if row[0] <= 0:
+                    emptied.append(lease_id)
+        if emptied:
+            await conn.execute(
+                delete(SpendReservationRow).where(
+                    SpendReservationRow.request_id.in_(emptied), SpendReservationRow.amount_pico <= 0
+                )
+            )
+        return found
+
     async def _release(self, session: AsyncSession, r: Reservation) -> None:
-        gone = await (await session.connection()).execute(
-            delete(SpendReservationRow).where(SpendReservationRow.request_id == r.request_id)
-        )
-        if gone.rowcount != 1:
-            return  # already released by the sweep
+        conn = await session.connection()
+        if r.lease:
+            if not await self._shrink_leases(conn, [r]):
+                return
+            amount, credit = r.amount_pico, r.credit_pico
+        else:
+            # What the row holds now (a lease shrinks as its requests settle), not what was read.
+            gone = (
+                await conn.execute(
+                    delete(SpendReservationRow)
+                    .where(SpendReservationRow.request_id == r.request_id)
+                    .returning(SpendReservationRow.amount_pico, SpendReservationRow.credit_pico)
+                )
+            ).first()
+            if gone is None:
+                return  # already released by the sweep
+            amount, credit = int(gone[0]), int(gone[1])
         for scope_id in (r.organization_id, r.workspace_id):
-            await (await session.connection()).execute(
+            await conn.execute(
                 update(SpendPeriodRow)
                 .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == r.period)
-                .values(reserved_pico=SpendPeriodRow.reserved_pico - r.amount_pico)
+                .values(reserved_pico=SpendPeriodRow.reserved_pico - amount)
             )
-        if r.credit_pico:
-            await (await session.connection()).execute(
+        if credit:
+            await conn.execute(
                 update(BillingAccountRow)
                 .where(BillingAccountRow.organization_id == r.organization_id)
-                .values(credit_balance_pico=BillingAccountRow.credit_balance_pico + r.credit_pico)
+                .values(credit_balance_pico=BillingAccountRow.credit_balance_pico + credit)
             )
 
     async def release(self, reservation: Reservation) -> None:
-        """Give a reservation back without any cost (the request never ran)."""
+        """Give a reservation back without any cost (the request never ran); with ``lease`` set,
+        give that much of the lease back."""
         async with self._db.write() as session:
             await self._release(session, reservation)
 
     async def release_stale(self, older_than: datetime) -> int:
-        """Release reservations of requests that never settled (their process died); how many."""
+        """Release reservations of requests that never settled, and leases no live process renews
+        (their process died); how many."""
         async with self._db.read() as session:
             rows = (
                 await session.execute(

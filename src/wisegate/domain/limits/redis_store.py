@@ -2,75 +2,76 @@
 
 Each take is one Lua script, atomic in Redis, timed by Redis's own clock so that processes on
 different machines agree. Keys expire once their bucket would be full again.
+
+Giving unused tokens back never waits for Redis: ``give_back`` sums the amounts per bucket in this
+process. The next take of a bucket carries what is owed to it in the same script (applied before the
+take, so this process's own order holds); what no take carries within a few milliseconds is sent by a
+background flush, coalesced; ``close`` sends the rest. One round trip per request.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
-from wisegate.domain.limits.buckets import Demand, Take, decide
+from wisegate.domain.limits.buckets import Bucket, Demand, Take, decide
 from wisegate.errors import ApiInternal
 
-# KEYS: bucket keys. ARGV: per bucket capacity, rate (units/s), amount.
-# Returns {now, level_1, ..., level_n} as strings (Lua numbers would be truncated to integers).
+log = logging.getLogger("wisegate.limits")
+
+# KEYS: bucket keys. ARGV[1]: per bucket "capacity rate amount back" (units, units/s, to take, given
+# back first — only to a bucket that has state: a bucket without is full), all in one space-separated
+# string: the client packs one argument instead of four per bucket. All or nothing for the takes; the
+# give-backs apply either way. Returns "admitted now level_1 ... level_n", the levels before the take,
+# as one string: Lua numbers would be truncated to integers, and one bulk string is much cheaper for
+# the client to parse than an array.
 _TAKE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local a = {}
+for v in string.gmatch(ARGV[1], '%S+') do a[#a + 1] = tonumber(v) end
 local n = #KEYS
 local levels = {}
+local had = {}
 local ok = true
 for i = 1, n do
-  local cap = tonumber(ARGV[3 * i - 2])
-  local rate = tonumber(ARGV[3 * i - 1])
-  local amount = tonumber(ARGV[3 * i])
+  local cap, rate, amount, back = a[4 * i - 3], a[4 * i - 2], a[4 * i - 1], a[4 * i]
   local s = redis.call('HMGET', KEYS[i], 'l', 't')
   local level = cap
   if s[1] then
-    level = math.min(cap, tonumber(s[1]) + math.max(0, now - tonumber(s[2])) * rate)
+    level = math.min(cap, tonumber(s[1]) + math.max(0, now - tonumber(s[2])) * rate + back)
+    had[i] = true
   end
   levels[i] = level
   if level < amount then ok = false end
 end
 local out = {ok and '1' or '0', string.format('%.6f', now)}
 for i = 1, n do
-  local cap = tonumber(ARGV[3 * i - 2])
-  local rate = tonumber(ARGV[3 * i - 1])
-  local amount = tonumber(ARGV[3 * i])
-  if ok then
-    local left = levels[i] - amount
+  local cap, rate, amount, back = a[4 * i - 3], a[4 * i - 2], a[4 * i - 1], a[4 * i]
+  local left = nil
+  if ok and (amount > 0 or had[i]) then
+    left = levels[i] - amount
+  elseif had[i] and back > 0 then
+    left = levels[i]
+  end
+  if left then
     redis.call('HSET', KEYS[i], 'l', string.format('%.6f', left), 't', string.format('%.6f', now))
     redis.call('PEXPIRE', KEYS[i], math.ceil((cap - left) / rate * 1000) + 1000)
   end
   out[i + 2] = string.format('%.6f', levels[i])
 end
-return out
+return table.concat(out, ' ')
 """
 
-# KEYS: bucket keys. ARGV: per bucket capacity, rate, amount to return.
-_GIVE_BACK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-for i = 1, #KEYS do
-  local cap = tonumber(ARGV[3 * i - 2])
-  local rate = tonumber(ARGV[3 * i - 1])
-  local amount = tonumber(ARGV[3 * i])
-  local s = redis.call('HMGET', KEYS[i], 'l', 't')
-  if s[1] then
-    local level = math.min(cap, tonumber(s[1]) + math.max(0, now - tonumber(s[2])) * rate + amount)
-    redis.call('HSET', KEYS[i], 'l', string.format('%.6f', level), 't', string.format('%.6f', now))
-    redis.call('PEXPIRE', KEYS[i], math.ceil((cap - level) / rate * 1000) + 1000)
-  end
-end
-return 1
-"""
+_FLUSH_AFTER = 0.005  # seconds a give-back waits for a take of its bucket before it is sent alone
 
 
 class RedisLimiter:
-    """Buckets in Redis under ``prefix``; the scripts are registered once and run by SHA."""
+    """Buckets in Redis under ``prefix``; the script is registered once and run by SHA."""
 
     def __init__(self, url: str, prefix: str) -> None:
         # A bounded pool that waits for a free connection instead of failing under a burst.
@@ -78,30 +79,66 @@ class RedisLimiter:
         self._redis: Redis = Redis.from_pool(pool)
         self._prefix = prefix
         self._take = self._redis.register_script(_TAKE)
-        self._give_back = self._redis.register_script(_GIVE_BACK)
+        self._args: dict[Bucket, tuple[str, str]] = {}
+        self._owed: dict[str, tuple[Bucket, int]] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
-    def _args(self, demands: Sequence[Demand]) -> tuple[list[str], list[Any]]:
-        keys = [f"{self._prefix}:rl:{bucket.key}" for bucket, _ in demands]
-        args: list[Any] = []
-        for bucket, amount in demands:
-            args += [bucket.capacity, repr(bucket.rate), amount]
-        return keys, args
+    def _script_args(self, demands: Sequence[tuple[Bucket, int, int]]) -> tuple[list[str], list[str]]:
+        keys: list[str] = []
+        parts: list[str] = []
+        for bucket, amount, back in demands:
+            fixed = self._args.get(bucket)
+            if fixed is None:
+                if len(self._args) > 10_000:
+                    self._args.clear()
+                fixed = self._args[bucket] = (
+                    f"{self._prefix}:rl:{bucket.key}",
+                    f"{bucket.capacity} {bucket.rate!r}",
+                )
+            keys.append(fixed[0])
+            parts.append(f"{fixed[1]} {amount} {back}")
+        return keys, [" ".join(parts)]
 
     async def take(self, demands: Sequence[Demand]) -> Take:
-        keys, args = self._args(demands)
+        owed = self._owed
+        carried = [(b, n, owed.pop(b.key, (b, 0))[1] if owed else 0) for b, n in demands]
+        keys, args = self._script_args(carried)
         try:
             out = await self._take(keys=keys, args=args)
         except RedisError as exc:
             # Fail closed: without the shared buckets no process can know what the others admitted.
+            # What the take carried is not sent again (the script may have run; the same when the
+            # request is cancelled meanwhile): a bucket short of a give-back errs on the safe side.
             raise ApiInternal(
                 f"The rate limiter is unavailable (Redis: {type(exc).__name__}); try again shortly."
             ) from exc
-        return decide(demands, [float(v) for v in out[2:]], float(out[1]), admitted=out[0] == b"1")
+        admitted, now, *levels = out.split()
+        return decide(demands, [float(v) for v in levels], float(now), admitted=admitted == b"1")
 
     async def give_back(self, demands: Sequence[Demand]) -> None:
-        if demands:
-            keys, args = self._args(demands)
-            await self._give_back(keys=keys, args=args)
+        for bucket, amount in demands:
+            if amount > 0:
+                owed = self._owed.get(bucket.key)
+                self._owed[bucket.key] = (bucket, amount + (owed[1] if owed else 0))
+        if self._owed and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush(_FLUSH_AFTER))
+
+    async def _flush(self, delay: float) -> None:
+        """After ``delay``, send what no take has carried, 256 buckets a script, until none is owed."""
+        await asyncio.sleep(delay)
+        while self._owed:
+            batch = list(self._owed.values())[:256]
+            for bucket, _ in batch:
+                del self._owed[bucket.key]
+            keys, args = self._script_args([(b, 0, n) for b, n in batch])
+            try:
+                await asyncio.shield(self._take(keys=keys, args=args))
+            except RedisError:
+                log.exception("could not return unused tokens to the rate-limit buckets")
 
     async def close(self) -> None:
+        """Send every give-back still owed, then release the connections."""
+        if self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        await self._flush(0)
         await self._redis.aclose()

@@ -2,10 +2,12 @@
 
 ``admit`` runs before a backend starts: it takes one request, the exact input tokens and
 ``max_tokens`` output tokens from every bucket that applies (organization, then the workspace's lower
-limits), and reserves the most the request can cost against the monthly caps and the credit balance.
+limits), and reserves the most the request can cost against the monthly caps and the credit balance
+(from this process's spend lease, see ``leases.py``; near a cap, one transaction per request).
 Nothing is admitted on credit: a request that does not fit is refused whole. ``settle`` runs when the
-response ends (also on disconnect or error): one transaction releases the reservation, debits the
-actual cost and writes the usage record; then the unused tokens go back to the buckets.
+response ends (also on disconnect or error): one transaction releases the reservation (or the request's
+part of the lease), debits the actual cost and writes the usage record; the unused tokens go back to
+the buckets without waiting for the store.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits.buckets import Bucket, Demand, Dimension, Limiter, Take
+from wisegate.domain.limits.leases import SpendLeases
 from wisegate.domain.pricing import PICO_PER_USD, PriceTable
 from wisegate.errors import InvalidRequest, RateLimited
 from wisegate.protocol.messages import Usage
@@ -67,6 +70,14 @@ class SpendCapReached(RateLimited):
     headers = {"x-should-retry": "false"}
 
 
+@dataclass(frozen=True, slots=True)
+class _Workspace:
+    """A workspace's limits with its lower rate limits parsed once per cache load."""
+
+    limits: WorkspaceLimits
+    rates: dict[str, RateLimits]
+
+
 @dataclass
 class Admission:
     """What one admitted request holds until it is settled."""
@@ -81,7 +92,7 @@ class Admission:
 
 
 def month_of(moment: datetime) -> str:
-    return moment.strftime("%Y-%m")
+    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def next_month(moment: datetime) -> datetime:
@@ -98,11 +109,18 @@ class _TtlCache:
         self._seconds = seconds
         self._values: dict[str, tuple[float, Any]] = {}
 
-    async def get(self, key: str, load: Callable[[], Any]) -> Any:
-        now = time.monotonic()
+    def peek(self, key: str) -> Any:
+        """The cached value if still fresh, else None (no await on the hot path)."""
         hit = self._values.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return None
+
+    async def get(self, key: str, load: Callable[[], Any]) -> Any:
+        hit = self.peek(key)
+        if hit is not None:
+            return hit
+        now = time.monotonic()
         value = await load()
         if len(self._values) > 10_000:
             self._values.clear()
@@ -129,19 +147,30 @@ class LimitService:
         self._clock = clock
         self._accounts = _TtlCache(config.cache_seconds)
         self._workspaces = _TtlCache(config.cache_seconds)
+        self._classes: dict[str, str | None] = {}
+        self._bucket_cache: dict[tuple[str, str, str, int, int, int], tuple[Bucket, ...]] = {}
+        self._thresholds = [usd_to_pico(t.advance_at_usd) for t in config.tiers]
+        self._tier_caps = {
+            t.name: usd_to_pico(t.monthly_spend_cap_usd) if t.monthly_spend_cap_usd is not None else None
+            for t in config.tiers
+        }
         self._sweeper: asyncio.Task[None] | None = None
+        self.leases = SpendLeases(billing, config.reservation_timeout_seconds)
 
     async def start(self) -> None:
         """Replay the ledger journals of dead processes, then release reservations they left; again
-        every few minutes (for processes that die while this one runs)."""
+        every few minutes (for processes that die while this one runs). Keep this process's spend
+        leases renewed."""
         await self.billing.recover()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        self.leases.start()
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.leases.close()
         await self.billing.stop()
         await self.limiter.close()
 
@@ -158,15 +187,25 @@ class LimitService:
             await asyncio.sleep(max(1.0, timeout / 4))
 
     async def account(self, organization_id: str) -> BillingAccount:
+        cached: BillingAccount | None = self._accounts.peek(organization_id)
+        if cached is not None:
+            return cached
         result: BillingAccount = await self._accounts.get(
             organization_id, lambda: self.billing.account(organization_id)
         )
         return result
 
-    async def _workspace(self, workspace_id: str) -> WorkspaceLimits:
-        result: WorkspaceLimits = await self._workspaces.get(
-            workspace_id, lambda: self.billing.workspace_limits(workspace_id)
-        )
+    async def _workspace(self, workspace_id: str) -> _Workspace:
+        cached: _Workspace | None = self._workspaces.peek(workspace_id)
+        if cached is not None:
+            return cached
+
+        async def load() -> _Workspace:
+            limits = await self.billing.workspace_limits(workspace_id)
+            rates = {c: RateLimits.model_validate(r) for c, r in (limits.rate_limits or {}).items() if r}
+            return _Workspace(limits, rates)
+
+        result: _Workspace = await self._workspaces.get(workspace_id, load)
         return result
 
     def forget_cached(self) -> None:
@@ -187,43 +226,61 @@ class LimitService:
             else account.spent_pico
         )
         current = tiers[0]
-        for tier in tiers:
-            if reached >= usd_to_pico(tier.advance_at_usd):
+        for tier, threshold in zip(tiers, self._thresholds, strict=True):
+            if reached >= threshold:
                 current = tier
         return current
 
     def model_class(self, model: str) -> str | None:
+        try:
+            return self._classes[model]
+        except KeyError:
+            pass
+        found = None
         for name, patterns in self.config.model_classes.items():
             if any(fnmatch.fnmatchcase(model, p) for p in patterns):
-                return name
-        return None
+                found = name
+                break
+        if len(self._classes) > 10_000:
+            self._classes.clear()
+        self._classes[model] = found
+        return found
+
+    def _buckets(self, scope: str, scope_id: str, model_class: str, limits: RateLimits) -> tuple[Bucket, ...]:
+        """The three buckets of a scope and model class (built once, then reused)."""
+        key = (scope, scope_id, model_class, limits.rpm, limits.itpm, limits.otpm)
+        found = self._bucket_cache.get(key)
+        if found is None:
+            if len(self._bucket_cache) > 10_000:
+                self._bucket_cache.clear()
+            found = self._bucket_cache[key] = tuple(
+                Bucket(f"{scope_id}:{model_class}:{dimension}", dimension, scope, scope_id, model_class, cap)  # type: ignore[arg-type]
+                for dimension, cap in (
+                    ("requests", limits.rpm),
+                    ("input-tokens", limits.itpm),
+                    ("output-tokens", limits.otpm),
+                )
+            )
+        return found
 
     def _demands(
         self,
         principal: Principal,
         tier: TierConfig,
-        ws: WorkspaceLimits,
+        ws: _Workspace,
         model_class: str,
         inp: int,
         out: int,
     ) -> list[Demand]:
-        scopes: list[tuple[str, str, RateLimits]] = []
+        demands: list[Demand] = []
         org_limits = tier.rate_limits.get(model_class)
         if org_limits is not None:
-            scopes.append(("organization", principal.organization_id, org_limits))
-        lower = (ws.rate_limits or {}).get(model_class)
-        if lower:
-            scopes.append(("workspace", principal.workspace_id, RateLimits.model_validate(lower)))
-        demands: list[Demand] = []
-        for scope, scope_id, limits in scopes:
-            for dimension, capacity, amount in (
-                ("requests", limits.rpm, 1),
-                ("input-tokens", limits.itpm, inp),
-                ("output-tokens", limits.otpm, out),
-            ):
-                key = f"{scope_id}:{model_class}:{dimension}"
-                bucket = Bucket(key, dimension, scope, scope_id, model_class, capacity)  # type: ignore[arg-type]
-                demands.append((bucket, amount))
+            r, i, o = self._buckets("organization", principal.organization_id, model_class, org_limits)
+            demands += ((r, 1), (i, inp), (o, out))
+        lower = ws.rates.get(model_class)
+        if lower is not None:
+            r, i, o = self._buckets("workspace", principal.workspace_id, model_class, lower)
+            demands += ((r, 1), (i, inp), (o, out))
         return demands
 
     async def admit(
@@ -253,7 +310,7 @@ class LimitService:
                 admission.demands = demands
         try:
             admission.reservation = await self._reserve(
-                principal, account, ws, tier, model, admission, request_id
+                principal, account, ws.limits, tier, model, admission, request_id
             )
         except BaseException:
             await self._give_back(admission.demands)
@@ -274,11 +331,7 @@ class LimitService:
         if worst == 0:
             return None
         now = self._clock()
-        tier_cap = (
-            usd_to_pico(tier.monthly_spend_cap_usd)
-            if self.config.enabled and tier.monthly_spend_cap_usd is not None
-            else None
-        )
+        tier_cap = self._tier_caps.get(tier.name) if self.config.enabled else None
         caps = [c for c in (tier_cap, account.spend_limit_pico) if c is not None]
         if not caps and ws.spend_limit_pico is None and account.credit_balance_pico is None:
             return None  # nothing bounds this spend: settlement still books it, no reservation needed
@@ -291,7 +344,9 @@ class LimitService:
             worst if account.credit_balance_pico is not None else 0,
         )
         try:
-            await self.billing.reserve(reservation, min(caps) if caps else None, ws.spend_limit_pico)
+            reservation = await self.leases.reserve(
+                reservation, min(caps) if caps else None, ws.spend_limit_pico
+            )
         except SpendRefused as refused:
             regain = next_month(now).strftime("%Y-%m-%d")
             if refused.scope == "credit":
@@ -333,6 +388,8 @@ class LimitService:
             record, cost_picousd=cost, batch=batch, service_tier="batch" if batch else record.service_tier
         )
         reservation = admission.reservation if admission else None
+        if reservation is not None:
+            reservation = self.leases.settled(reservation, cost)
         await self.billing.settle(record, reservation, month_of(self._clock()))
         if admission is not None and admission.demands:
             counted = usage.input_tokens + usage.cache_creation_input_tokens
@@ -348,7 +405,9 @@ class LimitService:
         """Undo an admission whose request never reached the backend."""
         await self._give_back(admission.demands)
         if admission.reservation is not None:
-            await self.billing.release(admission.reservation)
+            back = self.leases.released(admission.reservation)
+            if back is not None:
+                await self.billing.release(back)
 
     async def _give_back(self, demands: list[Demand]) -> None:
         back = [(b, n) for b, n in demands if n > 0]
