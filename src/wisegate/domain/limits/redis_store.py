@@ -12,13 +12,12 @@ background flush, coalesced; ``close`` sends the rest. One round trip per reques
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
-
 from wisegate.domain.limits.buckets import Bucket, Demand, Take, decide
+from wisegate.domain.limits.resp import RespClient, RespError
 from wisegate.errors import ApiInternal
 
 log = logging.getLogger("wisegate.limits")
@@ -74,11 +73,9 @@ class RedisLimiter:
     """Buckets in Redis under ``prefix``; the script is registered once and run by SHA."""
 
     def __init__(self, url: str, prefix: str) -> None:
-        # A bounded pool that waits for a free connection instead of failing under a burst.
-        pool = BlockingConnectionPool.from_url(url, max_connections=64, timeout=10)
-        self._redis: Redis = Redis.from_pool(pool)
+        self._redis = RespClient(url)
         self._prefix = prefix
-        self._take = self._redis.register_script(_TAKE)
+        self._sha = hashlib.sha1(_TAKE.encode()).hexdigest()
         self._args: dict[Bucket, tuple[str, str]] = {}
         self._owed: dict[str, tuple[Bucket, int]] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -104,14 +101,12 @@ class RedisLimiter:
         carried = [(b, n, owed.pop(b.key, (b, 0))[1] if owed else 0) for b, n in demands]
         keys, args = self._script_args(carried)
         try:
-            out = await self._take(keys=keys, args=args)
-        except RedisError as exc:
+            out = await self._run(keys, args)
+        except RespError as exc:
             # Fail closed: without the shared buckets no process can know what the others admitted.
             # What the take carried is not sent again (the script may have run; the same when the
             # request is cancelled meanwhile): a bucket short of a give-back errs on the safe side.
-            raise ApiInternal(
-                f"The rate limiter is unavailable (Redis: {type(exc).__name__}); try again shortly."
-            ) from exc
+            raise ApiInternal(f"The rate limiter is unavailable (Redis: {exc}); try again shortly.") from exc
         admitted, now, *levels = out.split()
         return decide(demands, [float(v) for v in levels], float(now), admitted=admitted == b"1")
 
@@ -132,13 +127,26 @@ class RedisLimiter:
                 del self._owed[bucket.key]
             keys, args = self._script_args([(b, 0, n) for b, n in batch])
             try:
-                await asyncio.shield(self._take(keys=keys, args=args))
-            except RedisError:
+                await asyncio.shield(self._run(keys, args))
+            except RespError:
                 log.exception("could not return unused tokens to the rate-limit buckets")
+
+    async def _run(self, keys: list[str], args: list[str]) -> bytes:
+        """The take script by its SHA; loaded first when Redis does not know it (a restart)."""
+        try:
+            out = await self._redis.call("EVALSHA", self._sha, str(len(keys)), *keys, *args)
+        except RespError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            await self._redis.call("SCRIPT", "LOAD", _TAKE)
+            out = await self._redis.call("EVALSHA", self._sha, str(len(keys)), *keys, *args)
+        if not isinstance(out, bytes):
+            raise RespError(f"unexpected reply to the take script: {out!r}")
+        return out
 
     async def close(self) -> None:
         """Send every give-back still owed, then release the connections."""
         if self._flusher is not None and not self._flusher.done():
             await self._flusher
         await self._flush(0)
-        await self._redis.aclose()
+        await self._redis.close()
