@@ -7,7 +7,9 @@ import logging
 import sys
 import time
 
-from wisegate.logs import JsonFormatter, request_id_var
+import pytest
+
+from wisegate.logs import JsonFormatter, configure, request_id_var
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:
@@ -51,3 +53,23 @@ def test_an_exception_is_included() -> None:
     line = json.loads(JsonFormatter().format(item))
     assert line["level"] == "error" and line["request_id"] is None
     assert "ValueError: boom" in line["exc"]
+
+
+def test_configure_writes_json_lines_without_collecting_call_sites(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    root = logging.getLogger("wisegate")
+    saved = (root.handlers[:], root.level, root.propagate)
+    try:
+        configure("INFO", "json")
+        assert logging._srcfile is None and not logging.logThreads and not logging.logProcesses
+        logging.getLogger("wisegate.http").info("request", extra={"status": 204})
+        logging.getLogger("wisegate.http").debug("not at INFO")
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1
+        assert json.loads(lines[0])["status"] == 204
+    finally:
+        logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
+        root.handlers[:], root.propagate = saved[0], saved[2]
+        root.setLevel(saved[1])
