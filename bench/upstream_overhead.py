@@ -287,26 +287,27 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> float:
+async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> tuple[float, int]:
+    """Resident-set growth per stream held open, and how many of ``streams`` were (a stream that is
+    refused or cut is counted out instead of failing the run with an IncompleteReadError)."""
     raw = build(port, key, True, "x-bench-hold: 1\r\n")
     conns = [await _open(port) for _ in range(streams)]
-    for conn in conns[:20]:  # warm the paths once
-        conn.writer.write(build(port, key, True))
-        await request_tail(conn)
+    warm = build(port, key, True)
+    for conn in conns[:20]:  # warm the paths once; request() reads JSON errors and streams alike
+        await request(conn, warm)
     await asyncio.sleep(0.5)
     before = rss_kb(pid)
     for conn in conns:
         conn.writer.write(raw)
-    await asyncio.gather(*(c.reader.readuntil(b"message_start") for c in conns))
+    opened = await asyncio.gather(
+        *(asyncio.wait_for(c.reader.readuntil(b"message_start"), 30) for c in conns), return_exceptions=True
+    )
+    held = sum(1 for result in opened if not isinstance(result, BaseException))
     await asyncio.sleep(0.5)
     after = rss_kb(pid)
     for conn in conns:
         conn.writer.close()
-    return (after - before) / streams
-
-
-async def request_tail(conn: Conn) -> None:
-    await conn.reader.readuntil(b"\r\n0\r\n\r\n")
+    return (after - before) / max(1, held), held
 
 
 # ---------------------------------------------------------------- orchestration
@@ -443,9 +444,10 @@ def main() -> None:
                             f"{r['errors']:.0f} |",
                             flush=True,
                         )
-            per_stream = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))
+            per_stream, held = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))
             print(
-                f"\nWisegate resident memory per open stream ({args.streams} held open): {per_stream:.1f} KB"
+                f"\nWisegate resident memory per open stream ({held} of {args.streams} held open): "
+                f"{per_stream:.1f} KB"
             )
         finally:
             for proc in procs:

@@ -8,7 +8,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wisegate.api import routes
+from wisegate.api import direct_routes, routes
 from wisegate.api.context import RequestContext
 from wisegate.api.errors import error_response, from_http_exception, request_id_of
 from wisegate.backends.base import Backend
@@ -35,7 +35,11 @@ def create_app(
     services = Services.from_settings(settings, backends, clock)
     app = Starlette(
         routes=routes(),
-        middleware=[Middleware(RequestContext, organization_id=lambda: services.organization_id)],
+        middleware=[
+            Middleware(
+                RequestContext, organization_id=lambda: services.organization_id, direct=direct_routes()
+            )
+        ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=services.lifespan,
     )

@@ -46,10 +46,9 @@ def main() -> None:
 @click.option("--port", default=None, type=int, help="Port to listen on (default 8080, WISEGATE_PORT).")
 def serve(host: str | None, port: int | None) -> None:
     """Migrate the database, print a first API key if none exists, and serve the API."""
-    import uvicorn
-
     from wisegate.app import create_app
     from wisegate.logs import configure
+    from wisegate.server import run_server
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
@@ -72,14 +71,7 @@ def serve(host: str | None, port: int | None) -> None:
         f"Serving the Claude API on http://{host}:{port} (models: {', '.join(m.id for m in settings.models)})"
     )
     sys.stdout.flush()
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=5,
-    )
+    run_server(create_app(settings), host, port)
 
 
 @main.command()

@@ -504,3 +504,46 @@ def test_stored_files_and_skills_go_up_as_their_content(server: LiveServer, fake
         headers={"x-api-key": server.key, "content-type": "application/json"},
     )
     assert response.status_code == 200 and fake.seen[-1].body == raw
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error_type", "message"),
+    [
+        ({"model": MODEL, "messages": [{"role": "user", "content": "Hi"}]}, 400, "invalid_request_error",
+         "max_tokens: Field required"),
+        ({"model": MODEL, "max_tokens": 8, "messages": []}, 400, "invalid_request_error",
+         "messages: at least one message is required"),
+        ({"model": MODEL, "max_tokens": 8, "temperature": 2, "messages": [{"role": "user", "content": "Hi"}]},
+         400, "invalid_request_error", "temperature: Input should be less than or equal to 1"),
+        (b'{"model": ', 400, "invalid_request_error", "The request body is not valid JSON"),
+        ({"model": "claude-nope", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}, 404,
+         "not_found_error", "model: claude-nope"),
+    ],
+)  # fmt: skip
+def test_relayed_requests_are_validated_before_going_up(
+    server: LiveServer, fake: FakeUpstream, body: Any, status: int, error_type: str, message: str
+) -> None:
+    """``POST /v1/messages`` skips the router (api/context.py): its errors are the same envelopes."""
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.post(
+        server.base_url + "/v1/messages",
+        content=content,
+        headers={"x-api-key": server.key, "content-type": "application/json"},
+    )
+    assert response.status_code == status, response.text
+    error = response.json()
+    assert error["type"] == "error" and error["error"]["type"] == error_type
+    assert error["error"]["message"].startswith(message), error["error"]["message"]
+    assert error["request_id"] == response.headers["request-id"]
+    assert response.headers["anthropic-organization-id"] == server.services.organization_id
+    assert fake.seen == []
+
+
+def test_relay_route_still_answers_other_methods_and_paths(server: LiveServer) -> None:
+    headers = {"x-api-key": server.key}
+    wrong_method = httpx.get(server.base_url + "/v1/messages", headers=headers)
+    assert wrong_method.status_code == 405, wrong_method.text
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    assert wrong_method.headers["request-id"].startswith("req_")
+    unknown = httpx.post(server.base_url + "/v1/messages/nothing", headers=headers, json={})
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found_error"

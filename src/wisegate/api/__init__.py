@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from wisegate.api import admin, batches, files, messages, openai, skills
 
@@ -27,6 +28,12 @@ def routes() -> list[Route]:
         *files_and_skills_routes(),
         *admin.routes(),
     ]
+
+
+def direct_routes() -> dict[tuple[str, str], ASGIApp]:
+    """The hot path (method, exact path) answered without the router; ``routes()`` keeps them for
+    every other method (405) and path variant."""
+    return {("POST", "/v1/messages"): messages.create_message_app}
 
 
 def files_and_skills_routes() -> list[Route]:

@@ -2,31 +2,37 @@
 
 Every response gets ``request-id`` and ``anthropic-organization-id``; every exception becomes an
 Anthropic error envelope (500 ``api_error`` with no traceback for unexpected ones), logged with the
-request id.
+request id. The hottest endpoints (``direct``: method and exact path) are called from here without
+the router and Starlette's exception middleware, which would render their errors the same way.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wisegate.api.errors import error_response, from_http_exception
 from wisegate.errors import ApiError
+from wisegate.logs import request_id_var
 from wisegate.protocol.messages import new_id
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 log = logging.getLogger("wisegate.http")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, organization_id: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        organization_id: Callable[[], str | None],
+        direct: Mapping[tuple[str, str], ASGIApp] | None = None,
+    ) -> None:
         self.app = app
         self._organization_id = organization_id
+        self._direct = dict(direct or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,7 +58,9 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self._direct.get((scope["method"], scope["path"]), self.app)(
+                scope, receive, send_with_headers
+            )
         except Exception as exc:
             if status:
                 log.exception("failure after the response started")

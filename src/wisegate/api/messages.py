@@ -52,6 +52,12 @@ async def create_message(request: Request) -> Response:
     return Response(message.model_dump_json(), media_type="application/json", headers=headers)
 
 
+async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """``create_message`` as a plain ASGI app, for ``api/context.py`` to call without the router."""
+    response = await create_message(Request(scope, receive, send))
+    await response(scope, receive, send)
+
+
 async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
     """``await work``, cancelled if the client goes away first (then generation stops and is settled)."""
     result: list[T] = []

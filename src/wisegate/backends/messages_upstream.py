@@ -73,10 +73,10 @@ class MessagesUpstream:
     async def _prepare(self, request: RelayRequest, route: ModelRoute) -> Outgoing:
         raise NotImplementedError
 
-    async def _sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-        """The upstream's stream as Anthropic SSE bytes (SSE upstreams: the bytes as they come)."""
-        async for data in response.content.iter_any():
-            yield data
+    def _sse(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """The upstream's stream as Anthropic SSE bytes (SSE upstreams: the bytes as they come, with no
+        generator in between: every relayed chunk passes through here)."""
+        return response.content.iter_any()
 
     async def relay(self, request: RelayRequest, route: ModelRoute) -> RelayResponse:
         if self._session is None:
