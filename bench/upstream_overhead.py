@@ -332,8 +332,28 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError(f"nothing listens on {port}")
 
 
+# Gateway overhead as the issue defines it: auth + routing + usage record. Anthropic's tier limits
+# (Tier 1: 50 requests/min) would turn the load into 429s, so by default limits are off.
+LIMITS_OFF = """
+[limits]
+enabled = false
+"""
+# --limits: everything on. One tier whose rate limits the load never reaches, under a monthly spend cap
+# (so every priced request holds its worst case from a spend lease), and Anthropic's Sonnet prices.
+LIMITS_ON = """
+[limits]
+enabled = true
+model_classes = { all = ["*"] }
+
+[[limits.tiers]]
+name = "bench"
+monthly_spend_cap_usd = "1000000"
+rate_limits = { all = { rpm = 100000000, itpm = 100000000000, otpm = 100000000000 } }
+"""
+
+
 def start_wisegate(
-    tmp: Path, upstream_port: int, port: int, log_level: str
+    tmp: Path, upstream_port: int, port: int, log_level: str, limits: bool
 ) -> tuple[subprocess.Popen[bytes], str]:
     config = tmp / "wisegate.toml"
     config.write_text(
@@ -345,12 +365,8 @@ options = {{ base_url = "http://127.0.0.1:{upstream_port}", api_key = "sk-ant-be
 [[models]]
 id = "{MODEL}"
 backend = "anthropic"
-
-# Gateway overhead as the issue defines it: auth + routing + usage record. Anthropic's tier limits
-# (Tier 1: 50 requests/min) would turn the load into 429s; the limiter is measured by limits_overhead.py.
-[limits]
-enabled = false
 """
+        + (LIMITS_ON if limits else LIMITS_OFF)
     )
     env = {**os.environ, "WISEGATE_CONFIG": str(config), "WISEGATE_DATA_DIR": str(tmp / "data"),
            "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port)}  # fmt: skip
@@ -377,6 +393,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per cell")
     parser.add_argument("--log-level", default="INFO", help="Wisegate's log level during the run")
     parser.add_argument("--targets", nargs="+", default=["direct", "bare", "wisegate"])
+    parser.add_argument("--limits", action="store_true", help="rate limits and a spend cap on too")
     args = parser.parse_args()
     try:
         import uvloop
@@ -404,11 +421,14 @@ def main() -> None:
             )
             procs.append(bare)
             wait_port(bare_port, bare)
-            wisegate, key = start_wisegate(tmp, mock_port, wg_port, args.log_level)
+            wisegate, key = start_wisegate(tmp, mock_port, wg_port, args.log_level, args.limits)
             procs.append(wisegate)
             ports = {"direct": mock_port, "bare": bare_port, "wisegate": wg_port}
             pids = {"direct": mock.pid, "bare": bare.pid, "wisegate": wisegate.pid}
-            print(f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run")
+            print(
+                f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run, "
+                f"limits {'on (spend cap, leases)' if args.limits else 'off'}"
+            )
             print(
                 "| mode | conc | target | req/s | last byte p50 / p99 ms | first byte p50 / p99 ms "
                 "| added p50 ms (last / first byte) | server CPU µs/request | n | err |"
