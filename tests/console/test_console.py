@@ -108,12 +108,13 @@ def test_session_cookie_is_signed_and_expires(tmp_path: Path) -> None:
     assert codec.check_csrf(session, token)
     other, _ = codec.issue("apikey_1", now=1000)
     assert not codec.check_csrf(other, token) and not codec.check_csrf(session, "")
+    assert not codec.check_csrf(session, "ü" + token) and codec.read("ü." + token) is None
 
 
 def test_forms_without_the_session_csrf_token_are_refused(server: LiveServer, console: httpx.Client) -> None:
     workspace = _default_workspace(console)
     before = console.get("/console/keys").text.count("data-key-id=")
-    for token in ("", "forged"):
+    for token in ("", "forged", "ünïcode"):
         refused = console.post(
             "/console/keys", data={"csrf_token": token, "name": "csrf", "workspace_id": workspace}
         )

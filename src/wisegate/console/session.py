@@ -54,6 +54,11 @@ def load_secret(configured: str | None, data_dir: Path) -> bytes:
     return value
 
 
+def same(given: str, expected: str) -> bool:
+    """Constant-time comparison of a client-sent string (which may hold any characters)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode())
+
+
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -82,7 +87,7 @@ class SessionCodec:
         if not cookie or cookie.count(".") != 1:
             return None
         payload, mac = cookie.split(".")
-        if not hmac.compare_digest(mac, self._mac("session", payload)):
+        if not same(mac, self._mac("session", payload)):
             return None
         try:
             data = json.loads(_unb64(payload))
@@ -97,4 +102,4 @@ class SessionCodec:
         return self._mac("csrf", session.sid)
 
     def check_csrf(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
+        return bool(token) and same(str(token), self.csrf_token(session))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wisegate.console.charts import stacked_bars
-from wisegate.console.session import COOKIE, LOGIN_COOKIE
+from wisegate.console.session import COOKIE, LOGIN_COOKIE, same
 from wisegate.console.web import (
     Operator,
     codec_of,
@@ -58,7 +57,7 @@ async def login(request: Request) -> Response:
     form = await request.form()
     next_path = str(form.get("next") or "")
     expected = request.cookies.get(LOGIN_COOKIE) or ""
-    if not expected or not hmac.compare_digest(expected, str(form.get("login_token") or "")):
+    if not expected or not same(str(form.get("login_token") or ""), expected):
         return _login_page(request, next_path, "The login form expired. Please try again.", 403)
     services = services_of(request)
     try:

@@ -143,7 +143,9 @@ async def run_playground(op: Operator) -> Response:
         return StreamingResponse(
             _sse(op, request_id),
             media_type="text/event-stream",
-            headers={**HEADERS, "x-accel-buffering": "no"},
+            # no-cache, not no-store: Chromium reports a no-store fetch stream read to its end as
+            # aborted (net::ERR_ABORTED), which confuses browser tooling; POST answers are not cached.
+            headers={**HEADERS, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
     views, chosen = await _workspace(op, _chosen_id(op))
     form = {k: op.text(k) for k in ("model", "system", "message", "max_tokens")}
