@@ -335,3 +335,22 @@ def test_batches_and_files_made_with_the_sdk_are_listed(server: LiveServer, cons
     assert "deleted" in flash(console, deleted)
     with pytest.raises(anthropic.NotFoundError):
         client.beta.files.retrieve_metadata(uploaded.id)
+
+
+def test_cancel_a_batch(server: LiveServer, console: httpx.Client) -> None:
+    workspace = _default_workspace(console)
+    server.backend.delay = 2.0  # keep the batch in progress while the console cancels it
+    try:
+        params = {"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+        batch = server.client().messages.batches.create(
+            requests=[{"custom_id": f"r{i}", "params": params} for i in range(3)]
+        )
+        page = f"/console/batches?workspace_id={workspace}"
+        assert f'action="/console/batches/{batch.id}/cancel"' in console.get(page).text
+        canceled = post(console, page, f"/console/batches/{batch.id}/cancel", {"workspace_id": workspace})
+        assert f"Batch {batch.id} is" in flash(console, canceled)
+        status = server.client().messages.batches.retrieve(batch.id).processing_status
+        assert status in ("canceling", "ended")
+        assert f'action="/console/batches/{batch.id}/cancel"' not in console.get(page).text
+    finally:
+        server.backend.delay = 0.0
