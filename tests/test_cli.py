@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -24,7 +25,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def served(env: dict[str, str]) -> Iterator[tuple[str, str]]:
+def served(env: dict[str, str]) -> Iterator[tuple[str, str, str]]:
     proc = subprocess.Popen(
         WISEGATE + ["serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -33,6 +34,9 @@ def served(env: dict[str, str]) -> Iterator[tuple[str, str]]:
         first = proc.stdout.readline()
         match = re.search(r"(sk-wg-api01-\S+)", first)
         assert match, first + (proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        admin = re.search(r"(sk-wg-admin01-\S+)", proc.stdout.readline())
+        assert admin
+        assert f"http://127.0.0.1:{env['WISEGATE_PORT']}/console" in proc.stdout.readline()
         url = f"http://127.0.0.1:{env['WISEGATE_PORT']}"
         deadline = time.monotonic() + 60
         while True:
@@ -43,14 +47,14 @@ def served(env: dict[str, str]) -> Iterator[tuple[str, str]]:
             except anthropic.APIConnectionError:
                 assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
                 time.sleep(0.2)
-        yield url, match.group(1)
+        yield url, match.group(1), admin.group(1)
     finally:
         proc.terminate()
         proc.wait(20)
 
 
-def test_readme_example(served: tuple[str, str]) -> None:
-    url, key = served
+def test_readme_example(served: tuple[str, str, str]) -> None:
+    url, key, admin = served
     c = anthropic.Anthropic(base_url=url, api_key=key)
     message = c.messages.create(
         model="smollm2-135m-instruct", max_tokens=64, messages=[{"role": "user", "content": "Hello"}]
@@ -61,6 +65,13 @@ def test_readme_example(served: tuple[str, str]) -> None:
     ) as s:
         text = "".join(s.text_stream)
     assert text
+    # The admin key it printed opens the web console it names.
+    with httpx.Client(base_url=url) as console:
+        login = console.get("/console/login").text
+        token = re.search(r'name="login_token" value="([^"]+)"', login)
+        assert token
+        opened = console.post("/console/login", data={"key": admin, "login_token": token.group(1)})
+        assert opened.status_code == 303 and console.get("/console/keys").status_code == 200
 
 
 def test_keys_commands(env: dict[str, str]) -> None:

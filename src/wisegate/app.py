@@ -8,6 +8,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from wisegate import console
 from wisegate.api import direct_routes, routes
 from wisegate.api.context import RequestContext
 from wisegate.api.errors import error_response, from_http_exception, request_id_of
@@ -34,7 +35,7 @@ def create_app(
     """Build the app. The database must already be migrated (``wisegate migrate`` / ``serve``)."""
     services = Services.from_settings(settings, backends, clock)
     app = Starlette(
-        routes=routes(),
+        routes=routes() + console.routes(),
         middleware=[
             Middleware(
                 RequestContext, organization_id=lambda: services.organization_id, direct=direct_routes()

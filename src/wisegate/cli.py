@@ -45,7 +45,7 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1, WISEGATE_HOST).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 8080, WISEGATE_PORT).")
 def serve(host: str | None, port: int | None) -> None:
-    """Migrate the database, print a first API key if none exists, and serve the API."""
+    """Migrate the database, print a first API key and admin key if none exists, and serve the API."""
     from wisegate.app import create_app
     from wisegate.logs import configure
     from wisegate.server import run_server
@@ -53,20 +53,23 @@ def serve(host: str | None, port: int | None) -> None:
     settings = Settings()
     configure(settings.log_level, settings.log_format)
 
-    async def first_key(keys: Any) -> str | None:
+    async def first_keys(keys: Any) -> tuple[str, str] | None:
         org = await keys.bootstrap()
         if await keys.list_keys(org.id):
             return None
         workspace = await keys.default_workspace(org.id)
         _, secret = await keys.create_key(workspace.id, "first key")
-        return str(secret)
+        _, admin = await keys.create_key(workspace.id, "first admin key", admin=True)
+        return str(secret), str(admin)
 
-    secret = _with_keys(settings, first_key)
+    created = _with_keys(settings, first_keys)
     host, port = host or settings.host, port or settings.port
-    if secret:
-        click.echo(f"Your first API key (shown once, keep it): {secret}")
+    if created:
+        click.echo(f"Your first API key (shown once, keep it): {created[0]}")
+        click.echo(f"Your first admin key, for the console and the Admin API (shown once): {created[1]}")
     else:
         click.echo("Keys already exist; create another with: wisegate keys create --name NAME")
+    click.echo(f"Web console: http://{host}:{port}/console (log in with an admin key)")
     click.echo(
         f"Serving the Claude API on http://{host}:{port} (models: {', '.join(m.id for m in settings.models)})"
     )

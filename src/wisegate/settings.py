@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     models: list[ModelConfig] = Field(default_factory=_default_models)
     prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)
 
+    # The web console (console/): the HMAC key of its session cookies (default: a random secret kept
+    # in <data_dir>/console-secret) and how long a login lasts.
+    console_secret: str | None = None
+    console_session_seconds: int = Field(default=8 * 3600, ge=60)
+
     redis_url: str | None = None
     redis_prefix: str = "wisegate"
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -112,6 +112,10 @@ class KeyService:
         """Drop every cached verification (after keys changed status in bulk)."""
         self._cache.clear()
 
+    async def get(self, key_id: str) -> ApiKey | None:
+        """A key by id, read from storage (not the verification cache): its current status."""
+        return await self._repo.get_key(key_id)
+
     async def list_keys(self, organization_id: str) -> list[ApiKey]:
         return await self._repo.list_keys(organization_id)
 

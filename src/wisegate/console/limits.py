@@ -1,0 +1,137 @@
+"""The limits page: tier, spend limits, prepaid credits and workspace rate limits.
+
+The same calls as ``wisegate credits …`` / ``wisegate limits …`` (``cli_billing.py``), on the server's own
+``LimitService``; after a change its cached accounts are dropped, so this server applies it at once
+(other processes within ``limits.cache_seconds``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.responses import Response
+
+from wisegate.console.web import Operator, page
+from wisegate.domain.pricing import format_usd
+from wisegate.errors import InvalidRequest
+from wisegate.storage.billing import WorkspaceLimits
+
+NO_LIMIT = 10**12  # what `wisegate limits workspace-rate` stores for a dimension left blank
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRow:
+    id: str
+    name: str
+    limits: WorkspaceLimits
+    spent_pico: int
+    reserved_pico: int
+
+
+def usd(pico: int | None) -> str:
+    return "none" if pico is None else format_usd(pico)
+
+
+@page
+async def limits_page(op: Operator) -> Response:
+    limits = op.services.limits
+    billing = limits.billing
+    org = op.organization_id
+    account = await billing.account(org)
+    tier = limits.tier_of(account)
+    month = datetime.now(UTC).strftime("%Y-%m")
+    spent, reserved = await billing.period_spend(org, month)
+    rows = []
+    for view in await op.services.tenancy.list_workspaces(op.scope):
+        ws = view.workspace
+        ws_spent, ws_reserved = await billing.period_spend(ws.id, month)
+        rows.append(
+            WorkspaceRow(ws.id, ws.name, await billing.workspace_limits(ws.id), ws_spent, ws_reserved)
+        )
+    return op.render(
+        "limits.html",
+        nav="limits",
+        account=account,
+        tier=tier,
+        tiers=limits.config.tiers,
+        classes=list(limits.config.model_classes),
+        month=month,
+        spent=spent,
+        reserved=reserved,
+        rows=rows,
+        usd=usd,
+        no_limit=NO_LIMIT,
+    )
+
+
+@page
+async def add_credits(op: Operator) -> Response:
+    """``wisegate credits add``: the first top-up makes the organization prepaid."""
+    amount = op.usd_pico("usd", label="Amount", allow_negative=True)
+    if amount is None or amount == 0:
+        raise InvalidRequest("Amount: enter an amount in USD, e.g. 25 or 0.50")
+    note = op.text("note") or "top-up"
+    account = await op.services.limits.billing.add_credits(op.organization_id, amount, note[:200])
+    op.services.limits.forget_cached()
+    return op.back(notice=f"Credits added: balance {usd(account.credit_balance_pico)}.")
+
+
+@page
+async def set_tier(op: Operator) -> Response:
+    """``wisegate limits tier [NAME]``: pin a tier, or follow purchases / spend again (blank)."""
+    name = op.text("tier") or None
+    known = [t.name for t in op.services.limits.config.tiers]
+    if name is not None and name not in known:
+        raise InvalidRequest(f"Tier: unknown tier '{name}'; configured: {', '.join(known)}")
+    await op.services.limits.billing.set_account(op.organization_id, tier=name)
+    op.services.limits.forget_cached()
+    return op.back(notice=f"Tier {'pinned to ' + name if name else 'follows the thresholds again'}.")
+
+
+@page
+async def set_spend_limit(op: Operator) -> Response:
+    """``wisegate limits spend [--workspace ID] [--usd N]``: blank removes the limit."""
+    pico = op.usd_pico("usd", label="Monthly spend limit")
+    workspace_id = op.text("workspace_id") or None
+    billing = op.services.limits.billing
+    if workspace_id is None:
+        await billing.set_account(op.organization_id, spend_limit_pico=pico)
+        target = "the organization"
+    else:
+        view = await op.services.tenancy.get_workspace(op.scope, workspace_id)
+        current = await billing.workspace_limits(workspace_id)
+        await billing.set_workspace_limits(workspace_id, op.organization_id, pico, current.rate_limits)
+        target = f"workspace “{view.workspace.name}”"
+    op.services.limits.forget_cached()
+    return op.back(notice=f"Monthly spend limit of {target}: {usd(pico)}.")
+
+
+@page
+async def set_workspace_rate(op: Operator) -> Response:
+    """``wisegate limits workspace-rate``: lower limits for one model class (all blank: remove them)."""
+    workspace_id = op.text("workspace_id", required=True, label="Workspace")
+    view = await op.services.tenancy.get_workspace(op.scope, workspace_id)
+    model_class = op.text("model_class", required=True, label="Model class")
+    if model_class not in op.services.limits.config.model_classes:
+        raise InvalidRequest(f"Model class: unknown class '{model_class}'")
+    values = {
+        dim: op.integer(dim, label=label, low=1, high=NO_LIMIT)
+        for dim, label in (
+            ("rpm", "Requests/min"),
+            ("itpm", "Input tokens/min"),
+            ("otpm", "Output tokens/min"),
+        )
+    }
+    billing = op.services.limits.billing
+    current = await billing.workspace_limits(workspace_id)
+    rates = dict(current.rate_limits or {})
+    if all(v is None for v in values.values()):
+        rates.pop(model_class, None)
+    else:
+        rates[model_class] = {dim: v or NO_LIMIT for dim, v in values.items()}
+    await billing.set_workspace_limits(
+        workspace_id, op.organization_id, current.spend_limit_pico, rates or None
+    )
+    op.services.limits.forget_cached()
+    return op.back(notice=f"Rate limits of workspace “{view.workspace.name}” for {model_class} saved.")
