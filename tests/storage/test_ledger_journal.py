@@ -231,3 +231,36 @@ def test_a_replayed_lease_settlement_shrinks_the_lease(tmp_path: Path, db: Datab
         await db.close()
 
     asyncio.run(run())
+
+
+def test_drain_waits_for_earlier_settlements_only(tmp_path: Path, db: Database) -> None:
+    """A reader's drain returns once what was handed in before it committed, even while a steady
+    stream of later settlements keeps the writer busy."""
+
+    async def run() -> None:
+        billing = BillingRepo(db, LedgerJournal(tmp_path / "journal"))
+        await billing.settle(_record("req_first", 1), None, PERIOD)
+        stop = asyncio.Event()
+
+        async def stream() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                await billing.settle(_record(f"req_{n}", 1), None, PERIOD)
+                await asyncio.sleep(0.001)
+
+        busy = asyncio.create_task(stream())
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(billing.drain(), 5)
+        async with db.read() as session:
+            first = (
+                await session.execute(select(UsageRecordRow).where(UsageRecordRow.request_id == "req_first"))
+            ).scalar_one_or_none()
+        assert first is not None
+        assert not busy.done()  # the stream was still going when drain returned
+        stop.set()
+        await busy
+        await billing.stop()
+        await db.close()
+
+    asyncio.run(run())
