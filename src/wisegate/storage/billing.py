@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,8 +78,18 @@ log = logging.getLogger("wisegate.ledger")
 
 _LINGER_SECONDS = 0.05  # how long journaled settlements wait to be committed together
 
+def _plain(reservation: Reservation | None) -> dict[str, Any] | None:
+    """A reservation as a journal line holds it (``dataclasses.asdict`` deep-copies: 10× slower)."""
+    if reservation is None:
+        return None
+    return {name: getattr(reservation, name) for name in _RESERVATION_FIELDS}
+
+
 # A settlement waiting for its transaction: the future is None when its caller does not wait (journaled).
 _Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None] | None"]
+
+
+_RESERVATION_FIELDS = tuple(f.name for f in fields(Reservation))
 
 
 class SpendRefused(Exception):
@@ -345,7 +355,7 @@ class BillingRepo:
         Journaled: returns once the settlement is in the journal; the transaction follows in the
         background (it may hold other settlements too). Otherwise returns once it committed."""
         if self._journal is not None:
-            held = asdict(reservation) if reservation is not None else None
+            held = _plain(reservation)
             self._journal.append(JournalEntry(record, held, period).encode())
             self._pending.append((record, reservation, period, None))
             self._handed += 1
@@ -427,7 +437,7 @@ class BillingRepo:
             # the finished one can go) and retried after the back-off.
             assert self._journal is not None
             for record, reservation, period, _ in kept:
-                held = asdict(reservation) if reservation is not None else None
+                held = _plain(reservation)
                 self._journal.append(JournalEntry(record, held, period).encode())
             self._pending = kept + self._pending
             self._retries += 1
