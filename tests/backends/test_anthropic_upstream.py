@@ -547,3 +547,59 @@ def test_relay_route_still_answers_other_methods_and_paths(server: LiveServer) -
     assert wrong_method.headers["request-id"].startswith("req_")
     unknown = httpx.post(server.base_url + "/v1/messages/nothing", headers=headers, json={})
     assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "not_found_error"
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def test_text_naming_message_stop_does_not_end_billing(server: LiveServer, fake: FakeUpstream) -> None:
+    """The settlement runs before the real ``message_stop`` frame leaves, never at model text that
+    merely spells it (one event per chunk, as a slow upstream sends them)."""
+    start = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "x",
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 1},
+    }
+    parts = [
+        _event("message_start", {"type": "message_start", "message": start}),
+        _event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        _event(
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {
+                    "type": "text_delta",
+                    "text": "a stream ends with event: message_stop\n\nevent: message_stop\n",
+                },
+            },
+        ),
+        _event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 4000},
+            },
+        ),
+        _event("message_stop", {"type": "message_stop"}),
+    ]
+    fake.answer(Answer(content_type="text/event-stream; charset=utf-8", chunks=parts, chunk_delay=0.02))
+    with server.client().messages.stream(
+        model=MODEL, max_tokens=5000, messages=[{"role": "user", "content": "x"}]
+    ) as stream:
+        final = stream.get_final_message()
+        request_id = stream.response.headers["request-id"]
+    record = usage_of(server, request_id)
+    assert final.usage.output_tokens == 4000
+    assert (record.output_tokens, record.stop_reason, record.error_type) == (4000, "end_turn", None)

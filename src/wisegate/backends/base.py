@@ -102,7 +102,8 @@ class RelayResponse:
 
     Exactly one of ``body`` (a whole JSON document) and ``chunks`` (SSE bytes, in upstream framing) is
     set. While ``chunks`` is consumed the backend keeps ``usage`` and ``stop_reason`` current from the
-    upstream's own usage fields; ``error_type`` is set when the stream carried an ``error`` event.
+    upstream's own usage fields; ``error_type`` is set when the stream carried an ``error`` event, and
+    ``stopped`` once a complete ``message_stop`` frame was fed.
     Whoever consumes ``chunks`` must ``aclose()`` it.
     """
 
@@ -113,6 +114,7 @@ class RelayResponse:
     usage: Usage = field(default_factory=Usage)
     stop_reason: str | None = None
     error_type: str | None = None
+    stopped: bool = False  # a whole ``message_stop`` frame went by (in the chunk just yielded)
 
 
 @runtime_checkable

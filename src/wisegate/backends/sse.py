@@ -94,6 +94,9 @@ def _name_of(frame: bytes) -> bytes:
     return b""
 
 
+_STOP = b"event: message_stop\n"
+
+
 class UsageTap:
     """Fed the relayed bytes; keeps ``response.usage``, ``stop_reason`` and ``error_type`` current.
 
@@ -117,6 +120,10 @@ class UsageTap:
             self._tail = data
             return
         complete, self._tail = data[: end + 2], data[end + 2 :]
+        # Only at a frame's start: text the model wrote is inside a JSON string, where a line break is
+        # escaped, so it can never put "\n\nevent: message_stop" into the bytes.
+        if complete.startswith(_STOP) or b"\n\n" + _STOP in complete:
+            self._response.stopped = True
         for marker in self._WATCHED:
             at = complete.find(marker)
             while at >= 0:

@@ -87,7 +87,7 @@ async def relay(
     async def chunks() -> AsyncGenerator[bytes]:
         try:
             async for chunk in upstream:
-                if b"event: message_stop" in chunk:
+                if response.stopped:
                     # Settled (journaled) before the end of the stream leaves, as on the typed path.
                     settle.stop_reason = response.stop_reason
                     await settle.finish()
