@@ -495,6 +495,20 @@ def test_stored_files_and_skills_go_up_as_their_content(server: LiveServer, fake
     counted = json.loads(fake.seen[-1].body)["messages"][0]["content"][0]
     assert counted["source"]["data"] == "the launch is on tuesday"
 
+    # JSON escapes do not hide a stored id from the resolution.
+    fake.answer(body=MESSAGE_JSON)
+    escaped = (
+        b'{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":[{"type":'
+        b'"document","source":{"type":"\\u0066ile","file_id":"' + text.id.encode() + b'"}}]}]}'
+    )
+    response = httpx.post(
+        server.base_url + "/v1/messages",
+        content=escaped,
+        headers={"x-api-key": server.key, "content-type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert json.loads(fake.seen[-1].body)["messages"][0]["content"][0]["source"]["data"] == notes
+
     # A request without stored ids still goes up byte for byte (no re-encoding).
     fake.answer(body=MESSAGE_JSON)
     raw = b'{"max_tokens": 5,  "model": "claude-haiku-4-5", "messages":[{"role":"user","content":"x"}]}'

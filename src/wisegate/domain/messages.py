@@ -234,7 +234,7 @@ class MessageService:
         started = time.monotonic()
         container: dict[str, object] | None = None
         try:
-            if self._attachments is not None and refers_to_stored(raw):
+            if self._attachments is not None and refers_to_stored(request):
                 # Wisegate's file and skill ids mean nothing upstream: sent as their content instead.
                 resolved, container = await self._attachments.resolve(
                     principal, request, served.backend.capabilities

@@ -78,6 +78,7 @@ log = logging.getLogger("wisegate.ledger")
 
 _LINGER_SECONDS = 0.05  # how long journaled settlements wait to be committed together
 
+
 def _plain(reservation: Reservation | None) -> dict[str, Any] | None:
     """A reservation as a journal line holds it (``dataclasses.asdict`` deep-copies: 10× slower)."""
     if reservation is None:
