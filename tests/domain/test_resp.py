@@ -70,7 +70,11 @@ def test_a_lost_connection_fails_the_waiting_call_and_the_next_one_reconnects() 
 
 def test_a_silent_server_times_out_and_a_closed_port_is_a_clear_error() -> None:
     async def run() -> None:
+        accepted = 0
+
         async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
             await reader.read(1 << 16)
             await asyncio.sleep(5)
             writer.close()
@@ -80,6 +84,10 @@ def test_a_silent_server_times_out_and_a_closed_port_is_a_clear_error() -> None:
         client = RespClient(f"redis://127.0.0.1:{port}", timeout=0.2)
         with pytest.raises(RespError, match="did not answer within 0.2 s"):
             await client.call("PING")
+        # The silent connection was dropped with the timeout: the next call opens a new one.
+        with pytest.raises(RespError, match="did not answer"):
+            await client.call("PING")
+        assert accepted == 2
         await client.close()
         server.close()
         await server.wait_closed()

@@ -24,6 +24,25 @@ class RespError(Exception):
     """Redis answered with an error reply (``-ERR …``), or the connection failed."""
 
 
+class _Connection:
+    """One TCP connection: its writer, its reader task, and the futures waiting for its replies."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.waiting: deque[asyncio.Future[Reply]] = deque()
+        self.reader_task: asyncio.Task[None] | None = None
+        self.broken = False
+
+    def fail(self, failure: Exception) -> None:
+        """Close it; every command still waiting on it fails (its replies can no longer be matched)."""
+        self.broken = True
+        self.writer.close()
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(failure)
+
+
 class RespClient:
     def __init__(self, url: str, timeout: float = _TIMEOUT_SECONDS) -> None:
         parts = urlsplit(url)
@@ -35,33 +54,42 @@ class RespClient:
         self._auth = [unquote(v).encode() for v in (parts.username, parts.password) if v]
         self._db = parts.path.strip("/") or "0"
         self._timeout = timeout
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task[None] | None = None
-        self._waiting: deque[asyncio.Future[Reply]] = deque()
+        self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
 
     async def call(self, *args: bytes | str) -> Reply:
         """Send one command and return its reply; :class:`RespError` for an error or a lost link."""
-        writer = self._writer if self._writer is not None else await self._connect()
-        return await self._send(writer, args)
+        conn = self._conn
+        if conn is None or conn.broken:
+            conn = await self._connect()
+        return await self._send(conn, args)
 
-    async def _send(self, writer: asyncio.StreamWriter, args: tuple[bytes | str, ...]) -> Reply:
+    async def _send(self, conn: _Connection, args: tuple[bytes | str, ...]) -> Reply:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Reply] = loop.create_future()
-        self._waiting.append(future)
-        writer.write(_encode(args))
-        timer = loop.call_later(self._timeout, _expire, future, self._timeout)
+        conn.waiting.append(future)
+        conn.writer.write(_encode(args))
+        timer = loop.call_later(self._timeout, self._expire, conn)
         try:
             return await future
         finally:
             timer.cancel()
 
-    async def _connect(self) -> asyncio.StreamWriter:
+    def _expire(self, conn: _Connection) -> None:
+        # A silent server (failover, a black-holed route): drop the connection, do not keep queueing.
+        self._forget(conn, RespError(f"Redis did not answer within {self._timeout:g} s"))
+
+    def _forget(self, conn: _Connection, failure: Exception) -> None:
+        conn.fail(failure)
+        if self._conn is conn:
+            self._conn = None
+
+    async def _connect(self) -> _Connection:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:
-            if self._writer is not None:
-                return self._writer
+            if self._conn is not None and not self._conn.broken:
+                return self._conn
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(
@@ -71,25 +99,29 @@ class RespClient:
                 )
             except (OSError, TimeoutError) as exc:
                 raise RespError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from exc
-            self._reader_task = asyncio.create_task(self._read(reader))
+            conn = _Connection(writer)
+            conn.reader_task = asyncio.create_task(self._read(conn, reader))
             try:
                 if self._auth:
-                    await self._send(writer, ("AUTH", *self._auth))
+                    await self._send(conn, ("AUTH", *self._auth))
                 if self._db != "0":
-                    await self._send(writer, ("SELECT", self._db))
-            except RespError:
-                writer.close()
+                    await self._send(conn, ("SELECT", self._db))
+            except BaseException:  # also cancelled: nothing of this connection may stay behind
+                conn.fail(RespError("connection set-up did not finish"))
+                conn.reader_task.cancel()
                 raise
-            self._writer = writer
-            return writer
+            self._conn = conn
+            return conn
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
+    async def _read(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         failure: Exception = RespError("the connection to Redis was closed")
         try:
             while True:
                 reply = await _read_reply(reader)
-                future = self._waiting.popleft()
-                if future.done():  # its caller timed out or was cancelled
+                if not conn.waiting:
+                    raise ValueError("a reply nobody asked for")
+                future = conn.waiting.popleft()
+                if future.done():  # its caller was cancelled
                     continue
                 if isinstance(reply, RespError):
                     future.set_exception(reply)
@@ -98,34 +130,19 @@ class RespClient:
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
             failure = RespError(f"lost the connection to Redis: {exc!r}")
         finally:
-            self._drop(failure)
-
-    def _drop(self, failure: Exception) -> None:
-        """Forget the connection; every command still waiting fails (the next call reconnects)."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        while self._waiting:
-            future = self._waiting.popleft()
-            if not future.done():
-                future.set_exception(failure)
+            self._forget(conn, failure)
 
     async def close(self) -> None:
-        writer, task = self._writer, self._reader_task
-        self._writer = None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        if task is not None:
-            task.cancel()
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        conn.fail(RespError("the Redis client was closed"))
+        with contextlib.suppress(OSError):
+            await conn.writer.wait_closed()
+        if conn.reader_task is not None:
+            conn.reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-def _expire(future: asyncio.Future[Reply], seconds: float) -> None:
-    if not future.done():
-        future.set_exception(RespError(f"Redis did not answer within {seconds:g} s"))
+                await conn.reader_task
 
 
 def _encode(args: tuple[bytes | str, ...]) -> bytes:
@@ -153,10 +170,12 @@ async def _read_reply(reader: asyncio.StreamReader) -> Reply | RespError:
         if count < 0:
             return None
         items: list[Reply] = []
-        for _ in range(count):
+        error: RespError | None = None
+        for _ in range(count):  # every element is read, so that the next reply stays in step
             item = await _read_reply(reader)
             if isinstance(item, RespError):
-                return item
-            items.append(item)
-        return items
+                error = error or item
+            else:
+                items.append(item)
+        return error or items
     raise ValueError(f"unexpected Redis reply {line[:40]!r}")
