@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
+from tests.conftest import postgres_database
 from wisegate.storage.batches import BatchRepo
 from wisegate.storage.billing import BillingRepo, Reservation
 from wisegate.storage.db import Database, migrate
@@ -264,3 +265,100 @@ def test_drain_waits_for_earlier_settlements_only(tmp_path: Path, db: Database) 
         await db.close()
 
     asyncio.run(run())
+
+
+def test_drain_waits_for_an_earlier_settlement_kept_for_a_retry(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Later settlements committing first do not let a reader's drain return early."""
+
+    async def run() -> None:
+        billing = BillingRepo(db, LedgerJournal(tmp_path / "journal"))
+        real = billing._settle_group
+        failures = [3]
+
+        async def flaky(session, group):  # type: ignore[no-untyped-def]
+            if any(r.request_id == "req_early" for r, *_ in group) and failures[0]:
+                failures[0] -= 1
+                raise OperationalError("insert", {}, Exception("database is locked"))
+            await real(session, group)
+
+        monkeypatch.setattr(billing, "_settle_group", flaky)
+        await billing.settle(_record("req_early", 1), None, PERIOD)
+        await asyncio.sleep(0.1)  # its first round failed: kept for a retry
+        draining = asyncio.create_task(billing.drain())
+        await asyncio.sleep(0)
+        for n in range(3):
+            await billing.settle(_record(f"req_late_{n}", 1), None, PERIOD)
+        await asyncio.wait_for(draining, 10)
+        async with db.read() as session:
+            early = await session.execute(
+                select(UsageRecordRow).where(UsageRecordRow.request_id == "req_early")
+            )
+            assert early.scalar_one_or_none() is not None
+        await billing.stop()
+        await db.close()
+
+    asyncio.run(run())
+
+
+def test_a_long_outage_does_not_stop_the_writer(tmp_path: Path, db: Database) -> None:
+    """The back-off is capped: after any number of failed rounds the next one still runs."""
+
+    async def run() -> None:
+        billing = BillingRepo(db, LedgerJournal(tmp_path / "journal"))
+        billing._retries = 5000  # as after hours of a database that was down
+        await billing.settle(_record("req_1", 2), None, PERIOD)
+        await asyncio.wait_for(billing.drain(), 15)
+        assert (await _counts(db))[:2] == (1, 2)
+        await billing.stop()
+        await db.close()
+
+    asyncio.run(run())
+
+
+def test_a_segment_that_cannot_be_opened_leaves_the_journal_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = LedgerJournal(tmp_path / "journal")
+    first = JournalEntry(_record("req_1", 1), None, PERIOD).encode()
+    journal.append(first)
+    real_open = os.open
+
+    def no_more_files(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).endswith(".jsonl"):
+            raise OSError(24, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_more_files)
+    with pytest.raises(OSError, match="Too many open files"):
+        journal.rotate()
+    monkeypatch.setattr(os, "open", real_open)
+    second = JournalEntry(_record("req_2", 1), None, PERIOD).encode()
+    journal.append(second)  # still into the current segment, through a descriptor it still owns
+    finished = journal.rotate()
+    assert finished.read_bytes() == first + second
+    journal.close(clean=True)
+
+
+@pytest.mark.postgres
+def test_a_settlement_the_database_refuses_for_good_is_set_aside(tmp_path: Path) -> None:
+    """A value PostgreSQL refuses (longer than its column) is written to rejected.jsonl once, and the
+    writer and readers carry on."""
+    with postgres_database() as url:
+        migrate(url)
+
+        async def run() -> None:
+            db = Database(url)
+            billing = BillingRepo(db, LedgerJournal(tmp_path / "journal"))
+            bad = replace(_record("req_bad", 1), stop_reason="x" * 500)
+            await billing.settle(bad, None, PERIOD)
+            await billing.settle(_record("req_good", 1), None, PERIOD)
+            await asyncio.wait_for(billing.drain(), 15)
+            assert (await _counts(db))[0] == 1
+            rejected = (tmp_path / "journal" / "rejected.jsonl").read_bytes().splitlines()
+            assert [JournalEntry.decode(line).record.request_id for line in rejected] == ["req_bad"]
+            await billing.stop()
+            await db.close()
+
+        asyncio.run(run())

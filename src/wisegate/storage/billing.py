@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.storage.db import Database
@@ -79,6 +79,23 @@ log = logging.getLogger("wisegate.ledger")
 _LINGER_SECONDS = 0.05  # how long journaled settlements wait to be committed together
 
 
+def _refusal(exc: Exception) -> str | None:
+    """Why the database refused a settlement for good: ``"duplicate"`` (its request id is recorded
+    already), ``"values"`` (a value it cannot store), or None (a failure worth retrying)."""
+    if isinstance(exc, IntegrityError):
+        return "duplicate"
+    if isinstance(exc, DataError):
+        return "values"
+    state = (
+        str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "") if isinstance(exc, DBAPIError) else ""
+    )
+    if state.startswith("23"):  # PostgreSQL (asyncpg): integrity constraint violation
+        return "duplicate"
+    if state.startswith("22"):  # data exception: too long, out of range, invalid text
+        return "values"
+    return None
+
+
 def _plain(reservation: Reservation | None) -> dict[str, Any] | None:
     """A reservation as a journal line holds it (``dataclasses.asdict`` deep-copies: 10× slower)."""
     if reservation is None:
@@ -86,8 +103,9 @@ def _plain(reservation: Reservation | None) -> dict[str, Any] | None:
     return {name: getattr(reservation, name) for name in _RESERVATION_FIELDS}
 
 
-# A settlement waiting for its transaction: the future is None when its caller does not wait (journaled).
-_Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None] | None"]
+# A settlement waiting for its transaction, with its sequence number; the future is None when its
+# caller does not wait (journaled).
+_Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None] | None", int]
 
 
 _RESERVATION_FIELDS = tuple(f.name for f in fields(Reservation))
@@ -114,8 +132,8 @@ class BillingRepo:
         self._flusher: asyncio.Task[None] | None = None
         self._hurry = asyncio.Event()  # a reader is waiting: commit without lingering
         self._progress = asyncio.Event()  # set after every flush round
-        self._handed = 0  # settlements handed in so far
-        self._finished = 0  # of those, committed (or refused for good)
+        self._handed = 0  # settlements handed in so far: the last one's sequence number
+        self._unfinished: set[int] = set()  # sequence numbers not yet committed (or refused for good)
 
     def _upsert(self, table: Any) -> Any:
         return (pg_insert if not self._db.is_sqlite else sqlite_insert)(table)
@@ -354,17 +372,22 @@ class BillingRepo:
         counters and the credit balance, and insert the usage record, in one transaction.
 
         Journaled: returns once the settlement is in the journal; the transaction follows in the
-        background (it may hold other settlements too). Otherwise returns once it committed."""
-        if self._journal is not None:
-            held = _plain(reservation)
-            self._journal.append(JournalEntry(record, held, period).encode())
-            self._pending.append((record, reservation, period, None))
-            self._handed += 1
-            self._kick()
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, reservation, period, done))
+        background (it may hold other settlements too). Otherwise — or when the journal cannot be
+        written (disk full) — returns once it committed."""
         self._handed += 1
+        seq = self._handed
+        self._unfinished.add(seq)
+        if self._journal is not None:
+            try:
+                self._journal.append(JournalEntry(record, _plain(reservation), period).encode())
+            except OSError:
+                log.exception("the ledger journal cannot be written: this settlement commits now")
+            else:
+                self._pending.append((record, reservation, period, None, seq))
+                self._kick()
+                return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, reservation, period, done, seq))
         self._hurry.set()  # its caller waits
         self._kick()
         await asyncio.shield(done)
@@ -377,36 +400,40 @@ class BillingRepo:
         """Wait until the settlements handed in so far are committed (before reads, on shutdown);
         later ones do not hold it up."""
         target = self._handed
-        while self._finished < target:
+        while any(seq <= target for seq in self._unfinished):
             self._hurry.set()
             self._kick()
             self._progress.clear()
             await self._progress.wait()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Drain, giving up after ``timeout`` seconds (the database is down): what is left stays in
-        the journal for the next start to replay."""
+        """Commit everything, giving up after ``timeout`` seconds (the database is down): what is
+        left stays in the journal for the next start to replay. Then close the journal."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
-            await asyncio.wait_for(self.drain(), timeout)
+            while self._unfinished:
+                await asyncio.wait_for(self.drain(), max(0.01, deadline - loop.time()))
         except TimeoutError:
             log.error(
                 "settlements not committed at shutdown stay in the journal",
-                extra={"left": len(self._pending)},
+                extra={"left": len(self._unfinished)},
             )
-            if self._flusher is not None:
-                self._flusher.cancel()
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         self.close()
 
     def close(self) -> None:
         """Close the journal; its directory goes only if everything in it committed."""
         if self._journal is not None:
-            idle = not self._pending and (self._flusher is None or self._flusher.done())
-            self._journal.close(clean=idle)
+            self._journal.close(clean=not self._unfinished)
 
     async def _flush(self) -> None:
         while self._pending:
             if self._retries:  # the database refused the last round: back off, keep the journal
-                await asyncio.sleep(min(5.0, 0.05 * 2**self._retries))
+                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._retries, 7)))
             elif not self._hurry.is_set():
                 # Nobody waits for a journaled settlement: linger so that the settlements of the next
                 # few milliseconds share one transaction (the commits' CPU competes with requests).
@@ -430,20 +457,18 @@ class BillingRepo:
             for start in range(0, len(batch), 500):
                 kept += await self._commit(batch[start : start + 500])
         except BaseException:
-            self._pending = batch + self._pending  # not lost: still in the finished segment too
+            # Cancelled mid-round: what did commit is done; the rest is still in the finished segment.
+            self._pending = [item for item in batch if item[4] in self._unfinished] + self._pending
             raise
-        self._finished += len(batch) - len(kept)
+        self._retries = self._retries + 1 if kept else 0
         if kept:
-            # Not committed, for a reason other than the settlement itself: into the new segment (so
-            # the finished one can go) and retried after the back-off.
-            assert self._journal is not None
-            for record, reservation, period, _ in kept:
-                held = _plain(reservation)
-                self._journal.append(JournalEntry(record, held, period).encode())
+            # Not committed, for a reason other than the settlement itself: retried after the back-off,
+            # from the new segment (so the finished one can go). Back in the queue first: if writing
+            # them fails, the finished segment stays and still holds them.
             self._pending = kept + self._pending
-            self._retries += 1
-        else:
-            self._retries = 0
+            assert self._journal is not None
+            for record, reservation, period, *_ in kept:
+                self._journal.append(JournalEntry(record, _plain(reservation), period).encode())
         if finished is not None:
             finished.unlink(missing_ok=True)
 
@@ -460,21 +485,37 @@ class BillingRepo:
             for item in group:  # one failing settlement must not take the others with it
                 kept += await self._commit([item])
             return kept
-        for *_, done in group:
+        for *_, done, seq in group:
+            self._unfinished.discard(seq)
             if done is not None and not done.done():
                 done.set_result(None)
         return []
 
     def _failed(self, item: _Settling, exc: Exception) -> list[_Settling]:
-        record, _, _, done = item
+        record, reservation, period, done, seq = item
         if done is not None:
+            self._unfinished.discard(seq)
             if not done.done():
                 done.set_exception(exc)
             return []
-        if isinstance(exc, IntegrityError):
+        verdict = _refusal(exc)
+        if verdict == "duplicate":
             # Its usage record exists already (a request id settles once): nothing to retry.
+            self._unfinished.discard(seq)
             log.error(
                 "settlement refused by the database, dropped", extra={"usage_request_id": record.request_id}
+            )
+            return []
+        if verdict == "values":
+            # The database refuses its values (a string too long for its column): never retried, kept
+            # for an operator in rejected.jsonl.
+            self._unfinished.discard(seq)
+            assert self._journal is not None
+            self._journal.reject(JournalEntry(record, _plain(reservation), period).encode())
+            log.error(
+                "settlement refused by the database, written to the journal's rejected.jsonl",
+                extra={"usage_request_id": record.request_id},
+                exc_info=exc,
             )
             return []
         log.warning("settlement not committed, kept in the journal for a retry", exc_info=exc)
@@ -517,14 +558,14 @@ class BillingRepo:
                 continue
             present.add(entry.record.request_id)
             held = Reservation(**entry.reservation) if entry.reservation is not None else None
-            todo.append((entry.record, held, entry.period, None))
+            todo.append((entry.record, held, entry.period, None, 0))
         return todo
 
     async def _settle_group(self, session: AsyncSession, group: list[_Settling]) -> None:
         """Settle ``group`` in the caller's transaction, with one statement per table and scope: the
         sums of a group are the same as settling each in turn."""
         conn = await session.connection()
-        held = [r for _, r, _, _ in group if r is not None and not r.lease]
+        held = [r for _, r, *_ in group if r is not None and not r.lease]
         released: set[str] = set()
         if held:  # a reservation the sweep already released gives nothing back twice
             result = await conn.execute(
@@ -533,14 +574,14 @@ class BillingRepo:
                 .returning(SpendReservationRow.request_id)
             )
             released = {row[0] for row in result}
-        leased = [r for _, r, _, _ in group if r is not None and r.lease]
+        leased = [r for _, r, *_ in group if r is not None and r.lease]
         if leased:
             released |= await self._shrink_leases(conn, leased)
         spent: Counter[tuple[str, str]] = Counter()
         unreserved: Counter[tuple[str, str]] = Counter()
         debit: Counter[str] = Counter()
         credit_back: Counter[str] = Counter()
-        for record, reservation, period, _ in group:
+        for record, reservation, period, *_ in group:
             if reservation is not None:
                 period = reservation.period
                 if reservation.request_id in released:

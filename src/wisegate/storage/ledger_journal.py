@@ -13,6 +13,7 @@ usage record is already in the database are skipped) and the directory is remove
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -79,10 +80,12 @@ class LedgerJournal:
         self._open_segment()
 
     def _open_segment(self) -> None:
+        """Open the next segment; only once that worked does it replace the current one."""
         assert self._dir is not None
+        segment = self._dir / f"{self._serial + 1:012d}.jsonl"
+        fd = os.open(segment, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
         self._serial += 1
-        self._segment = self._dir / f"{self._serial:012d}.jsonl"
-        self._fd = os.open(self._segment, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        self._segment, self._fd = segment, fd
 
     def append(self, line: bytes) -> None:
         """Write one line; when this returns the line survives the process being killed."""
@@ -90,15 +93,26 @@ class LedgerJournal:
             self.open()
         assert self._fd is not None
         written = os.write(self._fd, line)
-        if written != len(line):  # a regular file writes all or raises (disk full): never seen short
+        if written != len(line):  # a regular file writes all or raises (disk full)
+            with contextlib.suppress(OSError):
+                os.write(self._fd, b"\n")  # end the torn line, so that the next one reads on replay
             raise OSError(f"short write to the ledger journal ({written} of {len(line)} bytes)")
 
+    def reject(self, line: bytes) -> None:
+        """Keep a settlement the database refuses for good in ``rejected.jsonl``, for an operator."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / "rejected.jsonl").open("ab") as file:
+            file.write(line)
+
     def rotate(self) -> Path:
-        """Start a new segment for later lines; returns the finished one (delete it once committed)."""
+        """Start a new segment for later lines; returns the finished one (delete it once committed).
+        If the new one cannot be opened, the current one stays open and in use."""
+        if self._fd is None:
+            self.open()
         assert self._fd is not None and self._segment is not None
-        finished = self._segment
-        os.close(self._fd)
+        finished, old_fd = self._segment, self._fd
         self._open_segment()
+        os.close(old_fd)
         return finished
 
     def close(self, *, clean: bool) -> None:
