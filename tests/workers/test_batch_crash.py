@@ -92,6 +92,27 @@ def _wait_for(client: anthropic.Anthropic, batch_id: str, finished: int) -> Any:
         time.sleep(0.05)
 
 
+def _until_some_are_claimed(database_url: str, batch_id: str) -> None:
+    """Wait until requests of the batch are claimed and unfinished, so that a kill interrupts them."""
+
+    async def claimed() -> int:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                query = text(
+                    "select count(*) from batch_requests where batch_id = :b "
+                    "and claimed_by is not null and result is null"
+                )
+                return int((await session.execute(query, {"b": batch_id})).scalar_one())
+        finally:
+            await db.close()
+
+    deadline = time.monotonic() + 30
+    while not asyncio.run(claimed()):
+        assert time.monotonic() < deadline, "no request of the batch was ever claimed"
+        time.sleep(0.01)
+
+
 def test_kill_9_mid_batch_loses_and_duplicates_nothing(database_url: str, tmp_path: Path) -> None:
     config = tmp_path / "wisegate.toml"
     config.write_text(
@@ -131,6 +152,7 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(database_url: str, tmp_pa
         batch = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
 
         _wait_for(client, batch.id, N // 4)
+        _until_some_are_claimed(database_url, batch.id)
         procs.kill(server)
         if worker is not None:
             procs.kill(worker)
@@ -138,6 +160,7 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(database_url: str, tmp_pa
         worker = procs.start("worker") if scaled else None
 
         _wait_for(client, batch.id, N // 2)
+        _until_some_are_claimed(database_url, batch.id)
         if worker is not None:
             procs.kill(worker)
         else:
