@@ -2,8 +2,9 @@
 
 Real processes (``wisegate serve`` with its in-process worker, and ``wisegate worker``) on a real
 database, the scripted backend slowed down through the TOML config so the batch is still running when
-the processes are killed. Afterwards every custom_id has exactly one result and exactly one usage
-record, and some requests were provably claimed more than once (the crash did interrupt work).
+the processes are killed. Afterwards (once the killed processes' ledger journals are replayed, as the
+next start does) every custom_id has exactly one result and exactly one usage record, and some
+requests were provably claimed more than once (the crash did interrupt work).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import free_port, postgres_database
+from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database
+from wisegate.storage.ledger_journal import LedgerJournal
 
 WISEGATE = [sys.executable, "-m", "wisegate"]
 N = 400
@@ -187,6 +190,9 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(database_url: str, tmp_pa
     async def check() -> tuple[int, int, int, int]:
         db = Database(database_url)
         try:
+            # The last processes were killed too: their journaled settlements count once the data
+            # directory is opened again, as the next start would.
+            await BillingRepo(db, LedgerJournal(tmp_path / "data" / "ledger-journal")).recover()
             async with db.read() as session:
                 records, distinct, failed = (
                     await session.execute(
