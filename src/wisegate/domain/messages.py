@@ -44,7 +44,6 @@ from wisegate.protocol.messages import (
     MessagesRequest,
     TextBlock,
     ThinkingBlock,
-    ToolResultBlockParam,
     ToolUseBlock,
     Usage,
 )
@@ -364,18 +363,15 @@ def _upper_estimate(json_bytes: int) -> int:
 
 def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
     caps = served.backend.capabilities
-    for index, message in enumerate(request.messages):
-        for block in message.blocks():
-            inner = block.content if isinstance(block, ToolResultBlockParam) else [block]
-            for item in inner if isinstance(inner, list) else []:
-                if isinstance(item, ImageBlockParam) and not caps.images:
-                    raise InvalidRequest(
-                        f"messages.{index}.content: model '{served.config.id}' does not support image input"
-                    )
-                if isinstance(item, DocumentBlockParam) and item.source.type == "base64" and not caps.pdf:
-                    raise InvalidRequest(
-                        f"messages.{index}.content: model '{served.config.id}' does not support PDF input"
-                    )
+    for index, item in request.media():
+        if isinstance(item, ImageBlockParam) and not caps.images:
+            raise InvalidRequest(
+                f"messages.{index}.content: model '{served.config.id}' does not support image input"
+            )
+        if isinstance(item, DocumentBlockParam) and item.source.type == "base64" and not caps.pdf:
+            raise InvalidRequest(
+                f"messages.{index}.content: model '{served.config.id}' does not support PDF input"
+            )
 
 
 async def accumulate(stream: MessageStream) -> Message:

@@ -14,7 +14,7 @@ import anyio
 from wisegate.backends.base import RelayRequest, relay_of
 from wisegate.backends.upstream import rewrite_json
 from wisegate.errors import ApiError, ApiInternal
-from wisegate.protocol.messages import DocumentBlockParam, FileSource, ImageBlockParam, ToolResultBlockParam
+from wisegate.protocol.messages import FileSource
 
 if TYPE_CHECKING:
     from wisegate.backends.registry import ServedModel
@@ -114,17 +114,9 @@ def refers_to_stored(request: MessagesRequest) -> bool:
     """Whether the request names a stored file (``"source": {"type": "file"}``, also in a tool
     result) or loads skills (``container``); other requests go up without being re-encoded. Decided
     on the parsed request: JSON escapes (``"\\u0066ile"``) cannot hide an id from it."""
-    if request.container is not None:
-        return True
-    for message in request.messages:
-        for block in message.blocks():
-            inner = block.content if isinstance(block, ToolResultBlockParam) else [block]
-            for item in inner if isinstance(inner, list) else ():
-                if isinstance(item, ImageBlockParam | DocumentBlockParam) and isinstance(
-                    item.source, FileSource
-                ):
-                    return True
-    return False
+    return request.container is not None or any(
+        isinstance(item.source, FileSource) for _, item in request.media()
+    )
 
 
 def request_bytes(request: MessagesRequest | CountTokensRequest) -> bytes:

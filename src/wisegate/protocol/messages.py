@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
@@ -350,6 +351,15 @@ class _Conversation(_Strict):
                 f"A maximum of 4 blocks with cache_control may be provided. Found {breakpoints}."
             )
         return self
+
+    def media(self) -> Iterator[tuple[int, ImageBlockParam | DocumentBlockParam]]:
+        """Every image and document block with its message's index, also those inside tool results."""
+        for index, message in enumerate(self.messages):
+            for block in message.blocks():
+                inner = block.content if isinstance(block, ToolResultBlockParam) else [block]
+                for item in inner if isinstance(inner, list) else ():
+                    if isinstance(item, ImageBlockParam | DocumentBlockParam):
+                        yield index, item
 
     def system_text(self) -> list[TextBlockParam]:
         """The top-level system prompt as text blocks."""
