@@ -28,16 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.storage.billing import unsettle
 from wisegate.storage.db import Database
 from wisegate.storage.repos import ApiKey, aware, key_from_row
-from wisegate.storage.tables import (
-    ApiKeyRow,
-    BatchRequestRow,
-    BillingAccountRow,
-    MessageBatchRow,
-    SpendPeriodRow,
-    UsageRecordRow,
-)
+from wisegate.storage.tables import ApiKeyRow, BatchRequestRow, MessageBatchRow
 
 FINAL_STATUSES = ("succeeded", "errored", "canceled", "expired")
 _INSERT_CHUNK = 1000
@@ -461,29 +455,5 @@ class BatchRepo:
         drops what the interrupted attempt recorded and gives its cost back to the monthly counters and
         the credit balance, in one transaction, so each request is billed exactly once.
         """
-        u = UsageRecordRow
         async with self._db.write() as session:
-            gone = (
-                await session.execute(
-                    delete(u)
-                    .where(u.request_id == request_id)
-                    .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
-                )
-            ).first()
-            if gone is None or not gone.cost_picousd:
-                return
-            cost, period = gone.cost_picousd, aware(gone.created_at).strftime("%Y-%m")
-            for scope_id in (gone.organization_id, gone.workspace_id):  # the settlement's row order
-                await session.execute(
-                    update(SpendPeriodRow)
-                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
-                    .values(spent_pico=SpendPeriodRow.spent_pico - cost)
-                )
-            await session.execute(
-                update(BillingAccountRow)
-                .where(BillingAccountRow.organization_id == gone.organization_id)
-                .values(
-                    spent_pico=BillingAccountRow.spent_pico - cost,
-                    credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
-                )
-            )
+            await unsettle(session, request_id)

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.storage.db import Database
 from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
-from wisegate.storage.repos import UsageRecord
+from wisegate.storage.repos import UsageRecord, aware
 from wisegate.storage.tables import (
     BillingAccountRow,
     CreditGrantRow,
@@ -723,3 +723,34 @@ async def _period(session: AsyncSession, scope_id: str, period: str) -> tuple[in
         )
     ).one()
     return int(row[0]), int(row[1])
+
+
+async def unsettle(session: AsyncSession, request_id: str) -> None:
+    """Undo a committed settlement in the caller's transaction: delete its usage record, take its cost
+    back out of the monthly counters and return it to the credit balance (a reservation it released
+    stays released). Rows in the settlement's order: organization, workspace, account."""
+    u = UsageRecordRow
+    gone = (
+        await session.execute(
+            delete(u)
+            .where(u.request_id == request_id)
+            .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
+        )
+    ).first()
+    if gone is None or not gone.cost_picousd:
+        return
+    cost, period = gone.cost_picousd, aware(gone.created_at).strftime("%Y-%m")
+    for scope_id in (gone.organization_id, gone.workspace_id):
+        await session.execute(
+            update(SpendPeriodRow)
+            .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
+            .values(spent_pico=SpendPeriodRow.spent_pico - cost)
+        )
+    await session.execute(
+        update(BillingAccountRow)
+        .where(BillingAccountRow.organization_id == gone.organization_id)
+        .values(
+            spent_pico=BillingAccountRow.spent_pico - cost,
+            credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
+        )
+    )
