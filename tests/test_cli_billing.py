@@ -34,3 +34,9 @@ def test_credits_and_limits_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "$1.000000" in run("limits", "spend", "--workspace", workspace, "--usd", "1")
     bad = runner.invoke(main, ["limits", "tier", "gold"])
     assert bad.exit_code != 0 and "unknown tier" in bad.output
+    for amount, why in (
+        ("ten dollars", "is not an amount in USD"),
+        ("0.0000000000001", "more than 12 decimals"),
+    ):
+        refused = runner.invoke(main, ["credits", "add", "--usd", amount])
+        assert refused.exit_code == 2 and why in refused.output, refused.output

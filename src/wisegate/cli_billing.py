@@ -8,7 +8,6 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import click
@@ -44,14 +43,18 @@ def _run(work: Callable[[Any, str], Awaitable[T]]) -> T:
 
 
 def _pico(usd: str) -> int:
-    value = Decimal(usd) * 10**12
-    if value != value.to_integral_value():
-        raise click.BadParameter(f"{usd}: at most 12 decimals")
-    return int(value)
+    from wisegate.domain.pricing import parse_usd
+
+    try:
+        return parse_usd(usd)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _usd(pico: int | None) -> str:
-    return "none" if pico is None else f"${Decimal(pico) / 10**12:.6f}"
+    from wisegate.domain.pricing import format_amount
+
+    return format_amount(pico)
 
 
 @click.group()

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from starlette.responses import Response
 
 from wisegate.console.web import Operator, page
-from wisegate.domain.pricing import format_usd
+from wisegate.domain.pricing import format_amount
 from wisegate.errors import InvalidRequest
 from wisegate.storage.billing import WorkspaceLimits
 
@@ -27,10 +27,6 @@ class WorkspaceRow:
     limits: WorkspaceLimits
     spent_pico: int
     reserved_pico: int
-
-
-def usd(pico: int | None) -> str:
-    return "none" if pico is None else format_usd(pico)
 
 
 @page
@@ -60,7 +56,7 @@ async def limits_page(op: Operator) -> Response:
         spent=spent,
         reserved=reserved,
         rows=rows,
-        usd=usd,
+        usd=format_amount,
         no_limit=NO_LIMIT,
     )
 
@@ -74,7 +70,7 @@ async def add_credits(op: Operator) -> Response:
     note = op.text("note") or "top-up"
     account = await op.services.limits.billing.add_credits(op.organization_id, amount, note[:200])
     op.services.limits.forget_cached()
-    return op.back(notice=f"Credits added: balance {usd(account.credit_balance_pico)}.")
+    return op.back(notice=f"Credits added: balance {format_amount(account.credit_balance_pico)}.")
 
 
 @page
@@ -104,7 +100,7 @@ async def set_spend_limit(op: Operator) -> Response:
         await billing.set_workspace_limits(workspace_id, op.organization_id, pico, current.rate_limits)
         target = f"workspace “{view.workspace.name}”"
     op.services.limits.forget_cached()
-    return op.back(notice=f"Monthly spend limit of {target}: {usd(pico)}.")
+    return op.back(notice=f"Monthly spend limit of {target}: {format_amount(pico)}.")
 
 
 @page

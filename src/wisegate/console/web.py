@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from starlette.templating import Jinja2Templates
 
 from wisegate.console.session import COOKIE, Session, SessionCodec, load_secret
 from wisegate.domain.keys import Principal
-from wisegate.domain.pricing import PICO_PER_USD
+from wisegate.domain.pricing import parse_usd
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.services import Services, services_of
@@ -141,14 +140,12 @@ class Operator:
         if not raw:
             return None
         try:
-            value = Decimal(raw) * PICO_PER_USD
-        except InvalidOperation:
-            raise InvalidRequest(f"{label}: '{raw}' is not an amount in USD (e.g. 25 or 0.50)") from None
-        if not value.is_finite() or value != value.to_integral_value():
-            raise InvalidRequest(f"{label}: '{raw}' has more than 12 decimals")
+            value = parse_usd(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"{label}: {exc}") from None
         if value < 0 and not allow_negative:
             raise InvalidRequest(f"{label}: must not be negative")
-        return int(value)
+        return value
 
     def integer(self, name: str, *, label: str, low: int, high: int) -> int | None:
         raw = self.text(name)

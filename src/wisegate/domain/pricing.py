@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from wisegate.protocol.messages import Usage
 from wisegate.settings import PriceConfig
@@ -87,3 +87,20 @@ def _is_glob(key: str) -> bool:
 def format_usd(picodollars: int) -> str:
     """``"$1.234567"``: dollars with six decimals (rounded toward zero), for people, never for sums."""
     return f"${Decimal(picodollars) / PICO_PER_USD:.6f}"
+
+
+def format_amount(picodollars: int | None) -> str:
+    """A limit, balance or spend for people: ``format_usd``, or ``"none"`` when unset."""
+    return "none" if picodollars is None else format_usd(picodollars)
+
+
+def parse_usd(text: str) -> int:
+    """An amount typed by a person (``25``, ``0.50``) in picodollars, exactly; ``ValueError`` says what
+    is wrong with it."""
+    try:
+        value = Decimal(text) * PICO_PER_USD
+    except InvalidOperation:
+        raise ValueError(f"'{text}' is not an amount in USD (e.g. 25 or 0.50)") from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise ValueError(f"'{text}' has more than 12 decimals")
+    return int(value)
