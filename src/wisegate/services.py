@@ -26,6 +26,7 @@ from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
 from wisegate.domain.skills import SkillService
 from wisegate.domain.tenancy import TenancyService
+from wisegate.domain.threads import ThreadService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.batches import BatchRepo
@@ -35,6 +36,7 @@ from wisegate.storage.files import FileRepo, SkillRepo
 from wisegate.storage.ledger_journal import LedgerJournal
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
+from wisegate.storage.threads import ThreadRepo
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Services:
     reports: ReportService
     limits: LimitService
     batches: BatchService
+    threads: ThreadService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -73,17 +76,23 @@ class Services:
         journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
         billing = BillingRepo(db, journal)
         limits = LimitService(settings.limits, build_limiter(settings), billing, prices)
+        messages = MessageService(registry, limits, catalog=catalog, attachments=attachments)
+        threads = ThreadService(
+            ThreadRepo(db), messages, clock or SystemClock(), settings.thread_retention_seconds
+        )
         return cls(
             settings=settings,
             db=db,
             registry=registry,
             keys=keys,
             usage=UsageService(UsageRepo(db), billing.drain),
-            messages=MessageService(registry, limits, catalog=catalog, attachments=attachments),
+            messages=messages,
             files=files,
             skills=skills,
             catalog=catalog,
-            tenancy=TenancyService(TenancyRepo(db), directory, keys, catalog),
+            tenancy=TenancyService(
+                TenancyRepo(db), directory, keys, catalog, on_archive=threads.forget_workspace
+            ),
             people=PeopleService(directory),
             reports=ReportService(
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
@@ -91,6 +100,7 @@ class Services:
             limits=limits,
             batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
             models=ModelPages(catalog),
+            threads=threads,
         )
 
     @asynccontextmanager

@@ -139,7 +139,7 @@ def _default_models() -> list[ModelConfig]:
             display_name="SmolLM2 135M Instruct (embedded)",
             created_at="2024-11-01T00:00:00Z",
             max_input_tokens=8192,
-            max_output_tokens=8192,
+            max_output_tokens=2048,
         )
     ]
 
@@ -177,6 +177,9 @@ class Settings(BaseSettings):
     batch_worker: bool = True
     batch_concurrency: int = 32
     batch_lease_seconds: float = 60.0
+    # Message threads (``thread`` on Messages): how long a thread's conversation is held after its
+    # newest turn, in the database, before it is deleted.
+    thread_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)

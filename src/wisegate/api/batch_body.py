@@ -136,6 +136,8 @@ def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int
         raise InvalidRequest(f"{named}: {_under_params(detail, exc)}") from None
     if params.stream:
         raise InvalidRequest(f"{named}: params.stream: batch requests cannot be streamed")
+    if params.thread is not None:
+        raise InvalidRequest(f"{named}: params.thread: batch requests cannot use a thread")
     if envelope.custom_id in seen:
         raise InvalidRequest(
             f"{named}: custom_id {envelope.custom_id!r} is used by more than one request; "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable
+from typing import Protocol, TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -16,9 +16,10 @@ from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
-from wisegate.domain.messages import MessageStream, accumulate
+from wisegate.domain.limits import RateLimitSnapshot
+from wisegate.domain.messages import accumulate
 from wisegate.errors import ApiError
-from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
+from wisegate.protocol.events import ErrorBody, ErrorEvent, StreamEvent, encode_sse
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, MessageTokensCount
 from wisegate.services import services_of
 
@@ -31,6 +32,11 @@ async def create_message(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     body, raw = await parse_with_bytes(request, MessagesRequest, services.settings.max_messages_request_bytes)
     request_id = request_id_of(request) or ""
+    if body.thread is not None:  # server-held state: the typed path, which sees the whole response
+        stream: EventStream = await services.threads.open_stream(
+            principal, body, request_id, streamed=bool(body.stream)
+        )
+        return await _respond(request, body, stream)
     relayed = await services.messages.open_relay(
         principal,
         body,
@@ -42,6 +48,20 @@ async def create_message(request: Request) -> Response:
     if relayed is not None:
         return relayed_response(relayed, rate_limit_headers(relayed.rate_limits))
     stream = await services.messages.open_stream(principal, body, request_id, streamed=bool(body.stream))
+    return await _respond(request, body, stream)
+
+
+class EventStream(Protocol):
+    """What a response is rendered from: ``MessageStream`` or a thread's ``ThreadedStream``."""
+
+    rate_limits: RateLimitSnapshot | None
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def _respond(request: Request, body: MessagesRequest, stream: EventStream) -> Response:
     headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
         return SSEResponse(stream, headers)
@@ -106,7 +126,7 @@ class SSEResponse(Response):
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, stream: MessageStream, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, stream: EventStream, headers: dict[str, str] | None = None) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", self.media_type.encode()), (b"cache-control", b"no-cache")]

@@ -35,6 +35,10 @@ class Capabilities:
     exact_token_count: bool = True
     local_token_count: bool = True
     """``count_tokens`` runs in-process (no network): admission may count every request exactly."""
+    structured_outputs: bool = False
+    """``output_config.format`` and ``strict`` tools are honoured (enforced, passed through or translated)."""
+    effort: bool = False
+    """``output_config.effort`` reaches the model (else it is accepted and has no effect)."""
 
 
 @dataclass(frozen=True, slots=True)

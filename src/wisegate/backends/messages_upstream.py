@@ -51,7 +51,14 @@ class MessagesUpstream:
     """Base class; subclasses implement ``_prepare`` (and ``_sse`` for non-SSE stream framing)."""
 
     capabilities = Capabilities(
-        tools=True, images=True, pdf=True, thinking=True, exact_token_count=True, local_token_count=False
+        tools=True,
+        images=True,
+        pdf=True,
+        thinking=True,
+        exact_token_count=True,
+        local_token_count=False,
+        structured_outputs=True,
+        effort=True,
     )
     remote = True
 

@@ -178,10 +178,18 @@ def chat_request(request: MessagesRequest, model: str, send_top_k: bool = False)
                     "name": t.name,
                     "description": t.description or "",
                     "parameters": t.input_schema.model_dump(exclude_none=True),
+                    **({"strict": True} if t.strict else {}),
                 },
             }
             for t in tools
         ]
+    output = request.output_config.format if request.output_config is not None else None
+    if output is not None:
+        # Structured outputs as Chat Completions' strict ``response_format``.
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "output", "schema": output.json_schema, "strict": True},
+        }
     choice = request.tool_choice
     if isinstance(choice, ToolChoiceAuto):
         body["tool_choice"] = "auto"
@@ -300,6 +308,9 @@ class OpenAICompatBackend:
             pdf=False,
             thinking=False,
             exact_token_count=False,
+            # ``structured_outputs = false`` for an upstream without ``response_format: json_schema``:
+            # requests that need it are then refused (400 naming the model) instead of ignored.
+            structured_outputs=bool(options.get("structured_outputs", True)),
         )
         self._session: aiohttp.ClientSession | None = None
 

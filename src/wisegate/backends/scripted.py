@@ -10,6 +10,7 @@ first event; ``token_delay`` (seconds) paces the words.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -43,10 +44,20 @@ _KEEP_CALLS = 1000
 
 
 class ScriptedBackend:
-    capabilities = Capabilities(tools=True, images=True, pdf=True, thinking=True, exact_token_count=True)
+    capabilities = Capabilities(
+        tools=True,
+        images=True,
+        pdf=True,
+        thinking=True,
+        exact_token_count=True,
+        structured_outputs=True,
+        effort=True,
+    )
 
     def __init__(self, name: str = "scripted", options: dict[str, Any] | None = None) -> None:
         self.name = name
+        if (options or {}).get("structured_outputs") is False:
+            self.capabilities = dataclasses.replace(ScriptedBackend.capabilities, structured_outputs=False)
         self._delay = float((options or {}).get("token_delay", 0))
         self.delay = float((options or {}).get("delay", 0))
         self.calls: list[MessagesRequest] = []

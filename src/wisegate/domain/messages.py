@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 
 import anyio
@@ -363,6 +363,16 @@ def _upper_estimate(json_bytes: int) -> int:
 
 def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
     caps = served.backend.capabilities
+    if not caps.structured_outputs:
+        if request.output_config is not None and request.output_config.format is not None:
+            raise InvalidRequest(
+                f"output_config.format: model '{served.config.id}' does not support structured outputs"
+            )
+        for index, tool in enumerate(request.tools or []):
+            if getattr(tool, "strict", None):
+                raise InvalidRequest(
+                    f"tools.{index}.strict: model '{served.config.id}' does not support strict tool use"
+                )
     for index, item in request.media():
         if isinstance(item, ImageBlockParam) and not caps.images:
             raise InvalidRequest(
@@ -374,7 +384,7 @@ def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRe
             )
 
 
-async def accumulate(stream: MessageStream) -> Message:
+async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
     """Fold stream events into the final ``Message`` (what the SDK's ``accumulate_event`` does)."""
     message: Message | None = None
     partial_json: dict[int, str] = {}

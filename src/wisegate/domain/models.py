@@ -99,11 +99,17 @@ def model_info(served: ServedModel) -> ModelInfo:
             citations=_NO,
             code_execution=_NO,
             context_management=ContextManagementCapability(supported=False),
-            effort=EffortCapability(supported=False, low=_NO, medium=_NO, high=_NO, max=_NO),
+            effort=EffortCapability(
+                supported=caps.effort,
+                low=support(caps.effort),
+                medium=support(caps.effort),
+                high=support(caps.effort),
+                max=support(caps.effort),
+            ),
             image_input=support(caps.images),
             pdf_input=support(caps.pdf),
             server_tools=ServerToolsCapability(supported=False, code_execution=_NO, web_search=_NO),
-            structured_outputs=_NO,
+            structured_outputs=support(caps.structured_outputs),
             thinking=ThinkingCapability(
                 supported=caps.thinking,
                 types=ThinkingTypes(

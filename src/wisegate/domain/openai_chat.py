@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
 
 from wisegate.domain.keys import Principal
@@ -91,9 +91,13 @@ class ChatCompletionService:
                     "name": tool.function.name,
                     "description": tool.function.description or "",
                     "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
+                    **({"strict": True} if tool.function.strict else {}),
                 }
                 for tool in body.tools
             ]
+        output = _output_format(body)
+        if output is not None:
+            request["output_config"] = {"format": output}
         choice = _tool_choice(body)
         if choice is not None:
             request["tool_choice"] = choice
@@ -192,6 +196,18 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
     return "\n".join(s for s in system if s), turns
 
 
+def _output_format(body: ChatCompletionRequest) -> dict[str, Any] | None:
+    """``response_format`` as the Messages ``output_config.format`` (enforced like it)."""
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return {"type": "json_schema", "schema": {"type": "object"}}
+    if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+        raise InvalidRequest("response_format.json_schema.schema: required for type 'json_schema'")
+    return {"type": "json_schema", "schema": fmt.json_schema.schema_}
+
+
 def _tool_choice(body: ChatCompletionRequest) -> dict[str, Any] | None:
     choice = body.tool_choice
     if choice is None and body.parallel_tool_calls is not False:
@@ -248,7 +264,7 @@ def completion(message: Message) -> ChatCompletion:
 
 
 async def chunks(
-    stream: MessageStream | AsyncGenerator[StreamEvent], include_usage: bool
+    stream: AsyncIterable[StreamEvent], include_usage: bool
 ) -> AsyncGenerator[ChatCompletionChunk]:
     """``chat.completion.chunk`` objects for a Messages event stream (usage last when asked for)."""
     created = int(time.time())

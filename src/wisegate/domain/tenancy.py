@@ -7,7 +7,7 @@ may only read their own workspace (anything else is a 404, as if it did not exis
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,8 +45,17 @@ def default_color(workspace_id: str) -> str:
 
 
 class TenancyService:
-    def __init__(self, repo: TenancyRepo, directory: DirectoryRepo, keys: KeyService, catalog: ModelCatalog):
+    def __init__(
+        self,
+        repo: TenancyRepo,
+        directory: DirectoryRepo,
+        keys: KeyService,
+        catalog: ModelCatalog,
+        *,
+        on_archive: Callable[[str], Awaitable[None]] | None = None,
+    ):
         self._repo = repo
+        self._on_archive = on_archive
         self._directory = directory
         self._keys = keys
         self._catalog = catalog
@@ -154,6 +163,8 @@ class TenancyService:
         updated = await self._repo.update_workspace(workspace_id, archived_at=datetime.now(UTC))
         assert updated is not None
         self._keys.forget_cached()
+        if self._on_archive is not None:  # what the workspace held for its requests (thread state)
+            await self._on_archive(workspace_id)
         return WorkspaceView(updated, view.display_color, view.allowed_models, False)
 
     def _check_models(self, models: Sequence[str] | None) -> tuple[str, ...] | None:

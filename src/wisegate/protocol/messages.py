@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
+
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BASE58 = bytes(_ALPHABET[b % 58].encode()[0] for b in range(256))
 _UNEVEN = bytes(range(232, 256))
@@ -216,6 +218,7 @@ class CustomTool(_Open):
     description: str | None = None
     type: Literal["custom"] | None = None
     cache_control: CacheControl | None = None
+    strict: bool | None = None
 
     @field_validator("name")
     @classmethod
@@ -309,7 +312,23 @@ class Metadata(_Strict):
 
 class OutputConfig(_Open):
     effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
-    format: dict[str, Any] | None = None
+    format: JsonOutputFormat | None = None
+
+
+class ThreadCreate(_Strict):
+    """``thread: {"type": "create"}``: hold this conversation under the response's id."""
+
+    type: Literal["create"]
+
+
+class ThreadContinue(_Strict):
+    """``thread: {"type": "continue", "previous_message_id": …}``: resume from a stored response."""
+
+    type: Literal["continue"]
+    previous_message_id: str = Field(min_length=1, max_length=64)
+
+
+ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
 
 
 class _Conversation(_Strict):
@@ -330,6 +349,25 @@ class _Conversation(_Strict):
     container: str | dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _output_format_alias(cls, data: Any) -> Any:
+        """``output_format`` (the structured-outputs beta's name) is ``output_config.format``."""
+        if not isinstance(data, dict) or "output_format" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("output_format")
+        if legacy is None:
+            return data
+        config = data.get("output_config")
+        if isinstance(config, dict) and config.get("format") is not None:
+            raise ValueError(
+                "Both output_format and output_config.format were provided. "
+                "Please use only output_config.format (output_format is deprecated)."
+            )
+        data["output_config"] = {**(config if isinstance(config, dict) else {}), "format": legacy}
+        return data
+
     @model_validator(mode="after")
     def _check_conversation(self) -> _Conversation:
         if not self.messages:
@@ -345,6 +383,7 @@ class _Conversation(_Strict):
         if isinstance(choice, ToolChoiceTool) and choice.name not in names:
             raise ValueError(f"tool_choice: Tool '{choice.name}' not found in provided tools")
         _check_tool_results(self.messages)
+        _check_strict_schemas(self)
         breakpoints = _count_breakpoints(self)
         if breakpoints > 4:
             raise ValueError(
@@ -382,6 +421,7 @@ class MessagesRequest(_Conversation):
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     inference_geo: str | None = None
+    thread: ThreadParam | None = None
 
     @field_validator("stop_sequences")
     @classmethod
@@ -413,6 +453,18 @@ class CountTokensRequest(_Conversation):
 
 class MessageTokensCount(BaseModel):
     input_tokens: int
+
+
+def _check_strict_schemas(request: _Conversation) -> None:
+    """Structured outputs' and strict tools' schemas stay within the subset the API supports."""
+    try:
+        if request.output_config is not None and request.output_config.format is not None:
+            check_schema(request.output_config.format.json_schema, "output_config.format.schema")
+        for index, tool in enumerate(request.tools or []):
+            if isinstance(tool, CustomTool) and tool.strict:
+                check_schema(tool.input_schema.model_dump(exclude_none=True), f"tools.{index}.input_schema")
+    except SchemaUnsupported as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _check_tool_results(messages: list[MessageParam]) -> None:

@@ -80,6 +80,20 @@ class NamedToolChoice(_Open):
     function: NamedFunction
 
 
+class JsonSchemaFormat(_Open):
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Open):
+    """``response_format``: ``text``, ``json_object`` (any JSON object) or ``json_schema``."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class StreamOptions(_Open):
     include_usage: bool | None = None
 
@@ -101,6 +115,7 @@ class ChatCompletionRequest(_Open):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None
+    response_format: ResponseFormat | None = None
 
 
 class ChatCompletionMessage(BaseModel):

@@ -294,3 +294,30 @@ class BatchRequestRow(Base):
         Index("ix_batch_requests_batch_id", "batch_id", "id"),
         Index("ix_batch_requests_status_id", "status", "id"),
     )
+
+
+class MessageThreadRow(Base):
+    """Server-held conversation state: one row per response of a thread (``thread`` on Messages).
+
+    ``state`` (JSON: system, tools, messages up to and with the response) is held by the newest
+    response of a thread only: once a turn continues from a row, its ``state`` is cleared and
+    ``continued`` is ``done``. Rows live until ``expires_at`` (the retention setting) or until their
+    workspace is archived.
+    """
+
+    __tablename__ = "message_threads"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(256))
+    state: Mapped[str | None] = mapped_column(Text, nullable=True)
+    continued: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    continued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_message_threads_workspace", "workspace_id"),
+        Index("ix_message_threads_expires", "expires_at"),
+    )

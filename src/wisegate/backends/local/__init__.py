@@ -26,7 +26,8 @@ from typing import Any
 from wisegate.backends.base import Capabilities, ModelRoute
 from wisegate.backends.local.cache import Boundary, PromptCache
 from wisegate.backends.local.engine import Chunk, Engine, Job, Sampling, ToolMode
-from wisegate.backends.local.prompt import Prompt, PromptRenderer
+from wisegate.backends.local.grammar import GrammarBook, GrammarUnsupported, answer_gbnf, schema_gbnf
+from wisegate.backends.local.prompt import TOOL_CALL_OPEN, Prompt, PromptRenderer
 from wisegate.errors import ApiInternal, InvalidRequest, Overloaded
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -68,7 +69,9 @@ def default_model_path() -> Path:
 
 
 class LocalBackend:
-    capabilities = Capabilities(tools=True, images=False, pdf=False, thinking=False, exact_token_count=True)
+    capabilities = Capabilities(
+        tools=True, images=False, pdf=False, thinking=False, exact_token_count=True, structured_outputs=True
+    )
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         self.name = name
@@ -88,6 +91,7 @@ class LocalBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wisegate-{name}")
         self._engine: Engine | None = None
         self._renderer: PromptRenderer | None = None
+        self._grammars: GrammarBook | None = None
         self._admitted = 0
         # Prompts tokenized lately: admission counts a request's prompt, then generation feeds the
         # same text to the model; it is tokenized once.
@@ -113,6 +117,7 @@ class LocalBackend:
         llm = await asyncio.get_running_loop().run_in_executor(self._executor, load)
         self._engine = Engine(llm)
         self._renderer = PromptRenderer(llm.metadata["tokenizer.chat_template"])
+        self._grammars = GrammarBook(self._engine.parses)
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -179,6 +184,8 @@ class LocalBackend:
         if self._admitted >= self._queue_size + 1:
             raise Overloaded("Overloaded")
         tools = [t for t in request.tools or [] if isinstance(t, CustomTool)]
+        tool_mode = _tool_mode(request, bool(tools))
+        answer_grammar, tool_grammars = await self._grammars_for(request, tools, tool_mode)
         room = self._n_ctx - len(tokens)
         plan = self.cache.plan(tokens, boundaries) if boundaries else None
         if plan is not None:
@@ -195,12 +202,14 @@ class LocalBackend:
                 request.top_k if request.top_k is not None else self._defaults.top_k,
             ),
             stop_sequences=list(request.stop_sequences or []),
-            tool_mode=_tool_mode(request, bool(tools)),
+            tool_mode=tool_mode,
             tools=tools,
             forced_tool=request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None,
             usage=usage,
             cache=self.cache if plan is not None else None,
             cache_plan=plan,
+            answer_grammar=answer_grammar,
+            tool_grammars=tool_grammars,
         )
         self._admitted += 1
         loop = asyncio.get_running_loop()
@@ -232,6 +241,50 @@ class LocalBackend:
             await asyncio.shield(future)
             if plan is not None:
                 self.cache.release(plan)
+
+    async def _grammars_for(
+        self, request: MessagesRequest, tools: list[CustomTool], tool_mode: ToolMode
+    ) -> tuple[str | None, dict[str, str]]:
+        """The verified grammars of the answer (structured outputs) and of each tool's input.
+
+        Built and bounded (``grammar.py``) before generation: a schema past a bound is a 400 here,
+        never a crash in llama.cpp. A non-strict tool whose schema the converter cannot express gets
+        any JSON object; a strict tool or an output format gets a 400 instead.
+        """
+        book = self._grammars
+        assert book is not None
+        tool_grammars: dict[str, str] = {}
+        checks: list[tuple[str, str]] = []
+        if tool_mode != "none":
+            for index, tool in enumerate(request.tools or []):
+                if not isinstance(tool, CustomTool):
+                    continue
+                where = f"tools.{index}.input_schema"
+                try:
+                    text = schema_gbnf(tool.input_schema.model_dump(exclude_none=True), where)
+                except GrammarUnsupported:
+                    if tool.strict:
+                        raise
+                    text = schema_gbnf({"type": "object"}, where)
+                tool_grammars[tool.name] = text
+                checks.append((text, where))
+        answer: str | None = None
+        output = request.output_config.format if request.output_config is not None else None
+        if output is not None and tool_mode != "forced":
+            answer = answer_gbnf(
+                output.json_schema,
+                "output_config.format.schema",
+                tool_call_open=TOOL_CALL_OPEN if tool_mode == "auto" else None,
+            )
+            checks.append((answer, "output_config.format.schema"))
+
+        def verify() -> None:
+            for text, where in checks:
+                book.verified(text, where)
+
+        if checks:
+            await asyncio.to_thread(verify)
+        return answer, tool_grammars
 
 
 def _boundaries(prompt: Prompt, token_ends: list[int]) -> list[Boundary] | None:

@@ -7,6 +7,9 @@ yields :data:`Chunk` tuples that the async side turns into protocol events:
     ("tool", tool_use_id, name)        a tool call begins
     ("json", str)                      a piece of the tool input JSON
     ("end", stop_reason, stop_sequence)
+
+Grammars come ready-made and verified in the job (``grammar.py`` builds and bounds them before
+generation starts); the engine only samples under them.
 """
 
 from __future__ import annotations
@@ -18,15 +21,15 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import llama_cpp
 from llama_cpp import Llama
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from wisegate.backends.local.cache import CachePlan, PromptCache
-from wisegate.backends.local.prompt import TOOL_CALL_OPEN
-from wisegate.backends.local.text import StopMatcher
+from wisegate.backends.local.prompt import SCAFFOLD_ECHOES, TOOL_CALL_OPEN, TOOL_RESPONSE_SPAN
+from wisegate.backends.local.text import SpanFilter, StopMatcher
 from wisegate.protocol.messages import CustomTool, Usage, new_id
 
 log = logging.getLogger("wisegate.local")
@@ -58,6 +61,9 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     cache: PromptCache | None = None
     cache_plan: CachePlan | None = None
+    # GBNF of the answer text (structured outputs), and of each tool's input, by tool name.
+    answer_grammar: str | None = None
+    tool_grammars: dict[str, str] = field(default_factory=dict)
 
 
 class _Sampler:
@@ -116,6 +122,7 @@ class Engine:
         self._vocab = llm._model.vocab
         self._grammars: dict[str, LlamaGrammar] = {}
         self._grammar_lock = threading.Lock()
+        self._grammar_capacity = 256
         self._token_sizes: dict[int, int] = {}
 
     def token_ends(self, tokens: Sequence[int]) -> list[int]:
@@ -137,17 +144,31 @@ class Engine:
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
+    def parses(self, grammar: str) -> bool:
+        """Whether llama.cpp's own parser accepts ``grammar`` (built with this model's vocabulary)."""
+        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            return False
+        llama_cpp.llama_sampler_free(sampler)
+        return True
+
     def run(self, job: Job) -> Iterator[Chunk]:
         if job.cache is not None and job.cache_plan is not None:
             self._apply_cache(job.prompt_tokens, job.cache, job.cache_plan, job.cancel)
         emitted = ""
         if job.tool_mode != "forced":
             markers = [TOOL_CALL_OPEN] if job.tool_mode == "auto" else []
-            matcher = StopMatcher(job.stop_sequences + markers)
-            sampler = _Sampler(self, job, job.prompt_tokens, None)
+            # Answers never show the prompt's scaffolding: echoed tool responses are dropped and an
+            # echo of the tool instructions ends the answer (see prompt.py).
+            matcher = StopMatcher(job.stop_sequences + markers + list(SCAFFOLD_ECHOES))
+            spans = SpanFilter(*TOOL_RESPONSE_SPAN)
+            grammar = self._compiled(job.answer_grammar) if job.answer_grammar is not None else None
+            sampler = _Sampler(self, job, job.prompt_tokens, grammar)
             hit: str | None = None
             for piece in sampler:
-                safe, hit = matcher.feed(piece)
+                safe, hit = matcher.feed(spans.feed(piece) if grammar is None else piece)
+                if not emitted:
+                    safe = safe.lstrip()
                 if safe:
                     emitted += safe
                     yield ("text", safe)
@@ -156,10 +177,15 @@ class Engine:
             if hit is None:
                 if sampler.end == "cancel":
                     return
-                rest = matcher.flush()
+                rest = matcher.feed(spans.flush())[0] + matcher.flush()
+                if not emitted:
+                    rest = rest.lstrip()
                 if rest:
                     yield ("text", rest)
                 yield ("end", "end_turn" if sampler.end == "eog" else job.limit_reason, None)
+                return
+            if hit in SCAFFOLD_ECHOES:
+                yield ("end", "end_turn", None)
                 return
             if hit != TOOL_CALL_OPEN:
                 yield ("end", "stop_sequence", hit)
@@ -175,12 +201,7 @@ class Engine:
             names = [t.name for t in job.tools]
             rule = " | ".join(json.dumps(json.dumps(n)) for n in names)
             sampler = _Sampler(
-                self,
-                job,
-                job.prompt_tokens + self.tokenize(prefix),
-                self._grammar(
-                    "names:" + rule, lambda: LlamaGrammar.from_string(f"root ::= {rule}", verbose=False)
-                ),
+                self, job, job.prompt_tokens + self.tokenize(prefix), self._compiled(f"root ::= {rule}")
             )
             chosen = "".join(sampler)
             if sampler.end != "eog":
@@ -191,9 +212,7 @@ class Engine:
         prefix += json.dumps(name) + ', "arguments": '
         tool = next(t for t in job.tools if t.name == name)
         yield ("tool", new_id("toolu"), tool.name)
-        schema = tool.input_schema.model_dump(exclude_none=True)
-        key = json.dumps(schema, sort_keys=True)
-        grammar = self._grammar("schema:" + key, lambda: _schema_grammar(schema))
+        grammar = self._compiled(job.tool_grammars[tool.name])
         sampler = _Sampler(self, job, job.prompt_tokens + self.tokenize(prefix), grammar)
         for piece in sampler:
             yield ("json", piece)
@@ -251,17 +270,11 @@ class Engine:
         llm.n_tokens = len(prefix)
         llm._requires_eval = True
 
-    def _grammar(self, key: str, build: Any) -> LlamaGrammar:
+    def _compiled(self, text: str) -> LlamaGrammar:
         with self._grammar_lock:
-            grammar = self._grammars.get(key)
+            grammar = self._grammars.get(text)
             if grammar is None:
-                grammar = self._grammars[key] = build()
+                grammar = self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
+                while len(self._grammars) > self._grammar_capacity:
+                    self._grammars.pop(next(iter(self._grammars)))
             return grammar
-
-
-def _schema_grammar(schema: dict[str, Any]) -> LlamaGrammar:
-    """A grammar producing JSON valid for ``schema``; any JSON object when the schema is beyond it."""
-    try:
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception:
-        return LlamaGrammar.from_json_schema(json.dumps({"type": "object"}), verbose=False)

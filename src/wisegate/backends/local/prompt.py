@@ -35,12 +35,19 @@ from wisegate.protocol.messages import (
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
+TOOL_RESPONSE_SPAN = ("<tool_response>", "</tool_response>")
+# Pieces of the prompt's tool instructions a small model sometimes repeats as its answer: an answer
+# ends where one begins (the engine treats them as stop markers it never shows).
+SCAFFOLD_ECHOES = ("You can call tools.", "To call a tool, answer with only", "You can call a tool, answer")
 
 _TOOLS_PREAMBLE = (
     "You can call tools. The tools are described here as JSON:\n<tools>\n{tools}\n</tools>\n"
     "To call a tool, answer with only "
     '<tool_call>{{"name": <tool name>, "arguments": <arguments as a JSON object>}}</tool_call>'
 )
+
+
+_FORMAT_PREAMBLE = "Answer with only a JSON value valid for this JSON schema:\n{schema}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +135,11 @@ class PromptRenderer:
                 for t in tools
             ]
             system.append(_TOOLS_PREAMBLE.format(tools="[" + ", ".join(entries) + "]"))
+        output = request.output_config.format if request.output_config is not None else None
+        if output is not None:
+            # Generation is held to the schema by a grammar; saying so helps a small model fill it well.
+            schema = json.dumps(output.json_schema, ensure_ascii=False)
+            system.append(_FORMAT_PREAMBLE.format(schema=schema))
         auto = _auto_breakpoint(request)
         turns: list[dict[str, str]] = []
         # The model was trained with one leading system turn: ``role: "system"`` messages are hoisted

@@ -40,3 +40,59 @@ class StopMatcher:
         """What is still held back, once the stream has ended without a match."""
         pending, self._pending = self._pending, ""
         return pending
+
+
+class SpanFilter:
+    """Drops every ``open … close`` span (and any stray ``close``) from streamed text.
+
+    ``feed`` returns the text that is safe to emit; what may be the start of a marker is held back,
+    and text inside an unclosed span is dropped. ``flush`` returns what is held back at the end.
+    """
+
+    def __init__(self, open_marker: str, close_marker: str) -> None:
+        self._open, self._close = open_marker, close_marker
+        self._inside = False
+        self._pending = ""
+
+    def feed(self, text: str) -> str:
+        buffer = self._pending + text
+        out: list[str] = []
+        while True:
+            if self._inside:
+                at = buffer.find(self._close)
+                if at < 0:
+                    keep = _held(buffer, [self._close])
+                    self._pending = buffer[len(buffer) - keep :] if keep else ""
+                    return "".join(out)
+                buffer = buffer[at + len(self._close) :]
+                self._inside = False
+                continue
+            opened, closed = buffer.find(self._open), buffer.find(self._close)
+            if closed >= 0 and (opened < 0 or closed < opened):
+                out.append(buffer[:closed])
+                buffer = buffer[closed + len(self._close) :]
+                continue
+            if opened >= 0:
+                out.append(buffer[:opened])
+                buffer = buffer[opened + len(self._open) :]
+                self._inside = True
+                continue
+            keep = _held(buffer, [self._open, self._close])
+            out.append(buffer[: len(buffer) - keep])
+            self._pending = buffer[len(buffer) - keep :] if keep else ""
+            return "".join(out)
+
+    def flush(self) -> str:
+        pending, self._pending = self._pending, ""
+        return "" if self._inside else pending
+
+
+def _held(buffer: str, markers: list[str]) -> int:
+    """The length of the longest end of ``buffer`` that begins one of ``markers``."""
+    hold = 0
+    for marker in markers:
+        for size in range(min(len(marker) - 1, len(buffer)), hold, -1):
+            if buffer.endswith(marker[:size]):
+                hold = size
+                break
+    return hold

@@ -1,0 +1,201 @@
+"""Grammars the embedded model samples under, built from JSON schemas, and what a schema may cost.
+
+llama.cpp's grammar sampler is native code: a grammar it refuses to parse leaves llama-cpp-python
+with a null sampler, and a repetition it expands past its limits overflows the stack — either way
+the process dies (``maxItems: 20000`` or ``maxLength: 30000`` in a tool schema did). So every
+grammar the engine samples with is built here, from the request, before generation starts:
+
+- the schema's repetition counts (``minItems``/``maxItems``, ``minLength``/``maxLength``,
+  ``minProperties``/``maxProperties`` and ``{m,n}`` in a ``pattern``) are at most
+  :data:`REPETITION_LIMIT`, its nesting at most :data:`DEPTH_LIMIT` levels;
+- the grammar text is at most :data:`SIZE_LIMIT` bytes and its groups nest at most
+  :data:`GROUP_DEPTH_LIMIT` deep;
+- llama.cpp itself parses it once (:meth:`GrammarBook.verified`) with the model's vocabulary; a
+  refusal is a 400, never a crash.
+
+A schema past a bound is a :class:`~wisegate.errors.InvalidRequest` naming the field. The same
+module serves tool inputs (``tool_choice`` any/tool, strict tools, the chat completions
+``tool_choice: "required"``, batches — all reach the engine through here) and structured outputs.
+
+Grammars end where the JSON value ends: the converter's trailing optional whitespace is removed,
+so a streamed tool input never ends with a ``" "`` delta and an answer ends with its closing brace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from wisegate.errors import InvalidRequest
+
+REPETITION_LIMIT = 256
+"""The largest ``min/max`` Items/Length/Properties (and ``{m,n}`` in patterns) a grammar expands."""
+DEPTH_LIMIT = 32
+"""How deeply schemas may nest (objects in arrays in objects …)."""
+SIZE_LIMIT = 256 * 1024
+"""The largest grammar text, in bytes."""
+GROUP_DEPTH_LIMIT = 512
+"""How deeply the grammar's parenthesised groups may nest (what llama.cpp's parser recurses on)."""
+
+_COUNTS = ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties")
+_QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+_NESTED = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_NESTED_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_NESTED_ONE = ("items", "additionalProperties", "not", "contains", "if", "then", "else")
+
+
+class GrammarRefused(InvalidRequest):
+    """A schema whose grammar would cost more than the bounds allow, or that llama.cpp refuses."""
+
+
+class GrammarUnsupported(InvalidRequest):
+    """A schema the JSON-schema-to-grammar converter cannot express (a non-strict tool falls back)."""
+
+
+def check_schema(schema: Any, where: str) -> None:
+    """Raise :class:`GrammarRefused` when ``schema`` is past a bound; ``where`` names it for the message."""
+    _walk(schema, where, 0)
+
+
+def _walk(node: Any, path: str, depth: int) -> None:
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _walk(item, f"{path}.{index}", depth)
+        return
+    if not isinstance(node, dict):
+        return
+    if depth > DEPTH_LIMIT:
+        raise GrammarRefused(
+            f"{path}: the schema nests more than {DEPTH_LIMIT} levels deep, more than the embedded "
+            "model's grammar allows; flatten it"
+        )
+    for key in _COUNTS:
+        value = node.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > REPETITION_LIMIT:
+            raise GrammarRefused(
+                f"{path}.{key}: {value} is more than the embedded model's grammar allows "
+                f"({REPETITION_LIMIT}); lower it or leave it out and check the value yourself"
+            )
+    pattern = node.get("pattern")
+    if isinstance(pattern, str):
+        for match in _QUANTIFIER.finditer(pattern):
+            numbers = [int(n) for n in match.groups() if n]
+            if any(n > REPETITION_LIMIT for n in numbers):
+                raise GrammarRefused(
+                    f"{path}.pattern: the repetition {match.group(0)} is more than the embedded "
+                    f"model's grammar allows ({REPETITION_LIMIT})"
+                )
+    for key in _NESTED:
+        children = node.get(key)
+        if isinstance(children, dict):
+            for name, child in children.items():
+                _walk(child, f"{path}.{key}.{name}", depth + 1)
+    for key in _NESTED_LISTS:
+        if isinstance(node.get(key), list):
+            _walk(node[key], f"{path}.{key}", depth + 1)
+    for key in _NESTED_ONE:
+        if key in node:
+            _walk(node[key], f"{path}.{key}", depth + 1)
+
+
+def schema_gbnf(schema: dict[str, Any], where: str) -> str:
+    """The GBNF grammar of JSON valid for ``schema``, bounded; raises ``GrammarRefused`` past a bound
+    and ``GrammarUnsupported`` when the converter cannot express the schema."""
+    check_schema(schema, where)
+    try:
+        text = _convert(json.dumps(schema))
+    except RecursionError:
+        raise GrammarRefused(f"{where}: the schema is too deeply nested for the embedded model") from None
+    except Exception as exc:
+        raise GrammarUnsupported(f"{where}: the embedded model cannot express this schema ({exc})") from exc
+    check_gbnf(text, where)
+    return text
+
+
+@functools.lru_cache(maxsize=512)
+def _convert(schema_json: str) -> str:
+    """llama.cpp's JSON-schema converter (pure Python), memoised: the same tools come with every turn."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return _without_trailing_space(json_schema_to_gbnf(schema_json))
+
+
+def answer_gbnf(schema: dict[str, Any], where: str, *, tool_call_open: str | None) -> str:
+    """The grammar of a structured answer: JSON for ``schema``, or (with tools) the tool-call marker."""
+    text = schema_gbnf(schema, where)
+    if tool_call_open is None:
+        return text
+    renamed = re.sub(r"^root ::=", "answer-json ::=", text, count=1, flags=re.MULTILINE)
+    return renamed + f"\nroot ::= answer-json | {json.dumps(tool_call_open)}\n"
+
+
+def check_gbnf(text: str, where: str) -> None:
+    """Bound the grammar text's size and the nesting of its groups."""
+    if len(text.encode("utf-8")) > SIZE_LIMIT:
+        raise GrammarRefused(
+            f"{where}: the schema's grammar is larger than the embedded model allows "
+            f"({SIZE_LIMIT // 1024} KiB); simplify the schema"
+        )
+    if group_depth(text) > GROUP_DEPTH_LIMIT:
+        raise GrammarRefused(
+            f"{where}: the schema's grammar nests more than {GROUP_DEPTH_LIMIT} groups deep; "
+            "lower its repetition counts"
+        )
+
+
+def group_depth(text: str) -> int:
+    """The deepest nesting of ``( … )`` groups in GBNF text, outside string literals and classes."""
+    deepest = depth = 0
+    index, size = 0, len(text)
+    while index < size:
+        char = text[index]
+        if char in '"[':
+            close = '"' if char == '"' else "]"
+            index += 1
+            while index < size and text[index] != close:
+                index += 2 if text[index] == "\\" else 1
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+        elif char == "#":
+            while index < size and text[index] != "\n":
+                index += 1
+        index += 1
+    return deepest
+
+
+def _without_trailing_space(text: str) -> str:
+    """The converter ends the root rule with optional whitespace; a value ends at its last character."""
+    return re.sub(r"^(root ::= .*?) space$", r"\1", text, count=1, flags=re.MULTILINE)
+
+
+class GrammarBook:
+    """Verified grammars by text, so each distinct grammar is parsed by llama.cpp once.
+
+    ``verify`` runs llama.cpp's own parser with the model's vocabulary and frees the result; a grammar
+    it refuses raises ``GrammarRefused`` instead of reaching the sampler. Thread-safe.
+    """
+
+    def __init__(self, parse: Callable[[str], bool], capacity: int = 256) -> None:
+        self._parse = parse
+        self._capacity = capacity
+        self._good: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def verified(self, text: str, where: str) -> str:
+        with self._lock:
+            if text in self._good:
+                return text
+        if not self._parse(text):
+            raise GrammarRefused(f"{where}: the embedded model cannot build a grammar for this schema")
+        with self._lock:
+            self._good[text] = None
+            while len(self._good) > self._capacity:
+                self._good.pop(next(iter(self._good)))
+        return text

@@ -1,0 +1,267 @@
+"""Structured outputs and grammar bounds on the embedded model, through the official SDKs and raw HTTP.
+
+The server runs in the test process: a schema that crashed llama.cpp would take the tests down with
+it, so "answered 400, then answered the next request" is the survival check.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+import anthropic
+import httpx
+import openai
+import pydantic
+import pytest
+
+from tests.api.test_messages_embedded import sse_events
+from tests.conftest import EMBEDDED_MODEL, LiveServer
+
+GREEDY = {"temperature": 0}
+BIG_ARRAY = {
+    "type": "object",
+    "properties": {"a": {"type": "array", "items": {"type": "integer"}, "maxItems": 20000}},
+    "required": ["a"],
+}
+LONG_STRING = {
+    "type": "object",
+    "properties": {"a": {"type": "string", "maxLength": 30000}},
+    "required": ["a"],
+}
+
+
+class City(pydantic.BaseModel):
+    name: str
+    country: Literal["Italy", "France", "Spain"]
+    population_millions: int
+
+
+def headers(server: LiveServer) -> dict[str, str]:
+    return {"x-api-key": server.key, "anthropic-version": "2023-06-01"}
+
+
+def still_answers(server: LiveServer) -> None:
+    models = httpx.get(f"{server.base_url}/v1/models", headers=headers(server))
+    assert models.status_code == 200
+
+
+def test_messages_parse_returns_schema_valid_json(embedded_server: LiveServer) -> None:
+    message = embedded_server.client().messages.parse(
+        model=EMBEDDED_MODEL,
+        max_tokens=60,
+        messages=[{"role": "user", "content": "Describe Rome as JSON."}],
+        output_format=City,
+        extra_body=GREEDY,
+    )
+    assert message.stop_reason == "end_turn"
+    city = message.parsed_output
+    assert isinstance(city, City)
+    text = message.content[0].text  # type: ignore[union-attr]
+    assert text == text.strip() and City.model_validate_json(text) == city
+
+
+def test_streamed_structured_output_is_text_deltas_of_one_json_value(embedded_server: LiveServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}, "sure": {"type": "boolean"}},
+        "required": ["answer", "sure"],
+        "additionalProperties": False,
+    }
+    response = httpx.post(
+        f"{embedded_server.base_url}/v1/messages",
+        headers=headers(embedded_server),
+        json={
+            "model": EMBEDDED_MODEL,
+            "max_tokens": 40,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Is the sky blue?"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            **GREEDY,
+        },
+        timeout=60,
+    )
+    events = sse_events(response)
+    deltas = [d["delta"] for name, d in events if name == "content_block_delta"]
+    assert deltas and all(d["type"] == "text_delta" for d in deltas)
+    text = "".join(d["text"] for d in deltas)
+    value = json.loads(text)
+    assert value["answer"] in ("yes", "no") and isinstance(value["sure"], bool)
+    assert text.endswith("}")
+    stop = [d for name, d in events if name == "message_delta"][0]
+    assert stop["delta"]["stop_reason"] == "end_turn"
+
+
+def test_output_format_is_an_alias_and_both_at_once_is_refused(embedded_server: LiveServer) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    body: dict[str, Any] = {
+        "model": EMBEDDED_MODEL,
+        "max_tokens": 12,
+        "messages": [{"role": "user", "content": "ok?"}],
+        "output_format": {"type": "json_schema", "schema": schema},
+        **GREEDY,
+    }
+    beta = {**headers(embedded_server), "anthropic-beta": "structured-outputs-2025-11-13"}
+    answer = httpx.post(f"{embedded_server.base_url}/v1/messages", headers=beta, json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert isinstance(json.loads(answer.json()["content"][0]["text"])["ok"], bool)
+    body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+    both = httpx.post(f"{embedded_server.base_url}/v1/messages", headers=beta, json=body)
+    assert both.status_code == 400
+    assert "Both output_format and output_config.format were provided" in both.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        (
+            {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}},
+            "output_config.format.schema.properties.n: For 'integer' type, property 'minimum' is not supported",
+        ),
+        (
+            {"type": "object", "properties": {"s": {"type": "string", "maxLength": 30000}}},
+            "For 'string' type, property 'maxLength' is not supported",
+        ),
+        (
+            {"type": "object", "properties": {}, "additionalProperties": True},
+            "For 'object' type, 'additionalProperties' must be explicitly set to false",
+        ),
+        (
+            {"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"},
+            "Recursive schemas are not supported",
+        ),
+    ],
+)
+def test_unsupported_schema_features_are_refused_with_the_apis_wording(
+    embedded_server: LiveServer, schema: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        embedded_server.client().messages.create(
+            model=EMBEDDED_MODEL,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            output_config={"format": {"type": "json_schema", "schema": schema}},
+        )
+    assert message in caught.value.message
+
+
+def test_strict_tool_schema_is_checked_like_an_output_schema(embedded_server: LiveServer) -> None:
+    tool = {
+        "name": "f",
+        "strict": True,
+        "input_schema": {"type": "object", "properties": {"n": {"type": "number", "maximum": 3}}},
+    }
+    response = httpx.post(
+        f"{embedded_server.base_url}/v1/messages",
+        headers=headers(embedded_server),
+        json={"model": EMBEDDED_MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": [tool]},
+    )
+    assert response.status_code == 400
+    assert "tools.0.input_schema.properties.n: For 'number' type, property 'maximum' is not supported" in (
+        response.json()["error"]["message"]
+    )
+
+
+@pytest.mark.parametrize("schema", [BIG_ARRAY, LONG_STRING], ids=["maxItems", "maxLength"])
+def test_a_tool_schema_past_the_grammar_bounds_is_400_and_the_server_lives(
+    embedded_server: LiveServer, schema: dict[str, Any]
+) -> None:
+    response = httpx.post(
+        f"{embedded_server.base_url}/v1/messages",
+        headers=headers(embedded_server),
+        json={
+            "model": EMBEDDED_MODEL,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "call f"}],
+            "tools": [{"name": "f", "input_schema": schema}],
+            "tool_choice": {"type": "any"},
+        },
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("tools.0.input_schema.properties.a.max")
+    assert "more than the embedded model's grammar allows (256)" in error["message"]
+    still_answers(embedded_server)
+
+
+def test_chat_completions_required_tool_past_the_bounds_is_400(embedded_server: LiveServer) -> None:
+    client = openai.OpenAI(base_url=f"{embedded_server.base_url}/v1", api_key=embedded_server.key, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=EMBEDDED_MODEL,
+            max_tokens=16,
+            messages=[{"role": "user", "content": "call f"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": BIG_ARRAY}}],
+            tool_choice="required",
+        )
+    assert "maxItems: 20000 is more than the embedded model's grammar allows" in str(caught.value)
+    still_answers(embedded_server)
+
+
+def test_a_batch_request_past_the_bounds_ends_errored(embedded_server: LiveServer) -> None:
+    client = embedded_server.client()
+    batch = client.messages.batches.create(
+        requests=[
+            {
+                "custom_id": "big",
+                "params": {
+                    "model": EMBEDDED_MODEL,
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": "call f"}],
+                    "tools": [{"name": "f", "input_schema": LONG_STRING}],
+                    "tool_choice": {"type": "any"},
+                },
+            }
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while client.messages.batches.retrieve(batch.id).processing_status != "ended":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    (result,) = list(client.messages.batches.results(batch.id))
+    assert result.result.type == "errored"
+    assert result.result.error.error.type == "invalid_request_error"  # type: ignore[union-attr]
+    assert "maxLength: 30000" in result.result.error.error.message  # type: ignore[union-attr]
+
+
+def test_structured_output_pattern_past_the_bounds_is_400(embedded_server: LiveServer) -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[a-z]{5000}$"}}}
+    response = httpx.post(
+        f"{embedded_server.base_url}/v1/messages",
+        headers=headers(embedded_server),
+        json={
+            "model": EMBEDDED_MODEL,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": "code?"}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        },
+    )
+    assert response.status_code == 400
+    assert "output_config.format.schema.properties.code.pattern: the repetition {5000}" in (
+        response.json()["error"]["message"]
+    )
+    still_answers(embedded_server)
+
+
+def test_openai_sdk_parse_gets_schema_valid_json(embedded_server: LiveServer) -> None:
+    client = openai.OpenAI(base_url=f"{embedded_server.base_url}/v1", api_key=embedded_server.key, max_retries=0)
+    completion = client.chat.completions.parse(
+        model=EMBEDDED_MODEL,
+        max_tokens=60,
+        temperature=0,
+        messages=[{"role": "user", "content": "Describe Madrid as JSON."}],
+        response_format=City,
+    )
+    choice = completion.choices[0]
+    assert choice.finish_reason == "stop"
+    assert isinstance(choice.message.parsed, City)
+
+
+def test_models_report_structured_outputs(embedded_server: LiveServer) -> None:
+    info = embedded_server.client().models.retrieve(EMBEDDED_MODEL)
+    assert info.capabilities is not None
+    assert info.capabilities.structured_outputs.supported is True
+    assert info.capabilities.effort.supported is False
