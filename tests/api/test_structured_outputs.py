@@ -42,6 +42,10 @@ def headers(server: LiveServer) -> dict[str, str]:
     return {"x-api-key": server.key, "anthropic-version": "2023-06-01"}
 
 
+def openai_client(server: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.key, max_retries=0)
+
+
 def still_answers(server: LiveServer) -> None:
     models = httpx.get(f"{server.base_url}/v1/models", headers=headers(server))
     assert models.status_code == 200
@@ -117,7 +121,8 @@ def test_output_format_is_an_alias_and_both_at_once_is_refused(embedded_server: 
     [
         (
             {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}},
-            "output_config.format.schema.properties.n: For 'integer' type, property 'minimum' is not supported",
+            "output_config.format.schema.properties.n: "
+            "For 'integer' type, property 'minimum' is not supported",
         ),
         (
             {"type": "object", "properties": {"s": {"type": "string", "maxLength": 30000}}},
@@ -128,7 +133,10 @@ def test_output_format_is_an_alias_and_both_at_once_is_refused(embedded_server: 
             "For 'object' type, 'additionalProperties' must be explicitly set to false",
         ),
         (
-            {"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"},
+            {
+                "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}},
+                "$ref": "#/$defs/n",
+            },
             "Recursive schemas are not supported",
         ),
     ],
@@ -155,11 +163,17 @@ def test_strict_tool_schema_is_checked_like_an_output_schema(embedded_server: Li
     response = httpx.post(
         f"{embedded_server.base_url}/v1/messages",
         headers=headers(embedded_server),
-        json={"model": EMBEDDED_MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], "tools": [tool]},
+        json={
+            "model": EMBEDDED_MODEL,
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [tool],
+        },
     )
     assert response.status_code == 400
-    assert "tools.0.input_schema.properties.n: For 'number' type, property 'maximum' is not supported" in (
-        response.json()["error"]["message"]
+    assert (
+        "tools.0.input_schema.properties.n: For 'number' type, property 'maximum' is not supported"
+        in (response.json()["error"]["message"])
     )
 
 
@@ -188,7 +202,9 @@ def test_a_tool_schema_past_the_grammar_bounds_is_400_and_the_server_lives(
 
 
 def test_chat_completions_required_tool_past_the_bounds_is_400(embedded_server: LiveServer) -> None:
-    client = openai.OpenAI(base_url=f"{embedded_server.base_url}/v1", api_key=embedded_server.key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=f"{embedded_server.base_url}/v1", api_key=embedded_server.key, max_retries=0
+    )
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(
             model=EMBEDDED_MODEL,
@@ -240,14 +256,17 @@ def test_structured_output_pattern_past_the_bounds_is_400(embedded_server: LiveS
         },
     )
     assert response.status_code == 400
-    assert "output_config.format.schema.properties.code.pattern: the repetition {5000}" in (
-        response.json()["error"]["message"]
+    assert (
+        "output_config.format.schema.properties.code.pattern: the repetition {5000}"
+        in (response.json()["error"]["message"])
     )
     still_answers(embedded_server)
 
 
 def test_openai_sdk_parse_gets_schema_valid_json(embedded_server: LiveServer) -> None:
-    client = openai.OpenAI(base_url=f"{embedded_server.base_url}/v1", api_key=embedded_server.key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=f"{embedded_server.base_url}/v1", api_key=embedded_server.key, max_retries=0
+    )
     completion = client.chat.completions.parse(
         model=EMBEDDED_MODEL,
         max_tokens=60,

@@ -370,7 +370,10 @@ class _Conversation(_Strict):
 
     @model_validator(mode="after")
     def _check_conversation(self) -> _Conversation:
-        if not self.messages:
+        # A thread's continue sends only the new turn: it is checked again once the stored turns
+        # are restored before it (domain/threads.py).
+        continued = isinstance(getattr(self, "thread", None), ThreadContinue)
+        if not self.messages and not continued:
             raise ValueError("messages: at least one message is required")
         names = [t.name for t in self.tools or []]
         if len(names) != len(set(names)):
@@ -382,7 +385,8 @@ class _Conversation(_Strict):
             )
         if isinstance(choice, ToolChoiceTool) and choice.name not in names:
             raise ValueError(f"tool_choice: Tool '{choice.name}' not found in provided tools")
-        _check_tool_results(self.messages)
+        if not continued:
+            _check_tool_results(self.messages)
         _check_strict_schemas(self)
         breakpoints = _count_breakpoints(self)
         if breakpoints > 4:
