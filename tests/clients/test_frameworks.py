@@ -47,6 +47,8 @@ def test_pydantic_ai_native_output(embedded_server: LiveServer) -> None:
         # the embedded model's name is not one it knows.
         profile=AnthropicModelProfile(supports_json_schema_output=True),
     )
-    agent = Agent(model, output_type=NativeOutput(Verdict), model_settings={"max_tokens": 40, "temperature": 0})
+    agent = Agent(
+        model, output_type=NativeOutput(Verdict), model_settings={"max_tokens": 40, "temperature": 0}
+    )
     result = agent.run_sync("Is water wet?")
     assert isinstance(result.output, Verdict)

@@ -1,0 +1,81 @@
+"""backends/local/grammar.py: bounds, grammar shape, and the scaffolding filter of text.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from wisegate.backends.local.grammar import (
+    REPETITION_LIMIT,
+    GrammarRefused,
+    answer_gbnf,
+    check_schema,
+    group_depth,
+    schema_gbnf,
+)
+from wisegate.backends.local.text import SpanFilter
+
+
+@pytest.mark.parametrize(
+    ("schema", "field"),
+    [
+        ({"type": "array", "maxItems": 20000}, "s.maxItems"),
+        ({"type": "string", "minLength": REPETITION_LIMIT + 1}, "s.minLength"),
+        (
+            {"type": "object", "properties": {"a": {"type": "string", "maxLength": 30000}}},
+            "s.properties.a.maxLength",
+        ),
+        ({"type": "string", "pattern": "^a{1,9999}$"}, "s.pattern"),
+        (
+            {"type": "array", "items": {"anyOf": [{"type": "string", "maxLength": 1000}]}},
+            "s.items.anyOf.0.maxLength",
+        ),
+    ],
+)
+def test_repetitions_past_the_limit_are_refused_naming_the_field(
+    schema: dict[str, object], field: str
+) -> None:
+    with pytest.raises(GrammarRefused) as caught:
+        check_schema(schema, "s")
+    assert caught.value.message.startswith(field + ":")
+
+
+def test_nesting_past_the_limit_is_refused() -> None:
+    schema: dict[str, object] = {"type": "string"}
+    for _ in range(40):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(GrammarRefused, match="nests more than 32 levels"):
+        check_schema(schema, "s")
+
+
+def test_bounded_grammars_end_at_the_value() -> None:
+    text = schema_gbnf({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}, "s")
+    root = next(line for line in text.splitlines() if line.startswith("root ::="))
+    assert root.endswith('"}"'), root
+    assert (
+        group_depth(schema_gbnf({"type": "array", "maxItems": REPETITION_LIMIT}, "s")) <= REPETITION_LIMIT + 2
+    )
+
+
+def test_answer_grammar_with_tools_also_allows_the_tool_call_marker() -> None:
+    text = answer_gbnf({"type": "boolean"}, "s", tool_call_open="<tool_call>")
+    assert 'root ::= answer-json | "<tool_call>"' in text
+    assert text.count("root ::=") == 1
+
+
+def test_group_depth_ignores_literals_and_classes() -> None:
+    assert group_depth('root ::= "((((" [(] (a (b)?)?') == 2
+
+
+def test_span_filter_drops_echoed_tool_responses_across_pieces() -> None:
+    spans = SpanFilter("<tool_response>", "</tool_response>")
+    pieces = [
+        "<tool_",
+        'response>{"t": 1}</tool',
+        "_response>\n",
+        "It is sunny",
+        " </tool_response>",
+        ". <t",
+        "ag>",
+    ]
+    out = "".join(spans.feed(p) for p in pieces) + spans.flush()
+    assert out == "\nIt is sunny . <tag>"
