@@ -10,7 +10,7 @@ import httpx
 import pytest
 from anthropic import beta_tool
 
-from tests.conftest import SCRIPTED_MODEL, LiveServer
+from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key
 from wisegate.domain.scope import Scope
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -232,3 +232,19 @@ def test_tool_runner_with_default_settings_finishes_a_two_tool_conversation(
         "Sunny in Rome",
         "12:00 in Europe/Rome",
     ]
+
+
+def test_archiving_a_workspace_deletes_its_threads(scripted_server: LiveServer) -> None:
+    other = scripted_server.run(_other_workspace_key(scripted_server))
+    created = post(scripted_server, {"messages": [user("keep me")], "thread": {"type": "create"}}, key=other)
+    assert created.status_code == 200
+    principal = scripted_server.run(scripted_server.services.keys.authenticate(other))
+    repo = scripted_server.services.threads._repo
+    assert scripted_server.run(repo.count(principal.workspace_id)) == 1
+    admin = make_key(scripted_server.settings, admin=True)
+    archived = httpx.post(
+        f"{scripted_server.base_url}/v1/organizations/workspaces/{principal.workspace_id}/archive",
+        headers={"x-api-key": admin, "anthropic-version": "2023-06-01"},
+    )
+    assert archived.status_code == 200, archived.text
+    assert scripted_server.run(repo.count(principal.workspace_id)) == 0
