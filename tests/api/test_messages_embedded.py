@@ -179,6 +179,9 @@ def test_tool_use_round_trip(embedded_server: LiveServer) -> None:
     )
     assert answer.content[0].type == "text" and answer.content[0].text.strip()
     assert answer.stop_reason in ("end_turn", "max_tokens")
+    # The prompt's scaffolding never shows in an answer.
+    for scaffold in ("<tool_response>", "</tool_response>", "To call a tool", "<tool_call>"):
+        assert scaffold not in answer.content[0].text
 
 
 def test_tool_choice_any_streams_input_json(embedded_server: LiveServer) -> None:
@@ -201,6 +204,7 @@ def test_tool_choice_any_streams_input_json(embedded_server: LiveServer) -> None
     call = final.content[-1]
     assert call.type == "tool_use" and call.name in ("get_weather", "get_time")
     assert json.loads("".join(deltas)) == call.input
+    assert "".join(deltas).endswith("}")  # no trailing whitespace delta after the JSON
     if call.name == "get_time":
         assert isinstance(call.input["tz"], str)
     else:
@@ -239,10 +243,12 @@ def test_prompt_too_long(embedded_server: LiveServer) -> None:
 def test_max_tokens_above_the_model_limit(embedded_server: LiveServer) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         embedded_server.client().messages.create(
-            model=EMBEDDED_MODEL, max_tokens=9000, messages=[{"role": "user", "content": "Hi"}]
+            model=EMBEDDED_MODEL, max_tokens=3000, messages=[{"role": "user", "content": "Hi"}]
         )
+    # The embedded model's output limit is well below its context (8192): a clamped request ends
+    # with max_tokens, not model_context_window_exceeded.
     assert info.value.body["error"]["message"] == (
-        "max_tokens: 9000 > 8192, which is the maximum allowed number of output tokens for " + EMBEDDED_MODEL
+        "max_tokens: 3000 > 2048, which is the maximum allowed number of output tokens for " + EMBEDDED_MODEL
     )
 
 

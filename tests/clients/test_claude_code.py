@@ -31,7 +31,7 @@ def claude_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServ
                 backend="local",
                 aliases=["claude-*"],
                 max_input_tokens=8192,
-                max_output_tokens=8192,
+                max_output_tokens=2048,
                 clamp_max_tokens=True,
             )
         ],
