@@ -378,7 +378,7 @@ class _Conversation(_Strict):
         names = [t.name for t in self.tools or []]
         if len(names) != len(set(names)):
             raise ValueError("tools: Tool names must be unique.")
-        choice = self.tool_choice
+        choice = None if continued else self.tool_choice  # a continue takes its tools from the thread
         if isinstance(choice, ToolChoiceAny | ToolChoiceTool) and not names:
             raise ValueError(
                 f"tool_choice: tool_choice.type '{choice.type}' may only be specified while providing tools"
