@@ -217,3 +217,51 @@ def test_length_and_errors(server: LiveServer, fake: FakeUpstream) -> None:
         server.client().messages.create(
             model=MODEL, max_tokens=1, messages=[{"role": "user", "content": "x"}]
         )
+
+
+def test_structured_outputs_become_response_format_and_strict_tools(
+    server: LiveServer, fake: FakeUpstream
+) -> None:
+    stream_answer(fake, "openai_stop.sse")
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    server.client().messages.create(
+        model=MODEL,
+        max_tokens=10,
+        tools=[{"name": "t", "strict": True, "input_schema": schema}],
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+        messages=[{"role": "user", "content": "x"}],
+    )
+    sent = json.loads(fake.seen[0].body)
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+    assert sent["tools"][0]["function"]["strict"] is True
+
+
+def test_an_upstream_without_structured_outputs_refuses_them_naming_the_model(
+    fake: FakeUpstream, tmp_path: Any
+) -> None:
+    options = {"base_url": fake.base_url + "/v1", "api_key": "k", "structured_outputs": False}
+    settings = settings_for(
+        tmp_path,
+        backends={"plain": BackendConfig(type="openai", options=options)},
+        models=[ModelConfig(id="plain-model", backend="plain")],
+    )
+    for live in serve(settings):
+        with pytest.raises(anthropic.BadRequestError) as caught:
+            live.client().messages.create(
+                model="plain-model",
+                max_tokens=10,
+                output_config={"format": {"type": "json_schema", "schema": {"type": "object"}}},
+                messages=[{"role": "user", "content": "x"}],
+            )
+        assert caught.value.body["error"]["message"] == (  # type: ignore[index]
+            "output_config.format: model 'plain-model' does not support structured outputs"
+        )
+        assert fake.seen == []

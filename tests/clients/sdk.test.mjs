@@ -4,6 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Anthropic from '@anthropic-ai/sdk';
+import { jsonSchemaOutputFormat } from '@anthropic-ai/sdk/helpers/json-schema';
+import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
 
 const model = process.env.WISEGATE_TEST_MODEL;
 const client = new Anthropic({ maxRetries: 0 });
@@ -118,4 +120,67 @@ test('errors arrive as the SDK error classes', async () => {
     client.messages.create({ model, max_tokens: 0, messages: hello }),
     (err) => err instanceof Anthropic.BadRequestError && /max_tokens/.test(err.message),
   );
+});
+
+test('messages.parse returns schema-valid JSON (structured outputs)', async () => {
+  const format = jsonSchemaOutputFormat({
+    type: 'object',
+    properties: { answer: { type: 'string', enum: ['yes', 'no'] }, sure: { type: 'boolean' } },
+    required: ['answer', 'sure'],
+    additionalProperties: false,
+  });
+  const message = await client.messages.parse({
+    model, max_tokens: 30, temperature: 0,
+    messages: [{ role: 'user', content: 'Is the sky blue?' }],
+    output_config: { format },
+  });
+  assert.equal(message.stop_reason, 'end_turn');
+  assert.ok(['yes', 'no'].includes(message.parsed_output.answer), JSON.stringify(message.content));
+  assert.equal(typeof message.parsed_output.sure, 'boolean');
+});
+
+const runnerTools = () => [
+  betaTool({
+    name: 'get_weather', description: 'Get the current weather in a city',
+    inputSchema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+    run: async ({ city }) => `Sunny in ${city}`,
+  }),
+  betaTool({
+    name: 'get_time', description: 'Get the local time in a timezone',
+    inputSchema: { type: 'object', properties: { timezone: { type: 'string' } }, required: ['timezone'] },
+    run: async ({ timezone }) => `12:00 in ${timezone}`,
+  }),
+];
+
+test('toolRunner with default settings finishes a two-tool conversation (embedded model)', async () => {
+  // A 135M model rarely opens a tool call on its own: each turn names the tool to call
+  // (tool_choice may change between a thread's turns); the runner keeps its defaults (threaded).
+  const choices = [{ type: 'tool', name: 'get_weather' }, { type: 'tool', name: 'get_time' }, { type: 'none' }];
+  const runner = client.beta.messages.toolRunner({
+    model, max_tokens: 40, temperature: 0, tools: runnerTools(), tool_choice: choices[0],
+    messages: [{ role: 'user', content: 'What are the weather and the time in Rome?' }],
+  });
+  const replies = [];
+  for await (const reply of runner) {
+    replies.push(reply);
+    assert.ok(replies.length <= 3);
+    if (replies.length < 3) runner.setMessagesParams((params) => ({ ...params, tool_choice: choices[replies.length] }));
+  }
+  assert.deepEqual(replies.slice(0, 2).map((r) => r.content.at(-1).name), ['get_weather', 'get_time']);
+  assert.ok(['end_turn', 'max_tokens'].includes(replies[2].stop_reason));
+});
+
+test('toolRunner with default settings finishes a two-tool conversation (scripted backend)', async () => {
+  // tests/clients/test_typescript_sdk.py queued: a get_weather call, a get_time call, then text.
+  const scripted = new Anthropic({ maxRetries: 0, baseURL: process.env.WISEGATE_SCRIPTED_BASE_URL, apiKey: process.env.WISEGATE_SCRIPTED_KEY });
+  const runner = scripted.beta.messages.toolRunner({
+    model: process.env.WISEGATE_SCRIPTED_MODEL, max_tokens: 100, tools: runnerTools(),
+    messages: [{ role: 'user', content: 'Weather and time in Rome?' }],
+  });
+  const final = await runner.runUntilDone();
+  assert.equal(final.stop_reason, 'end_turn');
+  assert.equal(final.content[0].text, 'Sunny and noon in Rome');
+  const sent = runner.params.messages;
+  const results = sent.flatMap((m) => (Array.isArray(m.content) ? m.content : [])).filter((b) => b.type === 'tool_result');
+  assert.deepEqual(results.map((r) => (typeof r.content === 'string' ? r.content : r.content[0].text)), ['Sunny in Rome', '12:00 in Europe/Rome']);
 });

@@ -11,12 +11,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import EMBEDDED_MODEL, LiveServer
+from tests.api.test_threads import tool_call
+from tests.conftest import EMBEDDED_MODEL, SCRIPTED_MODEL, LiveServer
 
 SCRIPT = Path(__file__).resolve().parent / "sdk.test.mjs"
 
 
-def test_typescript_sdk(node_clients: Path, embedded_server: LiveServer) -> None:
+def test_typescript_sdk(node_clients: Path, embedded_server: LiveServer, scripted_server: LiveServer) -> None:
+    scripted_server.backend.enqueue(events=tool_call("get_weather", {"city": "Rome"}))
+    scripted_server.backend.enqueue(events=tool_call("get_time", {"timezone": "Europe/Rome"}))
+    scripted_server.backend.enqueue("Sunny and noon in Rome")
     node = shutil.which("node")
     assert node, "Node.js is needed for the TypeScript SDK test"
     env = {
@@ -25,6 +29,9 @@ def test_typescript_sdk(node_clients: Path, embedded_server: LiveServer) -> None
         "ANTHROPIC_BASE_URL": embedded_server.base_url,
         "ANTHROPIC_API_KEY": embedded_server.key,
         "WISEGATE_TEST_MODEL": EMBEDDED_MODEL,
+        "WISEGATE_SCRIPTED_BASE_URL": scripted_server.base_url,
+        "WISEGATE_SCRIPTED_KEY": scripted_server.key,
+        "WISEGATE_SCRIPTED_MODEL": SCRIPTED_MODEL,
     }
     result = subprocess.run(
         [node, "--test", "--test-reporter=spec", str(SCRIPT)],
@@ -35,4 +42,4 @@ def test_typescript_sdk(node_clients: Path, embedded_server: LiveServer) -> None
         timeout=900,
     )
     assert result.returncode == 0, f"node --test failed:\n{result.stdout}\n{result.stderr}"
-    assert "pass 8" in result.stdout, result.stdout
+    assert "pass 11" in result.stdout, result.stdout
