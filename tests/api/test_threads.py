@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anthropic
@@ -248,3 +249,21 @@ def test_archiving_a_workspace_deletes_its_threads(scripted_server: LiveServer) 
     )
     assert archived.status_code == 200, archived.text
     assert scripted_server.run(repo.count(principal.workspace_id)) == 0
+
+
+def test_thread_content_stays_out_of_the_logs(
+    scripted_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    secret = "zebra-crossing-7431"
+    first = post(scripted_server, {"messages": [user(secret)], "thread": {"type": "create"}})
+    post(
+        scripted_server,
+        {
+            "messages": [user(secret)],
+            "thread": {"type": "continue", "previous_message_id": first.json()["id"]},
+        },
+    )
+    stored = [r for r in caplog.records if r.getMessage() == "thread turn stored"]
+    assert len(stored) == 2 and stored[0].thread_message_id == first.json()["id"]  # type: ignore[attr-defined]
+    assert all(secret not in json.dumps(r.__dict__, default=str) for r in caplog.records)
