@@ -17,7 +17,7 @@ import pydantic
 import pytest
 
 from tests.api.test_messages_embedded import sse_events
-from tests.conftest import EMBEDDED_MODEL, LiveServer
+from tests.conftest import EMBEDDED_MODEL, SCRIPTED_MODEL, LiveServer
 
 GREEDY = {"temperature": 0}
 BIG_ARRAY = {
@@ -97,21 +97,20 @@ def test_streamed_structured_output_is_text_deltas_of_one_json_value(embedded_se
     assert stop["delta"]["stop_reason"] == "end_turn"
 
 
-def test_output_format_is_an_alias_and_both_at_once_is_refused(embedded_server: LiveServer) -> None:
+def test_output_format_is_an_alias_and_both_at_once_is_refused(scripted_server: LiveServer) -> None:
     schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
     body: dict[str, Any] = {
-        "model": EMBEDDED_MODEL,
+        "model": SCRIPTED_MODEL,
         "max_tokens": 12,
         "messages": [{"role": "user", "content": "ok?"}],
         "output_format": {"type": "json_schema", "schema": schema},
-        **GREEDY,
     }
-    beta = {**headers(embedded_server), "anthropic-beta": "structured-outputs-2025-11-13"}
-    answer = httpx.post(f"{embedded_server.base_url}/v1/messages", headers=beta, json=body, timeout=60)
+    beta = {**headers(scripted_server), "anthropic-beta": "structured-outputs-2025-11-13"}
+    answer = httpx.post(f"{scripted_server.base_url}/v1/messages", headers=beta, json=body, timeout=60)
     assert answer.status_code == 200, answer.text
-    assert isinstance(json.loads(answer.json()["content"][0]["text"])["ok"], bool)
+    assert scripted_server.backend.calls[-1].output_config.format.json_schema == schema
     body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
-    both = httpx.post(f"{embedded_server.base_url}/v1/messages", headers=beta, json=body)
+    both = httpx.post(f"{scripted_server.base_url}/v1/messages", headers=beta, json=body)
     assert both.status_code == 400
     assert "Both output_format and output_config.format were provided" in both.json()["error"]["message"]
 
@@ -284,3 +283,28 @@ def test_models_report_structured_outputs(embedded_server: LiveServer) -> None:
     assert info.capabilities is not None
     assert info.capabilities.structured_outputs.supported is True
     assert info.capabilities.effort.supported is False
+
+
+def test_chat_completions_response_format_reaches_the_model_as_output_config(
+    scripted_server: LiveServer,
+) -> None:
+    client = openai_client(scripted_server)
+    client.chat.completions.create(
+        model=SCRIPTED_MODEL,
+        max_tokens=5,
+        messages=[{"role": "user", "content": "{}"}],
+        response_format={"type": "json_object"},
+    )
+    seen = scripted_server.backend.calls[-1].output_config.format
+    assert seen.type == "json_schema" and seen.json_schema == {"type": "object"}
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    client.chat.completions.create(
+        model=SCRIPTED_MODEL,
+        max_tokens=5,
+        messages=[{"role": "user", "content": "{}"}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": schema, "strict": True},
+        },
+    )
+    assert scripted_server.backend.calls[-1].output_config.format.json_schema == schema
