@@ -75,10 +75,6 @@ class ThreadService:
             raise
         return ThreadedStream(self, principal, turn, stream)
 
-    async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> Message:
-        stream = await self.open_stream(principal, request, request_id, streamed=False)
-        return await accumulate(stream)
-
     async def begin(self, principal: Principal, request: MessagesRequest) -> ThreadTurn:
         unsupported = [name for name in UNSUPPORTED_FIELDS if getattr(request, name) is not None]
         if unsupported:
