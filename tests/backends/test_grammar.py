@@ -79,3 +79,9 @@ def test_span_filter_drops_echoed_tool_responses_across_pieces() -> None:
     ]
     out = "".join(spans.feed(p) for p in pieces) + spans.flush()
     assert out == "\nIt is sunny . <tag>"
+
+
+def test_span_filter_remembers_what_it_dropped() -> None:
+    spans = SpanFilter("<tool_response>", "</tool_response>")
+    out = spans.feed("<tool_response>18 degrees") + spans.feed(", sunny</tool_response>") + spans.flush()
+    assert out == "" and spans.dropped == ["18 degrees, sunny"]

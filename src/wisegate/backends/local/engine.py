@@ -157,10 +157,11 @@ class Engine:
             self._apply_cache(job.prompt_tokens, job.cache, job.cache_plan, job.cancel)
         emitted = ""
         if job.tool_mode != "forced":
+            # Answers never show the prompt's scaffolding: echoed tool responses are dropped, and an
+            # echo of the tool instructions (or, with tool_choice none, a tool call) ends the answer.
+            echoes = [*SCAFFOLD_ECHOES, *([TOOL_CALL_OPEN] if job.tool_mode == "none" else [])]
             markers = [TOOL_CALL_OPEN] if job.tool_mode == "auto" else []
-            # Answers never show the prompt's scaffolding: echoed tool responses are dropped and an
-            # echo of the tool instructions ends the answer (see prompt.py).
-            matcher = StopMatcher(job.stop_sequences + markers + list(SCAFFOLD_ECHOES))
+            matcher = StopMatcher(job.stop_sequences + markers + echoes)
             spans = SpanFilter(*TOOL_RESPONSE_SPAN)
             grammar = self._compiled(job.answer_grammar) if job.answer_grammar is not None else None
             sampler = _Sampler(self, job, job.prompt_tokens, grammar)
@@ -180,11 +181,17 @@ class Engine:
                 rest = matcher.feed(spans.flush())[0] + matcher.flush()
                 if not emitted:
                     rest = rest.lstrip()
+                if not emitted and not rest and spans.dropped:
+                    # A small model sometimes only repeats the tool's response: that content (not
+                    # its tags) is then the answer, rather than an empty one.
+                    rest = spans.dropped[-1].strip()
                 if rest:
                     yield ("text", rest)
                 yield ("end", "end_turn" if sampler.end == "eog" else job.limit_reason, None)
                 return
-            if hit in SCAFFOLD_ECHOES:
+            if hit in echoes:
+                if not emitted and spans.dropped and spans.dropped[-1].strip():
+                    yield ("text", spans.dropped[-1].strip())
                 yield ("end", "end_turn", None)
                 return
             if hit != TOOL_CALL_OPEN:

@@ -53,6 +53,9 @@ class SpanFilter:
         self._open, self._close = open_marker, close_marker
         self._inside = False
         self._pending = ""
+        self._span: list[str] = []
+        self.dropped: list[str] = []
+        """The inner text of every span dropped so far."""
 
     def feed(self, text: str) -> str:
         buffer = self._pending + text
@@ -62,8 +65,12 @@ class SpanFilter:
                 at = buffer.find(self._close)
                 if at < 0:
                     keep = _held(buffer, [self._close])
+                    self._span.append(buffer[: len(buffer) - keep])
                     self._pending = buffer[len(buffer) - keep :] if keep else ""
                     return "".join(out)
+                self._span.append(buffer[:at])
+                self.dropped.append("".join(self._span))
+                self._span = []
                 buffer = buffer[at + len(self._close) :]
                 self._inside = False
                 continue
