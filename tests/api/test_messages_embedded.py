@@ -259,7 +259,7 @@ def test_disconnect_stops_generation_and_records_usage(embedded_server: LiveServ
         headers={"x-api-key": embedded_server.key},
         json={
             "model": EMBEDDED_MODEL,
-            "max_tokens": 4000,
+            "max_tokens": 2000,
             "stream": True,
             "messages": [{"role": "user", "content": "Write a very long essay about rivers."}],
         },
@@ -307,7 +307,7 @@ def test_non_streaming_disconnect_stops_generation(embedded_server: LiveServer) 
             headers={"x-api-key": embedded_server.key},
             json={
                 "model": EMBEDDED_MODEL,
-                "max_tokens": 4000,
+                "max_tokens": 2000,
                 "messages": [{"role": "user", "content": "Write a very long essay about mountains."}],
             },
             timeout=httpx.Timeout(30, read=1.0),
@@ -320,7 +320,7 @@ def test_non_streaming_disconnect_stops_generation(embedded_server: LiveServer) 
         time.sleep(0.1)
     assert records, "no usage record for the abandoned request"
     assert records[0].input_tokens > 0
-    assert records[0].output_tokens < 1000  # max_tokens was 4000: generation stopped with the client
+    assert records[0].output_tokens < 1000  # max_tokens was 2000: generation stopped with the client
 
 
 def test_a_prompt_is_tokenized_once(embedded_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
