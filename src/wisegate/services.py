@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
+from wisegate.domain.accounts import AccountService
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
@@ -24,10 +25,13 @@ from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
+from wisegate.domain.secret import ConsoleSecret
 from wisegate.domain.skills import SkillService
+from wisegate.domain.sso import SingleSignOn
 from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
+from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
@@ -54,6 +58,9 @@ class Services:
     reports: ReportService
     limits: LimitService
     batches: BatchService
+    secret: ConsoleSecret
+    accounts: AccountService
+    sso: SingleSignOn | None
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -73,6 +80,12 @@ class Services:
         journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
         billing = BillingRepo(db, journal)
         limits = LimitService(settings.limits, build_limiter(settings), billing, prices)
+        clock = clock or SystemClock()
+        secret = ConsoleSecret(settings.console_secret, settings.data_dir)
+        people = PeopleService(directory, TenancyRepo(db), secret)
+        accounts = AccountService(
+            AccountRepo(db), directory, TenancyRepo(db), keys, people, clock, settings.console_session_seconds
+        )
         return cls(
             settings=settings,
             db=db,
@@ -84,13 +97,16 @@ class Services:
             skills=skills,
             catalog=catalog,
             tenancy=TenancyService(TenancyRepo(db), directory, keys, catalog),
-            people=PeopleService(directory),
+            people=people,
             reports=ReportService(
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
+            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
             models=ModelPages(catalog),
+            secret=secret,
+            accounts=accounts,
+            sso=SingleSignOn.from_settings(settings, secret),
         )
 
     @asynccontextmanager
