@@ -234,7 +234,9 @@ def invites() -> None:
     type=click.Choice(["user", "developer", "billing", "claude_code_user"]),
     help="Organization role.",
 )
-@click.option("--workspace", "workspaces", multiple=True, help="Also make them a member of this workspace (repeatable).")
+@click.option(
+    "--workspace", "workspaces", multiple=True, help="Also make them a member of this workspace (repeatable)."
+)
 @click.option(
     "--workspace-role",
     default="workspace_developer",
@@ -249,7 +251,9 @@ def invites_create(email: str, role: str, workspaces: tuple[str, ...], workspace
     settings = Settings()
 
     async def work(services: Any, scope: Any) -> tuple[Any, str]:
-        invite = await services.people.create_invite(scope, email, role, [(w, workspace_role) for w in workspaces])
+        invite = await services.people.create_invite(
+            scope, email, role, [(w, workspace_role) for w in workspaces]
+        )
         token = services.people.link_token(invite)
         return invite, token
 

@@ -55,7 +55,9 @@ async def account(op: Operator) -> Response:
 
 @page(person=True)
 async def update_profile(op: Operator) -> Response:
-    user = await op.services.accounts.rename(op.viewer, op.text("name", required=True, label="Name"), op.client)
+    user = await op.services.accounts.rename(
+        op.viewer, op.text("name", required=True, label="Name"), op.client
+    )
     return op.back(notice=f"Your name is now “{user.name}”.")
 
 
@@ -104,7 +106,9 @@ async def create_my_key(op: Operator) -> Response:
     workspace_id = op.text("workspace_id", required=True, label="Workspace")
     if not any(op.allows(p, workspace_id) for p in OWN_KEYS):
         raise InvalidRequest("Workspace: your role does not let you make keys there")
-    key, secret = await op.services.tenancy.create_key(op.scope, workspace_id, name, created_by_user_id=op.user_id)
+    key, secret = await op.services.tenancy.create_key(
+        op.scope, workspace_id, name, created_by_user_id=op.user_id
+    )
     return await _page(op, created=(key, secret))
 
 

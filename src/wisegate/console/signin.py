@@ -14,7 +14,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from wisegate.console.session import COOKIE, LOGIN_COOKIE, SSO_COOKIE
-from wisegate.console.web import HEADERS, Operator, client_of, cookie_options, page, redirect, render, safe_path
+from wisegate.console.web import (
+    HEADERS,
+    Operator,
+    client_of,
+    cookie_options,
+    page,
+    redirect,
+    render,
+    safe_path,
+)
 from wisegate.domain.accounts import PASSWORD_MIN
 from wisegate.domain.keys import ADMIN_KEY_PREFIX
 from wisegate.domain.secret import digest, same
@@ -31,7 +40,9 @@ def _form_page(
     return response
 
 
-def _login_page(request: Request, next_path: str | None, error: str | None = None, status: int = 200) -> Response:
+def _login_page(
+    request: Request, next_path: str | None, error: str | None = None, status: int = 200
+) -> Response:
     services = services_of(request)
     return _form_page(
         request,
@@ -85,7 +96,9 @@ async def login(request: Request) -> Response:
                 await services.accounts.audit(
                     organization_id, None, "sign_in.failed", client=client, detail={"reason": "admin key"}
                 )
-                raise AuthenticationFailed(f"That is not an active admin key ({ADMIN_KEY_PREFIX}…).") from None
+                raise AuthenticationFailed(
+                    f"That is not an active admin key ({ADMIN_KEY_PREFIX}…)."
+                ) from None
             token, _ = await services.accounts.open_admin_key_session(
                 principal.key, client, replaces=_digest_or_none(replaces)
             )
@@ -135,7 +148,11 @@ async def accept_invite(request: Request) -> Response:
         return render(request, "error.html", exc.status, message=exc.message)
     if not _form_ok(request, form):
         return _form_page(
-            request, "invite.html", 403, error="The form expired. Please try again.", invite=invite,
+            request,
+            "invite.html",
+            403,
+            error="The form expired. Please try again.",
+            invite=invite,
             password_min=PASSWORD_MIN,
         )
     try:
@@ -144,7 +161,12 @@ async def accept_invite(request: Request) -> Response:
         )
     except ApiError as exc:
         return _form_page(
-            request, "invite.html", exc.status, error=exc.message, invite=invite, password_min=PASSWORD_MIN,
+            request,
+            "invite.html",
+            exc.status,
+            error=exc.message,
+            invite=invite,
+            password_min=PASSWORD_MIN,
             name=str(form.get("name") or "")[:256],
         )
     return _signed_in(request, services, session_token, "/console/account")
@@ -169,7 +191,12 @@ async def sso_start(request: Request) -> Response:
     response = RedirectResponse(url, status_code=303, headers=HEADERS)
     # Lax, not Strict: the provider sends the browser back with a cross-site top-level GET.
     response.set_cookie(
-        SSO_COOKIE, flow, max_age=600, path="/console/sso", httponly=True, samesite="lax",
+        SSO_COOKIE,
+        flow,
+        max_age=600,
+        path="/console/sso",
+        httponly=True,
+        samesite="lax",
         secure=request.url.scheme == "https",
     )
     return response
@@ -197,7 +224,11 @@ async def sso_callback(request: Request) -> Response:
             flow, params.get("state", ""), params.get("code", ""), _callback_url(request, services)
         )
         token, _ = await services.accounts.sign_in_sso(
-            organization_id, identity, services.sso, client, replaces=_digest_or_none(request.cookies.get(COOKIE))
+            organization_id,
+            identity,
+            services.sso,
+            client,
+            replaces=_digest_or_none(request.cookies.get(COOKIE)),
         )
     except ApiError as exc:
         response = _login_page(request, None, exc.message, exc.status)

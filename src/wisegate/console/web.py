@@ -261,7 +261,9 @@ def page(
                 return to_login(request)
             if request.method == "POST":
                 op.form = await request.form()
-                if not check_csrf(op.services.secret, op.viewer.session.id, str(op.form.get("csrf_token") or "")):
+                if not check_csrf(
+                    op.services.secret, op.viewer.session.id, str(op.form.get("csrf_token") or "")
+                ):
                     message = (
                         "This form has expired or did not come from this console. Reload the page and retry."
                     )

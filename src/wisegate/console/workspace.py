@@ -21,9 +21,9 @@ from starlette.responses import Response, StreamingResponse
 from wisegate.console.web import HEADERS, NOT_ALLOWED, Operator, page
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageStream, accumulate
-from wisegate.domain.tenancy import WorkspaceView
 from wisegate.domain.roles import Permission
 from wisegate.domain.roles import Permission as P
+from wisegate.domain.tenancy import WorkspaceView
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
 from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
 from wisegate.protocol.messages import MessagesRequest, new_id

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -193,7 +193,9 @@ class AccountService:
         stored = found[1] if found else None
         ok = self._verify(stored, password)
         if not ok or found is None:
-            await self._failed(organization_id, email, client, "no such account" if found is None else "password")
+            await self._failed(
+                organization_id, email, client, "no such account" if found is None else "password"
+            )
             raise AuthenticationFailed(WRONG)
         user = found[0]
         await self._repo.clear_throttle(f"email:{email}")
@@ -217,11 +219,18 @@ class AccountService:
         token, record = self._new_session(key.organization_id, client, admin_key_id=key.id)
         await self._repo.add_session(record, replaces=replaces)
         viewer = await self._viewer_of_key(record, key)
-        await self.audit(key.organization_id, viewer, "sign_in", client=client, detail={"method": "admin_key"})
+        await self.audit(
+            key.organization_id, viewer, "sign_in", client=client, detail={"method": "admin_key"}
+        )
         return token, viewer
 
     def _new_session(
-        self, organization_id: str, client: Client, *, user_id: str | None = None, admin_key_id: str | None = None
+        self,
+        organization_id: str,
+        client: Client,
+        *,
+        user_id: str | None = None,
+        admin_key_id: str | None = None,
     ) -> tuple[str, ConsoleSession]:
         token = secrets.token_urlsafe(32)
         now = self._clock.now()
@@ -289,14 +298,22 @@ class AccountService:
         if session_id not in mine or session_id == viewer.session.id:
             raise InvalidRequest("That session is not one of your other open sessions.")
         await self._repo.end_sessions(self._clock.now(), session_id=session_id)
-        await self.audit(viewer.organization_id, viewer, "session.ended", target=session_id[:12], client=client)
+        await self.audit(
+            viewer.organization_id, viewer, "session.ended", target=session_id[:12], client=client
+        )
 
     async def sign_out_others(self, viewer: Viewer, client: Client) -> int:
         if viewer.user is None:
             return 0
-        ended = await self._repo.end_sessions(self._clock.now(), user_id=viewer.user.id, keep=viewer.session.id)
+        ended = await self._repo.end_sessions(
+            self._clock.now(), user_id=viewer.user.id, keep=viewer.session.id
+        )
         await self.audit(
-            viewer.organization_id, viewer, "session.ended_others", client=client, detail={"ended": str(ended)}
+            viewer.organization_id,
+            viewer,
+            "session.ended_others",
+            client=client,
+            detail={"ended": str(ended)},
         )
         return ended
 
@@ -324,7 +341,9 @@ class AccountService:
             raise InvalidRequest("Name: between 1 and 256 characters")
         updated = await self._repo.set_name(user.id, name)
         assert updated is not None
-        await self.audit(viewer.organization_id, viewer, "profile.updated", client=client, detail={"name": name})
+        await self.audit(
+            viewer.organization_id, viewer, "profile.updated", client=client, detail={"name": name}
+        )
         return updated
 
     def _person(self, viewer: Viewer) -> User:
@@ -342,12 +361,23 @@ class AccountService:
         password_hash = self.hash_password(password)
         user = await self._people.accept_by_token(invite, name, password_hash=password_hash)
         await self.audit(
-            user.organization_id, None, "invite.accepted", target=invite.id, client=client, detail={"user": user.id}
+            user.organization_id,
+            None,
+            "invite.accepted",
+            target=invite.id,
+            client=client,
+            detail={"user": user.id},
         )
         return await self.open_session(user, client, replaces=None, method="invite")
 
     async def sign_in_sso(
-        self, organization_id: str, identity: Identity, sso: SingleSignOn, client: Client, *, replaces: str | None
+        self,
+        organization_id: str,
+        identity: Identity,
+        sso: SingleSignOn,
+        client: Client,
+        *,
+        replaces: str | None,
     ) -> tuple[str, Viewer]:
         """Sign in the person the provider vouched for: the user linked to that subject, else the user
         with that e-mail (linked now), else a pending invite for it (accepted now), else — when the
@@ -365,20 +395,38 @@ class AccountService:
                     invite, identity.name, password_hash=None, sso_subject=identity.subject
                 )
                 await self.audit(
-                    organization_id, None, "invite.accepted", target=invite.id, client=client,
+                    organization_id,
+                    None,
+                    "invite.accepted",
+                    target=invite.id,
+                    client=client,
                     detail={"user": user.id, "method": "sso"},
                 )
         if user is None and sso.new_users == "create":
-            user = User(new_id("user"), organization_id, identity.email, identity.name, sso.default_role, self._clock.now())
+            user = User(
+                new_id("user"),
+                organization_id,
+                identity.email,
+                identity.name,
+                sso.default_role,
+                self._clock.now(),
+            )
             await self._repo.add_user(user, sso_subject=identity.subject)
-            await self.audit(organization_id, None, "user.created", target=user.id, client=client, detail={"method": "sso"})
+            await self.audit(
+                organization_id, None, "user.created", target=user.id, client=client, detail={"method": "sso"}
+            )
         if user is None:
             await self.audit(
-                organization_id, None, "sign_in.failed", target=identity.email, client=client,
+                organization_id,
+                None,
+                "sign_in.failed",
+                target=identity.email,
+                client=client,
                 detail={"reason": "sso: no account or invite"},
             )
             raise PermissionDenied(
-                f"{identity.email} has no account here yet. Ask an admin to invite this address, then sign in again."
+                f"{identity.email} has no account here yet. "
+                "Ask an admin to invite this address, then sign in again."
             )
         return await self.open_session(user, client, replaces=replaces, method="sso")
 
@@ -387,4 +435,3 @@ class AccountService:
 
     async def forget_old_sessions(self) -> int:
         return await self._repo.forget_sessions(self._clock.now() - timedelta(days=30))
-

@@ -41,7 +41,10 @@ def normalize_email(email: str) -> str:
     return email
 
 
-INVALID_LINK = "This invite link is not valid: it was already used, deleted, replaced or has expired. Ask an admin for a new one."
+INVALID_LINK = (
+    "This invite link is not valid: it was already used, deleted, replaced or has expired. "
+    "Ask an admin for a new one."
+)
 
 
 class PeopleService:
@@ -90,7 +93,9 @@ class PeopleService:
         self, invite: Invite, name: str, *, password_hash: str | None, sso_subject: str | None = None
     ) -> User:
         user = User(new_id("user"), invite.organization_id, invite.email, name, invite.role, _now())
-        live = [w.id for w in await self._tenancy.list_workspaces(invite.organization_id) if w.archived_at is None]
+        live = [
+            w.id for w in await self._tenancy.list_workspaces(invite.organization_id) if w.archived_at is None
+        ]
         grants = tuple(g for g in invite.workspace_grants if g[0] in live)
         if grants != invite.workspace_grants:
             await self._directory.set_invite_grants(invite.id, grants)
@@ -136,7 +141,9 @@ class PeopleService:
             return replace(invite, status="expired")
         return invite
 
-    async def _check_grants(self, scope: Scope, grants: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    async def _check_grants(
+        self, scope: Scope, grants: Sequence[tuple[str, str]]
+    ) -> tuple[tuple[str, str], ...]:
         checked: dict[str, str] = {}
         for workspace_id, workspace_role in grants:
             if workspace_role not in WORKSPACE_ROLES or workspace_role == "workspace_billing":

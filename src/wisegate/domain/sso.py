@@ -1,4 +1,5 @@
-"""Single sign-on with OpenID Connect (authorization code flow with PKCE, ``authlib``'s client).
+"""Single sign-on with OpenID Connect (authorization code flow with PKCE: ``authlib``'s client, ``joserfc``
+for the ID token).
 
 :meth:`SingleSignOn.start` makes the provider's authorization URL and a value for a short-lived cookie
 holding the flow's ``state``, ``nonce`` and PKCE verifier (MAC'd with the console secret); the
@@ -14,17 +15,20 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from authlib.integrations.httpx_client import AsyncOAuth2Client
-from authlib.jose import JsonWebKey, JoseError, jwt
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from wisegate.domain.secret import ConsoleSecret, same
 from wisegate.errors import PermissionDenied
 from wisegate.settings import Settings
 
 FLOW_SECONDS = 600
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")  # asymmetric only
 FAILED = "Single sign-on did not complete: {}. Start again from the sign-in page."
 
 
@@ -110,7 +114,9 @@ class SingleSignOn:
         try:
             metadata = await self._discover()
         except (httpx.HTTPError, ValueError) as exc:
-            raise PermissionDenied(FAILED.format(f"the provider at {self.issuer} did not answer ({exc})")) from None
+            raise PermissionDenied(
+                FAILED.format(f"the provider at {self.issuer} did not answer ({exc})")
+            ) from None
         state, nonce, verifier = (secrets.token_urlsafe(24) for _ in range(3))
         async with self._client(redirect_uri) as client:
             url, _ = client.create_authorization_url(
@@ -140,7 +146,10 @@ class SingleSignOn:
             metadata = await self._discover()
             async with self._client(redirect_uri) as client:
                 token = await client.fetch_token(
-                    metadata["token_endpoint"], code=code, code_verifier=verifier, grant_type="authorization_code"
+                    metadata["token_endpoint"],
+                    code=code,
+                    code_verifier=verifier,
+                    grant_type="authorization_code",
                 )
             id_token = str(token.get("id_token") or "")
             if not id_token:
@@ -154,7 +163,9 @@ class SingleSignOn:
         if not email:
             raise PermissionDenied(FAILED.format("the provider gave no e-mail address (scope 'email')"))
         if claims.get("email_verified") is False:
-            raise PermissionDenied(f"Single sign-on refused: the e-mail {email} is not verified by the provider.")
+            raise PermissionDenied(
+                f"Single sign-on refused: the e-mail {email} is not verified by the provider."
+            )
         if self.allowed_domains and email.rsplit("@", 1)[-1] not in self.allowed_domains:
             raise PermissionDenied(
                 f"Single sign-on refused: {email} is not in an allowed domain "
@@ -164,18 +175,22 @@ class SingleSignOn:
         return Identity(email, f"{self.issuer} {claims['sub']}", name[:256])
 
     async def _verify(self, id_token: str, nonce: str) -> dict[str, Any]:
-        options = {
-            "iss": {"essential": True, "value": self.issuer},
-            "aud": {"essential": True, "value": self._client_id},
-            "sub": {"essential": True},
-            "exp": {"essential": True},
-            "nonce": {"essential": True, "value": nonce},
-        }
         try:
-            claims = jwt.decode(id_token, JsonWebKey.import_key_set(await self._keys()), claims_options=options)
-        except JoseError:  # the provider may have rotated its keys since we fetched them
-            claims = jwt.decode(
-                id_token, JsonWebKey.import_key_set(await self._keys(refresh=True)), claims_options=options
+            token = jwt.decode(
+                id_token, KeySet.import_key_set(cast(Any, await self._keys())), algorithms=ALGORITHMS
             )
-        claims.validate(leeway=60)
-        return dict(claims)
+        except JoseError:  # the provider may have rotated its keys since we fetched them
+            token = jwt.decode(
+                id_token,
+                KeySet.import_key_set(cast(Any, await self._keys(refresh=True))),
+                algorithms=ALGORITHMS,
+            )
+        jwt.JWTClaimsRegistry(
+            leeway=60,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self._client_id},
+            sub={"essential": True},
+            exp={"essential": True},
+            nonce={"essential": True, "value": nonce},
+        ).validate(token.claims)
+        return dict(token.claims)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 
 from wisegate.storage.db import Database
 from wisegate.storage.directory import User, user_from_row
@@ -104,7 +104,9 @@ class AccountRepo:
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         async with self._db.write() as session:
-            await session.execute(update(UserRow).where(UserRow.id == user_id).values(password_hash=password_hash))
+            await session.execute(
+                update(UserRow).where(UserRow.id == user_id).values(password_hash=password_hash)
+            )
 
     async def user_by_sso_subject(self, organization_id: str, subject: str) -> User | None:
         async with self._db.read() as session:
@@ -188,7 +190,7 @@ class AccountRepo:
         keep: str | None = None,
     ) -> int:
         """End the open sessions chosen by id, user or admin key (except ``keep``); how many ended."""
-        where = [ConsoleSessionRow.ended_at.is_(None)]
+        where: list[ColumnElement[bool]] = [ConsoleSessionRow.ended_at.is_(None)]
         if session_id is not None:
             where.append(ConsoleSessionRow.id == session_id)
         if user_id is not None:
@@ -232,12 +234,21 @@ class AccountRepo:
     async def throttles(self, subjects: list[str]) -> list[Throttle]:
         async with self._db.read() as session:
             rows = (
-                await session.execute(select(SignInThrottleRow).where(SignInThrottleRow.subject.in_(subjects)))
+                await session.execute(
+                    select(SignInThrottleRow).where(SignInThrottleRow.subject.in_(subjects))
+                )
             ).scalars()
             return [_throttle(row) for row in rows]
 
     async def record_failure(
-        self, subject: str, at: datetime, *, reset_before: datetime, free: int, base_seconds: float, cap: float
+        self,
+        subject: str,
+        at: datetime,
+        *,
+        reset_before: datetime,
+        free: int,
+        base_seconds: float,
+        cap: float,
     ) -> Throttle:
         """Count a failed sign-in of ``subject``: past ``free`` failures, block for ``base_seconds``
         doubled per further failure (at most ``cap``). A count last touched before ``reset_before``
@@ -252,7 +263,9 @@ class AccountRepo:
             row.failures += 1
             row.last_failure_at = at
             over = row.failures - free
-            row.blocked_until = at + timedelta(seconds=min(cap, base_seconds * 2 ** (over - 1))) if over > 0 else None
+            row.blocked_until = (
+                at + timedelta(seconds=min(cap, base_seconds * 2 ** (over - 1))) if over > 0 else None
+            )
             return _throttle(row)
 
     async def clear_throttle(self, subject: str) -> None:
@@ -283,6 +296,8 @@ class AccountRepo:
             query = query.where(AuditEventRow.actor_id == actor_id)
         async with self._db.read() as session:
             rows = (
-                await session.execute(query.order_by(AuditEventRow.at.desc(), AuditEventRow.id.desc()).limit(limit))
+                await session.execute(
+                    query.order_by(AuditEventRow.at.desc(), AuditEventRow.id.desc()).limit(limit)
+                )
             ).scalars()
             return [_audit(row) for row in rows]

@@ -175,9 +175,11 @@ class InviteRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # The accept link's token is derived from the console secret and this nonce; only its hash is kept.
-    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     token_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
     workspace_grants: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON [[workspace, role]]
+
+    __table_args__ = (Index("ix_invites_token_hash", "token_hash", unique=True),)
 
 
 class WorkspaceMemberRow(Base):
