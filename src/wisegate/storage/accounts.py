@@ -250,9 +250,9 @@ class AccountRepo:
         base_seconds: float,
         cap: float,
     ) -> Throttle:
-        """Count a failed sign-in of ``subject``: past ``free`` failures, block for ``base_seconds``
-        doubled per further failure (at most ``cap``). A count last touched before ``reset_before``
-        starts again."""
+        """Count a failed sign-in of ``subject``: from the ``free``-th failure on, block for
+        ``base_seconds`` doubled per further failure (at most ``cap``). A count last touched before
+        ``reset_before`` starts again."""
         async with self._db.write() as session:
             row = await session.get(SignInThrottleRow, subject, with_for_update=True)
             if row is None:
@@ -262,9 +262,11 @@ class AccountRepo:
                 row.failures = 0
             row.failures += 1
             row.last_failure_at = at
-            over = row.failures - free
+            over = (
+                row.failures - free
+            )  # the free-th failure blocks for base_seconds, each next one doubles it
             row.blocked_until = (
-                at + timedelta(seconds=min(cap, base_seconds * 2 ** (over - 1))) if over > 0 else None
+                at + timedelta(seconds=min(cap, base_seconds * 2**over)) if over >= 0 else None
             )
             return _throttle(row)
 
