@@ -334,3 +334,13 @@ def test_invite_links_work_once(server: LiveServer) -> None:
         shown = re.search(r'id="link-invite_[^"]+">([^<]+)<', admin.get("/console/members").text)
         assert shown and shown.group(1).startswith(server.base_url + "/console/invite/")
         assert admin.get(shown.group(1).removeprefix(server.base_url)).status_code == 200
+        # an invite made through the Admin API (Anthropic's shape, no link in it) has its link there too
+        made_by_api = server.client(api_key=_admin_key(server)).organization.invites.create(
+            email="api@example.com", role="claude_code_user"
+        )
+        assert made_by_api.type == "invite" and made_by_api.status == "pending"
+        assert "link" not in made_by_api.model_dump() and "token" not in str(made_by_api.model_dump())
+        api_link = re.search(rf'id="link-{made_by_api.id}">([^<]+)<', admin.get("/console/members").text)
+        assert api_link
+        form = admin.get(api_link.group(1).removeprefix(server.base_url))
+        assert form.status_code == 200 and "api@example.com" in form.text
