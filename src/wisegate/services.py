@@ -115,6 +115,7 @@ class Services:
         try:
             org = await self.keys.bootstrap()
             self.organization_id = org.id
+            await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
             await self.registry.start()
             await self.limits.start()

@@ -258,7 +258,10 @@ def _admin_key(server: LiveServer) -> str:
     return secret
 
 
-def test_sign_in_answers_alike_and_a_copied_cookie_dies_with_logout(server: LiveServer) -> None:
+def test_sign_in_answers_alike_and_a_copied_cookie_dies_with_logout(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
     join(server, "eve@example.com", "developer").close()
     wrong_client, wrong = sign_in(server, "eve@example.com", "not her password")
     unknown_client, unknown = sign_in(server, "nobody@example.com", "not her password")
@@ -276,6 +279,7 @@ def test_sign_in_answers_alike_and_a_copied_cookie_dies_with_logout(server: Live
         assert client.post("/console/logout", data={"csrf_token": token}).status_code == 303
         assert copy.get("/console/account").status_code == 303  # at once: the session ended on the server
     client.close()
+    assert caplog.records and PASSWORD not in caplog.text and "not her password" not in caplog.text
 
 
 def test_password_change_ends_every_session(server: LiveServer) -> None:

@@ -161,6 +161,11 @@ def test_sessions_end_on_sign_out_password_change_and_expiry(database_url: str, 
         assert fresh not in ids and digest(fresh) in ids
         assert all(h.startswith("$argon2id$") for h in hashes)
 
+        clock.advance(days=8)  # housekeeping at start-up drops sessions over for a week
+        assert await accounts.forget_old() >= len(ids)
+        async with services.db.read() as session:
+            assert (await session.execute(text("select count(*) from console_sessions"))).scalar_one() == 0
+
     _run(database_url, tmp_path, work)
 
 

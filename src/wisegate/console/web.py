@@ -227,7 +227,18 @@ class Operator:
 
 Handler = Callable[[Operator], Awaitable[Response]]
 # Form fields never written to the audit record.
-_UNRECORDED = frozenset({"csrf_token", "back", "password", "current_password", "new_password", "message"})
+_UNRECORDED = frozenset(
+    {
+        "csrf_token",
+        "back",
+        "password",
+        "current_password",
+        "new_password",
+        "confirm_password",
+        "message",
+        "system",
+    }
+)
 
 
 async def _operator(request: Request) -> Operator | None:

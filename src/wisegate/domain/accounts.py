@@ -445,5 +445,7 @@ class AccountService:
     async def end_sessions_of_key(self, key_id: str) -> None:
         await self._repo.end_sessions(self._clock.now(), admin_key_id=key_id)
 
-    async def forget_old_sessions(self) -> int:
-        return await self._repo.forget_sessions(self._clock.now() - timedelta(days=30))
+    async def forget_old(self) -> int:
+        """Drop sessions over for a week and failure counts quiet for a day (run at start-up)."""
+        now = self._clock.now()
+        return await self._repo.forget(now - timedelta(days=7), now - timedelta(days=1))

@@ -221,15 +221,24 @@ class AccountRepo:
             ).scalars()
             return [_session(row) for row in rows]
 
-    async def forget_sessions(self, before: datetime) -> int:
-        """Delete sessions that expired or ended before ``before`` (housekeeping)."""
+    async def forget(self, sessions_before: datetime, throttles_before: datetime) -> int:
+        """Delete sessions that expired or ended, and failure counts last touched, before the given
+        times (housekeeping); how many rows went."""
         async with self._db.write() as session:
-            result = await session.execute(
+            ended = await session.execute(
                 delete(ConsoleSessionRow).where(
-                    (ConsoleSessionRow.expires_at < before) | (ConsoleSessionRow.ended_at < before)
+                    (ConsoleSessionRow.expires_at < sessions_before)
+                    | (ConsoleSessionRow.ended_at < sessions_before)
                 )
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            quiet = await session.execute(
+                delete(SignInThrottleRow).where(
+                    SignInThrottleRow.last_failure_at < throttles_before,
+                    (SignInThrottleRow.blocked_until.is_(None))
+                    | (SignInThrottleRow.blocked_until < throttles_before),
+                )
+            )
+            return sum(int(getattr(r, "rowcount", 0) or 0) for r in (ended, quiet))
 
     async def throttles(self, subjects: list[str]) -> list[Throttle]:
         async with self._db.read() as session:
