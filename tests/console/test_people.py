@@ -211,6 +211,9 @@ def test_developer_keys_in_account_settings_work_with_the_sdk(
         model=SCRIPTED_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hello"}]
     )
     assert message.content
+    uploaded = sdk.beta.files.upload(file=("dev.txt", b"a developer's file", "text/plain"))
+    files = client.get("/console/files").text
+    assert f'data-file-id="{uploaded.id}"' in files and "Delete" not in files  # read, not manage
     key_id = re.search(r'data-key-id="(apikey_[^"]+)"', created.text)
     assert key_id
     made = server.client(api_key=_admin_key(server)).organization.api_keys.retrieve(key_id.group(1))
@@ -348,3 +351,23 @@ def test_invite_links_work_once(server: LiveServer) -> None:
         assert api_link
         form = admin.get(api_link.group(1).removeprefix(server.base_url))
         assert form.status_code == 200 and "api@example.com" in form.text
+
+
+def test_a_role_change_applies_on_the_next_click(server: LiveServer) -> None:
+    person = join(server, "rita@example.com", "user")
+    assert person.get("/console/limits").status_code == 403
+    with closing(login(server)) as admin:
+        members = admin.get("/console/members").text
+        user_id = re.search(
+            r'action="/console/members/users/(user_[^"]+)"[^<]*<input[^>]*>\s*<input[^>]*>\s*'
+            r'<select name="role" aria-label="Role of rita@example.com"',
+            members,
+        )
+        assert user_id, members[:3000]
+        changed = admin.post(
+            f"/console/members/users/{user_id.group(1)}",
+            data={"csrf_token": csrf_of(members), "role": "billing", "back": "/console/members"},
+        )
+        assert flash(admin, changed) == "rita@example.com is now Billing."
+    assert person.get("/console/limits").status_code == 200
+    person.close()
