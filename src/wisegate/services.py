@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
+from wisegate.domain.accounts import AccountService
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
@@ -24,11 +25,14 @@ from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
+from wisegate.domain.secret import ConsoleSecret
 from wisegate.domain.skills import SkillService
+from wisegate.domain.sso import SingleSignOn
 from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.threads import ThreadService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
+from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
@@ -57,6 +61,9 @@ class Services:
     limits: LimitService
     batches: BatchService
     threads: ThreadService
+    secret: ConsoleSecret
+    accounts: AccountService
+    sso: SingleSignOn | None
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -76,10 +83,14 @@ class Services:
         journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
         billing = BillingRepo(db, journal)
         limits = LimitService(settings.limits, build_limiter(settings), billing, prices)
-        messages = MessageService(registry, limits, catalog=catalog, attachments=attachments)
-        threads = ThreadService(
-            ThreadRepo(db), messages, clock or SystemClock(), settings.thread_retention_seconds
+        clock = clock or SystemClock()
+        secret = ConsoleSecret(settings.console_secret, settings.data_dir)
+        people = PeopleService(directory, TenancyRepo(db), secret)
+        accounts = AccountService(
+            AccountRepo(db), directory, TenancyRepo(db), keys, people, clock, settings.console_session_seconds
         )
+        messages = MessageService(registry, limits, catalog=catalog, attachments=attachments)
+        threads = ThreadService(ThreadRepo(db), messages, clock, settings.thread_retention_seconds)
         return cls(
             settings=settings,
             db=db,
@@ -93,14 +104,17 @@ class Services:
             tenancy=TenancyService(
                 TenancyRepo(db), directory, keys, catalog, on_archive=threads.forget_workspace
             ),
-            people=PeopleService(directory),
+            people=people,
             reports=ReportService(
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
+            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
             models=ModelPages(catalog),
             threads=threads,
+            secret=secret,
+            accounts=accounts,
+            sso=SingleSignOn.from_settings(settings, secret),
         )
 
     @asynccontextmanager
@@ -109,6 +123,7 @@ class Services:
         try:
             org = await self.keys.bootstrap()
             self.organization_id = org.id
+            await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
             await self.registry.start()
             await self.limits.start()

@@ -1,7 +1,7 @@
 """Server-held conversation state for ``thread`` on Messages.
 
-Revision ID: 0006_message_threads
-Revises: 0004_batches
+Revision ID: 0007_message_threads
+Revises: 0006_people_sign_in
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_message_threads"
-down_revision = "0004_batches"
+revision = "0007_message_threads"
+down_revision = "0006_people_sign_in"
 branch_labels = None
 depends_on = None
 
