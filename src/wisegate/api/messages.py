@@ -16,6 +16,7 @@ from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
+from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.messages import MessageStream, accumulate
 from wisegate.errors import ApiError
 from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
@@ -30,6 +31,7 @@ async def create_message(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     body, raw = await parse_with_bytes(request, MessagesRequest, services.settings.max_messages_request_bytes)
+    request.state.model = body.model
     request_id = request_id_of(request) or ""
     relayed = await services.messages.open_relay(
         principal,
@@ -40,12 +42,17 @@ async def create_message(request: Request) -> Response:
         version=request.headers.get("anthropic-version"),
     )
     if relayed is not None:
-        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits))
+        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits), services.drain)
     stream = await services.messages.open_stream(principal, body, request_id, streamed=bool(body.stream))
     headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
-        return SSEResponse(stream, headers)
-    message = await _unless_disconnected(request, accumulate(stream))
+        return SSEResponse(stream, headers, services.drain)
+    try:
+        message = await _unless_disconnected(request, accumulate(stream), services.drain)
+    except ShuttingDown:
+        stream.abort(ShuttingDown.type)
+        await stream.aclose()
+        raise
     if message is None:  # the client went away: generation was stopped and settled
         await stream.aclose()
         return Response(status_code=499)
@@ -58,8 +65,9 @@ async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None
     await response(scope, receive, send)
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
-    """``await work``, cancelled if the client goes away first (then generation stops and is settled)."""
+async def _unless_disconnected(request: Request, work: Awaitable[T], drain: Drain) -> T | None:
+    """``await work``, cancelled if the client goes away first (then generation stops and is settled);
+    :class:`ShuttingDown` if the server's drain ends first."""
     result: list[T] = []
     failure: list[BaseException] = []
     async with anyio.create_task_group() as tasks:
@@ -76,8 +84,14 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
                 pass
             tasks.cancel_scope.cancel()
 
+        async def cut() -> None:
+            await drain.wait_cut()
+            failure.append(ShuttingDown())
+            tasks.cancel_scope.cancel()
+
         tasks.start_soon(run)
         tasks.start_soon(watch)
+        tasks.start_soon(cut)
     if failure:
         raise failure[0]
     return result[0] if result else None
@@ -88,6 +102,7 @@ async def count_tokens(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     limit = services.settings.max_messages_request_bytes
     body, raw = await parse_with_bytes(request, CountTokensRequest, limit)
+    request.state.model = body.model
     limits = await services.limits.admit_count_tokens(principal)
     count = await services.messages.count_tokens(
         body,
@@ -106,15 +121,17 @@ class SSEResponse(Response):
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, stream: MessageStream, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, stream: MessageStream, headers: dict[str, str] | None, drain: Drain) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", self.media_type.encode()), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         self._stream = stream
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        cut_off = False
         try:
             async with anyio.create_task_group() as tasks:
 
@@ -127,11 +144,28 @@ class SSEResponse(Response):
                         pass
                     tasks.cancel_scope.cancel()
 
+                async def cut() -> None:
+                    nonlocal cut_off
+                    await self._drain.wait_cut()
+                    cut_off = True
+                    tasks.cancel_scope.cancel()
+
                 tasks.start_soon(pump)
                 tasks.start_soon(watch)
+                tasks.start_soon(cut)
+            if cut_off:  # the drain's deadline: the client learns why its stream ends here
+                self._stream.abort(ShuttingDown.type)
+                await send(
+                    {"type": "http.response.body", "body": self._cut_off(ShuttingDown()), "more_body": True}
+                )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stream.aclose()
+
+    def _cut_off(self, error: ApiError) -> bytes:
+        """The last bytes of a stream the server cuts off."""
+        return encode_sse(ErrorEvent(error=ErrorBody(type=error.type, message=error.message)))
 
     async def _pump(self, send: Send) -> None:
         try:

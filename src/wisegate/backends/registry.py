@@ -92,6 +92,7 @@ class BackendRegistry:
         instances: dict[str, Backend] | None = None,
     ) -> None:
         types = backend_types()
+        self.started = False  # every backend's start() returned (``/ready``)
         self.backends: dict[str, Backend] = dict(instances or {})
         for name, config in backends.items():
             if name in self.backends:
@@ -158,6 +159,7 @@ class BackendRegistry:
     async def start(self) -> None:
         for backend in self.backends.values():
             await backend.start()
+        self.started = True
 
     async def close(self) -> None:
         for backend in self.backends.values():

@@ -86,6 +86,11 @@ class MessageStream:
             with anyio.CancelScope(shield=True):
                 await self._finish()
 
+    def abort(self, error_type: str) -> None:
+        """Record why the response ends before the backend finished (settled by ``aclose``)."""
+        if self._settle.stop_reason is None and self._settle.error_type is None:
+            self._settle.error_type = error_type
+
     async def aclose(self) -> None:
         """Stop the backend (if still running) and write the usage record, once."""
         await self._events.aclose()

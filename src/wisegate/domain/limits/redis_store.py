@@ -144,6 +144,10 @@ class RedisLimiter:
             raise RespError(f"unexpected reply to the take script: {out!r}")
         return out
 
+    async def ping(self) -> None:
+        """One ``PING``; :class:`RespError` when Redis does not answer."""
+        await self._redis.call("PING")
+
     async def close(self) -> None:
         """Send every give-back still owed, then release the connections."""
         if self._flusher is not None and not self._flusher.done():
