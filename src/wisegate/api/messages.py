@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
@@ -48,9 +48,10 @@ async def create_message(request: Request) -> Response:
     if body.stream:
         return SSEResponse(stream, headers, services.drain)
     try:
-        message = await _unless_disconnected(request, accumulate(stream), services.drain)
+        message = await _unless_disconnected(
+            request, accumulate(stream), services.drain, lambda: stream.abort(ShuttingDown.type)
+        )
     except ShuttingDown:
-        stream.abort(ShuttingDown.type)
         await stream.aclose()
         raise
     if message is None:  # the client went away: generation was stopped and settled
@@ -65,9 +66,11 @@ async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None
     await response(scope, receive, send)
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T], drain: Drain) -> T | None:
+async def _unless_disconnected(
+    request: Request, work: Awaitable[T], drain: Drain, on_cut: Callable[[], None]
+) -> T | None:
     """``await work``, cancelled if the client goes away first (then generation stops and is settled);
-    :class:`ShuttingDown` if the server's drain ends first."""
+    :class:`ShuttingDown` if the server's drain cuts it off first (``on_cut`` runs before that)."""
     result: list[T] = []
     failure: list[BaseException] = []
     async with anyio.create_task_group() as tasks:
@@ -86,6 +89,7 @@ async def _unless_disconnected(request: Request, work: Awaitable[T], drain: Drai
 
         async def cut() -> None:
             await drain.wait_cut()
+            on_cut()
             failure.append(ShuttingDown())
             tasks.cancel_scope.cancel()
 
@@ -148,13 +152,13 @@ class SSEResponse(Response):
                     nonlocal cut_off
                     await self._drain.wait_cut()
                     cut_off = True
+                    self._stream.abort(ShuttingDown.type)  # before the backend is stopped and settled
                     tasks.cancel_scope.cancel()
 
                 tasks.start_soon(pump)
                 tasks.start_soon(watch)
                 tasks.start_soon(cut)
             if cut_off:  # the drain's deadline: the client learns why its stream ends here
-                self._stream.abort(ShuttingDown.type)
                 await send(
                     {"type": "http.response.body", "body": self._cut_off(ShuttingDown()), "more_body": True}
                 )

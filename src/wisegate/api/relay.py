@@ -57,6 +57,7 @@ class RelayedSSEResponse(Response):
             nonlocal cut_off
             if not gone:
                 cut_off = True
+                self._relayed.abort(ShuttingDown.type)  # before the upstream is closed and settled
                 pump.cancel()
 
         watcher = asyncio.create_task(watch())
@@ -68,7 +69,6 @@ class RelayedSSEResponse(Response):
                 raise
             pump.uncancel()
             if cut_off:  # the drain's deadline: the client learns why its stream ends here
-                self._relayed.abort(ShuttingDown.type)
                 error = ShuttingDown()
                 event = ErrorEvent(error=ErrorBody(type=error.type, message=error.message))
                 await send({"type": "http.response.body", "body": encode_sse(event), "more_body": True})

@@ -156,6 +156,17 @@ class BackendRegistry:
                 return candidate
         raise NotFound(f"model: {model_id}")
 
+    def preflight(self) -> list[str]:
+        """Problems that would stop a backend from starting (a backend may define ``preflight() ->
+        str | None``), found before the server binds its port and loads models."""
+        problems = []
+        for backend in self.backends.values():
+            check = getattr(backend, "preflight", None)
+            problem = check() if check is not None else None
+            if problem:
+                problems.append(problem)
+        return problems
+
     async def start(self) -> None:
         for backend in self.backends.values():
             await backend.start()
