@@ -12,6 +12,7 @@ back batch claims, and the process exits 0. SIGINT (Ctrl-C) drains the same way 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import gc
 import logging
@@ -87,7 +88,8 @@ class _Server(uvicorn.Server):
         if self._drain is None or self._loop is None or not self.started:
             self.should_exit = True
             return
-        self._loop.call_soon_threadsafe(self._on_signal, sig)
+        # A fresh context: the signal may have interrupted a request, whose id must not label the drain.
+        self._loop.call_soon_threadsafe(self._on_signal, sig, context=contextvars.Context())
 
     def _on_signal(self, sig: int) -> None:
         assert self._drain is not None and self._loop is not None

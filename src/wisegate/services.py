@@ -117,6 +117,7 @@ class Services:
         finally:
             await self.limits.close()
             await self.registry.close()
+            await self.health.close()
             await self.db.close()
 
 

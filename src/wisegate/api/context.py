@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wisegate.api.errors import error_response, from_http_exception
@@ -121,6 +122,8 @@ class RequestContext:
         metrics.IN_FLIGHT.inc()
         try:
             await (app or self.app)(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            status = status or 499  # the client left before its request was read: nobody to answer
         except Exception as exc:
             if status:
                 log.exception("failure after the response started")
