@@ -82,17 +82,18 @@ def _refused(base_url: str) -> bool:
 
 
 def test_sigterm_lets_20_streams_finish_settles_them_and_exits_0(tmp_path: Path) -> None:
-    server, key = _server(tmp_path, drain_grace_seconds=1.0)
+    server, key = _server(tmp_path, drain_grace_seconds=2.0)
 
     async def run() -> tuple[list[tuple[str, list[str]]], int, bool]:
         started = asyncio.Event()
-        streams = asyncio.create_task(_streams(server, key, 60, started))  # 60 words: ~3 s each
+        streams = asyncio.create_task(_streams(server, key, 120, started))  # 120 words: ~6 s each
         await asyncio.wait_for(started.wait(), 60)
         server.proc.send_signal(signal.SIGTERM)
         async with httpx.AsyncClient(base_url=server.base_url) as probe:
             ready = (await probe.get("/ready")).status_code  # the grace: still listening, not ready
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(3)
         refused = _refused(server.base_url)  # after the grace: no new connections
+        assert server.proc.poll() is None  # while the streams still run
         return await streams, ready, refused
 
     try:
@@ -103,10 +104,10 @@ def test_sigterm_lets_20_streams_finish_settles_them_and_exits_0(tmp_path: Path)
     assert ready == 503
     assert refused
     assert [kinds[-1] for _, kinds in results] == ["message_stop"] * STREAMS
-    assert all(kinds.count("content_block_delta") == 60 for _, kinds in results)
+    assert all(kinds.count("content_block_delta") == 120 for _, kinds in results)
     assert code == 0, (tmp_path / "server.log").read_text()[-3000:]
     rows = _rows(tmp_path)
-    assert {rid: rows.get(rid) for rid, _ in results} == {rid: ("end_turn", None, 60) for rid, _ in results}
+    assert {rid: rows.get(rid) for rid, _ in results} == {rid: ("end_turn", None, 120) for rid, _ in results}
     log = (tmp_path / "server.log").read_text()
     assert '"msg": "draining' in log and "Traceback" not in log
 
