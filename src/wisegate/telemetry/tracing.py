@@ -13,9 +13,11 @@ and the backends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+
+_NOTHING: AbstractContextManager[None] = nullcontext()
 
 
 class TracingUnavailable(RuntimeError):
@@ -117,15 +119,14 @@ def finish_request(
     context.detach(token)
 
 
-@contextmanager
-def span(name: str, **attributes: Any) -> Iterator[Any]:
-    """A child span of the current one, current while the block runs; nothing when tracing is off."""
+def span(name: str, **attributes: Any) -> AbstractContextManager[Any]:
+    """A child span of the current one, current while the block runs; nothing when tracing is off
+    (a shared null context: this is on every request's path)."""
     tracer = _TRACING.tracer
     if tracer is None:
-        yield None
-        return
-    with tracer.start_as_current_span(name, attributes=attributes) as current:
-        yield current
+        return _NOTHING
+    cm: AbstractContextManager[Any] = tracer.start_as_current_span(name, attributes=attributes)
+    return cm
 
 
 def start_span(name: str, **attributes: Any) -> Any:
@@ -135,16 +136,14 @@ def start_span(name: str, **attributes: Any) -> Any:
     return None if tracer is None else tracer.start_span(name, attributes=attributes)
 
 
-@contextmanager
-def current(span_: Any) -> Iterator[None]:
+def current(span_: Any) -> AbstractContextManager[Any]:
     """Make ``span_`` (from ``start_span``) the current span while the block runs."""
     if span_ is None:
-        yield
-        return
+        return _NOTHING
     from opentelemetry import trace
 
-    with trace.use_span(span_, end_on_exit=False):
-        yield
+    cm: AbstractContextManager[Any] = trace.use_span(span_, end_on_exit=False)
+    return cm
 
 
 def end_span(span_: Any, error: str | None = None, **attributes: Any) -> None:
