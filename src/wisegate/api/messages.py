@@ -132,6 +132,7 @@ class SSEResponse(Response):
         self.raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         self._stream = stream
         self._drain = drain
+        self._ended = False  # the last body message is being (or was) sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -151,6 +152,8 @@ class SSEResponse(Response):
                 async def cut() -> None:
                     nonlocal cut_off
                     await self._drain.wait_cut()
+                    if self._ended:
+                        return
                     cut_off = True
                     self._stream.abort(ShuttingDown.type)  # before the backend is stopped and settled
                     tasks.cancel_scope.cancel()
@@ -158,7 +161,8 @@ class SSEResponse(Response):
                 tasks.start_soon(pump)
                 tasks.start_soon(watch)
                 tasks.start_soon(cut)
-            if cut_off:  # the drain's deadline: the client learns why its stream ends here
+            if cut_off and not self._ended:  # the drain's deadline: the client learns why it ends here
+                self._ended = True
                 await send(
                     {"type": "http.response.body", "body": self._cut_off(ShuttingDown()), "more_body": True}
                 )
@@ -182,4 +186,5 @@ class SSEResponse(Response):
             log.exception("stream failed after it started")
             error = ErrorEvent(error=ErrorBody(type="api_error", message="Internal server error"))
             await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        self._ended = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})

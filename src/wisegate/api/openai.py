@@ -157,4 +157,5 @@ class ChunkStreamResponse(SSEResponse):
         except Exception:
             log.exception("stream failed after it started")
             await write(json.dumps(openai_error("Internal server error", "server_error", None)).encode())
+        self._ended = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -37,6 +37,7 @@ class RelayedSSEResponse(Response):
         ]
         self._relayed = relayed
         self._drain = drain
+        self._ended = False  # the last body message is being (or was) sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # One plain watcher task instead of a task group: this runs once per relayed stream, and
@@ -55,7 +56,7 @@ class RelayedSSEResponse(Response):
 
         def cut() -> None:
             nonlocal cut_off
-            if not gone:
+            if not gone and not self._ended:
                 cut_off = True
                 self._relayed.abort(ShuttingDown.type)  # before the upstream is closed and settled
                 pump.cancel()
@@ -90,4 +91,5 @@ class RelayedSSEResponse(Response):
             log.exception("relayed stream failed after it started")
             error = ErrorEvent(error=ErrorBody(type="api_error", message="Internal server error"))
             await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        self._ended = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})
