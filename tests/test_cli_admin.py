@@ -101,3 +101,50 @@ def test_usage_table(runner: CliRunner) -> None:
     empty = _ok(runner, "usage", "--start", "2020-01-01", "--end", "2020-01-02")
     assert "no requests in this range" in empty
     assert runner.invoke(main, ["usage", "--start", "soon"]).exit_code == 2
+
+
+def test_invites_create_prints_a_link_that_works_once(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WISEGATE_CONSOLE_PUBLIC_URL", "https://gate.example.com/")
+    workspace_id = _ok(runner, "workspaces", "create", "--name", "Team").split("\t")[0]
+    out = _ok(
+        runner,
+        "invites",
+        "create",
+        "--email",
+        "Ada@Example.com",
+        "--role",
+        "developer",
+        "--workspace",
+        workspace_id,
+        "--workspace-role",
+        "workspace_admin",
+    ).splitlines()
+    invite_id, email, role, expires = out[0].split("\t")
+    assert invite_id.startswith("invite_") and email == "ada@example.com" and role == "developer"
+    link = out[1]
+    assert link.startswith("https://gate.example.com/console/invite/") and len(link.rsplit("/", 1)[1]) == 64
+    again = runner.invoke(main, ["invites", "create", "--email", "ada@example.com"])
+    assert again.exit_code == 1 and "A pending invite already exists" in again.output
+    missing = runner.invoke(
+        main, ["invites", "create", "--email", "b@example.com", "--workspace", "wrkspc_nope"]
+    )
+    assert missing.exit_code == 1 and "workspace wrkspc_nope not found" in missing.output
+    bad = runner.invoke(main, ["invites", "create", "--email", "c@example.com", "--role", "admin"])
+    assert bad.exit_code == 2 and "admin" in bad.output
+
+    async def accept() -> tuple[str, tuple[str, ...]]:
+        from wisegate.domain.accounts import Client
+        from wisegate.services import Services
+
+        services = Services.from_settings(Settings())
+        try:
+            _, viewer = await services.accounts.accept_invite(
+                link.rsplit("/", 1)[1], "Ada", "a long password", Client("127.0.0.1", "cli test")
+            )
+            return viewer.user.role if viewer.user else "", viewer.access.workspace_roles[workspace_id]
+        finally:
+            await services.db.close()
+
+    assert asyncio.run(accept()) == ("developer", ("workspace_admin",))

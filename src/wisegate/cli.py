@@ -1,4 +1,4 @@
-"""The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites accept,
+"""The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites create|accept,
 usage, credits …, limits …, backends list."""
 
 from __future__ import annotations
@@ -261,7 +261,45 @@ def workspaces_models(workspace_id: str, models: tuple[str, ...]) -> None:
 
 @main.group()
 def invites() -> None:
-    """Organization invites (created through the Admin API)."""
+    """Organization invites: each has an accept link to send to the person."""
+
+
+@invites.command("create")
+@click.option("--email", required=True, help="The person's e-mail address.")
+@click.option(
+    "--role",
+    default="developer",
+    show_default=True,
+    type=click.Choice(["user", "developer", "billing", "claude_code_user"]),
+    help="Organization role.",
+)
+@click.option(
+    "--workspace", "workspaces", multiple=True, help="Also make them a member of this workspace (repeatable)."
+)
+@click.option(
+    "--workspace-role",
+    default="workspace_developer",
+    show_default=True,
+    type=click.Choice(
+        ["workspace_user", "workspace_developer", "workspace_restricted_developer", "workspace_admin"]
+    ),
+    help="Their role in the --workspace workspaces.",
+)
+def invites_create(email: str, role: str, workspaces: tuple[str, ...], workspace_role: str) -> None:
+    """Invite someone: prints the link (valid 21 days, once) where they choose a name and password."""
+    settings = Settings()
+
+    async def work(services: Any, scope: Any) -> tuple[Any, str]:
+        invite = await services.people.create_invite(
+            scope, email, role, [(w, workspace_role) for w in workspaces]
+        )
+        token = services.people.link_token(invite)
+        return invite, token
+
+    invite, token = _with_services(settings, work)
+    base = settings.console_public_url or f"http://{settings.host}:{settings.port}"
+    click.echo(f"{invite.id}\t{invite.email}\t{invite.role}\texpires {invite.expires_at:%Y-%m-%d}")
+    click.echo(f"{base.rstrip('/')}/console/invite/{token}")
 
 
 @invites.command("accept")

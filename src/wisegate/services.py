@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from wisegate.backends.base import Backend
 from wisegate.backends.registry import BackendRegistry
+from wisegate.domain.accounts import AccountService
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
@@ -27,10 +28,13 @@ from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
+from wisegate.domain.secret import ConsoleSecret
 from wisegate.domain.skills import SkillService
+from wisegate.domain.sso import SingleSignOn
 from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
+from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
@@ -59,6 +63,9 @@ class Services:
     batches: BatchService
     drain: Drain
     health: HealthService
+    secret: ConsoleSecret
+    accounts: AccountService
+    sso: SingleSignOn | None
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -80,6 +87,12 @@ class Services:
         limiter = build_limiter(settings)
         limits = LimitService(settings.limits, limiter, billing, prices)
         drain = Drain()
+        clock = clock or SystemClock()
+        secret = ConsoleSecret(settings.console_secret, settings.data_dir)
+        people = PeopleService(directory, TenancyRepo(db), secret)
+        accounts = AccountService(
+            AccountRepo(db), directory, TenancyRepo(db), keys, people, clock, settings.console_session_seconds
+        )
         return cls(
             settings=settings,
             db=db,
@@ -91,15 +104,18 @@ class Services:
             skills=skills,
             catalog=catalog,
             tenancy=TenancyService(TenancyRepo(db), directory, keys, catalog),
-            people=PeopleService(directory),
+            people=people,
             reports=ReportService(
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock or SystemClock(), settings.batch_lease_seconds),
+            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
             models=ModelPages(catalog),
             drain=drain,
             health=HealthService(db, limiter, registry, drain, redis=settings.redis_url is not None),
+            secret=secret,
+            accounts=accounts,
+            sso=SingleSignOn.from_settings(settings, secret),
         )
 
     @asynccontextmanager
@@ -109,6 +125,7 @@ class Services:
             self.drain.bind()
             org = await self.keys.bootstrap()
             self.organization_id = org.id
+            await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
             await self.registry.start()
             await self.limits.start()

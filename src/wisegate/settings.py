@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     # in <data_dir>/console-secret) and how long a login lasts.
     console_secret: str | None = None
     console_session_seconds: int = Field(default=8 * 3600, ge=60)
+    # Single sign-on with OpenID Connect (off while console_sso_issuer is unset).
+    console_sso_issuer: str | None = None
+    console_sso_client_id: str | None = None
+    console_sso_client_secret: str | None = None
+    console_sso_allowed_domains: list[str] = Field(default_factory=list)  # empty: any e-mail domain
+    console_sso_new_users: Literal["invite", "create"] = "invite"
+    console_sso_default_role: Literal["user", "developer", "billing", "claude_code_user"] = "user"
+    console_public_url: str | None = None  # e.g. https://gate.example.com, for invite links and SSO
 
     redis_url: str | None = None
     redis_prefix: str = "wisegate"
@@ -209,6 +217,8 @@ class Settings(BaseSettings):
                     raise ValueError(f"model {model.id!r} names unknown backend {deployment.backend!r}")
         if self.files_store == "s3" and not self.files_s3_bucket:
             raise ValueError("files_store = 's3' needs files_s3_bucket")
+        if self.console_sso_issuer and not (self.console_sso_client_id and self.console_sso_client_secret):
+            raise ValueError("console_sso_issuer needs console_sso_client_id and console_sso_client_secret")
         return self
 
     @property

@@ -61,11 +61,12 @@ def test_console_in_a_browser(server: LiveServer, browser: Browser, tmp_path: Pa
 
     page.goto("/console/keys")
     expect(page).to_have_url(re.compile(r"/console/login\?next="))
+    page.get_by_text("Use an admin key").click()  # the bootstrap sign-in, folded under the password form
     page.get_by_label("Admin key").fill("sk-wg-admin01-wrong")
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Log in with the admin key").click()
     expect(page.get_by_role("alert")).to_contain_text("not an active admin key")
     page.get_by_label("Admin key").fill(_admin_key(server))
-    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Log in with the admin key").click()
     expect(page).to_have_url(re.compile(r"/console/keys$"))
     cookie = next(c for c in context.cookies() if c["name"] == "wisegate_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"

@@ -25,6 +25,7 @@ from wisegate.domain.tenancy import WorkspaceView
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.admin import (
     AddMemberBody,
+    ApiKeyCreatedBy,
     ApiKeyOut,
     CreateApiKeyBody,
     CreatedApiKey,
@@ -65,6 +66,9 @@ def _key_out(key: ApiKey) -> ApiKeyOut:
         workspace_id=key.workspace_id,
         scope=WorkspaceScope(workspace_id=key.workspace_id),
         created_at=_iso(key.created_at),
+        created_by=ApiKeyCreatedBy(id=key.created_by_user_id, type="user")
+        if key.created_by_user_id
+        else None,
         partial_key_hint=key.partial_key_hint,
         status=key.status,
     )

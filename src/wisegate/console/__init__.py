@@ -1,5 +1,6 @@
-"""The web console at ``/console``: server-rendered pages (Jinja2) for an organization's admins, calling
-the domain services directly. ``routes()`` is mounted by ``create_app``."""
+"""The web console at ``/console``: server-rendered pages (Jinja2) for the organization's people, each
+seeing what their role allows, calling the domain services directly. ``routes()`` is mounted by
+``create_app``."""
 
 from __future__ import annotations
 
@@ -8,16 +9,32 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wisegate.console import limits, views, workspace
+from wisegate.console import account, limits, members, signin, views, workspace
 
 
 def routes() -> list[BaseRoute]:
     post = ["POST"]
     return [
         Route("/console", views.usage),
-        Route("/console/login", views.login_form),
-        Route("/console/login", views.login, methods=post),
-        Route("/console/logout", views.logout, methods=post),
+        Route("/console/login", signin.login_form),
+        Route("/console/login", signin.login, methods=post),
+        Route("/console/logout", signin.logout, methods=post),
+        Route("/console/invite/{token}", signin.invite_form),
+        Route("/console/invite/{token}", signin.accept_invite, methods=post),
+        Route("/console/sso/start", signin.sso_start),
+        Route("/console/sso/callback", signin.sso_callback),
+        Route("/console/account", account.account),
+        Route("/console/account/profile", account.update_profile, methods=post),
+        Route("/console/account/password", account.change_password, methods=post),
+        Route("/console/account/sessions/end-others", account.end_other_sessions, methods=post),
+        Route("/console/account/sessions/{session_id}/end", account.end_session, methods=post),
+        Route("/console/account/keys", account.create_my_key, methods=post),
+        Route("/console/account/keys/{key_id}", account.update_my_key, methods=post),
+        Route("/console/members", members.members),
+        Route("/console/members/invites", members.create_invite, methods=post),
+        Route("/console/members/invites/{invite_id}/link", members.new_invite_link, methods=post),
+        Route("/console/members/invites/{invite_id}/delete", members.delete_invite, methods=post),
+        Route("/console/members/users/{user_id}", members.update_member, methods=post),
         Route("/console/keys", views.keys),
         Route("/console/keys", views.create_key, methods=post),
         Route("/console/keys/{key_id}", views.update_key, methods=post),

@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from wisegate.console.web import Operator, page
 from wisegate.domain.pricing import format_amount
+from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest
 from wisegate.storage.billing import WorkspaceLimits
 
@@ -29,7 +30,13 @@ class WorkspaceRow:
     reserved_pico: int
 
 
-@page
+def _may_set(op: Operator, workspace_id: str) -> None:
+    """A workspace's limits: its workspace admins, or whoever manages the organization's billing."""
+    if not op.allows(P.MANAGE_BILLING):
+        op.require(P.MANAGE_LIMITS, workspace_id)
+
+
+@page(P.READ_BILLING, P.READ_LIMITS)
 async def limits_page(op: Operator) -> Response:
     limits = op.services.limits
     billing = limits.billing
@@ -39,8 +46,11 @@ async def limits_page(op: Operator) -> Response:
     month = datetime.now(UTC).strftime("%Y-%m")
     spent, reserved = await billing.period_spend(org, month)
     rows = []
+    visible = set(op.workspaces_allowing(P.READ_LIMITS))
     for view in await op.services.tenancy.list_workspaces(op.scope):
         ws = view.workspace
+        if ws.id not in visible:
+            continue
         ws_spent, ws_reserved = await billing.period_spend(ws.id, month)
         rows.append(
             WorkspaceRow(ws.id, ws.name, await billing.workspace_limits(ws.id), ws_spent, ws_reserved)
@@ -61,7 +71,7 @@ async def limits_page(op: Operator) -> Response:
     )
 
 
-@page
+@page(P.MANAGE_BILLING)
 async def add_credits(op: Operator) -> Response:
     """``wisegate credits add``: the first top-up makes the organization prepaid."""
     amount = op.usd_pico("usd", label="Amount", allow_negative=True)
@@ -73,7 +83,7 @@ async def add_credits(op: Operator) -> Response:
     return op.back(notice=f"Credits added: balance {format_amount(account.credit_balance_pico)}.")
 
 
-@page
+@page(P.MANAGE_BILLING)
 async def set_tier(op: Operator) -> Response:
     """``wisegate limits tier [NAME]``: pin a tier, or follow purchases / spend again (blank)."""
     name = op.text("tier") or None
@@ -85,12 +95,16 @@ async def set_tier(op: Operator) -> Response:
     return op.back(notice=f"Tier {'pinned to ' + name if name else 'follows the thresholds again'}.")
 
 
-@page
+@page(P.MANAGE_BILLING, P.MANAGE_LIMITS)
 async def set_spend_limit(op: Operator) -> Response:
     """``wisegate limits spend [--workspace ID] [--usd N]``: blank removes the limit."""
     pico = op.usd_pico("usd", label="Monthly spend limit")
     workspace_id = op.text("workspace_id") or None
     billing = op.services.limits.billing
+    if workspace_id is not None:
+        _may_set(op, workspace_id)
+    else:
+        op.require(P.MANAGE_BILLING)
     if workspace_id is None:
         await billing.set_account(op.organization_id, spend_limit_pico=pico)
         target = "the organization"
@@ -103,10 +117,11 @@ async def set_spend_limit(op: Operator) -> Response:
     return op.back(notice=f"Monthly spend limit of {target}: {format_amount(pico)}.")
 
 
-@page
+@page(P.MANAGE_BILLING, P.MANAGE_LIMITS)
 async def set_workspace_rate(op: Operator) -> Response:
     """``wisegate limits workspace-rate``: lower limits for one model class (all blank: remove them)."""
     workspace_id = op.text("workspace_id", required=True, label="Workspace")
+    _may_set(op, workspace_id)
     view = await op.services.tenancy.get_workspace(op.scope, workspace_id)
     model_class = op.text("model_class", required=True, label="Model class")
     if model_class not in op.services.limits.config.model_classes:

@@ -1,84 +1,22 @@
-"""Login and logout, the usage dashboard, API keys and workspaces."""
+"""The usage dashboard, API keys and workspaces."""
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from starlette.requests import Request
 from starlette.responses import Response
 
 from wisegate.console.charts import stacked_bars
-from wisegate.console.session import COOKIE, LOGIN_COOKIE, same
-from wisegate.console.web import (
-    Operator,
-    codec_of,
-    cookie_options,
-    page,
-    redirect,
-    render,
-    safe_path,
-)
-from wisegate.domain.keys import ADMIN_KEY_PREFIX
+from wisegate.console.web import Operator, page, redirect
 from wisegate.domain.pricing import format_usd
 from wisegate.domain.reports import ReportQuery
+from wisegate.domain.roles import Permission as P
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import WorkspaceView
-from wisegate.errors import AuthenticationFailed, InvalidRequest
-from wisegate.services import services_of
+from wisegate.errors import InvalidRequest, PermissionDenied
 
 RANGES = (7, 14, 31)
-
-
-async def login_form(request: Request) -> Response:
-    return _login_page(request, request.query_params.get("next"))
-
-
-def _login_page(
-    request: Request, next_path: str | None, error: str | None = None, status: int = 200
-) -> Response:
-    token = secrets.token_urlsafe(16)
-    response = render(
-        request,
-        "login.html",
-        status,
-        login_token=token,
-        next=safe_path(next_path),
-        error=error,
-        prefix=ADMIN_KEY_PREFIX,
-    )
-    response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path="/console/login", **cookie_options(request))
-    return response
-
-
-async def login(request: Request) -> Response:
-    """Check an admin key and open a session; the key itself is never stored in the cookie."""
-    form = await request.form()
-    next_path = str(form.get("next") or "")
-    expected = request.cookies.get(LOGIN_COOKIE) or ""
-    if not expected or not same(str(form.get("login_token") or ""), expected):
-        return _login_page(request, next_path, "The login form expired. Please try again.", 403)
-    services = services_of(request)
-    try:
-        principal = await services.keys.authenticate(str(form.get("key") or "").strip(), kind="admin")
-    except AuthenticationFailed:
-        return _login_page(request, next_path, "That is not an active admin key (sk-wg-admin01-…).", 401)
-    codec = codec_of(request)
-    _, cookie = codec.issue(principal.key.id)
-    response = redirect(request, safe_path(next_path))
-    response.set_cookie(
-        COOKIE, cookie, max_age=codec.lifetime_seconds, path="/console", **cookie_options(request)
-    )
-    response.delete_cookie(LOGIN_COOKIE, path="/console/login")
-    return response
-
-
-@page
-async def logout(op: Operator) -> Response:
-    response = redirect(op.request, "/console/login")
-    response.delete_cookie(COOKIE, path="/console")
-    return response
 
 
 def _days(op: Operator) -> int:
@@ -86,15 +24,35 @@ def _days(op: Operator) -> int:
     return int(raw) if raw in {str(r) for r in RANGES} else 14
 
 
-@page
+@page()
 async def usage(op: Operator) -> Response:
-    """Tokens and cost per day by model (stacked SVG bars), and totals by model, for the last N days."""
+    """``/console``: the usage dashboard, or the first page the viewer's role opens."""
+    if op.allows(P.READ_USAGE) or op.allows(P.READ_BILLING):
+        return await _usage(op)
+    first = op.nav[0][1] if op.nav else "/console/account"
+    return redirect(op.request, first)
+
+
+async def _usage(op: Operator) -> Response:
+    """Tokens and cost per day by model (stacked SVG bars), and totals by model, for the last N days.
+
+    Organization-wide for billing and admins; else one of the workspaces whose usage the viewer sees."""
     days = _days(op)
-    workspaces = await op.services.tenancy.list_workspaces(op.scope, include_archived=True)
+    org_wide = op.allows(P.READ_BILLING)
+    visible = set(op.workspaces_allowing(P.READ_USAGE))
+    workspaces = [
+        w
+        for w in await op.services.tenancy.list_workspaces(op.scope, include_archived=True)
+        if org_wide or w.workspace.id in visible
+    ]
     workspace_id = op.request.query_params.get("workspace_id") or None
+    if workspace_id is None and not org_wide:
+        workspace_id = workspaces[0].workspace.id if workspaces else None
     scope = op.scope
     if workspace_id is not None:
         await op.services.tenancy.get_workspace(op.scope, workspace_id)  # 404 if not this org's
+        if not org_wide and workspace_id not in visible:
+            raise PermissionDenied("Your role does not show that workspace's usage.")
         scope = Scope(op.organization_id, workspace_id)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - timedelta(days=days - 1)
@@ -127,6 +85,7 @@ async def usage(op: Operator) -> Response:
         ranges=RANGES,
         workspaces=workspaces,
         workspace_id=workspace_id,
+        org_wide=org_wide,
         token_chart=stacked_bars("Tokens per day", labels, token_series, lambda v: f"{v:,.0f} tokens"),
         cost_chart=stacked_bars("Cost per day", labels, cost_series, lambda v: f"${v:,.4f}"),
         summary=summary,
@@ -141,40 +100,52 @@ async def _workspace_names(op: Operator) -> dict[str, WorkspaceView]:
     return {v.workspace.id: v for v in views}
 
 
-@page
+@page(P.READ_KEYS)
 async def keys(op: Operator) -> Response:
     return await _keys_page(op)
 
 
 async def _keys_page(op: Operator, created: tuple[object, str] | None = None) -> Response:
+    """Every key of the workspaces whose keys the viewer sees."""
     workspace_id = op.request.query_params.get("workspace_id") or None
-    listed = await op.services.tenancy.list_keys(op.scope, workspace_id=workspace_id)
+    visible = set(op.workspaces_allowing(P.READ_KEYS))
+    listed = [
+        k
+        for k in await op.services.tenancy.list_keys(op.scope, workspace_id=workspace_id)
+        if k.workspace_id in visible
+    ]
+    names = await _workspace_names(op)
     return op.render(
         "keys.html",
         nav="keys",
         keys=listed,
-        workspaces=await _workspace_names(op),
+        workspaces=names,
+        creatable={w: v for w, v in names.items() if op.allows(P.MANAGE_KEYS, w)},
         workspace_id=workspace_id,
         created=created,
         base_url=str(op.request.base_url).rstrip("/"),
     )
 
 
-@page
+@page(P.MANAGE_KEYS)
 async def create_key(op: Operator) -> Response:
     """Create a key and show its secret on this response only (it is never stored or shown again)."""
     name = op.text("name", required=True, label="Name")
     if len(name) > 500:
         raise InvalidRequest("Name: at most 500 characters")
     workspace_id = op.text("workspace_id", required=True, label="Workspace")
-    key, secret = await op.services.tenancy.create_key(op.scope, workspace_id, name)
+    op.require(P.MANAGE_KEYS, workspace_id)
+    key, secret = await op.services.tenancy.create_key(
+        op.scope, workspace_id, name, created_by_user_id=op.user_id
+    )
     return await _keys_page(op, created=(key, secret))
 
 
-@page
+@page(P.MANAGE_KEYS)
 async def update_key(op: Operator) -> Response:
     """Rename (``name``) or change the status (``status``: active, inactive, archived) of a key."""
     key_id = op.request.path_params["key_id"]
+    op.require(P.MANAGE_KEYS, (await op.services.tenancy.get_key(op.scope, key_id)).workspace_id)
     status = op.text("status") or None
     name = op.text("name") or None
     if status is None and name is None:
@@ -188,7 +159,7 @@ async def update_key(op: Operator) -> Response:
     return op.back(notice=f"Key {key.id} is {what}.")
 
 
-@page
+@page(P.MANAGE_WORKSPACES)
 async def workspaces(op: Operator) -> Response:
     views = await op.services.tenancy.list_workspaces(op.scope, include_archived=True)
     return op.render(
@@ -212,7 +183,7 @@ def _allowed_models(op: Operator) -> list[str] | None:
     return checked or None
 
 
-@page
+@page(P.MANAGE_WORKSPACES)
 async def create_workspace(op: Operator) -> Response:
     view = await op.services.tenancy.create_workspace(
         op.scope, _workspace_name(op), allowed_models=_allowed_models(op)
@@ -220,7 +191,7 @@ async def create_workspace(op: Operator) -> Response:
     return op.back(notice=f"Workspace “{view.workspace.name}” created ({view.workspace.id}).")
 
 
-@page
+@page(P.MANAGE_WORKSPACES)
 async def update_workspace(op: Operator) -> Response:
     allowed = _allowed_models(op)
     view = await op.services.tenancy.update_workspace(
@@ -233,7 +204,7 @@ async def update_workspace(op: Operator) -> Response:
     return op.back(notice=f"Workspace “{view.workspace.name}” saved.")
 
 
-@page
+@page(P.MANAGE_WORKSPACES)
 async def archive_workspace(op: Operator) -> Response:
     view = await op.services.tenancy.archive_workspace(op.scope, op.request.path_params["workspace_id"])
     return op.back(notice=f"Workspace “{view.workspace.name}” archived; its keys no longer work.")

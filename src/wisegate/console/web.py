@@ -1,16 +1,19 @@
-"""What every console page shares: the login check, CSRF, rendering, flash messages and form fields.
+"""What every console page shares: the session check, permissions, CSRF, rendering, flash messages and
+form fields.
 
 A page handler is ``async def handler(op: Operator) -> Response`` wrapped in :func:`page`: without a
-valid session it redirects to the login form; a POST without the session's CSRF token is refused
-(403); an ``ApiError`` raised by a domain service (bad input, unknown id, archived workspace…) becomes
-a message on the page — after a POST, a redirect back to the form with the message as a flash.
+valid session it redirects to the sign-in form; without the permission the page needs (from the role
+table, ``domain/roles.py``) it answers 403; a POST without the session's CSRF token is refused (403);
+an ``ApiError`` raised by a domain service (bad input, unknown id, archived workspace…) becomes a
+message on the page — after a POST, a redirect back to the form with the message as a flash. Every
+POST that succeeds is written to the audit record.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -21,11 +24,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from wisegate.console.session import COOKIE, Session, SessionCodec, load_secret
-from wisegate.domain.keys import Principal
+from wisegate.console.session import COOKIE, check_csrf, csrf_token
+from wisegate.domain.accounts import Client, Viewer
 from wisegate.domain.pricing import parse_usd
+from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
-from wisegate.errors import ApiError, InvalidRequest
+from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
 from wisegate.services import Services, services_of
 from wisegate.storage.repos import ApiKey
 
@@ -44,17 +48,6 @@ HEADERS = {
 @cache
 def templates() -> Jinja2Templates:
     return Jinja2Templates(directory=Path(__file__).parent / "templates")
-
-
-def codec_of(request: Request) -> SessionCodec:
-    """The app's session codec, built on first use (this is when the secret file may be created)."""
-    codec: SessionCodec | None = getattr(request.app.state, "console_codec", None)
-    if codec is None:
-        settings = services_of(request).settings
-        secret = load_secret(settings.console_secret, settings.data_dir)
-        codec = SessionCodec(secret, settings.console_session_seconds)
-        request.app.state.console_codec = codec
-    return codec
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -101,24 +94,96 @@ def safe_path(candidate: str | None, default: str = "/console") -> str:
     return default
 
 
+# The navigation: (name, path, label, permissions of which one opens the page; none: every person).
+NAV: tuple[tuple[str, str, str, tuple[Permission, ...]], ...] = (
+    ("usage", "/console", "Usage", (Permission.READ_USAGE, Permission.READ_BILLING)),
+    ("keys", "/console/keys", "API keys", (Permission.READ_KEYS,)),
+    ("workspaces", "/console/workspaces", "Workspaces", (Permission.MANAGE_WORKSPACES,)),
+    ("members", "/console/members", "Members", (Permission.MANAGE_MEMBERS,)),
+    ("limits", "/console/limits", "Limits", (Permission.READ_BILLING, Permission.READ_LIMITS)),
+    ("batches", "/console/batches", "Batches", (Permission.READ_BATCHES,)),
+    ("files", "/console/files", "Files", (Permission.READ_FILES,)),
+    ("playground", "/console/playground", "Playground", (Permission.USE_PLAYGROUND,)),
+    ("account", "/console/account", "Account", ()),
+)
+NOT_ALLOWED = "Your role does not allow this. Ask an admin of your organization if you need it."
+
+
+def client_of(request: Request) -> Client:
+    host = request.client.host if request.client else "unknown"
+    return Client(host, request.headers.get("user-agent", "")[:256])
+
+
 @dataclass
 class Operator:
-    """The logged-in admin: their key, the organization scope, and this request's form."""
+    """The signed-in viewer (a person, or an admin key), and this request's form."""
 
     request: Request
     services: Services
-    key: ApiKey
-    session: Session
+    viewer: Viewer
     csrf: str
     form: FormData = field(default_factory=FormData)
 
     @property
     def scope(self) -> Scope:
-        return Scope.of(Principal(self.key))
+        """The organization scope domain services are called with, once a permission was checked."""
+        return Scope(self.viewer.organization_id, None)
 
     @property
     def organization_id(self) -> str:
-        return self.key.organization_id
+        return self.viewer.organization_id
+
+    @property
+    def user_id(self) -> str | None:
+        return self.viewer.user.id if self.viewer.user else None
+
+    @property
+    def client(self) -> Client:
+        return client_of(self.request)
+
+    def allows(self, permission: Permission, workspace_id: str | None = None) -> bool:
+        return self.viewer.access.allows(permission, workspace_id)
+
+    def can(self, permission: str, workspace_id: str | None = None) -> bool:
+        """:meth:`allows` by the permission's name (for templates)."""
+        return self.allows(Permission(permission), workspace_id)
+
+    def require(self, permission: Permission, workspace_id: str | None = None) -> None:
+        """403 unless the viewer's roles grant ``permission`` (in ``workspace_id``)."""
+        if not self.allows(permission, workspace_id):
+            raise PermissionDenied(NOT_ALLOWED)
+
+    def workspaces_allowing(self, *permissions: Permission) -> list[str]:
+        return self.viewer.access.workspaces_allowing(*permissions)
+
+    @property
+    def nav(self) -> list[tuple[str, str, str]]:
+        """The pages this viewer may open (and only those are shown)."""
+        shown = []
+        for name, path, label, needs in NAV:
+            if name == "account" and self.viewer.user is None:
+                continue
+            if not needs or any(self.allows(p) for p in needs):
+                shown.append((name, path, label))
+        return shown
+
+    def acting_key(self, workspace_id: str) -> ApiKey:
+        """Who acts in a workspace-scoped service call: the admin key of an admin-key session, else
+        a stand-in for the person (kind ``console``: it never authenticates a request)."""
+        viewer = self.viewer
+        if viewer.admin_key is not None:
+            return replace(viewer.admin_key, workspace_id=workspace_id)
+        assert viewer.user is not None
+        return ApiKey(
+            viewer.user.id,
+            viewer.organization_id,
+            workspace_id,
+            viewer.label,
+            "",
+            "console",
+            "active",
+            viewer.session.created_at,
+        )
 
     def render(self, template: str, status: int = 200, **context: Any) -> Response:
         return render(self.request, template, status, op=self, csrf=self.csrf, **context)
@@ -161,19 +226,28 @@ class Operator:
 
 
 Handler = Callable[[Operator], Awaitable[Response]]
+# Form fields never written to the audit record.
+_UNRECORDED = frozenset(
+    {
+        "csrf_token",
+        "back",
+        "password",
+        "current_password",
+        "new_password",
+        "confirm_password",
+        "message",
+        "system",
+    }
+)
 
 
 async def _operator(request: Request) -> Operator | None:
-    codec = codec_of(request)
-    session = codec.read(request.cookies.get(COOKIE))
-    if session is None:
-        return None
     services = services_of(request)
-    key = await services.keys.get(session.key_id)
-    if key is None or key.kind != "admin" or key.status != "active":
+    viewer = await services.accounts.viewer(request.cookies.get(COOKIE))
+    if viewer is None:
         return None
-    request.state.organization_id = key.organization_id
-    return Operator(request, services, key, session, codec.csrf_token(session))
+    request.state.organization_id = viewer.organization_id
+    return Operator(request, services, viewer, csrf_token(services.secret, viewer.session.id))
 
 
 def to_login(request: Request) -> Response:
@@ -184,26 +258,51 @@ def to_login(request: Request) -> Response:
     return response
 
 
-def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """A console endpoint: session required, CSRF checked on POST, domain errors shown on the page."""
+def page(
+    *needs: Permission, person: bool = False
+) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A console endpoint: session required; one of ``needs`` (anywhere) required, else 403;
+    ``person``: a person's session only (not an admin key's); CSRF checked on POST; domain errors shown
+    on the page; successful POSTs audited."""
 
-    async def endpoint(request: Request) -> Response:
-        op = await _operator(request)
-        if op is None:
-            return to_login(request)
-        if request.method == "POST":
-            op.form = await request.form()
-            if not codec_of(request).check_csrf(op.session, str(op.form.get("csrf_token") or "")):
-                message = (
-                    "This form has expired or did not come from this console. Reload the page and retry."
-                )
-                return op.render("error.html", status=403, message=message)
-        try:
-            return await handler(op)
-        except ApiError as exc:
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            op = await _operator(request)
+            if op is None:
+                return to_login(request)
             if request.method == "POST":
-                return op.back(error=exc.message)
-            return op.render("error.html", status=exc.status, message=exc.message)
+                op.form = await request.form()
+                if not check_csrf(
+                    op.services.secret, op.viewer.session.id, str(op.form.get("csrf_token") or "")
+                ):
+                    message = (
+                        "This form has expired or did not come from this console. Reload the page and retry."
+                    )
+                    return op.render("error.html", status=403, message=message)
+            allowed = (not needs or any(op.allows(p) for p in needs)) and (
+                not person or op.viewer.user is not None
+            )
+            try:
+                if not allowed:
+                    raise PermissionDenied(NOT_ALLOWED)
+                response = await handler(op)
+            except ApiError as exc:
+                if request.method == "POST" and exc.status != 403:
+                    return op.back(error=exc.message)
+                return op.render("error.html", status=exc.status, message=exc.message)
+            if request.method == "POST" and response.status_code < 400:
+                detail = {k: str(v)[:200] for k, v in op.form.items() if k not in _UNRECORDED}
+                await op.services.accounts.audit(
+                    op.organization_id,
+                    op.viewer,
+                    f"console.{handler.__name__}",
+                    target=request.url.path,
+                    client=op.client,
+                    detail=detail or None,
+                )
+            return response
 
-    endpoint.__name__ = handler.__name__
-    return endpoint
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return wrap

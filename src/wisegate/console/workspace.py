@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
 import anyio
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from wisegate.console.web import HEADERS, Operator, page
+from wisegate.console.web import HEADERS, NOT_ALLOWED, Operator, page
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageStream, accumulate
+from wisegate.domain.roles import Permission
+from wisegate.domain.roles import Permission as P
 from wisegate.domain.tenancy import WorkspaceView
-from wisegate.errors import ApiError, InvalidRequest
+from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
 from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
 from wisegate.protocol.messages import MessagesRequest, new_id
 
@@ -32,29 +33,36 @@ PAGE_SIZE = 50
 log = logging.getLogger("wisegate.console")
 
 
-async def _workspace(op: Operator, workspace_id: str | None) -> tuple[list[WorkspaceView], WorkspaceView]:
-    """The organization's active workspaces and the chosen one (default: the default workspace)."""
-    views = await op.services.tenancy.list_workspaces(op.scope)
+async def _workspace(
+    op: Operator, workspace_id: str | None, permission: Permission
+) -> tuple[list[WorkspaceView], WorkspaceView]:
+    """The active workspaces where the viewer has ``permission``, and the chosen one (default: the
+    default workspace, else the first); 403 for a workspace where they lack it."""
+    allowed = set(op.workspaces_allowing(permission))
+    views = [v for v in await op.services.tenancy.list_workspaces(op.scope) if v.workspace.id in allowed]
     if workspace_id:
         chosen = await op.services.tenancy.get_workspace(op.scope, workspace_id)
         if chosen.workspace.archived_at is not None:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
+        op.require(permission, workspace_id)
     else:
+        if not views:
+            raise PermissionDenied(NOT_ALLOWED)
         chosen = next((v for v in views if v.is_default), views[-1])
     return views, chosen
 
 
 def _acting_in(op: Operator, workspace_id: str) -> Principal:
-    return Principal(replace(op.key, workspace_id=workspace_id))
+    return Principal(op.acting_key(workspace_id))
 
 
 def _chosen_id(op: Operator) -> str | None:
     return op.text("workspace_id") or op.request.query_params.get("workspace_id") or None
 
 
-@page
+@page(P.READ_BATCHES)
 async def batches(op: Operator) -> Response:
-    views, chosen = await _workspace(op, _chosen_id(op))
+    views, chosen = await _workspace(op, _chosen_id(op), P.READ_BATCHES)
     after_id = op.request.query_params.get("after_id") or None
     found, has_more = await op.services.batches.page(
         _acting_in(op, chosen.workspace.id), PAGE_SIZE, None, after_id
@@ -64,18 +72,18 @@ async def batches(op: Operator) -> Response:
     )
 
 
-@page
+@page(P.MANAGE_BATCHES)
 async def cancel_batch(op: Operator) -> Response:
-    _, chosen = await _workspace(op, _chosen_id(op))
+    _, chosen = await _workspace(op, _chosen_id(op), P.MANAGE_BATCHES)
     batch = await op.services.batches.cancel(
         _acting_in(op, chosen.workspace.id), op.request.path_params["batch_id"]
     )
     return op.back(notice=f"Batch {batch.id} is {batch.processing_status}.")
 
 
-@page
+@page(P.READ_FILES)
 async def files(op: Operator) -> Response:
-    views, chosen = await _workspace(op, _chosen_id(op))
+    views, chosen = await _workspace(op, _chosen_id(op), P.READ_FILES)
     after_id = op.request.query_params.get("after_id") or None
     found, has_more = await op.services.files.page(
         _acting_in(op, chosen.workspace.id), PAGE_SIZE, after_id=after_id
@@ -83,9 +91,9 @@ async def files(op: Operator) -> Response:
     return op.render("files.html", nav="files", views=views, chosen=chosen, files=found, has_more=has_more)
 
 
-@page
+@page(P.MANAGE_FILES)
 async def delete_file(op: Operator) -> Response:
-    _, chosen = await _workspace(op, _chosen_id(op))
+    _, chosen = await _workspace(op, _chosen_id(op), P.MANAGE_FILES)
     record = await op.services.files.delete(
         _acting_in(op, chosen.workspace.id), op.request.path_params["file_id"]
     )
@@ -97,9 +105,9 @@ def _models(op: Operator, chosen: WorkspaceView) -> list[str]:
     return [m.config.id for m in op.services.catalog.served if allowed is None or m.config.id in allowed]
 
 
-@page
+@page(P.USE_PLAYGROUND)
 async def playground(op: Operator) -> Response:
-    views, chosen = await _workspace(op, _chosen_id(op))
+    views, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
     return op.render(
         "playground.html", nav="playground", views=views, chosen=chosen, models=_models(op, chosen), form={}
     )
@@ -134,7 +142,7 @@ def _request(op: Operator) -> MessagesRequest:
         raise InvalidRequest(f"{where}: {first['msg']}") from None
 
 
-@page
+@page(P.USE_PLAYGROUND)
 async def run_playground(op: Operator) -> Response:
     """Send the message through ``MessageService``: SSE for the page script, else a rendered answer."""
     streaming = "text/event-stream" in op.request.headers.get("accept", "")
@@ -147,7 +155,7 @@ async def run_playground(op: Operator) -> Response:
             # aborted (net::ERR_ABORTED), which confuses browser tooling; POST answers are not cached.
             headers={**HEADERS, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    views, chosen = await _workspace(op, _chosen_id(op))
+    views, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
     form = {k: op.text(k) for k in ("model", "system", "message", "max_tokens")}
     try:
         body = _request(op)
@@ -182,7 +190,7 @@ async def _sse(op: Operator, request_id: str) -> AsyncIterator[bytes]:
     """The Claude API's own stream events; a failure (before or during the stream) is an ``error`` event."""
     stream: MessageStream | None = None
     try:
-        _, chosen = await _workspace(op, _chosen_id(op))
+        _, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
         body = _request(op)
         principal = await playground_principal(op, chosen.workspace.id)
         stream = await op.services.messages.open_stream(principal, body, request_id, streamed=True)

@@ -74,7 +74,9 @@ class KeyService:
             raise NotFound(f"organization {organization_id} has no workspace")
         return workspaces[0]
 
-    async def create_key(self, workspace_id: str, name: str, *, admin: bool = False) -> tuple[ApiKey, str]:
+    async def create_key(
+        self, workspace_id: str, name: str, *, admin: bool = False, created_by_user_id: str | None = None
+    ) -> tuple[ApiKey, str]:
         """A new key and its secret; the secret is returned once and only its hash is stored."""
         workspace = await self._repo.get_workspace(workspace_id)
         if workspace is None or workspace.archived_at is not None:
@@ -89,6 +91,7 @@ class KeyService:
             kind="admin" if admin else "api",
             status="active",
             created_at=datetime.now(UTC),
+            created_by_user_id=created_by_user_id,
         )
         await self._repo.add_key(key, hash_key(secret))
         return key, secret

@@ -1,20 +1,28 @@
 """Users and invites of the organization, stored as the Admin API shapes them.
 
-Wisegate has no sign-in of its own (no SSO, no e-mail): an invite is a record. It is accepted with
-``wisegate invites accept INVITE_ID --name NAME``, which creates the user with the invite's e-mail and
-role. Users matter for workspace membership records; keys do not depend on them.
+An invite is a record with an accept link, ``/console/invite/<token>``: the token is the HMAC of the
+invite id and a random nonce under the console secret, so the Members page can show the link again,
+while the database keeps only the token's SHA-256 (and the nonce, useless without the secret). Opening
+the link lets the person choose a name and a password (``AccountService.accept_invite``); the link works
+once and expires with the invite (21 days). ``wisegate invites accept INVITE_ID --name NAME`` still
+accepts one for someone who will only use single sign-on.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from wisegate.domain.roles import WORKSPACE_ROLES
 from wisegate.domain.scope import Scope
+from wisegate.domain.secret import ConsoleSecret, digest
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
 from wisegate.storage.directory import DirectoryRepo, Invite, User
+from wisegate.storage.repos import TenancyRepo
 
 INVITE_LIFETIME = timedelta(days=21)
 ROLES = frozenset({"user", "developer", "billing", "admin", "claude_code_user"})
@@ -33,9 +41,70 @@ def normalize_email(email: str) -> str:
     return email
 
 
+INVALID_LINK = (
+    "This invite link is not valid: it was already used, deleted, replaced or has expired. "
+    "Ask an admin for a new one."
+)
+
+
 class PeopleService:
-    def __init__(self, directory: DirectoryRepo) -> None:
+    def __init__(self, directory: DirectoryRepo, tenancy: TenancyRepo, secret: ConsoleSecret) -> None:
         self._directory = directory
+        self._tenancy = tenancy
+        self._secret = secret
+
+    def link_token(self, invite: Invite) -> str | None:
+        """The token of a pending invite's accept link (None for one that is not pending)."""
+        if invite.status != "pending" or invite.token_nonce is None:
+            return None
+        return self._secret.mac("invite", f"{invite.id}|{invite.token_nonce}")
+
+    def _new_nonce(self, invite_id: str) -> tuple[str, str]:
+        nonce = secrets.token_hex(16)
+        return nonce, digest(self._secret.mac("invite", f"{invite_id}|{nonce}"))
+
+    async def new_link(self, scope: Scope, invite_id: str) -> Invite:
+        """Replace a pending invite's accept link (the old one stops working)."""
+        scope.require_admin()
+        invite = await self.get_invite(scope, invite_id)
+        if invite.status != "pending":
+            raise InvalidRequest(f"invite {invite_id} is {invite.status}, not pending")
+        nonce, token_hash = self._new_nonce(invite_id)
+        updated = await self._directory.set_invite_token(invite_id, nonce, token_hash)
+        assert updated is not None
+        return updated
+
+    async def invite_for_token(self, token: str) -> Invite:
+        """The pending invite of an accept link; 404 for a link that is unknown, used or expired."""
+        if not token or len(token) > 128:
+            raise NotFound(INVALID_LINK)
+        invite = await self._directory.invite_by_token_hash(digest(token))
+        if invite is None or self._current(invite).status != "pending":
+            raise NotFound(INVALID_LINK)
+        return invite
+
+    async def pending_invite_for(self, organization_id: str, email: str) -> Invite | None:
+        for invite in await self._directory.list_invites(organization_id):
+            if invite.email == email and self._current(invite).status == "pending":
+                return invite
+        return None
+
+    async def accept_by_token(
+        self, invite: Invite, name: str, *, password_hash: str | None, sso_subject: str | None = None
+    ) -> User:
+        user = User(new_id("user"), invite.organization_id, invite.email, name, invite.role, _now())
+        live = [
+            w.id for w in await self._tenancy.list_workspaces(invite.organization_id) if w.archived_at is None
+        ]
+        grants = tuple(g for g in invite.workspace_grants if g[0] in live)
+        if grants != invite.workspace_grants:
+            await self._directory.set_invite_grants(invite.id, grants)
+        accepted = await self._directory.accept_invite(
+            invite.id, user, password_hash=password_hash, sso_subject=sso_subject
+        )
+        if accepted is None:
+            raise NotFound(INVALID_LINK)
+        return user
 
     async def list_users(
         self, scope: Scope, *, email: str | None = None, roles: list[str] | None = None
@@ -72,8 +141,31 @@ class PeopleService:
             return replace(invite, status="expired")
         return invite
 
-    async def create_invite(self, scope: Scope, email: str, role: str) -> Invite:
+    async def _check_grants(
+        self, scope: Scope, grants: Sequence[tuple[str, str]]
+    ) -> tuple[tuple[str, str], ...]:
+        checked: dict[str, str] = {}
+        for workspace_id, workspace_role in grants:
+            if workspace_role not in WORKSPACE_ROLES or workspace_role == "workspace_billing":
+                allowed = ", ".join(r for r in WORKSPACE_ROLES if r != "workspace_billing")
+                raise InvalidRequest(f"workspace_role: '{workspace_role}' is not one of {allowed}")
+            workspace = await self._tenancy.get_workspace(workspace_id)
+            if workspace is None or workspace.organization_id != scope.organization_id:
+                raise NotFound(f"workspace {workspace_id} not found")
+            if workspace.archived_at is not None:
+                raise InvalidRequest(f"workspace {workspace_id} is archived")
+            checked[workspace_id] = workspace_role
+        return tuple(checked.items())
+
+    async def create_invite(
+        self, scope: Scope, email: str, role: str, workspace_grants: Sequence[tuple[str, str]] = ()
+    ) -> Invite:
+        """A pending invite (with its accept link); ``workspace_grants``: (workspace id, workspace role)
+        memberships the person gets on accepting."""
         scope.require_admin()
+        if role not in ASSIGNABLE_ROLES:
+            raise InvalidRequest(f"role: '{role}' is not one of {', '.join(sorted(ASSIGNABLE_ROLES))}")
+        grants = await self._check_grants(scope, workspace_grants)
         email = normalize_email(email)
         if await self._directory.user_by_email(scope.organization_id, email) is not None:
             raise InvalidRequest(f"email: {email} is already a member of the organization")
@@ -84,8 +176,10 @@ class PeopleService:
                     details={"error_code": "invite_already_exists"},
                 )
         now = _now()
+        invite_id = new_id("invite")
+        nonce, token_hash = self._new_nonce(invite_id)
         invite = Invite(
-            id=new_id("invite"),
+            id=invite_id,
             organization_id=scope.organization_id,
             email=email,
             role=role,
@@ -93,8 +187,10 @@ class PeopleService:
             invited_at=now,
             expires_at=now + INVITE_LIFETIME,
             accepted_at=None,
+            workspace_grants=grants,
+            token_nonce=nonce,
         )
-        await self._directory.add_invite(invite)
+        await self._directory.add_invite(invite, token_hash)
         return invite
 
     async def list_invites(
@@ -142,4 +238,6 @@ class PeopleService:
             raise InvalidRequest("name: must not be empty")
         user = User(new_id("user"), scope.organization_id, invite.email, name.strip(), invite.role, _now())
         accepted = await self._directory.accept_invite(invite_id, user)
+        if accepted is None:
+            raise InvalidRequest(f"invite {invite_id} was accepted meanwhile")
         return accepted, user

@@ -183,7 +183,7 @@ class TenancyService:
             and scope.sees(k.organization_id, k.workspace_id)
             and (workspace_id is None or k.workspace_id == workspace_id)
             and (status is None or k.status == status)
-            and created_by_user_id is None  # Wisegate records no creating user (keys come from the CLI)
+            and (created_by_user_id is None or k.created_by_user_id == created_by_user_id)
         ]
         return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
 
@@ -202,13 +202,16 @@ class TenancyService:
             raise InvalidRequest(f"api key {key_id} is archived; an archived key cannot be reactivated")
         return await self._keys.update(key_id, name=name, status=status)
 
-    async def create_key(self, scope: Scope, workspace_id: str, name: str) -> tuple[ApiKey, str]:
-        """Wisegate extension: a new API key in a workspace, and its secret (shown once)."""
+    async def create_key(
+        self, scope: Scope, workspace_id: str, name: str, *, created_by_user_id: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """Wisegate extension: a new API key in a workspace, and its secret (shown once);
+        ``created_by_user_id``: the console user making it (their key, in Account Settings)."""
         scope.require_admin()
         view = await self.get_workspace(scope, workspace_id)
         if view.workspace.archived_at is not None:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
-        return await self._keys.create_key(workspace_id, name)
+        return await self._keys.create_key(workspace_id, name, created_by_user_id=created_by_user_id)
 
     async def list_members(self, scope: Scope, workspace_id: str) -> list[WorkspaceMember]:
         await self.get_workspace(scope, workspace_id)

@@ -40,6 +40,8 @@ class Invite:
     invited_at: datetime
     expires_at: datetime
     accepted_at: datetime | None
+    workspace_grants: tuple[tuple[str, str], ...] = ()  # (workspace id, workspace role) given on accept
+    token_nonce: str | None = None  # with the console secret, makes the accept link's token
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +57,13 @@ def _settings(row: WorkspaceSettingsRow) -> WorkspaceSettings:
     return WorkspaceSettings(row.workspace_id, row.display_color, allowed)
 
 
-def _user(row: UserRow) -> User:
+def user_from_row(row: UserRow) -> User:
     return User(row.id, row.organization_id, row.email, row.name, row.role, aware(row.added_at))
 
 
 def _invite(row: InviteRow) -> Invite:
     accepted = aware(row.accepted_at) if row.accepted_at else None
+    grants = tuple((str(w), str(r)) for w, r in json.loads(row.workspace_grants or "[]"))
     return Invite(
         row.id,
         row.organization_id,
@@ -70,6 +73,8 @@ def _invite(row: InviteRow) -> Invite:
         aware(row.invited_at),
         aware(row.expires_at),
         accepted,
+        grants,
+        row.token_nonce,
     )
 
 
@@ -118,12 +123,12 @@ class DirectoryRepo:
             rows = (
                 await session.execute(select(UserRow).where(UserRow.organization_id == organization_id))
             ).scalars()
-            return [_user(row) for row in rows]
+            return [user_from_row(row) for row in rows]
 
     async def get_user(self, user_id: str) -> User | None:
         async with self._db.read() as session:
             row = await session.get(UserRow, user_id)
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     async def user_by_email(self, organization_id: str, email: str) -> User | None:
         async with self._db.read() as session:
@@ -132,7 +137,7 @@ class DirectoryRepo:
                     select(UserRow).where(UserRow.organization_id == organization_id, UserRow.email == email)
                 )
             ).scalar_one_or_none()
-        return _user(row) if row else None
+        return user_from_row(row) if row else None
 
     async def set_user_role(self, user_id: str, role: str) -> User | None:
         async with self._db.write() as session:
@@ -140,7 +145,7 @@ class DirectoryRepo:
             if row is None:
                 return None
             row.role = role
-            return _user(row)
+            return user_from_row(row)
 
     async def remove_user(self, user_id: str) -> bool:
         """Delete a user and their workspace memberships, in one transaction."""
@@ -152,7 +157,7 @@ class DirectoryRepo:
             await session.delete(row)
             return True
 
-    async def add_invite(self, invite: Invite) -> None:
+    async def add_invite(self, invite: Invite, token_hash: str | None = None) -> None:
         async with self._db.write() as session:
             session.add(
                 InviteRow(
@@ -164,8 +169,34 @@ class DirectoryRepo:
                     invited_at=invite.invited_at,
                     expires_at=invite.expires_at,
                     accepted_at=invite.accepted_at,
+                    token_hash=token_hash,
+                    token_nonce=invite.token_nonce,
+                    workspace_grants=json.dumps([list(g) for g in invite.workspace_grants]),
                 )
             )
+
+    async def invite_by_token_hash(self, token_hash: str) -> Invite | None:
+        async with self._db.read() as session:
+            row = (
+                await session.execute(select(InviteRow).where(InviteRow.token_hash == token_hash))
+            ).scalar_one_or_none()
+        return _invite(row) if row else None
+
+    async def set_invite_grants(self, invite_id: str, grants: tuple[tuple[str, str], ...]) -> None:
+        async with self._db.write() as session:
+            row = await session.get(InviteRow, invite_id)
+            if row is not None:
+                row.workspace_grants = json.dumps([list(g) for g in grants])
+
+    async def set_invite_token(self, invite_id: str, nonce: str, token_hash: str) -> Invite | None:
+        """A new accept link for the invite (the old one stops working)."""
+        async with self._db.write() as session:
+            row = await session.get(InviteRow, invite_id)
+            if row is None:
+                return None
+            row.token_nonce = nonce
+            row.token_hash = token_hash
+            return _invite(row)
 
     async def list_invites(self, organization_id: str) -> list[Invite]:
         async with self._db.read() as session:
@@ -187,13 +218,23 @@ class DirectoryRepo:
             row.status = status
             return _invite(row)
 
-    async def accept_invite(self, invite_id: str, user: User) -> Invite:
-        """Mark the invite accepted and create its user, in one transaction."""
+    async def accept_invite(
+        self,
+        invite_id: str,
+        user: User,
+        *,
+        password_hash: str | None = None,
+        sso_subject: str | None = None,
+    ) -> Invite | None:
+        """Mark a pending invite accepted, create its user and their workspace memberships, in one
+        transaction; None when the invite is no longer pending (it was used meanwhile: single use)."""
         async with self._db.write() as session:
-            row = await session.get(InviteRow, invite_id)
-            assert row is not None
+            row = await session.get(InviteRow, invite_id, with_for_update=True)
+            if row is None or row.status != "pending":
+                return None
             row.status = "accepted"
             row.accepted_at = user.added_at
+            row.token_hash = None
             session.add(
                 UserRow(
                     id=user.id,
@@ -202,8 +243,20 @@ class DirectoryRepo:
                     name=user.name,
                     role=user.role,
                     added_at=user.added_at,
+                    password_hash=password_hash,
+                    sso_subject=sso_subject,
                 )
             )
+            await session.flush()
+            for workspace_id, workspace_role in json.loads(row.workspace_grants or "[]"):
+                session.add(
+                    WorkspaceMemberRow(
+                        workspace_id=workspace_id,
+                        user_id=user.id,
+                        workspace_role=workspace_role,
+                        added_at=user.added_at,
+                    )
+                )
             return _invite(row)
 
     async def list_members(self, workspace_id: str) -> list[WorkspaceMember]:
@@ -212,6 +265,13 @@ class DirectoryRepo:
                 await session.execute(
                     select(WorkspaceMemberRow).where(WorkspaceMemberRow.workspace_id == workspace_id)
                 )
+            ).scalars()
+            return [_member(row) for row in rows]
+
+    async def memberships_of(self, user_id: str) -> list[WorkspaceMember]:
+        async with self._db.read() as session:
+            rows = (
+                await session.execute(select(WorkspaceMemberRow).where(WorkspaceMemberRow.user_id == user_id))
             ).scalars()
             return [_member(row) for row in rows]
 

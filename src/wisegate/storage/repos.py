@@ -37,6 +37,7 @@ class ApiKey:
     kind: str
     status: str
     created_at: datetime
+    created_by_user_id: str | None = None  # the console user who made it (None: the CLI or the Admin API)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ def key_from_row(row: ApiKeyRow) -> ApiKey:
         row.kind,
         row.status,
         aware(row.created_at),
+        row.created_by_user_id,
     )
 
 
@@ -158,6 +160,7 @@ class TenancyRepo:
                     kind=key.kind,
                     status=key.status,
                     created_at=key.created_at,
+                    created_by_user_id=key.created_by_user_id,
                 )
             )
 

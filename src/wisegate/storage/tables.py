@@ -53,6 +53,7 @@ class ApiKeyRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class UsageRecordRow(Base):
@@ -156,6 +157,8 @@ class UserRow(Base):
     name: Mapped[str] = mapped_column(String(256))
     role: Mapped[str] = mapped_column(String(32))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)  # argon2id
+    sso_subject: Mapped[str | None] = mapped_column(String(320), nullable=True)  # "issuer sub"
 
     __table_args__ = (UniqueConstraint("organization_id", "email", name="uq_users_organization_email"),)
 
@@ -171,6 +174,12 @@ class InviteRow(Base):
     invited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The accept link's token is derived from the console secret and this nonce; only its hash is kept.
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    token_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    workspace_grants: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON [[workspace, role]]
+
+    __table_args__ = (Index("ix_invites_token_hash", "token_hash", unique=True),)
 
 
 class WorkspaceMemberRow(Base):
@@ -180,6 +189,62 @@ class WorkspaceMemberRow(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
     workspace_role: Mapped[str] = mapped_column(String(32))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ConsoleSessionRow(Base):
+    """A console sign-in (a user's, or an admin key's); the cookie holds a token whose SHA-256 is ``id``."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    admin_key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ip: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(256))
+
+    __table_args__ = (
+        Index("ix_console_sessions_user", "user_id"),
+        Index("ix_console_sessions_admin_key", "admin_key_id"),
+    )
+
+
+class SignInThrottleRow(Base):
+    """Recent failed sign-ins of one account (``email:…``) or client address (``ip:…``)."""
+
+    __tablename__ = "sign_in_throttles"
+
+    subject: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    blocked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEventRow(Base):
+    """Sign-ins, failures and every change made through the console (never a password or a secret)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    organization_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    actor_type: Mapped[str] = mapped_column(String(16))  # user | admin_key | anonymous
+    actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+
+    __table_args__ = (
+        Index("ix_audit_events_organization_at", "organization_id", "at"),
+        Index("ix_audit_events_actor_at", "actor_id", "at"),
+    )
 
 
 class BillingAccountRow(Base):
