@@ -75,12 +75,12 @@ class Node:
         )
         log.close()
 
-    def wait_ready(self, url: str, timeout: float = 90) -> None:
+    def wait_ready(self, url: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while True:
             assert self.proc is not None and self.proc.poll() is None, self.tail()
             try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                if httpx.get(url + "/ready", timeout=10).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
