@@ -211,11 +211,14 @@ async def _lane(client: anthropic.AsyncAnthropic, lane: int, seen: Seen, stop: a
                     model=MODEL, max_tokens=64, stream=True, messages=[{"role": "user", "content": prompt}]
                 ) as response:
                     events, deltas = [], []
-                    async for line in response.iter_lines():
-                        if line.startswith("event: "):
-                            events.append(line[7:])
-                        elif line.startswith("data: ") and '"text_delta"' in line:
-                            deltas.append(json.loads(line[6:])["delta"]["text"])
+                    try:
+                        async for line in response.iter_lines():
+                            if line.startswith("event: "):
+                                events.append(line[7:])
+                            elif line.startswith("data: ") and '"text_delta"' in line:
+                                deltas.append(json.loads(line[6:])["delta"]["text"])
+                    except Exception:  # the SDK's HTTP client's read error: the node died mid-stream
+                        events.append("(connection lost)")
                     if events and events[-1] == "message_stop":
                         if "".join(deltas) != prompt:
                             seen.wrong.append(f"stream {tag}: {''.join(deltas)!r}")
