@@ -2,6 +2,7 @@
 closely the buckets hold a limit under concurrent load.
 
     .venv/bin/python bench/limits_overhead.py [--requests 3000] [--redis redis://127.0.0.1:6379/0]
+        [--stores memory resp redis-py]
 
 Prints p50/p99 in milliseconds of:
 - ``buckets``: take + give back of the six buckets of a request (org and workspace, 3 dimensions);
@@ -13,6 +14,10 @@ Prints p50/p99 in milliseconds of:
   time); "back to back": requests overlap those commits (a saturated one);
 and, for accuracy, requests admitted by 64 concurrent clients against a 6,000 RPM bucket over 3 s
 vs the limit (the full bucket plus its refill over the measured time).
+
+Redis is measured through two clients in the same run: ``resp`` (``domain/limits/resp.py``, ours) and
+``redis-py`` (``redis.asyncio`` with the ``hiredis`` parser: what supports Sentinel, Cluster and TLS
+out of the box), plus a bare ``PING`` and a bare take through each, interleaved.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from pathlib import Path
 
 from wisegate.domain.keys import KeyService, Principal
 from wisegate.domain.limits import Bucket, Limiter, LimitService, MemoryLimiter
-from wisegate.domain.limits.redis_store import RedisLimiter
+from wisegate.domain.limits.redis_store import RedisCaller, RedisLimiter
+from wisegate.domain.limits.resp import Reply, RespClient, RespError
 from wisegate.domain.pricing import PriceTable
 from wisegate.protocol.messages import Usage
 from wisegate.settings import PriceConfig
@@ -146,16 +152,67 @@ async def accuracy(limiter: Limiter, clients: int = 64, seconds: float = 5.0, rp
     return f"admitted {admitted} vs limit {allowed:.0f} ({(admitted - allowed) / allowed * 100:+.2f} %)"
 
 
+class RedisPy:
+    """redis-py's asyncio client behind the store's ``call`` interface (errors as ``RespError``)."""
+
+    def __init__(self, url: str) -> None:
+        import redis.asyncio
+
+        self._redis = redis.asyncio.Redis.from_url(url)
+
+    async def call(self, *args: bytes | str) -> Reply:
+        import redis.exceptions
+
+        try:
+            reply: Reply = await self._redis.execute_command(*args)
+        except redis.exceptions.RedisError as exc:
+            raise RespError(str(exc)) from exc
+        return reply
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+async def bare(clients: dict[str, RedisCaller], n: int) -> None:
+    """PING and a one-bucket take through each client, interleaved in 1,000-call rounds."""
+    limiters = {
+        name: RedisLimiter("", f"wgbench-{uuid.uuid4().hex[:8]}", client) for name, client in clients.items()
+    }
+    bucket = Bucket(f"bare{uuid.uuid4().hex}", "requests", "organization", "x", "c", 10**9)
+    ping: dict[str, list[float]] = {name: [] for name in clients}
+    take: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(max(1, n // 1000)):
+        for name, client in clients.items():
+            for _ in range(1000):
+                t = time.perf_counter()
+                await client.call("PING")
+                ping[name].append(time.perf_counter() - t)
+            for _ in range(1000):
+                t = time.perf_counter()
+                await limiters[name].take([(bucket, 1)])
+                take[name].append(time.perf_counter() - t)
+    for name in clients:
+        print(f"[{name}] bare PING                   {pct(ping[name])}")
+        print(f"[{name}] bare take (one bucket)      {pct(take[name])}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--stores", nargs="+", default=["memory", "resp", "redis-py"])
     args = parser.parse_args()
+    clients: dict[str, RedisCaller] = {}
+    if "resp" in args.stores:
+        clients["resp"] = RespClient(args.redis)
+    if "redis-py" in args.stores:
+        clients["redis-py"] = RedisPy(args.redis)
+    if clients:
+        await bare(clients, args.requests)
     with tempfile.TemporaryDirectory() as tmp:
-        stores: list[tuple[str, Limiter]] = [
-            ("memory", MemoryLimiter()),
-            ("redis", RedisLimiter(args.redis, f"wgbench-{uuid.uuid4().hex[:8]}")),
-        ]
+        stores: list[tuple[str, Limiter]] = [("memory", MemoryLimiter())] if "memory" in args.stores else []
+        for name, client in clients.items():
+            stores.append((name, RedisLimiter(args.redis, f"wgbench-{uuid.uuid4().hex[:8]}", client)))
         for name, limiter in stores:
             print(f"[{name}] buckets (take + give back)   {pct(await bench_buckets(limiter, args.requests))}")
             for spaced, how in ((True, "spaced"), (False, "back to back")):

@@ -34,11 +34,20 @@ def create_app(
 ) -> Starlette:
     """Build the app. The database must already be migrated (``wisegate migrate`` / ``serve``)."""
     services = Services.from_settings(settings, backends, clock)
+    api_routes = routes()
+    route_names: dict[object, str] = {}
+    for route in api_routes:
+        route_names.setdefault(route.endpoint, route.path)
+    model_names = {name: m.id for m in settings.models for name in (m.id, *m.aliases)}
     app = Starlette(
-        routes=routes() + console.routes(),
+        routes=api_routes + console.routes(),
         middleware=[
             Middleware(
-                RequestContext, organization_id=lambda: services.organization_id, direct=direct_routes()
+                RequestContext,
+                organization_id=lambda: services.organization_id,
+                direct=direct_routes(),
+                route_names=route_names,
+                model_names=model_names,
             )
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},

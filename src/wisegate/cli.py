@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -45,13 +45,36 @@ def main() -> None:
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1, WISEGATE_HOST).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 8080, WISEGATE_PORT).")
 def serve(host: str | None, port: int | None) -> None:
-    """Migrate the database, print a first API key and admin key if none exists, and serve the API."""
-    from wisegate.app import create_app
+    """Migrate the database, print a first API key and admin key if none exists, and serve the API.
+
+    A setting that cannot work (a taken port, a missing model file, tracing without its extra) is one
+    line on stderr and exit status 2, before anything starts. SIGTERM drains (docs/operations.md).
+    """
     from wisegate.logs import configure
-    from wisegate.server import run_server
+    from wisegate.server import ListenError, listen
+    from wisegate.telemetry import tracing
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
+    host, port = host or settings.host, port or settings.port
+    try:
+        sock = listen(host, port)
+    except ListenError as exc:
+        _startup_failure(str(exc))
+    try:
+        tracing.configure(
+            settings.tracing, endpoint=settings.tracing_endpoint, sample_ratio=settings.tracing_sample_ratio
+        )
+    except tracing.TracingUnavailable as exc:
+        _startup_failure(str(exc))
+
+    from wisegate.app import create_app
+    from wisegate.server import run_server
+
+    app = create_app(settings)
+    problems = app.state.services.registry.preflight()
+    if problems:
+        _startup_failure("; ".join(problems))
 
     async def first_keys(keys: Any) -> tuple[str, str] | None:
         org = await keys.bootstrap()
@@ -63,7 +86,6 @@ def serve(host: str | None, port: int | None) -> None:
         return str(secret), str(admin)
 
     created = _with_keys(settings, first_keys)
-    host, port = host or settings.host, port or settings.port
     if created:
         click.echo(f"Your first API key (shown once, keep it): {created[0]}")
         click.echo(f"Your first admin key, for the console and the Admin API (shown once): {created[1]}")
@@ -74,7 +96,24 @@ def serve(host: str | None, port: int | None) -> None:
         f"Serving the Claude API on http://{host}:{port} (models: {', '.join(m.id for m in settings.models)})"
     )
     sys.stdout.flush()
-    run_server(create_app(settings), host, port)
+    try:
+        run_server(
+            app,
+            host,
+            port,
+            sock=sock,
+            drain=app.state.services.drain,
+            drain_seconds=settings.drain_seconds,
+            drain_grace_seconds=settings.drain_grace_seconds,
+        )
+    finally:
+        tracing.shutdown()
+
+
+def _startup_failure(message: str) -> NoReturn:
+    """A configuration that cannot work: one line on stderr, exit status 2, no traceback."""
+    click.echo(f"wisegate: {message}", err=True)
+    sys.exit(2)
 
 
 @main.command()

@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import Any
 
+from wisegate.telemetry import tracing
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _ENCODER = json.JSONEncoder(default=str)  # what json.dumps(default=str) builds anew on every call
 
@@ -16,7 +18,8 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 
 
 class JsonFormatter(logging.Formatter):
-    """``ts``, ``level``, ``logger``, ``msg``, ``request_id``, the record's ``extra`` fields, ``exc``.
+    """``ts``, ``level``, ``logger``, ``msg``, ``request_id``, ``trace_id`` (when tracing is on), the
+    record's ``extra`` fields, ``exc``.
 
     Every request logs a line, so this is on the hot path: the timestamp (whole seconds) is formatted
     once per second, and the encoder is built once.
@@ -39,6 +42,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": request_id_var.get(),
         }
+        if tracing.enabled():
+            entry["trace_id"] = tracing.trace_id()
         for name, value in record.__dict__.items():
             if name not in _STANDARD:
                 entry[name] = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from wisegate.domain.attachments import Attachments
 from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.clock import Clock, SystemClock
+from wisegate.domain.drain import Drain
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
+from wisegate.domain.health import HealthService
 from wisegate.domain.keys import KeyService
 from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
 from wisegate.domain.messages import MessageService
@@ -61,6 +64,8 @@ class Services:
     limits: LimitService
     batches: BatchService
     threads: ThreadService
+    drain: Drain
+    health: HealthService
     secret: ConsoleSecret
     accounts: AccountService
     sso: SingleSignOn | None
@@ -82,7 +87,9 @@ class Services:
         prices = PriceTable(settings.prices)
         journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
         billing = BillingRepo(db, journal)
-        limits = LimitService(settings.limits, build_limiter(settings), billing, prices)
+        limiter = build_limiter(settings)
+        limits = LimitService(settings.limits, limiter, billing, prices)
+        drain = Drain()
         clock = clock or SystemClock()
         secret = ConsoleSecret(settings.console_secret, settings.data_dir)
         people = PeopleService(directory, TenancyRepo(db), secret)
@@ -112,6 +119,8 @@ class Services:
             batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
             models=ModelPages(catalog),
             threads=threads,
+            drain=drain,
+            health=HealthService(db, limiter, registry, drain, redis=settings.redis_url is not None),
             secret=secret,
             accounts=accounts,
             sso=SingleSignOn.from_settings(settings, secret),
@@ -121,17 +130,19 @@ class Services:
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
         """Start the backends and learn the default organization; release everything on shutdown."""
         try:
+            self.drain.bind()
             org = await self.keys.bootstrap()
             self.organization_id = org.id
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
             await self.registry.start()
             await self.limits.start()
-            async with batch_worker(self):
+            async with batch_worker(self), sampling(self):
                 yield
         finally:
             await self.limits.close()
             await self.registry.close()
+            await self.health.close()
             await self.db.close()
 
 
@@ -163,6 +174,32 @@ async def batch_worker(services: Services) -> AsyncIterator[None]:
     finally:
         worker.stop()
         await task
+
+
+@asynccontextmanager
+async def sampling(services: Services) -> AsyncIterator[None]:
+    """Every few seconds, copy this process's gauges that nothing updates on its own (ledger journal
+    lag, database pool use) into the metrics."""
+    from wisegate.telemetry import metrics
+
+    async def sample() -> None:
+        while True:
+            metrics.JOURNAL_LAG.set(services.limits.billing.uncommitted)
+            pool = services.db.engine.pool
+            metrics.DB_POOL_IN_USE.set(getattr(pool, "checkedout", lambda: 0)())
+            metrics.DB_POOL_SIZE.set(getattr(pool, "size", lambda: 0)())
+            await asyncio.sleep(_SAMPLE_SECONDS)
+
+    task = asyncio.create_task(sample(), name="metrics-sampler")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+_SAMPLE_SECONDS = 2.0
 
 
 def serial_backends(settings: Settings) -> list[str]:

@@ -200,6 +200,16 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     redis_prefix: str = "wisegate"
+
+    # Operations (docs/operations.md): the bearer token /metrics asks for (none: open), the drain on
+    # SIGTERM (grace: /ready is 503 while the listener stays open, so the load balancer notices;
+    # then in-flight requests get up to drain_seconds in all), and OpenTelemetry tracing (an extra).
+    metrics_token: str | None = None
+    drain_seconds: float = Field(default=30.0, ge=0)
+    drain_grace_seconds: float = Field(default=3.0, ge=0)
+    tracing: bool = False
+    tracing_endpoint: str | None = None
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")

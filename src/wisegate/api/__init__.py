@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from wisegate.api import admin, batches, files, messages, openai, skills
+from wisegate.api import admin, batches, files, health, messages, openai, skills
 
 
 def routes() -> list[Route]:
@@ -27,6 +27,7 @@ def routes() -> list[Route]:
         Route("/openai/{path:path}", openai.not_found),
         *files_and_skills_routes(),
         *admin.routes(),
+        *health.routes(),
     ]
 
 

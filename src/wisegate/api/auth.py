@@ -33,4 +33,5 @@ async def authenticate(request: Request, keys: KeyService, *, kind: str = "api")
     check_version(request)
     principal = await keys.authenticate(presented_key(request), kind=kind)
     request.state.organization_id = principal.organization_id  # read by api/context.py for the header
+    request.state.workspace_id = principal.workspace_id  # and for the request's trace span
     return principal

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
 import anyio
@@ -16,6 +16,7 @@ from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
+from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
 from wisegate.domain.messages import accumulate
 from wisegate.errors import ApiError
@@ -31,6 +32,7 @@ async def create_message(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     body, raw = await parse_with_bytes(request, MessagesRequest, services.settings.max_messages_request_bytes)
+    request.state.model = body.model
     request_id = request_id_of(request) or ""
     if body.thread is not None:  # server-held state: the typed path, which sees the whole response
         stream: EventStream = await services.threads.open_stream(
@@ -46,7 +48,7 @@ async def create_message(request: Request) -> Response:
         version=request.headers.get("anthropic-version"),
     )
     if relayed is not None:
-        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits))
+        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits), services.drain)
     stream = await services.messages.open_stream(principal, body, request_id, streamed=bool(body.stream))
     return await _respond(request, body, stream)
 
@@ -60,12 +62,21 @@ class EventStream(Protocol):
 
     async def aclose(self) -> None: ...
 
+    def abort(self, error_type: str) -> None: ...
+
 
 async def _respond(request: Request, body: MessagesRequest, stream: EventStream) -> Response:
+    services = services_of(request)
     headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
-        return SSEResponse(stream, headers)
-    message = await _unless_disconnected(request, accumulate(stream))
+        return SSEResponse(stream, headers, services.drain)
+    try:
+        message = await _unless_disconnected(
+            request, accumulate(stream), services.drain, lambda: stream.abort(ShuttingDown.type)
+        )
+    except ShuttingDown:
+        await stream.aclose()
+        raise
     if message is None:  # the client went away: generation was stopped and settled
         await stream.aclose()
         return Response(status_code=499)
@@ -78,8 +89,11 @@ async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None
     await response(scope, receive, send)
 
 
-async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
-    """``await work``, cancelled if the client goes away first (then generation stops and is settled)."""
+async def _unless_disconnected(
+    request: Request, work: Awaitable[T], drain: Drain, on_cut: Callable[[], None]
+) -> T | None:
+    """``await work``, cancelled if the client goes away first (then generation stops and is settled);
+    :class:`ShuttingDown` if the server's drain cuts it off first (``on_cut`` runs before that)."""
     result: list[T] = []
     failure: list[BaseException] = []
     async with anyio.create_task_group() as tasks:
@@ -96,8 +110,15 @@ async def _unless_disconnected(request: Request, work: Awaitable[T]) -> T | None
                 pass
             tasks.cancel_scope.cancel()
 
+        async def cut() -> None:
+            await drain.wait_cut()
+            on_cut()
+            failure.append(ShuttingDown())
+            tasks.cancel_scope.cancel()
+
         tasks.start_soon(run)
         tasks.start_soon(watch)
+        tasks.start_soon(cut)
     if failure:
         raise failure[0]
     return result[0] if result else None
@@ -108,6 +129,7 @@ async def count_tokens(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     limit = services.settings.max_messages_request_bytes
     body, raw = await parse_with_bytes(request, CountTokensRequest, limit)
+    request.state.model = body.model
     limits = await services.limits.admit_count_tokens(principal)
     count = await services.messages.count_tokens(
         body,
@@ -126,15 +148,18 @@ class SSEResponse(Response):
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, stream: EventStream, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, stream: EventStream, headers: dict[str, str] | None, drain: Drain) -> None:
         self.status_code = 200
         self.background = None
         self.raw_headers = [(b"content-type", self.media_type.encode()), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
         self._stream = stream
+        self._drain = drain
+        self._ended = False  # the last body message is being (or was) sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        cut_off = False
         try:
             async with anyio.create_task_group() as tasks:
 
@@ -147,11 +172,31 @@ class SSEResponse(Response):
                         pass
                     tasks.cancel_scope.cancel()
 
+                async def cut() -> None:
+                    nonlocal cut_off
+                    await self._drain.wait_cut()
+                    if self._ended:
+                        return
+                    cut_off = True
+                    self._stream.abort(ShuttingDown.type)  # before the backend is stopped and settled
+                    tasks.cancel_scope.cancel()
+
                 tasks.start_soon(pump)
                 tasks.start_soon(watch)
+                tasks.start_soon(cut)
+            if cut_off and not self._ended:  # the drain's deadline: the client learns why it ends here
+                self._ended = True
+                await send(
+                    {"type": "http.response.body", "body": self._cut_off(ShuttingDown()), "more_body": True}
+                )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             with anyio.CancelScope(shield=True):
                 await self._stream.aclose()
+
+    def _cut_off(self, error: ApiError) -> bytes:
+        """The last bytes of a stream the server cuts off."""
+        return encode_sse(ErrorEvent(error=ErrorBody(type=error.type, message=error.message)))
 
     async def _pump(self, send: Send) -> None:
         try:
@@ -164,4 +209,5 @@ class SSEResponse(Response):
             log.exception("stream failed after it started")
             error = ErrorEvent(error=ErrorBody(type="api_error", message="Internal server error"))
             await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
+        self._ended = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -23,6 +23,7 @@ from wisegate.api.body import parse
 from wisegate.api.errors import from_validation_error, request_id_of
 from wisegate.api.messages import SSEResponse
 from wisegate.backends.registry import ServedModel
+from wisegate.domain.drain import Drain
 from wisegate.domain.messages import MessageStream
 from wisegate.domain.openai_chat import ChatCompletionService, chunks
 from wisegate.errors import ApiError, NotFound
@@ -73,6 +74,7 @@ async def chat_completions(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     body = await parse(request, ChatCompletionRequest, services.settings.max_messages_request_bytes)
+    request.state.model = body.model
     chat = ChatCompletionService(services.messages)
     try:
         messages = MessagesRequest.model_validate(chat.to_messages(body))
@@ -82,7 +84,7 @@ async def chat_completions(request: Request) -> Response:
     if body.stream:
         stream = await chat.open_stream(principal, messages, request_id)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return ChunkStreamResponse(stream, include_usage)
+        return ChunkStreamResponse(stream, include_usage, services.drain)
     completion = await chat.create(principal, messages, request_id)
     return Response(completion.model_dump_json(), media_type="application/json")
 
@@ -135,9 +137,12 @@ async def get_model(request: Request) -> Response:
 class ChunkStreamResponse(SSEResponse):
     """``data: <chat.completion.chunk>`` lines, then ``data: [DONE]``; disconnects handled as for SSE."""
 
-    def __init__(self, stream: MessageStream, include_usage: bool) -> None:
-        super().__init__(stream)
+    def __init__(self, stream: MessageStream, include_usage: bool, drain: Drain) -> None:
+        super().__init__(stream, None, drain)
         self._include_usage = include_usage
+
+    def _cut_off(self, error: ApiError) -> bytes:
+        return b"data: " + json.dumps(openai_error(error.message, "server_error", None)).encode() + b"\n\n"
 
     async def _pump(self, send: Send) -> None:
         async def write(data: bytes) -> None:
@@ -152,4 +157,5 @@ class ChunkStreamResponse(SSEResponse):
         except Exception:
             log.exception("stream failed after it started")
             await write(json.dumps(openai_error("Internal server error", "server_error", None)).encode())
+        self._ended = True
         await send({"type": "http.response.body", "body": b"", "more_body": False})

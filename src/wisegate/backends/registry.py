@@ -92,6 +92,7 @@ class BackendRegistry:
         instances: dict[str, Backend] | None = None,
     ) -> None:
         types = backend_types()
+        self.started = False  # every backend's start() returned (``/ready``)
         self.backends: dict[str, Backend] = dict(instances or {})
         for name, config in backends.items():
             if name in self.backends:
@@ -155,9 +156,21 @@ class BackendRegistry:
                 return candidate
         raise NotFound(f"model: {model_id}")
 
+    def preflight(self) -> list[str]:
+        """Problems that would stop a backend from starting (a backend may define ``preflight() ->
+        str | None``), found before the server binds its port and loads models."""
+        problems = []
+        for backend in self.backends.values():
+            check = getattr(backend, "preflight", None)
+            problem = check() if check is not None else None
+            if problem:
+                problems.append(problem)
+        return problems
+
     async def start(self) -> None:
         for backend in self.backends.values():
             await backend.start()
+        self.started = True
 
     async def close(self) -> None:
         for backend in self.backends.values():

@@ -33,6 +33,7 @@ from wisegate.errors import ApiError, GatewayTimeout, Overloaded
 from wisegate.protocol.events import StreamEvent
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, Usage
 from wisegate.settings import RoutingConfig
+from wisegate.telemetry import metrics
 
 log = logging.getLogger("wisegate.routing")
 T = TypeVar("T")
@@ -136,6 +137,9 @@ class RoutedBackend:
                 cooling.append(deployment.breaker.open_until - deployment.breaker.clock())
                 continue
             for attempt in range(self.policy.retries + 1):
+                metrics.UPSTREAM_ATTEMPTS.labels(deployment.label).inc()
+                if attempt:
+                    metrics.UPSTREAM_RETRIES.labels(deployment.label).inc()
                 try:
                     async with asyncio.timeout(self.policy.timeout_seconds):
                         result = await call(deployment, deployment.route(base))
@@ -146,11 +150,16 @@ class RoutedBackend:
                 except ApiError as exc:
                     error = exc
                 else:
+                    if deployment.breaker.consecutive:
+                        metrics.BREAKER_OPEN.labels(deployment.label).set(0)
                     deployment.breaker.success()
                     return result
                 if not is_fallback(error):
                     raise error
                 deployment.breaker.failure()
+                metrics.UPSTREAM_FAILURES.labels(deployment.label, error.type).inc()
+                if deployment.breaker.is_open():
+                    metrics.BREAKER_OPEN.labels(deployment.label).set(1)
                 last = error
                 log.warning(
                     "deployment %s failed (%s, attempt %d)",

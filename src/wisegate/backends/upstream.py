@@ -30,6 +30,7 @@ from wisegate.errors import (
     RateLimited,
     RequestTooLarge,
 )
+from wisegate.telemetry import tracing
 
 log = logging.getLogger("wisegate.upstream")
 
@@ -54,7 +55,21 @@ def new_session(options: Mapping[str, Any]) -> aiohttp.ClientSession:
         connect=float(options.get("connect_timeout", 10)),
         sock_read=float(options.get("read_timeout", 600)),
     )
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=True)
+    trace_configs = []
+    if tracing.enabled():  # W3C traceparent of the current span on every upstream request
+        trace_config = aiohttp.TraceConfig()
+        trace_config.on_request_start.append(_inject_traceparent)
+        trace_configs.append(trace_config)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, auto_decompress=True, trace_configs=trace_configs or None
+    )
+
+
+async def _inject_traceparent(_session: Any, _context: Any, params: aiohttp.TraceRequestStartParams) -> None:
+    carrier: dict[str, str] = {}
+    tracing.inject(carrier)
+    for name, value in carrier.items():
+        params.headers[name] = value
 
 
 class KeyPool:

@@ -30,6 +30,10 @@ class BatchService:
         # Set when a batch is submitted, so an in-process worker starts without waiting for its poll.
         self.submitted = asyncio.Event()
 
+    async def queue(self) -> tuple[int, int]:
+        """Batch requests queued and running, over every batch and worker (``/metrics``)."""
+        return await self.repo.queue()
+
     async def create(self, principal: Principal, requests: Iterable[tuple[str, str]]) -> Batch:
         """Store a validated batch: ``requests`` yields ``(custom_id, params_json)``."""
         now = self.clock.now()

@@ -48,6 +48,7 @@ from wisegate.protocol.messages import (
     Usage,
 )
 from wisegate.storage.repos import UsageRecord
+from wisegate.telemetry import tracing
 
 log = logging.getLogger("wisegate.messages")
 
@@ -86,6 +87,11 @@ class MessageStream:
             with anyio.CancelScope(shield=True):
                 await self._finish()
 
+    def abort(self, error_type: str) -> None:
+        """Record why the response ends before the backend finished (settled by ``aclose``)."""
+        if self._settle.stop_reason is None and self._settle.error_type is None:
+            self._settle.error_type = error_type
+
     async def aclose(self) -> None:
         """Stop the backend (if still running) and write the usage record, once."""
         await self._events.aclose()
@@ -117,6 +123,7 @@ class _Settlement:
         self.error_type: str | None = None
         self._done = False
         self.interactive_backend: str | None = None
+        self.span: object = None  # the backend call's trace span, ended here (tracing on)
 
     def observe(self, event: StreamEvent) -> None:
         if isinstance(event, MessageDelta) and event.delta.stop_reason is not None:
@@ -130,6 +137,13 @@ class _Settlement:
             self._service.interactive_in_flight[self.interactive_backend] -= 1
         if self.stop_reason is None and self.error_type is None:
             self.error_type = "client_disconnected"
+        tracing.end_span(
+            self.span,
+            error=self.error_type,
+            input_tokens=self.usage.input_tokens,
+            output_tokens=self.usage.output_tokens,
+            stop_reason=self.stop_reason,
+        )
         with anyio.CancelScope(shield=True):
             await self._service.record(
                 self._principal,
@@ -187,7 +201,8 @@ class MessageService:
                     principal, request, served.backend.capabilities
                 )
             request = self._fit(served, request)
-            admission = await self._admit(principal, served, request, request_id, batch)
+            with tracing.span("admission"):
+                admission = await self._admit(principal, served, request, request_id, batch)
         except ApiError as exc:
             await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
             raise
@@ -196,8 +211,10 @@ class MessageService:
             settle.interactive_backend = served.backend.name
             self.interactive_in_flight[served.backend.name] += 1
         events = served.backend.stream(request, served.route, usage)
+        settle.span = tracing.start_span("backend", backend=served.backend.name, model=served.config.id)
         try:
-            first = await events.__anext__()
+            with tracing.current(settle.span):
+                first = await events.__anext__()
         except StopAsyncIteration:
             settle.error_type = "api_error"
             await settle.finish()
@@ -241,9 +258,10 @@ class MessageService:
                 if resolved is not request:
                     request, raw = resolved, request_bytes(resolved)
             fitted = self._fit(served, request)
-            admission = await self._admit(
-                principal, served, fitted, request_id, False, input_tokens=_upper_estimate(len(raw))
-            )
+            with tracing.span("admission"):
+                admission = await self._admit(
+                    principal, served, fitted, request_id, False, input_tokens=_upper_estimate(len(raw))
+                )
         except ApiError as exc:
             streamed = bool(request.stream)
             await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
@@ -251,7 +269,9 @@ class MessageService:
         settle = _Settlement(
             self, principal, request_id, served.config.id, bool(request.stream), usage, admission
         )
-        relayed = await relay(served, request, fitted, raw, beta, version, settle, container)
+        settle.span = tracing.start_span("upstream", backend=served.backend.name, model=served.config.id)
+        with tracing.current(settle.span):
+            relayed = await relay(served, request, fitted, raw, beta, version, settle, container)
         relayed.rate_limits = admission.snapshot if admission is not None else None
         return relayed
 
@@ -337,7 +357,8 @@ class MessageService:
                 created_at=datetime.now(UTC),
                 batch=usage.service_tier == "batch",
             )
-            await self._limits.settle(admission, record, usage)
+            with tracing.span("settlement"):
+                await self._limits.settle(admission, record, usage)
         except Exception:
             log.exception("could not write the usage record", extra={"usage_request_id": request_id})
 

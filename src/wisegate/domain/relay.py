@@ -41,6 +41,11 @@ class RelayedResponse:
         self._settle = settle
         self.rate_limits: RateLimitSnapshot | None = None
 
+    def abort(self, error_type: str) -> None:
+        """Record why the response ends before the upstream finished (settled by ``aclose``)."""
+        if self._settle.stop_reason is None and self._settle.error_type is None:
+            self._settle.error_type = error_type
+
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             if self.chunks is not None:

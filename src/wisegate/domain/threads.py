@@ -201,6 +201,10 @@ class ThreadedStream:
                 self._stored = True
             yield event
 
+    def abort(self, error_type: str) -> None:
+        """Why the response ends before the backend finished (see ``MessageStream.abort``)."""
+        self._stream.abort(error_type)
+
     async def aclose(self) -> None:
         await self._events.aclose()
         await self._stream.aclose()

@@ -338,6 +338,18 @@ class BatchRepo:
                 update(r).where(r.claimed_by == worker, r.status == "queued").values(claimed_at=now)
             )
 
+    async def queue(self) -> tuple[int, int]:
+        """Requests waiting to run (no live claim) and running (claimed), over every batch."""
+        r = BatchRequestRow
+        async with self._db.read() as session:
+            rows = await session.execute(
+                select(r.claimed_by.is_not(None), func.count())
+                .where(r.status == "queued")
+                .group_by(r.claimed_by.is_not(None))
+            )
+            counts = {bool(claimed): n for claimed, n in rows}
+        return counts.get(False, 0), counts.get(True, 0)
+
     async def release(self, worker: str, ids: Sequence[int]) -> None:
         """Give back claimed requests this worker did not finish, so any worker may take them at once."""
         if not ids:

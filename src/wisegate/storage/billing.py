@@ -135,6 +135,11 @@ class BillingRepo:
         self._handed = 0  # settlements handed in so far: the last one's sequence number
         self._unfinished: set[int] = set()  # sequence numbers not yet committed (or refused for good)
 
+    @property
+    def uncommitted(self) -> int:
+        """Settlements handed in and not yet committed (the journal's lag)."""
+        return len(self._unfinished)
+
     def _upsert(self, table: Any) -> Any:
         return (pg_insert if not self._db.is_sqlite else sqlite_insert)(table)
 

@@ -40,6 +40,12 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def make_probe_engine(url: str) -> AsyncEngine:
+    """One connection of its own for health checks: a pool that requests have exhausted under load
+    must not make a database that answers look down (``/ready`` would take a busy node out)."""
+    return create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=5)
+
+
 class Database:
     """Sessions for reads, and ``write()`` for writes: serialised on SQLite, concurrent on PostgreSQL."""
 

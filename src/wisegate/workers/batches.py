@@ -34,6 +34,7 @@ from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
 from wisegate.storage.batches import BatchOwner, Claim, Completion
+from wisegate.telemetry import metrics
 
 log = logging.getLogger("wisegate.batches")
 
@@ -122,8 +123,10 @@ class BatchWorker:
         task = asyncio.create_task(self._run(claim))
         self._active[claim.id] = task
         self._unfinished.add(claim.id)
+        metrics.BATCH_RUNNING.inc()
 
         def done(_task: asyncio.Task[None]) -> None:
+            metrics.BATCH_RUNNING.dec()
             self._active.pop(claim.id, None)
             if len(self._active) * 2 <= self._concurrency:
                 self._slots_free.set()
@@ -147,6 +150,7 @@ class BatchWorker:
         if completion is None:
             self._unfinished.discard(claim.id)
         else:
+            metrics.BATCH_DONE.labels(completion.status).inc()
             self._done.append(completion)
             self._touched.add(claim.batch_id)
 

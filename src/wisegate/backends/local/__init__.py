@@ -56,6 +56,7 @@ from wisegate.protocol.messages import (
     Usage,
     new_id,
 )
+from wisegate.telemetry import metrics
 
 _DONE = ("done",)
 
@@ -101,6 +102,15 @@ class LocalBackend:
     @property
     def context_window(self) -> int:
         return self._n_ctx
+
+    def preflight(self) -> str | None:
+        """What would make ``start`` fail, found before the server starts (``wisegate serve``)."""
+        if not self._model_path.is_file():
+            return (
+                f"backend {self.name!r}: the model file {self._model_path} does not exist "
+                "(set [backends.NAME.options] model_path to a GGUF file)"
+            )
+        return None
 
     async def start(self) -> None:
         from llama_cpp import Llama
@@ -212,6 +222,7 @@ class LocalBackend:
             tool_grammars=tool_grammars,
         )
         self._admitted += 1
+        metrics.EMBEDDED_QUEUE.labels(self.name).set(self._admitted)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | tuple[str, BaseException]] = asyncio.Queue()
 
@@ -238,6 +249,8 @@ class LocalBackend:
         finally:
             job.cancel.set()
             self._admitted -= 1
+            metrics.EMBEDDED_QUEUE.labels(self.name).set(self._admitted)
+            metrics.EMBEDDED_TOKENS.labels(self.name).inc(usage.output_tokens)
             await asyncio.shield(future)
             if plan is not None:
                 self.cache.release(plan)

@@ -65,6 +65,10 @@ class Limiter(Protocol):
         """Release connections."""
         ...
 
+    async def ping(self) -> None:
+        """Raise unless the store answers (``/ready``); the in-process store always does."""
+        ...
+
 
 def decide(
     demands: Sequence[Demand], levels: Sequence[float], now: float, admitted: bool | None = None
@@ -117,3 +121,6 @@ class MemoryLimiter:
 
     async def close(self) -> None:
         self._state.clear()
+
+    async def ping(self) -> None:
+        return None

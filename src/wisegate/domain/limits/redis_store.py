@@ -15,9 +15,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from wisegate.domain.limits.buckets import Bucket, Demand, Take, decide
-from wisegate.domain.limits.resp import RespClient, RespError
+from wisegate.domain.limits.resp import Reply, RespClient, RespError
 from wisegate.errors import ApiInternal
 
 log = logging.getLogger("wisegate.limits")
@@ -69,11 +70,21 @@ return table.concat(out, ' ')
 _FLUSH_AFTER = 0.005  # seconds a give-back waits for a take of its bucket before it is sent alone
 
 
+class RedisCaller(Protocol):
+    """What the store needs of a Redis client (``resp.RespClient``; the bench also measures redis-py)."""
+
+    async def call(self, *args: bytes | str) -> Reply:
+        """One command's reply; :class:`RespError` for an error reply or a lost connection."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class RedisLimiter:
     """Buckets in Redis under ``prefix``; the script is registered once and run by SHA."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self._redis = RespClient(url)
+    def __init__(self, url: str, prefix: str, client: RedisCaller | None = None) -> None:
+        self._redis = client or RespClient(url)
         self._prefix = prefix
         self._sha = hashlib.sha1(_TAKE.encode()).hexdigest()
         self._args: dict[Bucket, tuple[str, str]] = {}
@@ -143,6 +154,10 @@ class RedisLimiter:
         if not isinstance(out, bytes):
             raise RespError(f"unexpected reply to the take script: {out!r}")
         return out
+
+    async def ping(self) -> None:
+        """One ``PING``; :class:`RespError` when Redis does not answer."""
+        await self._redis.call("PING")
 
     async def close(self) -> None:
         """Send every give-back still owed, then release the connections."""

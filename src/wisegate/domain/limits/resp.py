@@ -3,8 +3,19 @@
 Redis answers the commands of a connection in the order they were sent, so every caller writes its
 command at once and waits on a future; one reader task resolves the futures in order. No pool and no
 per-call task: a take costs one write and one wake-up (redis-py's asyncio client spent about as much
-time in Python as the round trip itself). ``redis://`` and ``rediss://`` (TLS) URLs, with an optional
-user and password and database number.
+time in Python as the round trip itself; ``bench/limits_overhead.py`` measures both).
+
+URLs, as redis-py spells them so that one URL serves both:
+
+- ``redis://[[user]:password@]host[:port][/db]``; ``rediss://`` for TLS, with the query parameters
+  ``ssl_ca_certs`` (a CA bundle file; default: the system's), ``ssl_certfile`` and ``ssl_keyfile``
+  (a client certificate, for servers that require one), ``ssl_cert_reqs=none`` (no verification:
+  tests only) and ``ssl_check_hostname=false``;
+- ``redis+sentinel://[[user]:password@]s1:26379,s2:26379/<master name>[/db]`` (``rediss+sentinel``:
+  TLS to the sentinels and the master): the master's address is asked of the sentinels, in order,
+  and confirmed with ``ROLE`` before use; when the connection is lost or the server answers
+  ``READONLY`` (a failover demoted it), the next command asks again. ``sentinel_password`` (query)
+  authenticates to the sentinels; the URL's user and password are the master's.
 """
 
 from __future__ import annotations
@@ -13,7 +24,9 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from urllib.parse import unquote, urlsplit
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
 
 Reply = bytes | int | list["Reply"] | None
 
@@ -43,16 +56,66 @@ class _Connection:
                 future.set_exception(failure)
 
 
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    """Where to connect: the server itself, or the sentinels to ask for the master."""
+
+    hosts: tuple[tuple[str, int], ...]
+    master: str | None  # a sentinel set-up's master name
+    sentinel_auth: tuple[bytes, ...]
+
+
+def _parse(url: str) -> tuple[_Endpoint, bool, list[bytes], str, dict[str, list[str]]]:
+    parts = urlsplit(url)
+    schemes = ("redis", "rediss", "redis+sentinel", "rediss+sentinel")
+    if parts.scheme not in schemes:
+        shown = url.rsplit("@", 1)[-1]  # never a password
+        raise ValueError(
+            f"WISEGATE_REDIS_URL must be redis://…, rediss://… or redis+sentinel://…, not {shown!r}"
+        )
+    query = parse_qs(parts.query)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    auth = [unquote(v).encode() for v in (parts.username, parts.password) if v]
+    path = [p for p in parts.path.split("/") if p]
+    hosts = []
+    sentinel = parts.scheme.endswith("+sentinel")
+    for host_port in netloc.split(","):
+        host, _, port = host_port.rpartition(":") if host_port.count(":") == 1 else (host_port, "", "")
+        hosts.append((host.strip("[]") or "127.0.0.1", int(port or (26379 if sentinel else 6379))))
+    if sentinel:
+        if not path:
+            raise ValueError("a redis+sentinel:// URL names the master: redis+sentinel://host:26379/mymaster")
+        master, db = path[0], (path[1] if len(path) > 1 else "0")
+        sentinel_auth = tuple(v.encode() for v in query.get("sentinel_password", []))
+        endpoint = _Endpoint(tuple(hosts), master, sentinel_auth)
+    else:
+        db = path[0] if path else "0"
+        endpoint = _Endpoint(tuple(hosts[:1]), None, ())
+    return endpoint, parts.scheme.startswith("rediss"), auth, db, query
+
+
+def _tls_context(query: dict[str, list[str]]) -> ssl.SSLContext:
+    def one(name: str) -> str | None:
+        values = query.get(name)
+        return values[-1] if values else None
+
+    context = ssl.create_default_context(cafile=one("ssl_ca_certs"))
+    certfile = one("ssl_certfile")
+    if certfile:
+        context.load_cert_chain(certfile, one("ssl_keyfile"))
+    if (one("ssl_check_hostname") or "true").lower() in ("false", "0", "no"):
+        context.check_hostname = False
+    if (one("ssl_cert_reqs") or "required").lower() == "none":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class RespClient:
     def __init__(self, url: str, timeout: float = _TIMEOUT_SECONDS) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ValueError(f"WISEGATE_REDIS_URL must be redis://… or rediss://…, not {url!r}")
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 6379
-        self._tls = parts.scheme == "rediss"
-        self._auth = [unquote(v).encode() for v in (parts.username, parts.password) if v]
-        self._db = parts.path.strip("/") or "0"
+        self._endpoint, tls, auth, self._db, query = _parse(url)
+        self._tls = _tls_context(query) if tls else None
+        self._auth = auth
         self._timeout = timeout
         self._conn: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
@@ -90,28 +153,82 @@ class RespClient:
         async with self._connecting:
             if self._conn is not None and not self._conn.broken:
                 return self._conn
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(
-                        self._host, self._port, ssl=ssl.create_default_context() if self._tls else None
-                    ),
-                    self._timeout,
-                )
-            except (OSError, TimeoutError) as exc:
-                raise RespError(f"cannot connect to Redis at {self._host}:{self._port}: {exc}") from exc
-            conn = _Connection(writer)
-            conn.reader_task = asyncio.create_task(self._read(conn, reader))
-            try:
-                if self._auth:
-                    await self._send(conn, ("AUTH", *self._auth))
-                if self._db != "0":
-                    await self._send(conn, ("SELECT", self._db))
-            except BaseException:  # also cancelled: nothing of this connection may stay behind
-                conn.fail(RespError("connection set-up did not finish"))
-                conn.reader_task.cancel()
-                raise
+            if self._endpoint.master is None:
+                host, port = self._endpoint.hosts[0]
+                conn = await self._open(host, port, self._auth, self._db)
+            else:
+                conn = await self._open_master(self._endpoint.master)
             self._conn = conn
             return conn
+
+    async def _open(
+        self, host: str, port: int, auth: Sequence[bytes], db: str, *, role: bytes | None = None
+    ) -> _Connection:
+        """A set-up connection (authenticated, its database selected, its ``ROLE`` checked)."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=self._tls), self._timeout
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise RespError(
+                f"TLS with Redis at {host}:{port} failed: its certificate was not verified "
+                f"({exc.verify_message}; ssl_ca_certs names the CA that signed it)"
+            ) from exc
+        except ssl.SSLError as exc:
+            raise RespError(f"TLS with Redis at {host}:{port} failed: {exc.reason or exc}") from exc
+        except (OSError, TimeoutError) as exc:
+            raise RespError(f"cannot connect to Redis at {host}:{port}: {exc}") from exc
+        conn = _Connection(writer)
+        conn.reader_task = asyncio.create_task(self._read(conn, reader))
+        try:
+            if auth:
+                await self._send(conn, ("AUTH", *auth))
+            if db != "0":
+                await self._send(conn, ("SELECT", db))
+            if role is not None:
+                reply = await self._send(conn, ("ROLE",))
+                if not isinstance(reply, list) or not reply or reply[0] != role:
+                    raise RespError(f"Redis at {host}:{port} is not the {role.decode()} (yet)")
+        except BaseException:  # also cancelled: nothing of this connection may stay behind
+            conn.fail(RespError("connection set-up did not finish"))
+            conn.reader_task.cancel()
+            raise
+        return conn
+
+    async def _open_master(self, name: str) -> _Connection:
+        """Ask each sentinel in turn where the master is; connect there and confirm it is the master."""
+        problems: list[str] = []
+        for host, port in self._endpoint.hosts:
+            try:
+                sentinel = await self._open(host, port, self._endpoint.sentinel_auth, "0")
+            except RespError as exc:
+                problems.append(str(exc))
+                continue
+            try:
+                address = await self._send(sentinel, ("SENTINEL", "get-master-addr-by-name", name))
+            except RespError as exc:
+                problems.append(f"sentinel {host}:{port}: {exc}")
+                continue
+            finally:
+                await self._shut(sentinel)
+            if not isinstance(address, list) or len(address) != 2:
+                problems.append(f"sentinel {host}:{port} does not know a master named {name!r}")
+                continue
+            master_host, master_port = (bytes(v).decode() for v in address)  # type: ignore[arg-type]
+            try:
+                return await self._open(master_host, int(master_port), self._auth, self._db, role=b"master")
+            except RespError as exc:
+                problems.append(str(exc))
+        raise RespError(f"no Redis master {name!r} found through the sentinels: {'; '.join(problems)}")
+
+    async def _shut(self, conn: _Connection) -> None:
+        conn.fail(RespError("closed"))
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await conn.writer.wait_closed()
+        if conn.reader_task is not None:
+            conn.reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await conn.reader_task
 
     async def _read(self, conn: _Connection, reader: asyncio.StreamReader) -> None:
         failure: Exception = RespError("the connection to Redis was closed")
@@ -124,6 +241,9 @@ class RespClient:
                 if future.done():  # its caller was cancelled
                     continue
                 if isinstance(reply, RespError):
+                    if str(reply).startswith("READONLY"):
+                        # A failover made this server a replica: find the master again next time.
+                        self._forget(conn, reply)
                     future.set_exception(reply)
                 else:
                     future.set_result(reply)
@@ -134,15 +254,8 @@ class RespClient:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        conn.fail(RespError("the Redis client was closed"))
-        with contextlib.suppress(OSError):
-            await conn.writer.wait_closed()
-        if conn.reader_task is not None:
-            conn.reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await conn.reader_task
+        if conn is not None:
+            await self._shut(conn)
 
 
 def _encode(args: tuple[bytes | str, ...]) -> bytes:

@@ -32,6 +32,7 @@ from wisegate.errors import InvalidRequest, RateLimited
 from wisegate.protocol.messages import Usage
 from wisegate.storage.billing import BillingAccount, BillingRepo, Reservation, SpendRefused, WorkspaceLimits
 from wisegate.storage.repos import UsageRecord
+from wisegate.telemetry import metrics
 from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 log = logging.getLogger("wisegate.limits")
@@ -348,6 +349,7 @@ class LimitService:
                 reservation, min(caps) if caps else None, ws.spend_limit_pico
             )
         except SpendRefused as refused:
+            metrics.REFUSALS.labels("credit" if refused.scope == "credit" else "spend").inc()
             regain = next_month(now).strftime("%Y-%m-%d")
             if refused.scope == "credit":
                 raise InvalidRequest(
@@ -391,6 +393,7 @@ class LimitService:
         if reservation is not None:
             reservation = self.leases.settled(reservation, cost)
         await self.billing.settle(record, reservation, month_of(self._clock()))
+        _count(record, usage, cost)
         if admission is not None and admission.demands:
             counted = usage.input_tokens + usage.cache_creation_input_tokens
             unused = {
@@ -452,9 +455,25 @@ def snapshot_of(taken: Take) -> RateLimitSnapshot:
     return RateLimitSnapshot(states)
 
 
+def _count(record: UsageRecord, usage: Usage, cost: int) -> None:
+    """A settlement in the metrics: tokens by kind and cost, by model and workspace."""
+    model, workspace = record.model, record.workspace_id
+    for kind, tokens in (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cache_creation", usage.cache_creation_input_tokens),
+        ("cache_read", usage.cache_read_input_tokens),
+    ):
+        if tokens:
+            metrics.TOKENS.labels(model, workspace, kind).inc(tokens)
+    if cost:
+        metrics.COST.labels(model, workspace).inc(cost / PICO_PER_USD)
+
+
 def _exceeded(taken: Take, demands: list[Demand], snapshot: RateLimitSnapshot) -> RateLimitExceeded:
     bucket = taken.failed
     assert bucket is not None
+    metrics.REFUSALS.labels(bucket.dimension).inc()
     amount = next(n for b, n in demands if b is bucket)
     unit = _UNITS[bucket.dimension]
     who = f"your {bucket.scope} ({bucket.scope_id})"

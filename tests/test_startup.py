@@ -1,0 +1,57 @@
+"""``wisegate serve`` refuses a configuration that cannot work: one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.processes import scripted_env
+
+
+def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wisegate", "serve", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}})
+        line = _one_line(_serve(env, "--port", str(port)))
+    assert line == (
+        f"wisegate: port {port} on 127.0.0.1 is already in use (another server is running there?); "
+        "stop it or choose another with --port / WISEGATE_PORT"
+    )
+
+
+def test_a_missing_model_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = scripted_env(tmp_path)
+    missing = tmp_path / "nowhere" / "model.gguf"
+    env["WISEGATE_BACKENDS"] = json.dumps(
+        {"local": {"type": "local", "options": {"model_path": str(missing)}}}
+    )
+    env["WISEGATE_MODELS"] = json.dumps([{"id": "m", "backend": "local"}])
+    line = _one_line(_serve(env, "--port", "0"))
+    assert line == (
+        f"wisegate: backend 'local': the model file {missing} does not exist "
+        "(set [backends.NAME.options] model_path to a GGUF file)"
+    )
+    assert not (tmp_path / "wisegate.db").exists()  # refused before anything was started or written
