@@ -4,6 +4,7 @@ usage, credits …, limits …, backends list."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -18,13 +19,14 @@ from wisegate.settings import Settings
 T = TypeVar("T")
 
 
-def _with_keys(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Run ``work(KeyService)`` against the configured database (migrated first)."""
+def _with_keys(settings: Settings, work: Callable[[Any], Awaitable[T]], *, migrated: bool = False) -> T:
+    """Run ``work(KeyService)`` against the configured database (migrated first, unless ``migrated``)."""
     from wisegate.domain.keys import KeyService
     from wisegate.storage.db import Database, migrate
     from wisegate.storage.repos import TenancyRepo
 
-    migrate(settings.resolved_database_url)
+    if not migrated:
+        migrate(settings.resolved_database_url)
 
     async def run() -> T:
         db = Database(settings.resolved_database_url)
@@ -44,19 +46,34 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Interface to listen on (default 127.0.0.1, WISEGATE_HOST).")
 @click.option("--port", default=None, type=int, help="Port to listen on (default 8080, WISEGATE_PORT).")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="API processes serving the port (default 1, WISEGATE_WORKERS); more than one needs Redis.",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Migrate the database, print a first API key and admin key if none exists, and serve the API.
 
-    A setting that cannot work (a taken port, a missing model file, tracing without its extra) is one
-    line on stderr and exit status 2, before anything starts. SIGTERM drains (docs/operations.md).
+    A setting that cannot work (a taken port, a missing model file, the database or Redis out of
+    reach, several workers without Redis) is one line on stderr and exit status 2, before anything
+    starts. SIGTERM drains (docs/operations.md).
     """
+    from pydantic import ValidationError
+
+    from wisegate import startup
     from wisegate.logs import configure
     from wisegate.server import ListenError, listen
     from wisegate.telemetry import tracing
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        _startup_failure(startup.settings_problem(exc))
     configure(settings.log_level, settings.log_format)
-    host, port = host or settings.host, port or settings.port
+    host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
+    if problem := startup.workers_problem(settings, workers):
+        _startup_failure(problem)
     try:
         sock = listen(host, port)
     except ListenError as exc:
@@ -68,13 +85,12 @@ def serve(host: str | None, port: int | None) -> None:
     except tracing.TracingUnavailable as exc:
         _startup_failure(str(exc))
 
-    from wisegate.app import create_app
-    from wisegate.server import run_server
+    from wisegate.backends.registry import BackendRegistry
 
-    app = create_app(settings)
-    problems = app.state.services.registry.preflight()
-    if problems:
+    if problems := BackendRegistry(settings.backends, settings.models).preflight():
         _startup_failure("; ".join(problems))
+    if problem := startup.redis_problem(settings) or startup.migrate_problem(settings.resolved_database_url):
+        _startup_failure(problem)
 
     async def first_keys(keys: Any) -> tuple[str, str] | None:
         org = await keys.bootstrap()
@@ -85,7 +101,7 @@ def serve(host: str | None, port: int | None) -> None:
         _, admin = await keys.create_key(workspace.id, "first admin key", admin=True)
         return str(secret), str(admin)
 
-    created = _with_keys(settings, first_keys)
+    created = _with_keys(settings, first_keys, migrated=True)
     if created:
         click.echo(f"Your first API key (shown once, keep it): {created[0]}")
         click.echo(f"Your first admin key, for the console and the Admin API (shown once): {created[1]}")
@@ -94,8 +110,33 @@ def serve(host: str | None, port: int | None) -> None:
     click.echo(f"Web console: http://{host}:{port}/console (log in with an admin key)")
     click.echo(
         f"Serving the Claude API on http://{host}:{port} (models: {', '.join(m.id for m in settings.models)})"
+        + (f" with {workers} worker processes" if workers > 1 else "")
     )
     sys.stdout.flush()
+
+    from wisegate.host import host_services
+
+    # Per-host services start here, in this (the parent) process, before the API workers start.
+    with host_services(settings, workers):
+        if workers > 1:
+            from wisegate.supervisor import run_workers
+
+            tracing.shutdown()  # each worker traces for itself
+            sys.exit(
+                run_workers(
+                    sock, workers, stop_timeout=settings.drain_grace_seconds + settings.drain_seconds + 15
+                )
+            )
+        _serve_one(settings, host, port, sock)
+
+
+def _serve_one(settings: Settings, host: str, port: int, sock: Any) -> None:
+    """One API process: this one."""
+    from wisegate.app import create_app
+    from wisegate.server import run_server
+    from wisegate.telemetry import tracing
+
+    app = create_app(settings)
     try:
         run_server(
             app,
@@ -377,7 +418,12 @@ def usage(start: str | None, end: str | None, days: int, group_by: tuple[str, ..
 
 @main.command()
 def worker() -> None:
-    """Run a batch worker: claim queued batch requests from the database and run them."""
+    """Run a batch worker: claim queued batch requests from the database and run them.
+
+    SIGTERM (or SIGINT) drains: no new claims, the requests already claimed run to completion for up
+    to WISEGATE_DRAIN_SECONDS, then what is left is given back to the queue; exit status 0. A second
+    signal gives back what is left at once.
+    """
     import signal
 
     from wisegate.logs import configure
@@ -388,6 +434,7 @@ def worker() -> None:
     settings = Settings()
     configure(settings.log_level, settings.log_format)
     run_migrations(settings.resolved_database_url)
+    log = logging.getLogger("wisegate.worker")
 
     async def run() -> None:
         services = Services.from_settings(settings)
@@ -401,8 +448,24 @@ def worker() -> None:
                 serial_backends=serial_backends(settings),
             )
             loop = asyncio.get_running_loop()
+            signals: list[signal.Signals] = []
+
+            def on_signal(sig: signal.Signals) -> None:
+                signals.append(sig)
+                if len(signals) > 1:
+                    log.warning("second signal: giving back the batch requests still running")
+                    batch_worker.stop()
+                    return
+                log.warning(
+                    "draining: no new claims; the requests claimed have %g s to finish",
+                    settings.drain_seconds,
+                    extra={"signal": sig.name},
+                )
+                batch_worker.drain()
+                loop.call_later(settings.drain_seconds, batch_worker.stop)
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, batch_worker.stop)
+                loop.add_signal_handler(sig, on_signal, sig)
             click.echo(f"batch worker {batch_worker.name} running")
             sys.stdout.flush()
             await batch_worker.run()

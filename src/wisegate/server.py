@@ -19,6 +19,7 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -60,12 +61,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 class _Server(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, drain: Drain | None, drain_seconds: float, grace: float
+        self,
+        config: uvicorn.Config,
+        drain: Drain | None,
+        drain_seconds: float,
+        grace: float,
+        on_started: Callable[[], None] | None,
     ) -> None:
         super().__init__(config)
         self._drain = drain
         self._drain_seconds = drain_seconds
         self._grace = grace
+        self._on_started = on_started
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -81,6 +88,8 @@ class _Server(uvicorn.Server):
         # 2,000 requests/s, and a stall for every request in flight).
         gc.collect()
         gc.freeze()
+        if self.started and self._on_started is not None:
+            self._on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's: it would re-raise the signal after shutdown (exit status 143, not 0), and it
@@ -130,8 +139,10 @@ def run_server(
     drain: Drain | None = None,
     drain_seconds: float = 30.0,
     drain_grace_seconds: float = 0.0,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, draining as the module says (``drain``: the app's)."""
+    """Serve ``app`` until SIGTERM/SIGINT, draining as the module says (``drain``: the app's).
+    ``on_started`` is called once the app has started and the socket accepts."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -141,7 +152,7 @@ def run_server(
         # A backstop only: the drain's own deadline ends every response before this.
         timeout_graceful_shutdown=int(drain_seconds + drain_grace_seconds) + 10,
     )
-    server = _Server(config, drain, drain_seconds, drain_grace_seconds)
+    server = _Server(config, drain, drain_seconds, drain_grace_seconds, on_started)
     try:
         server.run(sockets=[sock] if sock is not None else None)
     except KeyboardInterrupt:

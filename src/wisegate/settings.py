@@ -151,6 +151,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # API processes ``wisegate serve`` runs on the port (supervisor.py); more than one needs the
+    # rate-limit buckets in Redis (``redis_url``) unless limits are off.
+    workers: int = Field(default=1, ge=1)
     data_dir: Path = Path("wisegate-data")
     database_url: str | None = None
     log_level: str = "INFO"
