@@ -382,7 +382,13 @@ rate_limits = { all = { rpm = 100000000, itpm = 100000000000, otpm = 10000000000
 
 
 def start_wisegate(
-    tmp: Path, upstream_port: int, port: int, log_level: str, limits: bool, workers: int, redis_url: str | None
+    tmp: Path,
+    upstream_port: int,
+    port: int,
+    log_level: str,
+    limits: bool,
+    workers: int,
+    redis_url: str | None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     tmp = tmp / f"wisegate-{workers}"
     tmp.mkdir()
@@ -400,7 +406,8 @@ backend = "anthropic"
         + (LIMITS_ON if limits else LIMITS_OFF)
     )
     env = {**os.environ, "WISEGATE_CONFIG": str(config), "WISEGATE_DATA_DIR": str(tmp / "data"),
-           "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port), "WISEGATE_WORKERS": str(workers)}  # fmt: skip
+           "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port),
+           "WISEGATE_WORKERS": str(workers)}  # fmt: skip
     if redis_url:
         env.update(WISEGATE_REDIS_URL=redis_url, WISEGATE_REDIS_PREFIX=f"bench-{os.getpid()}-{workers}")
     wisegate = str(Path(PYTHON).parent / "wisegate")
@@ -452,7 +459,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
-            mock_port, bare_port, wg_port = free_port(), free_port(), free_port()
+            mock_port, bare_port = free_port(), free_port()
             quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
             mock = subprocess.Popen([PYTHON, str(HERE), "mock", "--port", str(mock_port)], **quiet)
             procs.append(mock)
@@ -495,7 +502,13 @@ def main() -> None:
                             before = cpu_seconds(pids[target])
                             runs[target].append(
                                 asyncio.run(
-                                    load(ports[target], keys[target], stream, concurrency, args.seconds / args.rounds)
+                                    load(
+                                        ports[target],
+                                        keys[target],
+                                        stream,
+                                        concurrency,
+                                        args.seconds / args.rounds,
+                                    )
                                 )
                             )
                             cpu[target] += cpu_seconds(pids[target]) - before
@@ -518,7 +531,9 @@ def main() -> None:
                             flush=True,
                         )
             for name in (t for t in targets if t.startswith("wisegate")):
-                per_stream, held = asyncio.run(memory_per_stream(ports[name], keys[name], pids[name], args.streams))
+                per_stream, held = asyncio.run(
+                    memory_per_stream(ports[name], keys[name], pids[name], args.streams)
+                )
                 print(
                     f"\n{name}: resident memory per open stream ({held} of {args.streams} held open): "
                     f"{per_stream:.1f} KB"

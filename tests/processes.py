@@ -32,7 +32,7 @@ def scripted_env(data_dir: Path, **extra: Any) -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str], key: str, log: Path, *args: str) -> None:
+    def __init__(self, env: dict[str, str], key: str, log: Path, *args: str, timeout: float = 90) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
@@ -42,7 +42,7 @@ class ServerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"wisegate serve exited: {log.read_text()[-2000:]}")

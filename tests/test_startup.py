@@ -95,8 +95,9 @@ def test_a_database_out_of_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = f"postgresql+asyncpg://wisegate:s3cret@127.0.0.1:{closed}/wisegate"
     env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, database_url=url)
     line = _one_line(_serve(env, "--port", "0"))
+    shown = f"postgresql+asyncpg://wisegate:***@127.0.0.1:{closed}/wisegate"
     assert line == (
-        f"wisegate: cannot use the database at postgresql+asyncpg://wisegate:***@127.0.0.1:{closed}/wisegate: "
+        f"wisegate: cannot use the database at {shown}: "
         "connection refused (is it running?) (check WISEGATE_DATABASE_URL)"
     )
 
@@ -107,6 +108,6 @@ def test_a_database_that_does_not_exist_is_one_line_and_exit_2(tmp_path: Path) -
     env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, database_url=url)
     line = _one_line(_serve(env, "--port", "0"))
     assert line == (
-        f"wisegate: cannot use the database at {url}: database \"wisegate_nowhere\" does not exist "
+        f'wisegate: cannot use the database at {url}: database "wisegate_nowhere" does not exist '
         "(check WISEGATE_DATABASE_URL)"
     )

@@ -43,7 +43,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-def _start(tmp_path: Path, database_url: str, token_delay: float, **extra: object) -> tuple[ServerProcess, str]:
+def _start(
+    tmp_path: Path, database_url: str, token_delay: float, **extra: object
+) -> tuple[ServerProcess, str]:
     settings = settings_for(tmp_path, database_url=database_url)
     migrate(database_url)
     key = make_key(settings)
@@ -56,7 +58,8 @@ def _start(tmp_path: Path, database_url: str, token_delay: float, **extra: objec
         log_level="INFO",
         **extra,
     )
-    return ServerProcess(env, key, tmp_path / "server.log", "--workers", "2"), key
+    # Two interpreters import and start at once: on a busy machine that takes a while.
+    return ServerProcess(env, key, tmp_path / "server.log", "--workers", "2", timeout=240), key
 
 
 def _workers(server: ServerProcess) -> list[int]:
@@ -93,7 +96,11 @@ async def _answers(base_url: str, key: str, tag: str, n: int) -> list[str]:
             response = await client.post(
                 "/v1/messages",
                 headers={"x-api-key": key, "connection": "close"},
-                json={"model": SCRIPTED_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": prompt}]},
+                json={
+                    "model": SCRIPTED_MODEL,
+                    "max_tokens": 16,
+                    "messages": [{"role": "user", "content": prompt}],
+                },
             )
         assert response.status_code == 200, response.text
         assert response.json()["content"][0]["text"] == prompt
@@ -107,7 +114,9 @@ def _usage_rows(database_url: str) -> Counter[str]:
         db = Database(database_url)
         try:
             async with db.read() as session:
-                return Counter((await session.execute(text("select request_id from usage_records"))).scalars())
+                return Counter(
+                    (await session.execute(text("select request_id from usage_records"))).scalars()
+                )
         finally:
             await db.close()
 
@@ -118,7 +127,7 @@ def test_two_workers_share_the_port_and_read_as_one_server(tmp_path: Path, datab
     server, key = _start(tmp_path, database_url, token_delay=0.01)
     answered: list[str] = []
     try:
-        first = _until(lambda: len(_workers(server)) == 2 and _workers(server), 30, "two workers")
+        first = _until(lambda: len(_workers(server)) == 2 and _workers(server), 60, "two workers")
         # Both workers answer: each has settled into a journal directory of its own.
         for round_ in range(20):
             answered += asyncio.run(_answers(server.base_url, key, f"r{round_}", 12))
@@ -132,7 +141,11 @@ def test_two_workers_share_the_port_and_read_as_one_server(tmp_path: Path, datab
             requests=[
                 {
                     "custom_id": f"c{i}",
-                    "params": {"model": SCRIPTED_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": f"b{i} x"}]},
+                    "params": {
+                        "model": SCRIPTED_MODEL,
+                        "max_tokens": 8,
+                        "messages": [{"role": "user", "content": f"b{i} x"}],
+                    },
                 }
                 for i in range(40)
             ]
@@ -140,7 +153,9 @@ def test_two_workers_share_the_port_and_read_as_one_server(tmp_path: Path, datab
         _until(
             lambda: client.messages.batches.retrieve(batch.id).processing_status == "ended", 60, "batch ended"
         )
-        results = Counter(r.custom_id for r in client.messages.batches.results(batch.id) if r.result.type == "succeeded")
+        results = Counter(
+            r.custom_id for r in client.messages.batches.results(batch.id) if r.result.type == "succeeded"
+        )
         assert results == Counter(f"c{i}" for i in range(40))
 
         # Any worker's /metrics counts every worker's requests (new connections, so both are asked).
@@ -149,7 +164,13 @@ def test_two_workers_share_the_port_and_read_as_one_server(tmp_path: Path, datab
             seen = samples(server.base_url, connection="close")
             totals.add(
                 (
-                    value(seen, "wisegate_requests_total", route="/v1/messages", status="200", model=SCRIPTED_MODEL),
+                    value(
+                        seen,
+                        "wisegate_requests_total",
+                        route="/v1/messages",
+                        status="200",
+                        model=SCRIPTED_MODEL,
+                    ),
                     value(seen, "wisegate_batch_requests_done_total", result="succeeded"),
                 )
             )
@@ -192,7 +213,10 @@ async def _streams(base_url: str, key: str, words: int, opened: asyncio.Event) -
         nonlocal begun
         kinds: list[str] = []
         async with client.messages.with_streaming_response.create(
-            model=SCRIPTED_MODEL, max_tokens=words + 10, stream=True, messages=[{"role": "user", "content": prompt}]
+            model=SCRIPTED_MODEL,
+            max_tokens=words + 10,
+            stream=True,
+            messages=[{"role": "user", "content": prompt}],
         ) as response:
             async for line in response.iter_lines():
                 if line.startswith("event: "):
@@ -214,7 +238,7 @@ def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     server, key = _start(tmp_path, database_url, token_delay=0.05, drain_grace_seconds=2.0)
 
     async def run() -> tuple[list[tuple[str, list[str]]], list[int], int, bool]:
-        workers = _until(lambda: len(_workers(server)) == 2 and _workers(server), 30, "two workers")
+        workers = _until(lambda: len(_workers(server)) == 2 and _workers(server), 60, "two workers")
         opened = asyncio.Event()
         streams = asyncio.create_task(_streams(server.base_url, key, 80, opened))  # 80 words: ~4 s each
         await asyncio.wait_for(opened.wait(), 60)
@@ -249,7 +273,7 @@ def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
 def test_the_parent_killed_takes_its_workers_along(tmp_path: Path) -> None:
     server, _ = _start(tmp_path, settings_for(tmp_path).resolved_database_url, token_delay=0.0)
     try:
-        workers = _until(lambda: len(_workers(server)) == 2 and _workers(server), 30, "two workers")
+        workers = _until(lambda: len(_workers(server)) == 2 and _workers(server), 60, "two workers")
         server.kill()
         _until(lambda: not any(_alive(pid) for pid in workers), 10, "workers outlived the parent")
     finally:

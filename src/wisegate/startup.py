@@ -68,7 +68,9 @@ def redis_problem(settings: Settings) -> str | None:
         asyncio.run(ping())
     except (RespError, OSError, TimeoutError) as exc:
         reason = str(exc) or f"no answer within {_REDIS_SECONDS:g} s"
-        return f"cannot reach Redis at {_hide_password(settings.redis_url)}: {reason} (check WISEGATE_REDIS_URL)"
+        return (
+            f"cannot reach Redis at {_hide_password(settings.redis_url)}: {reason} (check WISEGATE_REDIS_URL)"
+        )
     return None
 
 

@@ -29,7 +29,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from types import FrameType
@@ -53,6 +53,7 @@ class _Worker:
     since: float
     up: bool = False
     told: bool = False  # the started pipe has said its word (or closed)
+    held: list[int] = field(default_factory=list)  # signals for it once it is up (and handles them)
 
 
 def run_workers(sock: socket.socket, count: int, *, stop_timeout: float) -> int:
@@ -113,6 +114,8 @@ class _Supervisor:
                 with contextlib.suppress(EOFError, OSError):
                     worker.started.recv_bytes()
                     worker.up = True
+                for sig in worker.held if worker.up else ():
+                    self._signal(worker, sig)
             if worker.process.sentinel in ready or not worker.process.is_alive():
                 worker.process.join()
                 self._exited(worker)
@@ -137,13 +140,20 @@ class _Supervisor:
         if self._stopping_at is None:
             self._stopping_at = time.monotonic()
             self._restarts.clear()
-            log.warning(
-                "%s: the %d API workers drain and exit", signal.Signals(sig).name, len(self._workers)
-            )
+            # No more workers will start: the port stays open only as long as a worker listens on it
+            # (each closes its copy when its drain's grace ends), so that connections are then refused.
+            self._sock.close()
+            log.warning("%s: the %d API workers drain and exit", signal.Signals(sig).name, len(self._workers))
         for worker in self._workers.values():
-            if worker.process.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(worker.process.pid, sig)
+            if worker.up:
+                self._signal(worker, sig)
+            else:  # still importing and building its app: the signal would end it there
+                worker.held.append(sig)
+
+    def _signal(self, worker: _Worker, sig: int) -> None:
+        assert worker.process.pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.process.pid, sig)
 
     def _start(self, slot: int, *, first: bool) -> None:
         started_read, started_write = _spawn.Pipe(duplex=False)

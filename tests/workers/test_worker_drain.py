@@ -27,7 +27,9 @@ CONCURRENCY = 4
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveServer]:
     if request.param == "sqlite":
-        yield from serve(scripted_settings(tmp_path, batch_worker=False), backends={"scripted": ScriptedBackend()})
+        yield from serve(
+            scripted_settings(tmp_path, batch_worker=False), backends={"scripted": ScriptedBackend()}
+        )
         return
     with postgres_database() as url:
         settings = scripted_settings(tmp_path, batch_worker=False, database_url=url)
@@ -77,7 +79,11 @@ def _batch(server: LiveServer) -> str:
         requests=[
             {
                 "custom_id": f"c{i}",
-                "params": {"model": SCRIPTED_MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": f"r{i}"}]},
+                "params": {
+                    "model": SCRIPTED_MODEL,
+                    "max_tokens": 8,
+                    "messages": [{"role": "user", "content": f"r{i}"}],
+                },
             }
             for i in range(N)
         ]
@@ -142,7 +148,8 @@ def test_a_second_sigterm_gives_the_claims_back_and_another_worker_finishes_the_
         try:
             async with db.read() as session:
                 rows = await session.execute(
-                    text("select request_id from usage_records where request_id like :p"), {"p": f"{batch_id}:%"}
+                    text("select request_id from usage_records where request_id like :p"),
+                    {"p": f"{batch_id}:%"},
                 )
                 return Counter(rows.scalars())
         finally:
