@@ -14,11 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import postgres_database
+from wisegate.records.billing import Reservation
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.batches import BatchRepo
-from wisegate.storage.billing import BillingRepo, Reservation
+from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
 from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
-from wisegate.storage.repos import UsageRecord
 from wisegate.storage.tables import SpendPeriodRow, SpendReservationRow, UsageRecordRow
 
 PERIOD = "2026-11"

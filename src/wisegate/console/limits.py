@@ -16,7 +16,7 @@ from wisegate.console.web import Operator, page
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest
-from wisegate.storage.billing import WorkspaceLimits
+from wisegate.records.billing import WorkspaceLimits
 
 NO_LIMIT = 10**12  # what `wisegate limits workspace-rate` stores for a dimension left blank
 

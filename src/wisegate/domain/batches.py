@@ -16,7 +16,8 @@ from wisegate.domain.clock import Clock
 from wisegate.domain.keys import Principal
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.batches import Batch, BatchRepo, NewBatch
+from wisegate.records.batches import Batch, NewBatch
+from wisegate.storage.batches import BatchRepo
 
 EXPIRES_AFTER = timedelta(hours=24)
 RESULTS_KEPT = timedelta(days=29)

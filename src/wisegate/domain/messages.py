@@ -47,7 +47,7 @@ from wisegate.protocol.messages import (
     ToolUseBlock,
     Usage,
 )
-from wisegate.storage.repos import UsageRecord
+from wisegate.records.usage import UsageRecord
 from wisegate.telemetry import tracing
 
 log = logging.getLogger("wisegate.messages")

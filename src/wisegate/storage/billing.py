@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,9 +27,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import Database
 from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
-from wisegate.storage.repos import UsageRecord, aware
+from wisegate.storage.repos import aware
 from wisegate.storage.tables import (
     BillingAccountRow,
     CreditGrantRow,
@@ -38,41 +40,6 @@ from wisegate.storage.tables import (
     UsageRecordRow,
     WorkspaceLimitRow,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BillingAccount:
-    organization_id: str
-    tier: str | None = None
-    credit_balance_pico: int | None = None
-    credits_purchased_pico: int = 0
-    spent_pico: int = 0
-    spend_limit_pico: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceLimits:
-    workspace_id: str
-    spend_limit_pico: int | None = None
-    rate_limits: dict[str, dict[str, int]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """Picodollars held by one in-flight request (``credit_pico``: also held from the credit balance).
-
-    With ``lease`` set, ``request_id`` names a process's spend lease (see :meth:`BillingRepo.take_lease`)
-    and the amounts are the part of that lease this request hands back when it is settled or released.
-    """
-
-    request_id: str
-    organization_id: str
-    workspace_id: str
-    period: str
-    amount_pico: int
-    credit_pico: int
-    lease: bool = False
-
 
 log = logging.getLogger("wisegate.ledger")
 

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from wisegate.storage.repos import UsageRecord
+from wisegate.records.usage import UsageRecord
 
 log = logging.getLogger("wisegate.ledger")
 

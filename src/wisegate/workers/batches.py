@@ -33,7 +33,7 @@ from wisegate.domain.messages import MessageService
 from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
-from wisegate.storage.batches import BatchOwner, Claim, Completion
+from wisegate.records.batches import BatchOwner, Claim, Completion
 from wisegate.telemetry import metrics
 
 log = logging.getLogger("wisegate.batches")

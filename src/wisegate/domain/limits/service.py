@@ -30,8 +30,9 @@ from wisegate.domain.limits.leases import SpendLeases
 from wisegate.domain.pricing import PICO_PER_USD, PriceTable
 from wisegate.errors import InvalidRequest, RateLimited
 from wisegate.protocol.messages import Usage
-from wisegate.storage.billing import BillingAccount, BillingRepo, Reservation, SpendRefused, WorkspaceLimits
-from wisegate.storage.repos import UsageRecord
+from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits
+from wisegate.records.usage import UsageRecord
+from wisegate.storage.billing import BillingRepo, SpendRefused
 from wisegate.telemetry import metrics
 from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
