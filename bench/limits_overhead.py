@@ -42,7 +42,7 @@ from wisegate.records.usage import UsageRecord
 from wisegate.settings import PriceConfig
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 from wisegate.storage.repos import TenancyRepo
 from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 

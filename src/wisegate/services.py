@@ -40,7 +40,7 @@ from wisegate.storage.batches import BatchRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 from wisegate.storage.threads import ThreadRepo

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits
 from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import Database
-from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
+from wisegate.storage.ledger import JournalEntry, LedgerJournal
 from wisegate.storage.repos import aware
 from wisegate.storage.tables import (
     BillingAccountRow,

@@ -19,7 +19,7 @@ from wisegate.records.usage import UsageRecord
 from wisegate.storage.batches import BatchRepo
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
+from wisegate.storage.ledger import JournalEntry, LedgerJournal
 from wisegate.storage.tables import SpendPeriodRow, SpendReservationRow, UsageRecordRow
 
 PERIOD = "2026-11"
