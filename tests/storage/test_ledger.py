@@ -279,7 +279,7 @@ def test_drain_waits_for_an_earlier_settlement_kept_for_a_retry(
         failures = [3]
 
         async def flaky(session, group):  # type: ignore[no-untyped-def]
-            if any(r.request_id == "req_early" for r, *_ in group) and failures[0]:
+            if any(q.record.request_id == "req_early" for q in group) and failures[0]:
                 failures[0] -= 1
                 raise OperationalError("insert", {}, Exception("database is locked"))
             await real(session, group)

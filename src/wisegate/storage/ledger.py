@@ -1,4 +1,8 @@
-"""A local append-only journal of settlements not yet committed to the database.
+"""The ledger's write-behind queue and its local append-only journal of settlements not yet committed.
+
+:class:`Ledger` takes settlements (``settle``) and commits them to the database in groups, through
+the SQL of :class:`~wisegate.storage.billing.BillingRepo`: a settlement that is in the journal is
+durable, so its caller does not wait for the transaction.
 
 A settlement is one line written with a single ``write()`` to a segment file opened ``O_APPEND``:
 once that call returns, the line is in the kernel's page cache and survives ``kill -9`` of the
@@ -13,6 +17,7 @@ usage record is already in the database are skipped) and the directory is remove
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -20,17 +25,22 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+
+from wisegate.records.billing import Reservation
 from wisegate.records.usage import UsageRecord
 
 log = logging.getLogger("wisegate.ledger")
 
 _RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
+_RESERVATION_FIELDS = tuple(f.name for f in fields(Reservation))
+_LINGER_SECONDS = 0.05  # how long journaled settlements wait to be committed together
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +166,256 @@ class LedgerJournal:
     @staticmethod
     def remove(directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass(slots=True)
+class Queued:
+    """A settlement waiting for its transaction; ``seq`` numbers it in this process (0: replayed)."""
+
+    record: UsageRecord
+    reservation: Reservation | None
+    period: str
+    done: asyncio.Future[None] | None  # its caller waits on it; None when journaled (nobody waits)
+    seq: int
+
+
+class Ledger:
+    """Settlements handed in, committed in groups by ``commit_group`` (one transaction for a group);
+    ``recorded`` tells which request ids have a usage record already (replay skips them)."""
+
+    def __init__(
+        self,
+        commit_group: Callable[[Sequence[Queued]], Awaitable[None]],
+        recorded: Callable[[list[str]], Awaitable[set[str]]],
+        journal: LedgerJournal | None = None,
+    ) -> None:
+        self._commit_group = commit_group
+        self._recorded = recorded
+        self._journal = journal
+        self._retries = 0  # consecutive flushes that could not commit (the database is down)
+        self._pending: list[Queued] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._hurry = asyncio.Event()  # a reader is waiting: commit without lingering
+        self._progress = asyncio.Event()  # set after every flush round
+        self._handed = 0  # settlements handed in so far: the last one's sequence number
+        self._unfinished: set[int] = set()  # sequence numbers not yet committed (or refused for good)
+
+    @property
+    def uncommitted(self) -> int:
+        """Settlements handed in and not yet committed (the journal's lag)."""
+        return len(self._unfinished)
+
+    async def settle(self, record: UsageRecord, reservation: Reservation | None, period: str) -> None:
+        """Release the reservation (if still held), debit ``record.cost_picousd`` from the monthly
+        counters and the credit balance, and insert the usage record, in one transaction.
+
+        Journaled: returns once the settlement is in the journal; the transaction follows in the
+        background (it may hold other settlements too). Otherwise — or when the journal cannot be
+        written (disk full) — returns once it committed."""
+        self._handed += 1
+        seq = self._handed
+        self._unfinished.add(seq)
+        if self._journal is not None:
+            try:
+                self._journal.append(_line(record, reservation, period))
+            except OSError:
+                log.exception("the ledger journal cannot be written: this settlement commits now")
+            else:
+                self._pending.append(Queued(record, reservation, period, None, seq))
+                self._kick()
+                return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(Queued(record, reservation, period, done, seq))
+        self._hurry.set()  # its caller waits
+        self._kick()
+        await asyncio.shield(done)
+
+    def _kick(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+
+    async def drain(self) -> None:
+        """Wait until the settlements handed in so far are committed (before reads, on shutdown);
+        later ones do not hold it up."""
+        target = self._handed
+        while any(seq <= target for seq in self._unfinished):
+            self._hurry.set()
+            self._kick()
+            self._progress.clear()
+            await self._progress.wait()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Commit everything, giving up after ``timeout`` seconds (the database is down): what is
+        left stays in the journal for the next start to replay. Then close the journal."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            while self._unfinished:
+                await asyncio.wait_for(self.drain(), max(0.01, deadline - loop.time()))
+        except TimeoutError:
+            log.error(
+                "settlements not committed at shutdown stay in the journal",
+                extra={"left": len(self._unfinished)},
+            )
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self.close()
+
+    def close(self) -> None:
+        """Close the journal; its directory goes only if everything in it committed."""
+        if self._journal is not None:
+            self._journal.close(clean=not self._unfinished)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            if self._retries:  # the database refused the last round: back off, keep the journal
+                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._retries, 7)))
+            elif not self._hurry.is_set():
+                # Nobody waits for a journaled settlement: linger so that the settlements of the next
+                # few milliseconds share one transaction (the commits' CPU competes with requests).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), _LINGER_SECONDS)
+            self._hurry.clear()
+            try:
+                await self._round()
+            except Exception:  # the journal itself failed (disk full): keep it all, retry later
+                log.exception("could not commit journaled settlements")
+                self._retries += 1
+            finally:
+                self._progress.set()
+
+    async def _round(self) -> None:
+        """Commit everything pending, 500 settlements a transaction; delete the finished segment."""
+        finished = self._journal.rotate() if self._journal is not None else None
+        batch, self._pending = self._pending, []
+        kept: list[Queued] = []
+        try:
+            for start in range(0, len(batch), 500):
+                kept += await self._commit(batch[start : start + 500])
+        except BaseException:
+            # Cancelled mid-round: what did commit is done; the rest is still in the finished segment.
+            self._pending = [item for item in batch if item.seq in self._unfinished] + self._pending
+            raise
+        self._retries = self._retries + 1 if kept else 0
+        if kept:
+            # Not committed, for a reason other than the settlement itself: retried after the back-off,
+            # from the new segment (so the finished one can go). Back in the queue first: if writing
+            # them fails, the finished segment stays and still holds them.
+            self._pending = kept + self._pending
+            assert self._journal is not None
+            for item in kept:
+                self._journal.append(_line(item.record, item.reservation, item.period))
+        if finished is not None:
+            finished.unlink(missing_ok=True)
+
+    async def _commit(self, group: list[Queued]) -> list[Queued]:
+        """Commit ``group`` in one transaction, or else each settlement alone; returns the journaled
+        settlements to retry. A waiting caller gets its settlement's exception."""
+        try:
+            await self._commit_group(group)
+        except Exception as exc:
+            if len(group) == 1:
+                return self._failed(group[0], exc)
+            kept: list[Queued] = []
+            for item in group:  # one failing settlement must not take the others with it
+                kept += await self._commit([item])
+            return kept
+        for item in group:
+            self._unfinished.discard(item.seq)
+            if item.done is not None and not item.done.done():
+                item.done.set_result(None)
+        return []
+
+    def _failed(self, item: Queued, exc: Exception) -> list[Queued]:
+        record, done, seq = item.record, item.done, item.seq
+        if done is not None:
+            self._unfinished.discard(seq)
+            if not done.done():
+                done.set_exception(exc)
+            return []
+        verdict = _refusal(exc)
+        if verdict == "duplicate":
+            # Its usage record exists already (a request id settles once): nothing to retry.
+            self._unfinished.discard(seq)
+            log.error(
+                "settlement refused by the database, dropped", extra={"usage_request_id": record.request_id}
+            )
+            return []
+        if verdict == "values":
+            # The database refuses its values (a string too long for its column): never retried, kept
+            # for an operator in rejected.jsonl.
+            self._unfinished.discard(seq)
+            assert self._journal is not None
+            self._journal.reject(_line(record, item.reservation, item.period))
+            log.error(
+                "settlement refused by the database, written to the journal's rejected.jsonl",
+                extra={"usage_request_id": record.request_id},
+                exc_info=exc,
+            )
+            return []
+        log.warning("settlement not committed, kept in the journal for a retry", exc_info=exc)
+        return [item]
+
+    async def recover(self) -> int:
+        """Replay the journals of processes that died before committing them; how many settled."""
+        if self._journal is None:
+            return 0
+        replayed = 0
+        for directory, entries in self._journal.orphans():
+            todo = await self._unsettled(entries)
+            kept: list[Queued] = []
+            for start in range(0, len(todo), 500):
+                kept += await self._commit(todo[start : start + 500])
+            replayed += len(todo) - len(kept)
+            if kept:
+                log.error(
+                    "a dead process's ledger journal could not be replayed yet", extra={"dir": str(directory)}
+                )
+                continue
+            self._journal.remove(directory)
+        if replayed:
+            log.warning("replayed %d journaled settlements of a process that died", replayed)
+        return replayed
+
+    async def _unsettled(self, entries: list[JournalEntry]) -> list[Queued]:
+        """The entries whose usage record is not in the database yet, as settlements."""
+        ids = [e.record.request_id for e in entries]
+        present = await self._recorded(ids)
+        todo: list[Queued] = []
+        for entry in entries:
+            if entry.record.request_id in present:
+                continue
+            present.add(entry.record.request_id)
+            held = Reservation(**entry.reservation) if entry.reservation is not None else None
+            todo.append(Queued(entry.record, held, entry.period, None, 0))
+        return todo
+
+
+def _line(record: UsageRecord, reservation: Reservation | None, period: str) -> bytes:
+    """A settlement as a journal line (``dataclasses.asdict`` deep-copies: 10× slower)."""
+    plain = (
+        None if reservation is None else {name: getattr(reservation, name) for name in _RESERVATION_FIELDS}
+    )
+    return JournalEntry(record, plain, period).encode()
+
+
+def _refusal(exc: Exception) -> str | None:
+    """Why the database refused a settlement for good: ``"duplicate"`` (its request id is recorded
+    already), ``"values"`` (a value it cannot store), or None (a failure worth retrying)."""
+    if isinstance(exc, IntegrityError):
+        return "duplicate"
+    if isinstance(exc, DataError):
+        return "values"
+    state = (
+        str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "") if isinstance(exc, DBAPIError) else ""
+    )
+    if state.startswith("23"):  # PostgreSQL (asyncpg): integrity constraint violation
+        return "duplicate"
+    if state.startswith("22"):  # data exception: too long, out of range, invalid text
+        return "values"
+    return None
 
 
 def _read_entries(directory: Path) -> Iterator[JournalEntry]:
