@@ -23,6 +23,7 @@ from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3Blob
 from wisegate.domain.health import HealthService
 from wisegate.domain.keys import KeyService
 from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
+from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
@@ -62,6 +63,7 @@ class Services:
     people: PeopleService
     reports: ReportService
     limits: LimitService
+    billing: BillingAccounts
     batches: BatchService
     threads: ThreadService
     drain: Drain
@@ -89,6 +91,7 @@ class Services:
         billing = BillingRepo(db, journal)
         limiter = build_limiter(settings)
         limits = LimitService(settings.limits, limiter, billing, prices)
+        billing_accounts = BillingAccounts(limits)
         drain = Drain()
         clock = clock or SystemClock()
         secret = ConsoleSecret(settings.console_secret, settings.data_dir)
@@ -116,7 +119,10 @@ class Services:
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
+            billing=billing_accounts,
+            batches=BatchService(
+                BatchRepo(db), clock, billing_accounts.unsettle, settings.batch_lease_seconds
+            ),
             models=ModelPages(catalog),
             threads=threads,
             drain=drain,

@@ -16,7 +16,6 @@ from sqlalchemy.exc import OperationalError
 from tests.conftest import postgres_database
 from wisegate.records.billing import Reservation
 from wisegate.records.usage import UsageRecord
-from wisegate.storage.batches import BatchRepo
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
 from wisegate.storage.ledger import JournalEntry, LedgerJournal
@@ -200,7 +199,7 @@ def test_a_batch_re_run_gives_the_interrupted_attempts_cost_back(tmp_path: Path,
         assert (await billing.period_spend("org_1", month))[0] == 300
         assert (await billing.account("org_1")).credit_balance_pico == 700
 
-        await BatchRepo(db).forget_usage("batch_1:0")  # the re-run starts
+        await billing.unsettle("batch_1:0")  # the re-run starts
         assert (await billing.period_spend("org_1", month))[0] == 0
         assert (await billing.period_spend("wrkspc_1", month))[0] == 0
         account = await billing.account("org_1")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 
 from wisegate.domain.clock import Clock
@@ -24,8 +24,15 @@ RESULTS_KEPT = timedelta(days=29)
 
 
 class BatchService:
-    def __init__(self, repo: BatchRepo, clock: Clock, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        repo: BatchRepo,
+        clock: Clock,
+        unsettle: Callable[[str], Awaitable[None]],
+        lease_seconds: float = 60.0,
+    ) -> None:
         self.repo = repo
+        self._unsettle = unsettle
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
         # Set when a batch is submitted, so an in-process worker starts without waiting for its poll.
@@ -127,9 +134,10 @@ class BatchService:
         """Give claimed requests back to the queue, unrun."""
         await self.repo.release(worker, ids)
 
-    async def forget_usage(self, request_id: str) -> None:
-        """Unbill what an interrupted earlier attempt of a batch request recorded, before a re-run."""
-        await self.repo.forget_usage(request_id)
+    async def unsettle(self, request_id: str) -> None:
+        """Unbill what an interrupted earlier attempt of a batch request recorded, before a re-run:
+        batch requests are billed under a request id fixed per request, so each is billed once."""
+        await self._unsettle(request_id)
 
     async def complete(self, worker: str, completions: Sequence[Completion]) -> None:
         """Write the results of requests ``worker`` holds, each once."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +38,9 @@ class Reservation:
     amount_pico: int
     credit_pico: int
     lease: bool = False
+
+
+def billing_period(moment: datetime) -> str:
+    """The billing period (UTC calendar month, ``YYYY-MM``) a moment falls in: spend counters and caps
+    are per period."""
+    return f"{moment.year:04d}-{moment.month:02d}"

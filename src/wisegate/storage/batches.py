@@ -28,7 +28,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.records.batches import Batch, BatchOwner, Claim, Completion, NewBatch, RequestCounts
-from wisegate.storage.billing import unsettle
 from wisegate.storage.db import Database
 from wisegate.storage.repos import aware, key_from_row
 from wisegate.storage.tables import ApiKeyRow, BatchRequestRow, MessageBatchRow
@@ -396,13 +395,3 @@ class BatchRepo:
                 await session.execute(delete(r).where(r.batch_id.in_(stale_ids)))
                 await session.execute(update(b).where(b.id.in_(stale_ids)).values(archived_at=now))
         return ended
-
-    async def forget_usage(self, request_id: str) -> None:
-        """Remove the usage record an earlier, unfinished attempt of a batch request left behind.
-
-        Batch requests are billed under a request id fixed per request; a re-run after a crash first
-        drops what the interrupted attempt recorded and gives its cost back to the monthly counters and
-        the credit balance, in one transaction, so each request is billed exactly once.
-        """
-        async with self._db.write() as session:
-            await unsettle(session, request_id)

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits
+from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.storage.db import Database
 from wisegate.storage.ledger import Ledger, LedgerJournal, Queued
 from wisegate.storage.repos import aware
@@ -466,6 +466,37 @@ class BillingRepo:
             await self.release(reservation)
         return len(stale)
 
+    async def unsettle(self, request_id: str) -> None:
+        """Undo a committed settlement in one transaction: delete its usage record, take its cost back
+        out of the monthly counters and return it to the credit balance (a reservation it released stays
+        released). Rows in the settlement's order: organization, workspace, account."""
+        async with self._db.write() as session:
+            u = UsageRecordRow
+            gone = (
+                await session.execute(
+                    delete(u)
+                    .where(u.request_id == request_id)
+                    .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
+                )
+            ).first()
+            if gone is None or not gone.cost_picousd:
+                return
+            cost, period = gone.cost_picousd, billing_period(aware(gone.created_at))
+            for scope_id in (gone.organization_id, gone.workspace_id):
+                await session.execute(
+                    update(SpendPeriodRow)
+                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
+                    .values(spent_pico=SpendPeriodRow.spent_pico - cost)
+                )
+            await session.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == gone.organization_id)
+                .values(
+                    spent_pico=BillingAccountRow.spent_pico - cost,
+                    credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
+                )
+            )
+
 
 async def _period(session: AsyncSession, scope_id: str, period: str) -> tuple[int, int]:
     row = (
@@ -476,34 +507,3 @@ async def _period(session: AsyncSession, scope_id: str, period: str) -> tuple[in
         )
     ).one()
     return int(row[0]), int(row[1])
-
-
-async def unsettle(session: AsyncSession, request_id: str) -> None:
-    """Undo a committed settlement in the caller's transaction: delete its usage record, take its cost
-    back out of the monthly counters and return it to the credit balance (a reservation it released
-    stays released). Rows in the settlement's order: organization, workspace, account."""
-    u = UsageRecordRow
-    gone = (
-        await session.execute(
-            delete(u)
-            .where(u.request_id == request_id)
-            .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
-        )
-    ).first()
-    if gone is None or not gone.cost_picousd:
-        return
-    cost, period = gone.cost_picousd, aware(gone.created_at).strftime("%Y-%m")
-    for scope_id in (gone.organization_id, gone.workspace_id):
-        await session.execute(
-            update(SpendPeriodRow)
-            .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
-            .values(spent_pico=SpendPeriodRow.spent_pico - cost)
-        )
-    await session.execute(
-        update(BillingAccountRow)
-        .where(BillingAccountRow.organization_id == gone.organization_id)
-        .values(
-            spent_pico=BillingAccountRow.spent_pico - cost,
-            credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
-        )
-    )

@@ -192,7 +192,7 @@ class BatchWorker:
         self, claim: Claim, owner: BatchOwner, request: MessagesRequest, request_id: str
     ) -> Completion:
         if claim.attempts > 1:
-            await self._batches.forget_usage(request_id)
+            await self._batches.unsettle(request_id)
         try:
             message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
         except _RETRYABLE:
