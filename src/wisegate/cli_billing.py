@@ -23,9 +23,10 @@ T = TypeVar("T")
 def _run(work: Callable[[BillingAccounts, str], Awaitable[T]]) -> T:
     """``work(BillingAccounts, organization_id)`` against the configured database (migrated first)."""
     from wisegate.domain.keys import KeyService
-    from wisegate.domain.limits import BillingRepo, LimitService, MemoryLimiter
+    from wisegate.domain.limits import LimitService, MemoryLimiter
     from wisegate.domain.limits.accounts import BillingAccounts
     from wisegate.domain.pricing import PriceTable
+    from wisegate.storage.billing import BillingRepo
     from wisegate.storage.db import Database, migrate
     from wisegate.storage.repos import TenancyRepo
 

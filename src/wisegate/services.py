@@ -22,7 +22,7 @@ from wisegate.domain.drain import Drain
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.health import HealthService
 from wisegate.domain.keys import KeyService
-from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
+from wisegate.domain.limits import LimitService, build_limiter
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
@@ -38,6 +38,7 @@ from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
+from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
