@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
+from wisegate.api.render import json_response
 from wisegate.domain.paging import paginate
 from wisegate.domain.reports import ReportQuery
 from wisegate.domain.scope import Scope
@@ -45,7 +46,7 @@ from wisegate.protocol.admin import (
     WorkspaceOut,
     WorkspaceScope,
 )
-from wisegate.protocol.resources import ListPage
+from wisegate.protocol.resources import ListPage, rfc3339
 from wisegate.records.directory import Invite, User, WorkspaceMember
 from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
@@ -55,17 +56,13 @@ M = TypeVar("M", bound=BaseModel)
 ADMIN_BODY_BYTES = 1024 * 1024
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _key_out(key: ApiKey) -> ApiKeyOut:
     return ApiKeyOut(
         id=key.id,
         name=key.name,
         workspace_id=key.workspace_id,
         scope=WorkspaceScope(workspace_id=key.workspace_id),
-        created_at=_iso(key.created_at),
+        created_at=rfc3339(key.created_at),
         created_by=ApiKeyCreatedBy(id=key.created_by_user_id, type="user")
         if key.created_by_user_id
         else None,
@@ -80,8 +77,8 @@ def _workspace_out(view: WorkspaceView) -> WorkspaceOut:
         id=w.id,
         name=w.name,
         display_color=view.display_color,
-        created_at=_iso(w.created_at),
-        archived_at=_iso(w.archived_at) if w.archived_at else None,
+        created_at=rfc3339(w.created_at),
+        archived_at=rfc3339(w.archived_at) if w.archived_at else None,
         compartment_id=w.id,
         allowed_models=list(view.allowed_models) if view.allowed_models is not None else None,
     )
@@ -94,7 +91,9 @@ def _member_out(member: WorkspaceMember) -> WorkspaceMemberOut:
 
 
 def _user_out(user: User) -> UserOut:
-    return UserOut(id=user.id, email=user.email, name=user.name, role=user.role, added_at=_iso(user.added_at))
+    return UserOut(
+        id=user.id, email=user.email, name=user.name, role=user.role, added_at=rfc3339(user.added_at)
+    )
 
 
 def _invite_out(invite: Invite) -> InviteOut:
@@ -103,14 +102,10 @@ def _invite_out(invite: Invite) -> InviteOut:
         email=invite.email,
         role=invite.role,
         status=invite.status,
-        invited_at=_iso(invite.invited_at),
-        expires_at=_iso(invite.expires_at),
-        accepted_at=_iso(invite.accepted_at) if invite.accepted_at else None,
+        invited_at=rfc3339(invite.invited_at),
+        expires_at=rfc3339(invite.expires_at),
+        accepted_at=rfc3339(invite.accepted_at) if invite.accepted_at else None,
     )
-
-
-def _json(model: BaseModel) -> Response:
-    return Response(model.model_dump_json(), media_type="application/json")
 
 
 async def _scope(request: Request) -> tuple[Services, Scope]:
@@ -187,13 +182,13 @@ def _page(
         first_id=id_of(page.items[0]) if page.items else None,
         last_id=id_of(page.items[-1]) if page.items else None,
     )
-    return Response(body.model_dump_json(), media_type="application/json")
+    return json_response(body)
 
 
 async def get_organization(request: Request) -> Response:
     services, scope = await _scope(request)
     org = await services.tenancy.organization(scope)
-    return _json(OrganizationInfo(id=org.id, name=org.name))
+    return json_response(OrganizationInfo(id=org.id, name=org.name))
 
 
 async def list_workspaces(request: Request) -> Response:
@@ -218,13 +213,13 @@ async def create_workspace(request: Request) -> Response:
     view = await services.tenancy.create_workspace(
         scope, body.name, display_color=body.display_color, allowed_models=body.allowed_models
     )
-    return _json(_workspace_out(view))
+    return json_response(_workspace_out(view))
 
 
 async def get_workspace(request: Request) -> Response:
     services, scope = await _scope(request)
     view = await services.tenancy.get_workspace(scope, request.path_params["workspace_id"])
-    return _json(_workspace_out(view))
+    return json_response(_workspace_out(view))
 
 
 async def update_workspace(request: Request) -> Response:
@@ -239,13 +234,13 @@ async def update_workspace(request: Request) -> Response:
         allowed_models=body.allowed_models,
         clear_allowed_models="allowed_models" in body.model_fields_set and body.allowed_models is None,
     )
-    return _json(_workspace_out(view))
+    return json_response(_workspace_out(view))
 
 
 async def archive_workspace(request: Request) -> Response:
     services, scope = await _scope(request)
     view = await services.tenancy.archive_workspace(scope, request.path_params["workspace_id"])
-    return _json(_workspace_out(view))
+    return json_response(_workspace_out(view))
 
 
 async def list_members(request: Request) -> Response:
@@ -261,14 +256,14 @@ async def add_member(request: Request) -> Response:
     member = await services.tenancy.add_member(
         scope, request.path_params["workspace_id"], body.user_id, body.workspace_role
     )
-    return _json(_member_out(member))
+    return json_response(_member_out(member))
 
 
 async def get_member(request: Request) -> Response:
     services, scope = await _scope(request)
     params = request.path_params
     member = await services.tenancy.get_member(scope, params["workspace_id"], params["user_id"])
-    return _json(_member_out(member))
+    return json_response(_member_out(member))
 
 
 async def update_member(request: Request) -> Response:
@@ -279,14 +274,16 @@ async def update_member(request: Request) -> Response:
     member = await services.tenancy.update_member(
         scope, params["workspace_id"], params["user_id"], body.workspace_role
     )
-    return _json(_member_out(member))
+    return json_response(_member_out(member))
 
 
 async def remove_member(request: Request) -> Response:
     services, scope = await _scope(request)
     params = request.path_params
     await services.tenancy.remove_member(scope, params["workspace_id"], params["user_id"])
-    return _json(WorkspaceMemberDeleted(user_id=params["user_id"], workspace_id=params["workspace_id"]))
+    return json_response(
+        WorkspaceMemberDeleted(user_id=params["user_id"], workspace_id=params["workspace_id"])
+    )
 
 
 async def list_api_keys(request: Request) -> Response:
@@ -305,12 +302,12 @@ async def create_api_key(request: Request) -> Response:
     scope.require_admin()
     body = await parse(request, CreateApiKeyBody, ADMIN_BODY_BYTES)
     key, secret = await services.tenancy.create_key(scope, body.workspace_id, body.name)
-    return _json(CreatedApiKey(**_key_out(key).model_dump(), secret=secret))
+    return json_response(CreatedApiKey(**_key_out(key).model_dump(), secret=secret))
 
 
 async def get_api_key(request: Request) -> Response:
     services, scope = await _scope(request)
-    return _json(_key_out(await services.tenancy.get_key(scope, request.path_params["api_key_id"])))
+    return json_response(_key_out(await services.tenancy.get_key(scope, request.path_params["api_key_id"])))
 
 
 async def update_api_key(request: Request) -> Response:
@@ -320,7 +317,7 @@ async def update_api_key(request: Request) -> Response:
     key = await services.tenancy.update_key(
         scope, request.path_params["api_key_id"], name=body.name, status=body.status
     )
-    return _json(_key_out(key))
+    return json_response(_key_out(key))
 
 
 async def list_users(request: Request) -> Response:
@@ -335,14 +332,14 @@ async def list_users(request: Request) -> Response:
 async def get_user(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
-    return _json(_user_out(await services.people.get_user(scope, request.path_params["user_id"])))
+    return json_response(_user_out(await services.people.get_user(scope, request.path_params["user_id"])))
 
 
 async def update_user(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
     body = await parse(request, UpdateUserBody, ADMIN_BODY_BYTES)
-    return _json(
+    return json_response(
         _user_out(await services.people.update_user(scope, request.path_params["user_id"], body.role))
     )
 
@@ -350,7 +347,7 @@ async def update_user(request: Request) -> Response:
 async def remove_user(request: Request) -> Response:
     services, scope = await _scope(request)
     await services.people.remove_user(scope, request.path_params["user_id"])
-    return _json(UserDeleted(id=request.path_params["user_id"]))
+    return json_response(UserDeleted(id=request.path_params["user_id"]))
 
 
 async def list_invites(request: Request) -> Response:
@@ -375,19 +372,21 @@ async def create_invite(request: Request) -> Response:
     body = await parse(request, CreateInviteBody, ADMIN_BODY_BYTES)
     if body.rbac_group_ids:
         raise InvalidRequest("rbac_group_ids: RBAC groups are not available in Wisegate")
-    return _json(_invite_out(await services.people.create_invite(scope, body.email, body.role)))
+    return json_response(_invite_out(await services.people.create_invite(scope, body.email, body.role)))
 
 
 async def get_invite(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
-    return _json(_invite_out(await services.people.get_invite(scope, request.path_params["invite_id"])))
+    return json_response(
+        _invite_out(await services.people.get_invite(scope, request.path_params["invite_id"]))
+    )
 
 
 async def delete_invite(request: Request) -> Response:
     services, scope = await _scope(request)
     await services.people.delete_invite(scope, request.path_params["invite_id"])
-    return _json(InviteDeleted(id=request.path_params["invite_id"]))
+    return json_response(InviteDeleted(id=request.path_params["invite_id"]))
 
 
 def _report_query(request: Request, *, max_limit: int) -> ReportQuery:
@@ -414,12 +413,12 @@ def _report_query(request: Request, *, max_limit: int) -> ReportQuery:
 
 async def usage_report(request: Request) -> Response:
     services, scope = await _scope(request)
-    return _json(await services.reports.usage(scope, _report_query(request, max_limit=1440)))
+    return json_response(await services.reports.usage(scope, _report_query(request, max_limit=1440)))
 
 
 async def cost_report(request: Request) -> Response:
     services, scope = await _scope(request)
-    return _json(await services.reports.cost(scope, _report_query(request, max_limit=31)))
+    return json_response(await services.reports.cost(scope, _report_query(request, max_limit=31)))
 
 
 def routes() -> list[Route]:

@@ -16,6 +16,7 @@ from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
+from wisegate.api.render import json_response
 from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
 from wisegate.domain.messages import accumulate
@@ -80,7 +81,7 @@ async def _respond(request: Request, body: MessagesRequest, stream: EventStream)
     if message is None:  # the client went away: generation was stopped and settled
         await stream.aclose()
         return Response(status_code=499)
-    return Response(message.model_dump_json(), media_type="application/json", headers=headers)
+    return json_response(message, headers)
 
 
 async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None:

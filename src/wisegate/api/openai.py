@@ -1,8 +1,8 @@
 """OpenAI's format: ``POST /v1/chat/completions`` and the models list, also under the ``/openai/v1`` prefix.
 
-``GET /v1/models`` answers in OpenAI's shape only for a request that looks like an OpenAI client's
-(``Authorization: Bearer`` and neither ``anthropic-version`` nor ``x-api-key``); under ``/openai/v1``
-always. Every failure on these paths is OpenAI's error body ``{"error": {message, type, param, code}}``.
+``GET /v1/models`` (``api/models.py``) answers in OpenAI's shape only for a request that looks like an
+OpenAI client's; under ``/openai/v1`` always. Every failure on these paths is OpenAI's error body
+``{"error": {message, type, param, code}}``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Send
 
-from wisegate.api import resources
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
 from wisegate.api.errors import from_validation_error, request_id_of
 from wisegate.api.messages import SSEResponse
+from wisegate.api.render import json_response
 from wisegate.backends.registry import ServedModel
 from wisegate.domain.drain import Drain
 from wisegate.domain.messages import MessageStream
@@ -86,7 +86,7 @@ async def chat_completions(request: Request) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return ChunkStreamResponse(stream, include_usage, services.drain)
     completion = await chat.create(principal, messages, request_id)
-    return Response(completion.model_dump_json(), media_type="application/json")
+    return json_response(completion)
 
 
 def _model(served: ServedModel) -> OpenAIModel:
@@ -99,7 +99,7 @@ async def openai_list_models(request: Request) -> Response:
     services = services_of(request)
     await authenticate(request, services.keys)
     body = OpenAIModelList(data=[_model(m) for m in services.registry.models])
-    return Response(body.model_dump_json(), media_type="application/json")
+    return json_response(body)
 
 
 @_openai_errors
@@ -107,31 +107,12 @@ async def openai_get_model(request: Request) -> Response:
     services = services_of(request)
     await authenticate(request, services.keys)
     served = services.registry.resolve(request.path_params["model_id"])
-    return Response(_model(served).model_dump_json(), media_type="application/json")
+    return json_response(_model(served))
 
 
 @_openai_errors
 async def not_found(request: Request) -> Response:
     raise NotFound(f"Not Found: no route for {request.method} {request.url.path}")
-
-
-def _wants_openai(request: Request) -> bool:
-    headers = request.headers
-    bearer = headers.get("authorization", "").lower().startswith("bearer ")
-    return bearer and "anthropic-version" not in headers and "x-api-key" not in headers
-
-
-async def list_models(request: Request) -> Response:
-    """``GET /v1/models``: OpenAI's shape for OpenAI clients, Anthropic's otherwise."""
-    if _wants_openai(request):
-        return await openai_list_models(request)
-    return await resources.list_models(request)
-
-
-async def get_model(request: Request) -> Response:
-    if _wants_openai(request):
-        return await openai_get_model(request)
-    return await resources.get_model(request)
 
 
 class ChunkStreamResponse(SSEResponse):
