@@ -8,7 +8,6 @@ usage); everything else is a 404 for it, and changes are a 403 ``permission_erro
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,6 +17,14 @@ from starlette.routing import Route
 
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
+from wisegate.api.paging import (
+    query_bool,
+    query_bool_default_true,
+    query_datetime,
+    query_enum,
+    query_int,
+    query_values,
+)
 from wisegate.api.render import json_response
 from wisegate.domain.paging import paginate
 from wisegate.domain.reports import ReportQuery
@@ -114,59 +121,11 @@ async def _scope(request: Request) -> tuple[Services, Scope]:
     return services, Scope.of(principal)
 
 
-def _values(request: Request, name: str) -> list[str]:
-    """An array query parameter, bracket style (``name[]=a&name[]=b``) or repeated (``name=a&name=b``)."""
-    params = request.query_params
-    return [v for v in params.getlist(f"{name}[]") + params.getlist(name) if v != ""]
-
-
-def _int(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{raw}'") from None
-    if not low <= value <= high:
-        raise InvalidRequest(f"{name}: Input should be between {low} and {high}, got {value}")
-    return value
-
-
-def _bool(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise InvalidRequest(f"{name}: Input should be a valid boolean, got '{raw}'")
-    return raw in ("true", "1")
-
-
-def _datetime(request: Request, name: str, *, required: bool) -> datetime | None:
-    raw = request.query_params.get(name)
-    if not raw:
-        if required:
-            raise InvalidRequest(f"{name}: Field required")
-        return None
-    try:
-        moment = datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError:
-        raise InvalidRequest(f"{name}: '{raw}' is not an RFC 3339 datetime") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _enum(request: Request, name: str, allowed: Sequence[str]) -> str | None:
-    value = request.query_params.get(name)
-    if value is None or value == "":
-        return None
-    if value not in allowed:
-        raise InvalidRequest(f"{name}: Input should be {', '.join(repr(a) for a in allowed)}, got '{value}'")
-    return value
-
-
 def _page(
     request: Request, items: Sequence[T], id_of: Callable[[T], str], render: Callable[[T], M]
 ) -> Response:
     """``items`` paged by ``before_id``/``after_id``/``limit`` into the SyncPage envelope."""
-    limit = _int(request, "limit", 20, 1, 1000)
+    limit = query_int(request, "limit", 20, 1, 1000)
     assert limit is not None
     page = paginate(
         items,
@@ -193,17 +152,15 @@ async def get_organization(request: Request) -> Response:
 
 async def list_workspaces(request: Request) -> Response:
     services, scope = await _scope(request)
-    views = await services.tenancy.list_workspaces(scope, include_archived=_bool(request, "include_archived"))
-    if not _bool_default_true(request, "include_default"):
+    views = await services.tenancy.list_workspaces(
+        scope, include_archived=query_bool(request, "include_archived")
+    )
+    if not query_bool_default_true(request, "include_default"):
         views = [v for v in views if not v.is_default]
-    ids = set(_values(request, "ids"))
+    ids = set(query_values(request, "ids"))
     if ids:
         views = [v for v in views if v.workspace.id in ids]
     return _page(request, views, lambda v: v.workspace.id, _workspace_out)
-
-
-def _bool_default_true(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "true").lower() not in ("false", "0")
 
 
 async def create_workspace(request: Request) -> Response:
@@ -291,7 +248,7 @@ async def list_api_keys(request: Request) -> Response:
     keys = await services.tenancy.list_keys(
         scope,
         workspace_id=request.query_params.get("workspace_id") or None,
-        status=_enum(request, "status", ("active", "inactive", "archived", "expired")),
+        status=query_enum(request, "status", ("active", "inactive", "archived", "expired")),
         created_by_user_id=request.query_params.get("created_by_user_id") or None,
     )
     return _page(request, keys, lambda k: k.id, _key_out)
@@ -324,7 +281,7 @@ async def list_users(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
     users = await services.people.list_users(
-        scope, email=request.query_params.get("email") or None, roles=_values(request, "roles")
+        scope, email=request.query_params.get("email") or None, roles=query_values(request, "roles")
     )
     return _page(request, users, lambda u: u.id, _user_out)
 
@@ -353,14 +310,14 @@ async def remove_user(request: Request) -> Response:
 async def list_invites(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
-    statuses = _values(request, "statuses")
+    statuses = query_values(request, "statuses")
     for status in statuses:
         if status not in ("pending", "accepted", "expired"):
             raise InvalidRequest(f"statuses: '{status}' is not one of pending, accepted, expired")
     invites = await services.people.list_invites(
         scope,
         email=request.query_params.get("email") or None,
-        roles=_values(request, "roles"),
+        roles=query_values(request, "roles"),
         statuses=statuses,
     )
     return _page(request, invites, lambda i: i.id, _invite_out)
@@ -390,24 +347,24 @@ async def delete_invite(request: Request) -> Response:
 
 
 def _report_query(request: Request, *, max_limit: int) -> ReportQuery:
-    starting_at = _datetime(request, "starting_at", required=True)
+    starting_at = query_datetime(request, "starting_at", required=True)
     assert starting_at is not None
     return ReportQuery(
         starting_at=starting_at,
-        ending_at=_datetime(request, "ending_at", required=False),
+        ending_at=query_datetime(request, "ending_at", required=False),
         bucket_width=request.query_params.get("bucket_width") or "1d",
-        limit=_int(request, "limit", None, 1, max_limit),
+        limit=query_int(request, "limit", None, 1, max_limit),
         page=request.query_params.get("page") or None,
-        group_by=_values(request, "group_by"),
-        api_key_ids=_values(request, "api_key_ids"),
-        workspace_ids=_values(request, "workspace_ids"),
-        models=_values(request, "models"),
-        service_tiers=_values(request, "service_tiers"),
-        context_windows=_values(request, "context_window"),
-        inference_geos=_values(request, "inference_geos"),
-        speeds=_values(request, "speeds"),
-        account_ids=_values(request, "account_ids"),
-        service_account_ids=_values(request, "service_account_ids"),
+        group_by=query_values(request, "group_by"),
+        api_key_ids=query_values(request, "api_key_ids"),
+        workspace_ids=query_values(request, "workspace_ids"),
+        models=query_values(request, "models"),
+        service_tiers=query_values(request, "service_tiers"),
+        context_windows=query_values(request, "context_window"),
+        inference_geos=query_values(request, "inference_geos"),
+        speeds=query_values(request, "speeds"),
+        account_ids=query_values(request, "account_ids"),
+        service_account_ids=query_values(request, "service_account_ids"),
     )
 
 
