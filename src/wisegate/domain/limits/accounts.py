@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from wisegate.domain.limits.service import LimitService
 from wisegate.records.billing import BillingAccount, WorkspaceLimits, billing_period
-from wisegate.tiers import TierConfig
+from wisegate.settings.tiers import TierConfig
 
 NO_LIMIT = 10**12
 """What a rate-limit dimension left blank stores: no limit in practice."""

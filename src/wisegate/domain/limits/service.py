@@ -32,9 +32,9 @@ from wisegate.errors import InvalidRequest, RateLimited
 from wisegate.protocol.messages import Usage
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.records.usage import UsageRecord
+from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
 from wisegate.storage.billing import BillingRepo, SpendRefused
 from wisegate.telemetry import metrics
-from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 log = logging.getLogger("wisegate.limits")
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from wisegate.batch_cli import batch
+from wisegate.cli.batch import batch
 from wisegate.errors import ApiError
 from wisegate.settings import Settings
 
@@ -50,9 +50,9 @@ def serve(host: str | None, port: int | None) -> None:
     A setting that cannot work (a taken port, a missing model file, tracing without its extra) is one
     line on stderr and exit status 2, before anything starts. SIGTERM drains (docs/operations.md).
     """
-    from wisegate.logs import configure
-    from wisegate.server import ListenError, listen
+    from wisegate.cli.server import ListenError, listen
     from wisegate.telemetry import tracing
+    from wisegate.telemetry.logs import configure
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
@@ -69,7 +69,7 @@ def serve(host: str | None, port: int | None) -> None:
         _startup_failure(str(exc))
 
     from wisegate.app import create_app
-    from wisegate.server import run_server
+    from wisegate.cli.server import run_server
 
     app = create_app(settings)
     problems = app.state.services.registry.preflight()
@@ -380,9 +380,9 @@ def worker() -> None:
     """Run a batch worker: claim queued batch requests from the database and run them."""
     import signal
 
-    from wisegate.logs import configure
     from wisegate.services import Services, serial_backends
     from wisegate.storage.db import migrate as run_migrations
+    from wisegate.telemetry.logs import configure
     from wisegate.workers.batches import BatchWorker
 
     settings = Settings()
@@ -432,7 +432,7 @@ def backends_list() -> None:
 
 
 def _add_billing_commands() -> None:
-    from wisegate.cli_billing import credits, limits
+    from wisegate.cli.billing import credits, limits
 
     main.add_command(credits)
     main.add_command(limits)
