@@ -142,15 +142,30 @@ class Services:
             self.organization_id = org.id
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
+        except BaseException:
+            await self.close()
+            raise
+        async with self.running(), batch_worker(self), sampling(self):
+            yield
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The backends and the limit service started (dead processes' ledger journals replayed, this
+        process's spend leases renewed) while the block runs; everything closed after it, also when
+        starting failed. The server's lifespan and ``wisegate worker`` both run in it."""
+        try:
             await self.registry.start()
             await self.limits.start()
-            async with batch_worker(self), sampling(self):
-                yield
+            yield
         finally:
-            await self.limits.close()
-            await self.registry.close()
-            await self.health.close()
-            await self.db.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Give unused lease room back, commit settlements, stop the backends, close the database."""
+        await self.limits.close()
+        await self.registry.close()
+        await self.health.close()
+        await self.db.close()
 
 
 def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str, ...] | None]]:

@@ -117,9 +117,7 @@ def worker() -> None:
 
     async def run() -> None:
         services = Services.from_settings(settings)
-        try:
-            await services.registry.start()
-            await services.limits.start()  # replays dead journals; keeps this process's leases renewed
+        async with services.running():
             batch_worker = BatchWorker(
                 services.batches,
                 services.messages,
@@ -132,9 +130,5 @@ def worker() -> None:
             click.echo(f"batch worker {batch_worker.name} running")
             sys.stdout.flush()
             await batch_worker.run()
-        finally:
-            await services.limits.close()  # unused lease room back, settlements committed
-            await services.registry.close()
-            await services.db.close()
 
     asyncio.run(run())
