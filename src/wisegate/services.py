@@ -116,7 +116,9 @@ class Services:
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
+            batches=BatchService(
+                BatchRepo(db), clock, settings.batch_lease_seconds, settings.batch_max_crashes
+            ),
             models=ModelPages(catalog),
             threads=threads,
             drain=drain,

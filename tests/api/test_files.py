@@ -282,7 +282,7 @@ def test_a_failed_insert_removes_the_blob(tmp_path: Path) -> None:
     """Fault injection below the API: the row cannot be written, so the stored blob is deleted again."""
 
     class BrokenRepo(FileRepo):
-        async def add(self, record: FileRecord) -> None:
+        async def add(self, record: FileRecord, reservation_id: str | None = None) -> None:
             raise RuntimeError("database is gone")
 
     async def scenario() -> None:
@@ -309,7 +309,7 @@ def test_a_failed_insert_removes_the_blob(tmp_path: Path) -> None:
                 with pytest.raises(RuntimeError):
                     await service.commit(Principal(key), staged, "a.txt", "text/plain")
             finally:
-                staged.discard()
+                await service.discard(staged)
         finally:
             await db.close()
 

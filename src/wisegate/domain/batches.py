@@ -1,6 +1,6 @@
 """Message Batches: the batch state machine (in_progress → canceling → ended) and its results.
 
-Requests are stored once, validated, in ``batch_requests``; workers (``workers/batches.py``) run them
+Requests are stored once in ``batch_requests`` (their ``params`` are validated when they run); workers (``workers/batches.py``) run them
 through :class:`~wisegate.domain.messages.MessageService`. A batch expires 24 hours after creation
 (what is still queued then ends as ``expired``) and its results are deleted 29 days after creation.
 """
@@ -23,10 +23,14 @@ RESULTS_KEPT = timedelta(days=29)
 
 
 class BatchService:
-    def __init__(self, repo: BatchRepo, clock: Clock, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self, repo: BatchRepo, clock: Clock, lease_seconds: float = 60.0, max_crashes: int = 3
+    ) -> None:
         self.repo = repo
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
+        # A request held by a worker that died this many times ends errored (workers/batches.py).
+        self.max_crashes = max_crashes
         # Set when a batch is submitted, so an in-process worker starts without waiting for its poll.
         self.submitted = asyncio.Event()
 
@@ -35,7 +39,7 @@ class BatchService:
         return await self.repo.queue()
 
     async def create(self, principal: Principal, requests: Iterable[tuple[str, str]]) -> Batch:
-        """Store a validated batch: ``requests`` yields ``(custom_id, params_json)``."""
+        """Store a batch: ``requests`` yields ``(custom_id, params_json)``, envelopes already checked."""
         now = self.clock.now()
         batch = NewBatch(
             id=new_id("msgbatch"),

@@ -106,6 +106,17 @@ class FileRow(Base):
     )
 
 
+class FileReservationRow(Base):
+    """Storage quota held by an upload in progress (``domain/files.py``), replaced by its file row."""
+
+    __tablename__ = "file_reservations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SkillRow(Base):
     __tablename__ = "skills"
 
@@ -351,6 +362,8 @@ class BatchRequestRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Times a worker died holding this request (its lease lapsed); see storage/batches.py.
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
