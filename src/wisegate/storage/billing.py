@@ -27,6 +27,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import MAX_BALANCE_PICO, MAX_BALANCE_USD
 from wisegate.storage.db import Database
 from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
 from wisegate.storage.repos import UsageRecord, aware
@@ -201,18 +203,30 @@ class BillingRepo:
             )
 
     async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
-        """Top up the prepaid balance (a first top-up turns the organization prepaid)."""
+        """Top up the prepaid balance (a first top-up turns the organization prepaid).
+
+        ``InvalidRequest`` (nothing changed) when the balance or the purchased total would leave
+        ±``MAX_BALANCE_PICO`` (``protocol/bounds.py``).
+        """
+        a = BillingAccountRow
+        balance = func.coalesce(a.credit_balance_pico, 0) + amount_pico
+        purchased = a.credits_purchased_pico + max(amount_pico, 0)
         async with self._db.write() as session:
             await self._ensure_account(session, organization_id)
-            await (await session.connection()).execute(
-                update(BillingAccountRow)
-                .where(BillingAccountRow.organization_id == organization_id)
-                .values(
-                    credit_balance_pico=func.coalesce(BillingAccountRow.credit_balance_pico, 0) + amount_pico,
-                    credits_purchased_pico=BillingAccountRow.credits_purchased_pico + max(amount_pico, 0),
-                    updated_at=datetime.now(UTC),
+            added = await (await session.connection()).execute(
+                update(a)
+                .where(
+                    a.organization_id == organization_id,
+                    balance.between(-MAX_BALANCE_PICO, MAX_BALANCE_PICO),
+                    purchased <= MAX_BALANCE_PICO,
                 )
+                .values(credit_balance_pico=balance, credits_purchased_pico=purchased, updated_at=datetime.now(UTC))
             )
+            if not getattr(added, "rowcount", 0):
+                raise InvalidRequest(
+                    f"Amount: the credit balance and the credits purchased may not pass ${MAX_BALANCE_USD:,}; "
+                    "this top-up would carry them past it"
+                )
             await (await session.connection()).execute(
                 insert(CreditGrantRow).values(
                     organization_id=organization_id,
