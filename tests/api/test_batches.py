@@ -133,7 +133,10 @@ def test_invalid_params_end_as_errored_results(server: LiveServer) -> None:
     client = server.client()
     hot = _request("hot", "x")
     hot["params"]["temperature"] = 5
-    no_max = {"custom_id": "no-max", "params": {"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": "x"}]}}
+    no_max = {
+        "custom_id": "no-max",
+        "params": {"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": "x"}]},
+    }
     streamed = _request("streamed", "x")
     streamed["params"]["stream"] = True
     batch = client.messages.batches.create(  # type: ignore[arg-type]

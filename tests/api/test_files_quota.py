@@ -55,7 +55,9 @@ def test_parallel_uploads_cannot_pass_the_quota(live: LiveServer) -> None:
 
     async def upload(i: int) -> Any:
         try:
-            return await client.beta.files.upload(file=(f"f{i}.bin", bytes([i]) * SIZE, "application/octet-stream"))
+            return await client.beta.files.upload(
+                file=(f"f{i}.bin", bytes([i]) * SIZE, "application/octet-stream")
+            )
         except anthropic.APIStatusError as exc:
             return exc
 

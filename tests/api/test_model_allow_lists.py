@@ -61,7 +61,9 @@ def test_allow_list_narrows_every_model_endpoint(server: AdminServer) -> None:
 
 
 def test_openai_model_lists_respect_the_allow_list(server: AdminServer) -> None:
-    created = server.post("/v1/organizations/workspaces", {"name": "OpenAI two", "allowed_models": ["scripted-2"]})
+    created = server.post(
+        "/v1/organizations/workspaces", {"name": "OpenAI two", "allowed_models": ["scripted-2"]}
+    )
     _, secret = server.new_key(created.json()["id"])
     client = openai.OpenAI(base_url=f"{server.base_url}/openai/v1", api_key=secret, max_retries=0)
     assert [m.id for m in client.models.list()] == ["scripted-2"]
@@ -78,5 +80,7 @@ def test_openai_model_lists_respect_the_allow_list(server: AdminServer) -> None:
     assert refused.status_code == 404
     assert refused.json()["error"]["message"] == "model: scripted-1"
     # A key of a workspace without an allow-list still sees every model.
-    everything = httpx.get(f"{server.base_url}/v1/models", headers={"authorization": f"Bearer {server.live.key}"})
+    everything = httpx.get(
+        f"{server.base_url}/v1/models", headers={"authorization": f"Bearer {server.live.key}"}
+    )
     assert sorted(m["id"] for m in everything.json()["data"]) == ["scripted-1", "scripted-2"]

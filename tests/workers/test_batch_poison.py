@@ -59,7 +59,12 @@ def test_a_poisoned_request_ends_errored_and_the_rest_completes(database_url: st
     env = scripted_env(
         tmp_path,
         database_url=database_url,
-        backends={"scripted": {"type": "scripted", "options": {"delay": 0.2, "token_delay": 0.1, "crash_on": "POISON"}}},
+        backends={
+            "scripted": {
+                "type": "scripted",
+                "options": {"delay": 0.2, "token_delay": 0.1, "crash_on": "POISON"},
+            }
+        },
         batch_lease_seconds=1,
         batch_max_crashes=MAX_CRASHES,
         batch_concurrency=8,
@@ -75,7 +80,11 @@ def test_a_poisoned_request_ends_errored_and_the_rest_completes(database_url: st
             requests=[
                 {
                     "custom_id": custom_id,
-                    "params": {"model": SCRIPTED_MODEL, "max_tokens": 16, "messages": [{"role": "user", "content": body}]},
+                    "params": {
+                        "model": SCRIPTED_MODEL,
+                        "max_tokens": 16,
+                        "messages": [{"role": "user", "content": body}],
+                    },
                 }
                 for custom_id, body in texts.items()
             ]

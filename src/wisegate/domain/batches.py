@@ -1,8 +1,9 @@
 """Message Batches: the batch state machine (in_progress → canceling → ended) and its results.
 
-Requests are stored once in ``batch_requests`` (their ``params`` are validated when they run); workers (``workers/batches.py``) run them
-through :class:`~wisegate.domain.messages.MessageService`. A batch expires 24 hours after creation
-(what is still queued then ends as ``expired``) and its results are deleted 29 days after creation.
+Requests are stored once in ``batch_requests`` (their ``params`` are validated when they run);
+workers (``workers/batches.py``) run them through :class:`~wisegate.domain.messages.MessageService`.
+A batch expires 24 hours after creation (what is still queued then ends as ``expired``) and its
+results are deleted 29 days after creation.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ flat) and refuses them as soon as they pass the per-file limit (413) or the orga
 (400 ``storage_quota_exceeded``). The quota is *reserved* before the bytes are accepted, atomically
 (``FileRepo.reserve``), growing ahead of them as they arrive — at once to the declared
 ``Content-Length`` when the request has one — so parallel uploads can never together pass it; the
-reservation becomes the file's row at commit, in one transaction, and is given back on any failure. ``commit`` moves the staged bytes into the blob store and then inserts
-the row; when the insert fails the blob is removed again. A process killed between those two steps can
+reservation becomes the file's row at commit, in one transaction, and is given back on any failure.
+``commit`` moves the staged bytes into the blob store and then inserts the row; when the insert fails
+the blob is removed again. A process killed between those two steps can
 leave an unreferenced blob, never a row without bytes; staging files left by a crash are removed at start.
 """
 
@@ -35,7 +36,9 @@ import anyio
 import anyio.to_thread
 
 from wisegate.domain.keys import Principal
+from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
+from wisegate.protocol.bounds import FILENAME_LENGTH, MIME_TYPE_LENGTH
 from wisegate.protocol.messages import new_id
 from wisegate.storage.files import FileRecord, FileRepo, Position
 
@@ -232,8 +235,8 @@ def clean_filename(raw: str | None, mime_type: str) -> str:
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not name:
         return "unnamed" + (mimetypes.guess_extension(mime_type) or "")
-    if len(name) > 255:
-        raise InvalidRequest("file: the filename must be between 1 and 255 characters long")
+    if len(name) > FILENAME_LENGTH:
+        raise InvalidRequest(f"file: the filename must be between 1 and {FILENAME_LENGTH} characters long")
     if _BAD_FILENAME.search(name):
         raise InvalidRequest(
             'file: the filename must not contain control characters or any of < > : " | ? * \\ /'
@@ -330,7 +333,9 @@ class FileService:
         downloadable: bool | None = None,
     ) -> FileRecord:
         """Move the staged bytes into the blob store and record them; all or nothing."""
-        mime = mime_type_of(content_type, filename)
+        mime = storable(
+            "file: the part's Content-Type", mime_type_of(content_type, filename), MIME_TYPE_LENGTH
+        )
         name = clean_filename(filename, mime)
         if expires_in_seconds is not None and not 3600 <= expires_in_seconds <= 7_776_000:
             raise InvalidRequest(

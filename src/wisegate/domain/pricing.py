@@ -103,7 +103,9 @@ def parse_usd(text: str) -> int:
     if not value.is_finite():
         raise ValueError(f"'{text}' is not an amount in USD (e.g. 25 or 0.50)")
     if abs(value) > MAX_AMOUNT_PICO:
-        raise ValueError(f"'{text}' is out of range: an amount may be at most ${MAX_AMOUNT_USD:,} (either sign)")
+        raise ValueError(
+            f"'{text}' is out of range: an amount may be at most ${MAX_AMOUNT_USD:,} (either sign)"
+        )
     if value != value.to_integral_value():
         raise ValueError(f"'{text}' has more than 12 decimals")
     return int(value)

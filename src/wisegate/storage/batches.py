@@ -315,10 +315,7 @@ class BatchRepo:
         )
         suspect = or_(r.crashes > 0, r.claimed_by.is_not(None))
         pick = (
-            waiting.add_columns(suspect)
-            .order_by(r.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True, of=r)
+            waiting.add_columns(suspect).order_by(r.id).limit(limit).with_for_update(skip_locked=True, of=r)
         )
         async with self._db.read() as session:  # idle polls stay read-only: no write lock taken
             if (await session.execute(waiting.limit(1))).first() is None:

@@ -28,7 +28,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.errors import InvalidRequest
-from wisegate.protocol.bounds import MAX_BALANCE_PICO, MAX_BALANCE_USD
+from wisegate.protocol.bounds import MAX_BALANCE_PICO, MAX_BALANCE_USD, NOTE_LENGTH, text_problem
 from wisegate.storage.db import Database
 from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
 from wisegate.storage.repos import UsageRecord, aware
@@ -208,6 +208,9 @@ class BillingRepo:
         ``InvalidRequest`` (nothing changed) when the balance or the purchased total would leave
         ±``MAX_BALANCE_PICO`` (``protocol/bounds.py``).
         """
+        problem = text_problem(note, NOTE_LENGTH)
+        if problem is not None:
+            raise InvalidRequest(f"note: {problem}")
         a = BillingAccountRow
         balance = func.coalesce(a.credit_balance_pico, 0) + amount_pico
         purchased = a.credits_purchased_pico + max(amount_pico, 0)
@@ -220,12 +223,16 @@ class BillingRepo:
                     balance.between(-MAX_BALANCE_PICO, MAX_BALANCE_PICO),
                     purchased <= MAX_BALANCE_PICO,
                 )
-                .values(credit_balance_pico=balance, credits_purchased_pico=purchased, updated_at=datetime.now(UTC))
+                .values(
+                    credit_balance_pico=balance,
+                    credits_purchased_pico=purchased,
+                    updated_at=datetime.now(UTC),
+                )
             )
             if not getattr(added, "rowcount", 0):
                 raise InvalidRequest(
-                    f"Amount: the credit balance and the credits purchased may not pass ${MAX_BALANCE_USD:,}; "
-                    "this top-up would carry them past it"
+                    f"Amount: the credit balance and the credits purchased may not pass "
+                    f"${MAX_BALANCE_USD:,}; this top-up would carry them past it"
                 )
             await (await session.connection()).execute(
                 insert(CreditGrantRow).values(

@@ -87,17 +87,20 @@ async def _used(
     session: AsyncSession, organization_id: str, stale_before: datetime | None, but: str | None = None
 ) -> int:
     """Bytes of the organization's files, plus its reservations renewed since ``stale_before`` (other
-    than ``but``) when ``stale_before`` is given."""
+    than ``but``) when ``stale_before`` is given. One statement, so one snapshot: a commit that turns a
+    reservation into a file between two reads would otherwise be counted in neither."""
     f, r = FileRow, FileReservationRow
-    stored = select(func.coalesce(func.sum(f.size_bytes), 0)).where(f.organization_id == organization_id)
-    total = int((await session.execute(stored)).scalar_one())
+    total = (
+        select(func.coalesce(func.sum(f.size_bytes), 0))
+        .where(f.organization_id == organization_id)
+        .scalar_subquery()
+    )
     if stale_before is not None:
         live = [r.organization_id == organization_id, r.updated_at >= stale_before]
         if but is not None:
             live.append(r.id != but)
-        held = select(func.coalesce(func.sum(r.size_bytes), 0)).where(*live)
-        total += int((await session.execute(held)).scalar_one())
-    return total
+        total = total + select(func.coalesce(func.sum(r.size_bytes), 0)).where(*live).scalar_subquery()
+    return int((await session.execute(select(total))).scalar_one())
 
 
 class FileRepo:
@@ -110,7 +113,9 @@ class FileRepo:
         """Insert the file's row and, in the same transaction, drop the reservation its upload held."""
         async with self._db.write() as session:
             if reservation_id is not None:
-                await session.execute(delete(FileReservationRow).where(FileReservationRow.id == reservation_id))
+                await session.execute(
+                    delete(FileReservationRow).where(FileReservationRow.id == reservation_id)
+                )
             session.add(FileRow(**{f: getattr(record, f) for f in FileRecord.__slots__}))
 
     async def get(self, workspace_id: str, file_id: str) -> FileRecord | None:
@@ -153,7 +158,9 @@ class FileRepo:
             await session.execute(
                 select(OrganizationRow.id).where(OrganizationRow.id == organization_id).with_for_update()
             )
-            await session.execute(delete(r).where(r.organization_id == organization_id, r.updated_at < stale_before))
+            await session.execute(
+                delete(r).where(r.organization_id == organization_id, r.updated_at < stale_before)
+            )
             used = await _used(session, organization_id, stale_before, but=reservation_id)
             if used + size_bytes > quota_bytes:
                 return False
@@ -162,7 +169,12 @@ class FileRepo:
             )
             if not getattr(held, "rowcount", 0):
                 session.add(
-                    r(id=reservation_id, organization_id=organization_id, size_bytes=size_bytes, updated_at=now)
+                    r(
+                        id=reservation_id,
+                        organization_id=organization_id,
+                        size_bytes=size_bytes,
+                        updated_at=now,
+                    )
                 )
         return True
 

@@ -208,9 +208,13 @@ class BatchWorker:
         except ValidationError as exc:  # params are validated when the request runs, as Anthropic does
             return _errored(claim, "invalid_request_error", from_validation_error(exc).message, request_id)
         if request.stream:
-            return _errored(claim, "invalid_request_error", "stream: batch requests cannot be streamed", request_id)
+            return _errored(
+                claim, "invalid_request_error", "stream: batch requests cannot be streamed", request_id
+            )
         if request.thread is not None:
-            return _errored(claim, "invalid_request_error", "thread: batch requests cannot use a thread", request_id)
+            return _errored(
+                claim, "invalid_request_error", "thread: batch requests cannot use a thread", request_id
+            )
         backend = self._backend_of(request.model)
         gate = self._serial.get(backend) if backend else None
         try:

@@ -1,5 +1,6 @@
 """Hardening: batch requests count the times a worker died holding them (``crashes``); uploads in
-progress reserve the files quota (``file_reservations``).
+progress reserve the files quota (``file_reservations``); API key names hold 500 characters, as the
+Admin API allows.
 
 Revision ID: 0008_hard_store_hardening
 Revises: 0007_message_threads
@@ -27,9 +28,17 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_file_reservations_organization_id", "file_reservations", ["organization_id"])
+    with op.batch_alter_table("api_keys") as batch:
+        batch.alter_column(
+            "name", type_=sa.String(500), existing_type=sa.String(256), existing_nullable=False
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.alter_column(
+            "name", type_=sa.String(256), existing_type=sa.String(500), existing_nullable=False
+        )
     op.drop_index("ix_file_reservations_organization_id", "file_reservations")
     op.drop_table("file_reservations")
     with op.batch_alter_table("batch_requests") as batch:
