@@ -162,6 +162,7 @@ def test_bad_form_input_is_a_message_on_the_page(console: httpx.Client) -> None:
         ("/console/limits/spend", {"usd": "-5"}, "must not be negative"),
         ("/console/limits/credits", {"usd": "10000000"}, "out of range: an amount may be at most $1,000,000"),
         ("/console/limits/spend", {"usd": "10,000,000"}, "out of range"),
+        ("/console/workspaces", {"name": "a\x00b"}, "Name: must not contain NUL"),
         ("/console/limits/rates", {"workspace_id": "wrkspc_nope", "model_class": "other"}, "not found"),
         ("/console/limits/tier", {"tier": "Tier 99"}, "unknown tier"),
         ("/console/keys", {"name": "", "workspace_id": "x"}, "Name: this field is required"),
