@@ -55,6 +55,8 @@ def test_ids_that_cannot_exist_are_404(live: LiveServer, admin_key: str) -> None
         "/v1/messages/batches/msgbatch_%00",
         "/v1/skills/skill_%00x",
         "/v1/models/scripted%00",
+        "/v1/files/file_" + "f" * 1000,  # longer than any id column
+        "/v1/messages/batches/msgbatch_" + "b" * 1000,
     ):
         assert _error(_get(live, path))[:2] == (404, "not_found_error"), path
     for path in ("/v1/organizations/api_keys/apikey_%00", "/v1/organizations/workspaces/w%00/members"):
@@ -65,6 +67,7 @@ def test_bad_query_values_are_400_naming_the_parameter(live: LiveServer, admin_k
     status, kind, message = _error(_get(live, "/v1/files", after_id="file_\x00"))
     assert (status, kind) == (400, "invalid_request_error") and "'after_id'" in message
     assert _error(_get(live, "/v1/messages/batches", before_id="\x00"))[0] == 400
+    assert _error(_get(live, "/v1/files", after_id="file_" + "f" * 1000))[:2] == (400, "invalid_request_error")
     report = _get(
         live,
         "/v1/organizations/usage_report/messages",
