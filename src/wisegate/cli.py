@@ -33,7 +33,10 @@ def _with_keys(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         finally:
             await db.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @click.group()

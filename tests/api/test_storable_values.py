@@ -67,7 +67,10 @@ def test_bad_query_values_are_400_naming_the_parameter(live: LiveServer, admin_k
     status, kind, message = _error(_get(live, "/v1/files", after_id="file_\x00"))
     assert (status, kind) == (400, "invalid_request_error") and "'after_id'" in message
     assert _error(_get(live, "/v1/messages/batches", before_id="\x00"))[0] == 400
-    assert _error(_get(live, "/v1/files", after_id="file_" + "f" * 1000))[:2] == (400, "invalid_request_error")
+    assert _error(_get(live, "/v1/files", after_id="file_" + "f" * 1000))[:2] == (
+        400,
+        "invalid_request_error",
+    )
     report = _get(
         live,
         "/v1/organizations/usage_report/messages",
