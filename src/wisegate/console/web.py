@@ -31,8 +31,8 @@ from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
 from wisegate.protocol.bounds import NUL_MESSAGE
+from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
-from wisegate.storage.repos import ApiKey
 
 FLASH_COOKIE = "wisegate_console_flash"
 HEADERS = {

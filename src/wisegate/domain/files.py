@@ -40,7 +40,8 @@ from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
 from wisegate.protocol.bounds import FILENAME_LENGTH, MIME_TYPE_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import FileRecord, FileRepo, Position
+from wisegate.records.files import FileRecord, Position
+from wisegate.storage.files import FileRepo
 
 CHUNK = 1024 * 1024
 log = logging.getLogger("wisegate.files")

@@ -14,7 +14,8 @@ from wisegate.domain.storable import storable
 from wisegate.errors import AuthenticationFailed, NotFound
 from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.repos import ApiKey, Organization, TenancyRepo, Workspace
+from wisegate.records.tenancy import ApiKey, Organization, Workspace
+from wisegate.storage.repos import TenancyRepo
 
 API_KEY_PREFIX = "sk-wg-api01-"
 ADMIN_KEY_PREFIX = "sk-wg-admin01-"

@@ -23,7 +23,8 @@ from wisegate.domain.storable import storable
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.directory import DirectoryRepo, Invite, User
+from wisegate.records.directory import Invite, User
+from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.repos import TenancyRepo
 
 INVITE_LIFETIME = timedelta(days=21)

@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.records.files import FileRecord, Position, SkillRecord, SkillVersionRecord
 from wisegate.storage.db import Database
 from wisegate.storage.repos import aware
 from wisegate.storage.tables import FileReservationRow, FileRow, OrganizationRow, SkillRow, SkillVersionRow
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    id: str
-    organization_id: str
-    workspace_id: str
-    filename: str
-    mime_type: str
-    size_bytes: int
-    downloadable: bool
-    blob_key: str
-    created_at: datetime
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SkillRecord:
-    id: str
-    organization_id: str
-    workspace_id: str
-    name: str
-    display_name: str
-    created_at: datetime
-    updated_at: datetime
-    latest_version: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SkillVersionRecord:
-    skill_id: str
-    version: str
-    name: str
-    description: str
-    directory: str
-    instructions: str
-    paths: str
-    size_bytes: int
-    blob_key: str
-    created_at: datetime
-
-
-Position = tuple[datetime, str]
-"""Where a newest-first listing stands: ``(created_at, id)`` of the last item seen."""
 
 
 class NameTaken(Exception):
@@ -90,7 +46,7 @@ async def _used(
     than ``but``) when ``stale_before`` is given. One statement, so one snapshot: a commit that turns a
     reservation into a file between two reads would otherwise be counted in neither."""
     f, r = FileRow, FileReservationRow
-    total = (
+    total: ColumnElement[int] = (
         select(func.coalesce(func.sum(f.size_bytes), 0))
         .where(f.organization_id == organization_id)
         .scalar_subquery()

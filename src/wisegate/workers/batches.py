@@ -40,7 +40,7 @@ from wisegate.domain.messages import MessageService
 from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited, from_validation_error
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
-from wisegate.storage.batches import BatchOwner, Claim, Completion
+from wisegate.records.batches import BatchOwner, Claim, Completion
 from wisegate.telemetry import metrics
 
 log = logging.getLogger("wisegate.batches")
@@ -64,7 +64,6 @@ class BatchWorker:
         name: str | None = None,
     ) -> None:
         self._batches = batches
-        self._repo = batches.repo
         self._messages = messages
         self._concurrency = max(1, concurrency)
         self._serial = {name: asyncio.Lock() for name in serial_backends}
@@ -108,7 +107,7 @@ class BatchWorker:
 
     async def _shutdown(self) -> None:
         await self._flush()
-        await self._repo.release(self.name, list(self._unfinished))
+        await self._batches.release(self.name, list(self._unfinished))
 
     async def _claim_loop(self) -> None:
         while True:
@@ -120,9 +119,8 @@ class BatchWorker:
             eager = free * 2 >= self._concurrency and not self._suspect_waiting
             if want > 0 and not self._suspect_running and (not self._active or eager):
                 try:
-                    now = self._batches.clock.now()
-                    claims, self._suspect_waiting = await self._repo.claim(
-                        self.name, now, now - self._batches.lease, want, alone=not self._active
+                    claims, self._suspect_waiting = await self._batches.claim(
+                        self.name, want, alone=not self._active
                     )
                 except Exception:
                     log.exception("claiming batch requests failed")
@@ -175,7 +173,7 @@ class BatchWorker:
         if batch_id not in self._owners:
             if len(self._owners) > 10_000:
                 self._owners.clear()
-            self._owners[batch_id] = await self._repo.owner(batch_id)
+            self._owners[batch_id] = await self._batches.owner(batch_id)
         return self._owners[batch_id]
 
     async def _execute(self, claim: Claim) -> Completion | None:
@@ -190,7 +188,7 @@ class BatchWorker:
         request_id = f"{claim.batch_id}:{claim.position}"
         if claim.crashes >= self._batches.max_crashes:
             if claim.attempts > 1:
-                await self._repo.forget_usage(request_id)
+                await self._batches.unsettle(request_id)
             log.error(
                 "batch request abandoned: its worker died %d times while running it",
                 claim.crashes,
@@ -227,14 +225,14 @@ class BatchWorker:
                 return await self._call(claim, owner, request, request_id)
         except _RETRYABLE as exc:
             await asyncio.sleep(min(exc.retry_after or 1.0, 5.0))
-            await self._repo.release(self.name, [claim.id])
+            await self._batches.release(self.name, [claim.id])
             return None
 
     async def _call(
         self, claim: Claim, owner: BatchOwner, request: MessagesRequest, request_id: str
     ) -> Completion:
         if claim.attempts > 1:
-            await self._repo.forget_usage(request_id)
+            await self._batches.unsettle(request_id)
         try:
             message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
         except _RETRYABLE:
@@ -278,14 +276,14 @@ class BatchWorker:
         while self._done:
             chunk, self._done = self._done[:_FLUSH_SIZE], self._done[_FLUSH_SIZE:]
             try:
-                await self._repo.complete(self.name, chunk, self._batches.clock.now())
+                await self._batches.complete(self.name, chunk)
             except BaseException:
                 self._done[:0] = chunk
                 raise
             self._unfinished.difference_update(c.request_id for c in chunk)
         touched, self._touched = self._touched, set()
         for batch_id in touched:
-            await self._repo.finish_if_done(batch_id, self._batches.clock.now())
+            await self._batches.finish_if_done(batch_id)
 
     async def _heartbeat_loop(self) -> None:
         every = max(self._batches.lease.total_seconds() / 3, 0.1)
@@ -294,7 +292,7 @@ class BatchWorker:
             if not self._unfinished:
                 continue
             try:
-                await self._repo.heartbeat(self.name, self._batches.clock.now())
+                await self._batches.heartbeat(self.name)
             except Exception:
                 log.exception("renewing batch leases failed")
 
@@ -302,7 +300,7 @@ class BatchWorker:
         ticks = 0
         while True:
             try:
-                self._canceling = await self._repo.canceling()
+                self._canceling = await self._batches.canceling()
                 if ticks % max(1, round(self._sweep_every / 0.25)) == 0:
                     await self._batches.sweep()
             except Exception:
