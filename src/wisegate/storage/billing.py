@@ -25,8 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wisegate.errors import InvalidRequest
-from wisegate.protocol.bounds import MAX_BALANCE_PICO, MAX_BALANCE_USD, NOTE_LENGTH, text_problem
+from wisegate.protocol.bounds import MAX_BALANCE_PICO
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.storage.db import Database
 from wisegate.storage.ledger import Ledger, LedgerJournal, Queued
@@ -128,15 +127,10 @@ class BillingRepo:
                 lambda scope=scope: self._have_periods.add((scope, period))
             )
 
-    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
-        """Top up the prepaid balance (a first top-up turns the organization prepaid).
-
-        ``InvalidRequest`` (nothing changed) when the balance or the purchased total would leave
-        ±``MAX_BALANCE_PICO`` (``protocol/bounds.py``).
-        """
-        problem = text_problem(note, NOTE_LENGTH)
-        if problem is not None:
-            raise InvalidRequest(f"note: {problem}")
+    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount | None:
+        """Top up the prepaid balance (a first top-up turns the organization prepaid); ``None``, and
+        nothing changed, when the balance or the purchased total would leave ±``MAX_BALANCE_PICO``
+        (``protocol/bounds.py``) — checked in the same statement that adds."""
         a = BillingAccountRow
         balance = func.coalesce(a.credit_balance_pico, 0) + amount_pico
         purchased = a.credits_purchased_pico + max(amount_pico, 0)
@@ -156,10 +150,7 @@ class BillingRepo:
                 )
             )
             if not getattr(added, "rowcount", 0):
-                raise InvalidRequest(
-                    f"Amount: the credit balance and the credits purchased may not pass "
-                    f"${MAX_BALANCE_USD:,}; this top-up would carry them past it"
-                )
+                return None
             await (await session.connection()).execute(
                 insert(CreditGrantRow).values(
                     organization_id=organization_id,
