@@ -22,10 +22,12 @@ if TYPE_CHECKING:
 def serve(host: str | None, port: int | None) -> None:
     """Migrate the database, print a first API key and admin key if none exists, and serve the API.
 
-    A setting that cannot work (a taken port, a missing model file, tracing without its extra) is one
-    line on stderr and exit status 2, before anything starts. SIGTERM drains (docs/operations.md).
+    A setting that cannot work (a taken port, a missing model file, tracing without its extra, a
+    database that does not answer) is one line on stderr and exit status 2, before anything starts.
+    SIGTERM drains (docs/operations.md).
     """
     from wisegate.cli.server import ListenError, listen
+    from wisegate.storage.db import DatabaseUnavailable, check_reachable
     from wisegate.telemetry import tracing
     from wisegate.telemetry.logs import configure
 
@@ -60,6 +62,10 @@ def serve(host: str | None, port: int | None) -> None:
         _, admin = await keys.create_key(workspace.id, "first admin key", admin=True)
         return str(secret), str(admin)
 
+    try:
+        check_reachable(settings.resolved_database_url)
+    except DatabaseUnavailable as exc:
+        _startup_failure(str(exc))
     created = open_services(first_keys, settings)
     if created:
         click.echo(f"Your first API key (shown once, keep it): {created[0]}")
@@ -107,12 +113,17 @@ def worker() -> None:
     import signal
 
     from wisegate.services import Services, serial_backends
+    from wisegate.storage.db import DatabaseUnavailable, check_reachable
     from wisegate.storage.db import migrate as run_migrations
     from wisegate.telemetry.logs import configure
     from wisegate.workers.batches import BatchWorker
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
+    try:
+        check_reachable(settings.resolved_database_url)
+    except DatabaseUnavailable as exc:
+        _startup_failure(str(exc))
     run_migrations(settings.resolved_database_url)
 
     async def run() -> None:
