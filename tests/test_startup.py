@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import free_port
 from tests.processes import scripted_env
 
@@ -90,24 +88,14 @@ def test_redis_out_of_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "wisegate.db").exists()
 
 
-def test_a_database_out_of_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    closed = free_port()
-    url = f"postgresql+asyncpg://wisegate:s3cret@127.0.0.1:{closed}/wisegate"
-    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, database_url=url)
+def test_a_database_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}})
+    env["WISEGATE_DATABASE_URL"] = f"postgresql+asyncpg://wisegate:s3cret@127.0.0.1:{port}/wisegate"
     line = _one_line(_serve(env, "--port", "0"))
-    shown = f"postgresql+asyncpg://wisegate:***@127.0.0.1:{closed}/wisegate"
-    assert line == (
-        f"wisegate: cannot use the database at {shown}: "
-        "connection refused (is it running?) (check WISEGATE_DATABASE_URL)"
-    )
-
-
-@pytest.mark.postgres
-def test_a_database_that_does_not_exist_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    url = "postgresql+asyncpg://postgres@127.0.0.1:5432/wisegate_nowhere"
-    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, database_url=url)
-    line = _one_line(_serve(env, "--port", "0"))
-    assert line == (
-        f'wisegate: cannot use the database at {url}: database "wisegate_nowhere" does not exist '
-        "(check WISEGATE_DATABASE_URL)"
-    )
+    shown = f"postgresql+asyncpg://wisegate:***@127.0.0.1:{port}/wisegate"
+    assert line.startswith(f"wisegate: cannot connect to the database at {shown} (")
+    assert line.endswith("); start it or fix WISEGATE_DATABASE_URL")
+    assert "s3cret" not in line

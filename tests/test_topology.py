@@ -36,7 +36,7 @@ from tests.conftest import free_port, make_key, postgres_database, settings_for
 from tests.processes import api_workers
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.topology]
 

@@ -22,7 +22,8 @@ from wisegate.domain.drain import Drain
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.health import HealthService
 from wisegate.domain.keys import KeyService
-from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
+from wisegate.domain.limits import LimitService, build_limiter
+from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
@@ -37,10 +38,11 @@ from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
+from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 from wisegate.storage.threads import ThreadRepo
@@ -62,6 +64,7 @@ class Services:
     people: PeopleService
     reports: ReportService
     limits: LimitService
+    billing: BillingAccounts
     batches: BatchService
     threads: ThreadService
     drain: Drain
@@ -89,6 +92,7 @@ class Services:
         billing = BillingRepo(db, journal)
         limiter = build_limiter(settings)
         limits = LimitService(settings.limits, limiter, billing, prices)
+        billing_accounts = BillingAccounts(limits)
         drain = Drain()
         clock = clock or SystemClock()
         secret = ConsoleSecret(settings.console_secret, settings.data_dir)
@@ -116,7 +120,14 @@ class Services:
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
+            billing=billing_accounts,
+            batches=BatchService(
+                BatchRepo(db),
+                clock,
+                billing_accounts.unsettle,
+                settings.batch_lease_seconds,
+                settings.batch_max_crashes,
+            ),
             models=ModelPages(catalog),
             threads=threads,
             drain=drain,
@@ -135,15 +146,30 @@ class Services:
             self.organization_id = org.id
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
+        except BaseException:
+            await self.close()
+            raise
+        async with self.running(), batch_worker(self), sampling(self):
+            yield
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The backends and the limit service started (dead processes' ledger journals replayed, this
+        process's spend leases renewed) while the block runs; everything closed after it, also when
+        starting failed. The server's lifespan and ``wisegate worker`` both run in it."""
+        try:
             await self.registry.start()
             await self.limits.start()
-            async with batch_worker(self), sampling(self):
-                yield
+            yield
         finally:
-            await self.limits.close()
-            await self.registry.close()
-            await self.health.close()
-            await self.db.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Give unused lease room back, commit settlements, stop the backends, close the database."""
+        await self.limits.close()
+        await self.registry.close()
+        await self.health.close()
+        await self.db.close()
 
 
 def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str, ...] | None]]:

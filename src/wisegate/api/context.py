@@ -24,9 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wisegate.api.errors import error_response, from_http_exception
 from wisegate.errors import ApiError
-from wisegate.logs import request_id_var
 from wisegate.protocol.messages import new_id
 from wisegate.telemetry import metrics, tracing
+from wisegate.telemetry.logs import request_id_var
 
 log = logging.getLogger("wisegate.http")
 
@@ -124,6 +124,7 @@ class RequestContext:
             await (app or self.app)(scope, receive, send_with_headers)
         except ClientDisconnect:
             status = status or 499  # the client left before its request was read: nobody to answer
+            log.info("client disconnected before its request was read")  # routine: no traceback
         except Exception as exc:
             if status:
                 log.exception("failure after the response started")

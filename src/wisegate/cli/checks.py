@@ -1,16 +1,14 @@
-"""What ``wisegate serve`` checks before it starts anything: settings that cannot work together, the
-database, Redis. Each check returns the problem as one line (the command prints it and exits with
-status 2, no traceback) or ``None``."""
+"""What ``wisegate serve`` checks before it starts anything (besides the port, the model files, tracing
+and the database, checked where they live): settings that cannot work together, Redis. Each check
+returns the problem as one line (the command prints it and exits with status 2, no traceback) or
+``None``."""
 
 from __future__ import annotations
 
 import asyncio
-import errno
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import ValidationError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from wisegate.domain.limits import build_limiter
 from wisegate.settings import Settings
@@ -38,19 +36,6 @@ def workers_problem(settings: Settings, workers: int) -> str | None:
     return None
 
 
-def migrate_problem(url: str) -> str | None:
-    """Migrate the database at ``url`` to the newest schema; a database that cannot be reached (down,
-    wrong address, password or name) is the problem, other failures propagate."""
-    from wisegate.storage.db import migrate
-
-    try:
-        migrate(url)
-    except (OSError, DBAPIError) as exc:
-        shown = make_url(url).render_as_string(hide_password=True)
-        return f"cannot use the database at {shown}: {_reason(exc)} (check WISEGATE_DATABASE_URL)"
-    return None
-
-
 def redis_problem(settings: Settings) -> str | None:
     """With ``redis_url`` set, Redis must answer a ``PING`` within a few seconds."""
     if not settings.redis_url:
@@ -72,18 +57,6 @@ def redis_problem(settings: Settings) -> str | None:
             f"cannot reach Redis at {_hide_password(settings.redis_url)}: {reason} (check WISEGATE_REDIS_URL)"
         )
     return None
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost cause, in one line (a refused connection reads as such, not as a driver's trace)."""
-    while isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    while exc.__cause__ is not None:
-        exc = exc.__cause__
-    if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
-        return "connection refused (is it running?)"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
 
 
 def _hide_password(url: str) -> str:

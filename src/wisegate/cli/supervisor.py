@@ -205,10 +205,10 @@ def _worker_main(sock: socket.socket, started: Connection, parent: int) -> None:
     _die_with(parent)
     os.setpgrp()
     from wisegate.app import create_app
-    from wisegate.logs import configure
-    from wisegate.server import run_server
+    from wisegate.cli.server import run_server
     from wisegate.settings import Settings
     from wisegate.telemetry import tracing
+    from wisegate.telemetry.logs import configure
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)

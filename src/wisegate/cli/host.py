@@ -1,5 +1,5 @@
 """Per-host services of ``wisegate serve``: what the command's parent process starts once for the
-host before any API worker starts, and stops after the last one has exited (``supervisor.py``).
+host before any API worker starts, and stops after the last one has exited (``cli/supervisor.py``).
 
 The embedded model is not one of them yet: each API worker loads its own copy (``--workers 4``: four
 copies in memory, each generating on its own threads). A model runner shared by the workers of a host
