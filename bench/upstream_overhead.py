@@ -263,6 +263,9 @@ async def load(port: int, key: str, stream: bool, concurrency: int, seconds: flo
 def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
     firsts = sorted(x for r in runs for x in r["firsts"])
     lasts = sorted(x for r in runs for x in r["lasts"])
+    if not lasts:  # a server too slow to answer one request within the run (a saturated machine)
+        nan = float("nan")
+        return dict.fromkeys(("p50", "p99", "ttfb50", "ttfb99"), nan) | {"rps": 0.0, "n": 0, "errors": 0}
 
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(q * len(values)))] * 1000
