@@ -20,7 +20,7 @@ from starlette.types import Send
 from wisegate.api import resources
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
-from wisegate.api.errors import from_validation_error, request_id_of
+from wisegate.api.errors import from_validation_error, request_id_of, retry_after
 from wisegate.api.messages import SSEResponse
 from wisegate.backends.registry import ServedModel
 from wisegate.domain.drain import Drain
@@ -52,8 +52,8 @@ def error_response(exc: ApiError, request_id: str | None) -> Response:
     elif exc.message.startswith("prompt is too long"):
         code = "context_length_exceeded"
     headers = {"x-request-id": request_id} if request_id else {}
-    if exc.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(exc.retry_after)))
+    if (wait := retry_after(exc)) is not None:
+        headers["retry-after"] = wait
     body = json.dumps(openai_error(exc.message, error_type, code)).encode()
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

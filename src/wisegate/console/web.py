@@ -30,6 +30,7 @@ from wisegate.domain.pricing import parse_usd
 from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
+from wisegate.protocol.json_depth import check_depth
 from wisegate.services import Services, services_of
 from wisegate.storage.repos import ApiKey
 
@@ -71,7 +72,9 @@ def _read_flash(request: Request) -> tuple[str, str] | None:
     if not raw:
         return None
     try:
-        kind, message = json.loads(unquote(raw))
+        text = unquote(raw)
+        check_depth(text)  # a forged cookie of ``[[[[…`` would exhaust json's recursion
+        kind, message = json.loads(text)
         return str(kind), str(message)
     except (ValueError, TypeError):
         return None
