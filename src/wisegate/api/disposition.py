@@ -4,7 +4,7 @@ and writing a download's, so that any Unicode filename travels intact both ways.
 Clients put UTF-8 in ``filename="…"`` as it is (browsers and httpx do) or percent-encode it in
 ``filename*=UTF-8''…`` (curl's ``filename*``, RFC 7578 §4.2 / RFC 6266); the latter wins when both are
 sent. A download names the file twice: an ASCII stand-in for old clients and the exact name in
-``filename*``.
+``filename*`` (always: a ``%`` in a plain name would be read as an escape by some clients).
 """
 
 from __future__ import annotations
@@ -60,7 +60,4 @@ def _decode_extended(value: str) -> str:
 def attachment(filename: str) -> str:
     """The ``Content-Disposition`` of a download named ``filename`` (any Unicode)."""
     fallback = _UNSAFE_ASCII.sub("_", filename) or "download"
-    header = f'attachment; filename="{fallback}"'
-    if fallback != filename:
-        header += f"; filename*=UTF-8''{quote(filename, safe='')}"
-    return header
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -27,6 +27,8 @@ from wisegate.api.disposition import decode_header, disposition_params
 from wisegate.errors import InvalidRequest, RequestTooLarge
 from wisegate.protocol.numbers import ascii_integer
 
+_MAX_BOUNDARY = 70
+
 
 @dataclass(frozen=True, slots=True)
 class Part:
@@ -48,6 +50,11 @@ class MultipartReader:
         mime, params = parse_options_header(content_type)
         if mime != b"multipart/form-data" or not params.get(b"boundary"):
             raise InvalidRequest("The request body must be multipart/form-data (with a boundary).")
+        if len(params[b"boundary"]) > _MAX_BOUNDARY:
+            raise InvalidRequest(
+                f"The multipart boundary is {len(params[b'boundary'])} characters long; RFC 2046 allows at "
+                f"most {_MAX_BOUNDARY}."
+            )
         declared = request.headers.get("content-length")
         if declared is not None and (ascii_integer(declared) or 0) > max_body:
             raise _too_large(max_body)
