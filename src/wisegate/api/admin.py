@@ -45,6 +45,7 @@ from wisegate.protocol.admin import (
     WorkspaceOut,
     WorkspaceScope,
 )
+from wisegate.protocol.numbers import ascii_integer
 from wisegate.protocol.resources import ListPage
 from wisegate.services import Services, services_of
 from wisegate.storage.directory import Invite, User, WorkspaceMember
@@ -129,10 +130,9 @@ def _int(request: Request, name: str, default: int | None, low: int, high: int) 
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{raw}'") from None
+    value = ascii_integer(raw)
+    if value is None:
+        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{raw}'")
     if not low <= value <= high:
         raise InvalidRequest(f"{name}: Input should be between {low} and {high}, got {value}")
     return value
@@ -145,6 +145,10 @@ def _bool(request: Request, name: str) -> bool:
     return raw in ("true", "1")
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _datetime(request: Request, name: str, *, required: bool) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
@@ -155,7 +159,13 @@ def _datetime(request: Request, name: str, *, required: bool) -> datetime | None
         moment = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:
         raise InvalidRequest(f"{name}: '{raw}' is not an RFC 3339 datetime") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not _EARLIEST <= moment < _LATEST:
+        # Buckets are counted forward from it: near year 9999 that arithmetic would overflow.
+        raise InvalidRequest(
+            f"{name}: '{raw}' is out of range; it must be from {_EARLIEST:%Y-%m-%d} up to {_LATEST:%Y-%m-%d}"
+        )
+    return moment
 
 
 def _enum(request: Request, name: str, allowed: Sequence[str]) -> str | None:

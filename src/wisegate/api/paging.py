@@ -5,14 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.numbers import ascii_integer
 
 
 def list_limit(request: Request, default: int = 20) -> int:
-    raw = request.query_params.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidRequest("limit: Input should be a valid integer") from None
+    limit = ascii_integer(request.query_params.get("limit", str(default)))
+    if limit is None:
+        raise InvalidRequest("limit: Input should be a valid integer")
     if not 1 <= limit <= 1000:
         raise InvalidRequest("limit: Input should be between 1 and 1000")
     return limit

@@ -31,6 +31,7 @@ from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
 from wisegate.protocol.json_depth import check_depth
+from wisegate.protocol.numbers import ascii_integer
 from wisegate.services import Services, services_of
 from wisegate.storage.repos import ApiKey
 
@@ -219,10 +220,11 @@ class Operator:
         raw = self.text(name)
         if not raw:
             return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidRequest(f"{label}: '{raw}' is not a whole number") from None
+        negative = raw.startswith("-")
+        value = ascii_integer(raw[1:] if negative else raw)  # not "٣" nor "1_000"
+        if value is None:
+            raise InvalidRequest(f"{label}: '{raw}' is not a whole number")
+        value = -value if negative else value
         if not low <= value <= high:
             raise InvalidRequest(f"{label}: must be between {low} and {high}, got {value}")
         return value
