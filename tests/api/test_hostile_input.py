@@ -122,22 +122,20 @@ def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: Live
 
 def test_huge_max_tokens_is_400_naming_the_field(scripted_server: LiveServer) -> None:
     # The scripted models declare no max_output_tokens: nothing but the type bounds max_tokens.
+    expected = "max_tokens: Input should be less than or equal to 2147483647"
+    client = scripted_server.client()
     for huge in (2**31, 2**62):
-        message = error_of(
-            post(
-                scripted_server,
-                "/v1/messages",
-                {"model": SCRIPTED_MODEL, "max_tokens": huge, "messages": USER},
-            )
-        )
-        assert message == "max_tokens: Input should be less than or equal to 2147483647"
-        batch = {
-            "requests": [
-                {"custom_id": "a", "params": {"model": SCRIPTED_MODEL, "max_tokens": huge, "messages": USER}}
-            ]
-        }
-        message = error_of(post(scripted_server, "/v1/messages/batches", batch))
-        assert "params.max_tokens: Input should be less than or equal to 2147483647" in message
+        params = {"model": SCRIPTED_MODEL, "max_tokens": huge, "messages": USER}
+        assert error_of(post(scripted_server, "/v1/messages", params)) == expected
+        # In a batch, params are validated when the request runs: an errored result, same words.
+        batch = client.messages.batches.create(requests=[{"custom_id": "huge", "params": params}])  # type: ignore[list-item]
+        deadline = time.monotonic() + 60
+        while client.messages.batches.retrieve(batch.id).processing_status != "ended":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (result,) = list(client.messages.batches.results(batch.id))
+        assert result.result.type == "errored"
+        assert result.result.error.error.message == expected  # type: ignore[union-attr]
 
 
 def test_a_report_starting_far_in_the_future_is_400(scripted_server: LiveServer) -> None:
