@@ -26,6 +26,7 @@ from wisegate.domain.limits import LimitService, build_limiter
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
+from wisegate.domain.pdf_text import PdfLimits
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
@@ -82,7 +83,12 @@ class Services:
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(settings.backends, settings.models, backends)
         files, skills = _files_and_skills(settings, db)
-        attachments = Attachments(files, skills, settings.max_messages_request_bytes)
+        attachments = Attachments(
+            files,
+            skills,
+            settings.max_messages_request_bytes,
+            PdfLimits(settings.pdf_max_pages, settings.pdf_max_text_chars, settings.pdf_extract_seconds),
+        )
         keys = KeyService(TenancyRepo(db), settings.key_cache_seconds)
         directory = DirectoryRepo(db)
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)

@@ -46,6 +46,7 @@ def serve(host: str | None, port: int | None) -> None:
         _startup_failure(str(exc))
 
     from wisegate.app import create_app
+    from wisegate.cli.connections import ConnectionLimits
     from wisegate.cli.server import run_server
 
     app = create_app(settings)
@@ -86,6 +87,12 @@ def serve(host: str | None, port: int | None) -> None:
             drain=app.state.services.drain,
             drain_seconds=settings.drain_seconds,
             drain_grace_seconds=settings.drain_grace_seconds,
+            limits=ConnectionLimits(
+                max_header_bytes=settings.max_header_bytes,
+                header_timeout_seconds=settings.header_timeout_seconds,
+                keep_alive_seconds=settings.keep_alive_seconds,
+                max_connections=settings.max_connections,
+            ),
         )
     finally:
         tracing.shutdown()
