@@ -433,9 +433,12 @@ def backends_list() -> None:
 
 def _add_billing_commands() -> None:
     from wisegate.cli_billing import credits, limits
+    from wisegate.cli_principals import service_accounts, spend_requests
 
     main.add_command(credits)
     main.add_command(limits)
+    main.add_command(service_accounts)
+    main.add_command(spend_requests)
 
 
 _add_billing_commands()

@@ -151,15 +151,12 @@ def limits_workspace_rate(
     if model_class not in Settings().limits.model_classes:
         raise click.BadParameter(f"unknown model class {model_class!r}")
 
-    async def work(limits: Any, org: str) -> dict[str, Any]:
-        current = await limits.billing.workspace_limits(workspace)
-        rates = dict(current.rate_limits or {})
-        if rpm is None and itpm is None and otpm is None:
-            rates.pop(model_class, None)
-        else:
-            big = 10**12
-            rates[model_class] = {"rpm": rpm or big, "itpm": itpm or big, "otpm": otpm or big}
-        await limits.billing.set_workspace_limits(workspace, org, current.spend_limit_pico, rates or None)
-        return rates
+    async def work(services: Any, scope: Any) -> dict[str, Any]:
+        changes = {"rpm": rpm, "itpm": itpm, "otpm": otpm}
+        await services.rate_limits.store(scope, workspace, model_class, changes)
+        limits = await services.limits.billing.workspace_limits(workspace)
+        return dict(limits.rate_limits or {})
 
-    click.echo(f"{workspace}\t{json.dumps(_run(work))}")
+    from wisegate.cli import _with_services
+
+    click.echo(f"{workspace}\t{json.dumps(_with_services(Settings(), work))}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from wisegate.api import admin, batches, files, health, messages, openai, skills
+from wisegate.api import admin, batches, files, health, messages, openai, organization, request_log, skills
+from wisegate.api.audit import audited
 
 
 def routes() -> list[Route]:
@@ -26,7 +27,8 @@ def routes() -> list[Route]:
         Route("/openai/v1/models/{model_id:path}", openai.openai_get_model, methods=["GET"]),
         Route("/openai/{path:path}", openai.not_found),
         *files_and_skills_routes(),
-        *admin.routes(),
+        *audited(admin.routes() + organization.routes()),
+        *request_log.routes(),
         *health.routes(),
     ]
 

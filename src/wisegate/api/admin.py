@@ -34,6 +34,7 @@ from wisegate.protocol.admin import (
     InviteDeleted,
     InviteOut,
     OrganizationInfo,
+    ServiceAccountActor,
     UpdateApiKeyBody,
     UpdateMemberBody,
     UpdateUserBody,
@@ -70,6 +71,9 @@ def _key_out(key: ApiKey) -> ApiKeyOut:
         if key.created_by_user_id
         else None,
         partial_key_hint=key.partial_key_hint,
+        principal=ServiceAccountActor(service_account_id=key.service_account_id)
+        if key.service_account_id
+        else None,
         status=key.status,
     )
 
@@ -116,6 +120,7 @@ def _json(model: BaseModel) -> Response:
 async def _scope(request: Request) -> tuple[Services, Scope]:
     services = services_of(request)
     principal = await authenticate(request, services.keys, kind="any")
+    request.state.principal = principal  # who changed what, for the audit record
     return services, Scope.of(principal)
 
 
@@ -304,7 +309,12 @@ async def create_api_key(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
     body = await parse(request, CreateApiKeyBody, ADMIN_BODY_BYTES)
-    key, secret = await services.tenancy.create_key(scope, body.workspace_id, body.name)
+    if body.service_account_id is not None:
+        key, secret = await services.service_accounts.create_key(
+            scope, body.service_account_id, body.workspace_id, body.name
+        )
+    else:
+        key, secret = await services.tenancy.create_key(scope, body.workspace_id, body.name)
     return _json(CreatedApiKey(**_key_out(key).model_dump(), secret=secret))
 
 

@@ -14,11 +14,11 @@ from starlette.responses import Response
 
 from wisegate.console.web import Operator, page
 from wisegate.domain.pricing import format_amount
+from wisegate.domain.rate_limits import NO_LIMIT
 from wisegate.domain.roles import Permission as P
+from wisegate.domain.spend_limits import Actor
 from wisegate.errors import InvalidRequest
 from wisegate.storage.billing import WorkspaceLimits
-
-NO_LIMIT = 10**12  # what `wisegate limits workspace-rate` stores for a dimension left blank
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,15 @@ async def limits_page(op: Operator) -> Response:
         rows.append(
             WorkspaceRow(ws.id, ws.name, await billing.workspace_limits(ws.id), ws_spent, ws_reserved)
         )
+    requests = [
+        r
+        for r in await op.services.spend_limits.list_requests(op.scope, statuses=["pending"])
+        if op.allows(P.MANAGE_BILLING) or op.allows(P.MANAGE_LIMITS, r.request.workspace_id)
+    ]
     return op.render(
         "limits.html",
+        spend_requests=requests,
+        names={row.id: row.name for row in rows},
         nav="limits",
         account=account,
         tier=tier,
@@ -127,22 +134,42 @@ async def set_workspace_rate(op: Operator) -> Response:
     if model_class not in op.services.limits.config.model_classes:
         raise InvalidRequest(f"Model class: unknown class '{model_class}'")
     values = {
-        dim: op.integer(dim, label=label, low=1, high=NO_LIMIT)
+        dim: op.integer(dim, label=label, low=1, high=NO_LIMIT - 1)
         for dim, label in (
             ("rpm", "Requests/min"),
             ("itpm", "Input tokens/min"),
             ("otpm", "Output tokens/min"),
         )
     }
-    billing = op.services.limits.billing
-    current = await billing.workspace_limits(workspace_id)
-    rates = dict(current.rate_limits or {})
-    if all(v is None for v in values.values()):
-        rates.pop(model_class, None)
-    else:
-        rates[model_class] = {dim: v or NO_LIMIT for dim, v in values.items()}
-    await billing.set_workspace_limits(
-        workspace_id, op.organization_id, current.spend_limit_pico, rates or None
-    )
-    op.services.limits.forget_cached()
+    await op.services.rate_limits.store(op.scope, workspace_id, model_class, values)
     return op.back(notice=f"Rate limits of workspace “{view.workspace.name}” for {model_class} saved.")
+
+
+def _resolver(op: Operator) -> Actor:
+    viewer = op.viewer
+    if viewer.user is not None:
+        return Actor("user", viewer.user.id, viewer.user)
+    assert viewer.admin_key is not None
+    return Actor("scoped_api_key_actor", viewer.admin_key.id)
+
+
+@page(P.MANAGE_BILLING, P.MANAGE_LIMITS)
+async def approve_request(op: Operator) -> Response:
+    """Approve a spend limit increase request: the workspace's monthly limit becomes the amount."""
+    request_id = op.request.path_params["request_id"]
+    current = await op.services.spend_limits.get(op.scope, request_id)
+    _may_set(op, current.request.workspace_id)
+    pico = op.usd_pico("usd", label="Approved monthly limit")
+    if pico is None:
+        raise InvalidRequest("Approved monthly limit: enter an amount in USD")
+    await op.services.spend_limits.approve(op.scope, request_id, pico, _resolver(op))
+    return op.back(notice=f"Approved: the workspace's monthly spend limit is now {format_amount(pico)}.")
+
+
+@page(P.MANAGE_BILLING, P.MANAGE_LIMITS)
+async def deny_request(op: Operator) -> Response:
+    request_id = op.request.path_params["request_id"]
+    current = await op.services.spend_limits.get(op.scope, request_id)
+    _may_set(op, current.request.workspace_id)
+    await op.services.spend_limits.deny(op.scope, request_id, _resolver(op))
+    return op.back(notice="Request denied.")

@@ -165,6 +165,21 @@ class AccountService:
             )
         )
 
+    async def audit_key(self, key: ApiKey, action: str, *, target: str | None, ip: str | None) -> None:
+        """A change made with a key through the Admin API (``admin_key`` or ``api_key`` actor)."""
+        await self._repo.add_audit(
+            AuditEvent(
+                key.organization_id,
+                self._clock.now(),
+                "admin_key" if key.kind == "admin" else "api_key",
+                key.id,
+                action,
+                target,
+                ip,
+                None,
+            )
+        )
+
     async def audit_log(self, organization_id: str, *, actor_id: str | None = None) -> list[AuditEvent]:
         return await self._repo.audit(organization_id, actor_id=actor_id)
 
