@@ -39,6 +39,7 @@ from wisegate.domain.sso import SingleSignOn
 from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.threads import ThreadService
 from wisegate.domain.usage import UsageService
+from wisegate.domain.workbench import WorkbenchService
 from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
@@ -47,6 +48,7 @@ from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
 from wisegate.storage.ledger_journal import LedgerJournal
 from wisegate.storage.principals import ServiceAccountRepo, SpendRequestRepo
+from wisegate.storage.prompts import PromptRepo
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 from wisegate.storage.request_log import RequestLogRepo
@@ -81,6 +83,7 @@ class Services:
     service_accounts: ServiceAccountService
     rbac: RbacService
     request_log: RequestLogService
+    workbench: WorkbenchService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -144,6 +147,7 @@ class Services:
             service_accounts=ServiceAccountService(ServiceAccountRepo(db), tenancy),
             rbac=RbacService(people),
             request_log=RequestLogService(RequestLogRepo(db), tenancy),
+            workbench=WorkbenchService(PromptRepo(db)),
         )
 
     @asynccontextmanager

@@ -268,6 +268,7 @@ def test_rbac_roles_and_groups_are_the_role_table(server: AdminServer) -> None:
 def test_unavailable_features_and_the_audit_record(server: AdminServer) -> None:
     org = server.admin().organization
     calls = [
+        lambda: org.analytics.users.list(date="2026-11-01"),
         lambda: org.compliance_settings.retrieve(),
         lambda: org.external_keys.list(),
         lambda: org.federation.issuers.list(),

@@ -58,6 +58,10 @@ def routes() -> list[BaseRoute]:
         Route("/console/files/{file_id}/delete", workspace.delete_file, methods=post),
         Route("/console/playground", workspace.playground),
         Route("/console/playground", workspace.run_playground, methods=post),
+        Route("/console/playground/count_tokens", workspace.count_tokens, methods=post),
+        Route("/console/playground/code", workspace.get_code, methods=post),
+        Route("/console/playground/prompts", workspace.save_prompt, methods=post),
+        Route("/console/playground/prompts/{prompt_id}/delete", workspace.delete_prompt, methods=post),
         Mount(
             "/console/static", StaticFiles(directory=Path(__file__).parent / "static"), name="console-static"
         ),

@@ -238,6 +238,9 @@ _UNRECORDED = frozenset(
         "confirm_password",
         "message",
         "system",
+        "turns",
+        "tools",
+        "stop_sequences",
     }
 )
 

@@ -442,3 +442,19 @@ class SpendLimitRequestRow(Base):
     approved_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (Index("ix_spend_limit_requests_organization_created", "organization_id", "created_at"),)
+
+
+class SavedPromptRow(Base):
+    """A workbench prompt a person (or an admin-key session) saved: the form's state as JSON (0008)."""
+
+    __tablename__ = "saved_prompts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[str] = mapped_column(String(64))  # a user id, or an admin key id
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_saved_prompts_owner", "owner_id", "updated_at"),)

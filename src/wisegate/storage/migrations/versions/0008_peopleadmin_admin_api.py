@@ -1,5 +1,5 @@
 """Service accounts and their workspace memberships, spend limit increase requests, the owner of a
-service account's keys, and the request log's index by key.
+service account's keys, the request log's index by key, and the workbench's saved prompts.
 
 Revision ID: 0008_peopleadmin_admin_api
 Revises: 0007_message_threads
@@ -67,9 +67,22 @@ def upgrade() -> None:
         batch.add_column(sa.Column("service_account_id", sa.String(64), nullable=True))
         batch.create_index("ix_api_keys_service_account_id", ["service_account_id"])
     op.create_index("ix_usage_records_api_key_created", "usage_records", ["api_key_id", "created_at"])
+    op.create_table(
+        "saved_prompts",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("organization_id", sa.String(64), nullable=False),
+        sa.Column("owner_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("state", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ix_saved_prompts_owner", "saved_prompts", ["owner_id", "updated_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_saved_prompts_owner", table_name="saved_prompts")
+    op.drop_table("saved_prompts")
     op.drop_index("ix_usage_records_api_key_created", table_name="usage_records")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_index("ix_api_keys_service_account_id")
