@@ -138,7 +138,8 @@ class RequestLogService:
         found = found[: query.limit - 1]
         views = await self._tenancy.list_workspaces(Scope(scope.organization_id, None), include_archived=True)
         names = {v.workspace.id: v.workspace.name for v in views}
-        keys = {k.id: k for k in await self._tenancy.all_keys(scope.organization_id)}
+        used = [f.record.api_key_id for f in found]
+        keys = {k.id: k for k in await self._tenancy.keys_by_ids(scope.organization_id, used)} if used else {}
         entries = [
             LogEntry(f.record, names.get(f.record.workspace_id), keys.get(f.record.api_key_id)) for f in found
         ]

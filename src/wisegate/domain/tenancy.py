@@ -204,9 +204,10 @@ class TenancyService:
         ]
         return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
 
-    async def all_keys(self, organization_id: str) -> list[ApiKey]:
-        """Every key of the organization, admin keys too (to name them where they made requests)."""
-        return await self._repo.list_keys(organization_id)
+    async def keys_by_ids(self, organization_id: str, key_ids: Sequence[str]) -> list[ApiKey]:
+        """These keys (admin keys too), to name them where they made requests."""
+        found = await self._repo.keys_by_ids(sorted(set(key_ids)))
+        return [k for k in found if k.organization_id == organization_id]
 
     async def get_key(self, scope: Scope, key_id: str) -> ApiKey:
         key = await self._repo.get_key(key_id)

@@ -39,9 +39,9 @@ class LoggedRequest:
 
 def _query(q: LogQuery) -> Select[UsageRecordRow]:
     row = UsageRecordRow
+    if q.request_id is not None:  # the unique index alone (the organization is checked on the row)
+        return select(row).where(row.request_id == q.request_id)
     query = select(row).where(row.organization_id == q.organization_id)
-    if q.request_id is not None:
-        return query.where(row.request_id == q.request_id)
     if q.workspace_ids is not None:
         query = query.where(row.workspace_id.in_(sorted(q.workspace_ids)))
     if q.api_key_id is not None:
@@ -85,6 +85,11 @@ class RequestLogRepo:
         async with self._db.read() as session:
             rows = (await session.execute(_query(q))).scalars().all()
         found = [LoggedRequest(row.id, usage_from_row(row)) for row in rows]
-        if q.request_id is not None and q.workspace_ids is not None:
-            found = [f for f in found if f.record.workspace_id in q.workspace_ids]
+        if q.request_id is not None:
+            found = [
+                f
+                for f in found
+                if f.record.organization_id == q.organization_id
+                and (q.workspace_ids is None or f.record.workspace_id in q.workspace_ids)
+            ]
         return found
