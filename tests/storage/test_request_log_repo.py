@@ -9,15 +9,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from tests.storage.test_repos import database_url  # noqa: F401  (the parametrized fixture)
+from wisegate.records.principals import ServiceAccount, ServiceAccountMember, SpendLimitRequest
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.principals import (
-    ServiceAccount,
-    ServiceAccountMember,
-    ServiceAccountRepo,
-    SpendLimitRequest,
-    SpendRequestRepo,
-)
-from wisegate.storage.repos import UsageRecord, UsageRepo
+from wisegate.storage.principals import ServiceAccountRepo, SpendRequestRepo
+from wisegate.storage.repos import UsageRepo
 from wisegate.storage.request_log import LogQuery, RequestLogRepo
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)

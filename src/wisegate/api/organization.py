@@ -58,8 +58,8 @@ from wisegate.protocol.organization import (
     WorkspaceRateLimitOut,
     WorkspaceRateLimitValue,
 )
-from wisegate.storage.directory import User
-from wisegate.storage.principals import ServiceAccount, ServiceAccountMember
+from wisegate.records.directory import User
+from wisegate.records.principals import ServiceAccount, ServiceAccountMember
 
 T = TypeVar("T")
 GROUP_TYPES = ("batch", "files", "model_group", "skills", "token_count", "web_search")

@@ -7,7 +7,8 @@ Wisegate limits Messages requests per **model class** (``WISEGATE_LIMITS``: ``op
 ``requests_per_minute``, ``input_tokens_per_minute`` and ``output_tokens_per_minute``. Other group types
 (batch, files, skills, token counting, web search) have no separate limits here and list nothing.
 
-The console's Limits page and ``wisegate limits workspace-rate`` store the same workspace overrides.
+Overrides are stored through :class:`BillingAccounts`, as the console's Limits page and
+``wisegate limits workspace-rate`` store them (there, a blank dimension means no override).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from dataclasses import dataclass
 
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.limits import LimitService
+from wisegate.domain.limits.accounts import NO_LIMIT, BillingAccounts
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
 
-NO_LIMIT = 10**12  # a dimension without a workspace override (the organization's value applies)
 LIMITERS = {
     "requests_per_minute": "rpm",
     "input_tokens_per_minute": "itpm",
@@ -58,8 +59,11 @@ class WorkspaceRateLimitEntry:
 
 
 class RateLimitService:
-    def __init__(self, limits: LimitService, tenancy: TenancyService, catalog: ModelCatalog) -> None:
+    def __init__(
+        self, limits: LimitService, billing: BillingAccounts, tenancy: TenancyService, catalog: ModelCatalog
+    ) -> None:
         self._limits = limits
+        self._billing = billing
         self._tenancy = tenancy
         self._catalog = catalog
 
@@ -159,20 +163,11 @@ class RateLimitService:
         self, scope: Scope, workspace_id: str, model_class: str, changes: dict[str, int | None]
     ) -> None:
         """Merge ``changes`` (``rpm``/``itpm``/``otpm`` → value, or None to clear) into the workspace's
-        overrides of ``model_class`` — what the API, the console and the CLI all call."""
-        if model_class not in self._limits.config.model_classes:
-            raise InvalidRequest(f"Model class: unknown class '{model_class}'")
-        billing = self._limits.billing
-        current = await billing.workspace_limits(workspace_id)
-        rates = {c: dict(v) for c, v in (current.rate_limits or {}).items()}
-        own = {dim: rates.get(model_class, {}).get(dim, NO_LIMIT) for dim in LIMITERS.values()}
-        for dim, value in changes.items():
-            own[dim] = NO_LIMIT if value is None else value
-        if all(v >= NO_LIMIT for v in own.values()):
-            rates.pop(model_class, None)
-        else:
-            rates[model_class] = own
-        await billing.set_workspace_limits(
-            workspace_id, scope.organization_id, current.spend_limit_pico, rates or None
-        )
-        self._limits.forget_cached()
+        overrides of ``model_class``; dimensions not named keep theirs."""
+        current = (await self._limits.billing.workspace_limits(workspace_id)).rate_limits or {}
+        own: dict[str, int | None] = {
+            dim: v if (v := current.get(model_class, {}).get(dim)) is not None and v < NO_LIMIT else None
+            for dim in LIMITERS.values()
+        }
+        own.update(changes)
+        await self._billing.set_workspace_rates(scope.organization_id, workspace_id, model_class, own)

@@ -17,7 +17,7 @@ from wisegate.domain.people import PeopleService
 from wisegate.domain.roles import ORGANIZATION_ROLES, ROLES, Permission, Role
 from wisegate.domain.scope import Scope
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.storage.directory import User
+from wisegate.records.directory import User
 
 GROUP_PREFIX = "rbacgrp_"
 UNAVAILABLE_GROUPS = (

@@ -18,7 +18,8 @@ from datetime import datetime
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest
-from wisegate.storage.repos import ApiKey, UsageRecord
+from wisegate.records.tenancy import ApiKey
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.request_log import LogQuery, RequestLogRepo
 
 MAX_PAGE = 1000

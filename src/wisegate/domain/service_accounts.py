@@ -17,8 +17,9 @@ from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.principals import ServiceAccount, ServiceAccountMember, ServiceAccountRepo
-from wisegate.storage.repos import ApiKey
+from wisegate.records.principals import ServiceAccount, ServiceAccountMember
+from wisegate.records.tenancy import ApiKey
+from wisegate.storage.principals import ServiceAccountRepo
 
 ASSIGNABLE = ("workspace_user", "workspace_developer", "workspace_restricted_developer", "workspace_admin")
 

@@ -20,13 +20,17 @@ from decimal import Decimal
 
 from wisegate.domain.clock import Clock
 from wisegate.domain.limits import LimitService
-from wisegate.domain.limits.service import month_of, usd_to_pico
+from wisegate.domain.limits.accounts import BillingAccounts
+from wisegate.domain.limits.service import usd_to_pico
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.directory import DirectoryRepo, User
-from wisegate.storage.principals import SpendLimitRequest, SpendRequestRepo
+from wisegate.records.billing import billing_period
+from wisegate.records.directory import User
+from wisegate.records.principals import SpendLimitRequest
+from wisegate.storage.directory import DirectoryRepo
+from wisegate.storage.principals import SpendRequestRepo
 from wisegate.storage.request_log import RequestLogRepo
 
 PICO_PER_CENT = 10**10
@@ -86,6 +90,7 @@ class SpendLimitService:
         repo: SpendRequestRepo,
         directory: DirectoryRepo,
         limits: LimitService,
+        billing: BillingAccounts,
         tenancy: TenancyService,
         usage: RequestLogRepo,
         clock: Clock,
@@ -93,6 +98,7 @@ class SpendLimitService:
         self._repo = repo
         self._directory = directory
         self._limits = limits
+        self._billing = billing
         self._tenancy = tenancy
         self._usage = usage
         self._clock = clock
@@ -152,7 +158,7 @@ class SpendLimitService:
     async def _summary(self, request: SpendLimitRequest, actor: Actor) -> Summary:
         limits = await self._limits.billing.workspace_limits(request.workspace_id)
         spent, _reserved = await self._limits.billing.period_spend(
-            request.workspace_id, month_of(self._clock.now())
+            request.workspace_id, billing_period(self._clock.now())
         )
         return Summary(
             actor,
@@ -250,17 +256,12 @@ class SpendLimitService:
                 f"spend limit increase request {request_id} is already {current.request.status}"
             )
         request = current.request
-        billing = self._limits.billing
-        limits = await billing.workspace_limits(request.workspace_id)
         resolved = await self._repo.resolve(
             request_id, "approved", self._clock.now(), by.type, by.id, amount_pico
         )
         if resolved is None:
             raise InvalidRequest(f"spend limit increase request {request_id} was resolved meanwhile")
-        await billing.set_workspace_limits(
-            request.workspace_id, request.organization_id, amount_pico, limits.rate_limits
-        )
-        self._limits.forget_cached()
+        await self._billing.set_spend_limit(request.organization_id, amount_pico, request.workspace_id)
         return await self._view(resolved), await self.workspace_limit(request.workspace_id)
 
     async def deny(self, scope: Scope, request_id: str, by: Actor) -> RequestView:

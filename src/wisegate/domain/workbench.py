@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
-from wisegate.storage.prompts import PromptRepo, SavedPrompt
+from wisegate.records.workbench import SavedPrompt
+from wisegate.storage.prompts import PromptRepo
 
 FIELDS = (
     "model",

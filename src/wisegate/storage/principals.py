@@ -3,55 +3,14 @@ limit increase requests (migration 0008)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 
+from wisegate.records.principals import ServiceAccount, ServiceAccountMember, SpendLimitRequest
 from wisegate.storage.db import Database
 from wisegate.storage.repos import aware
 from wisegate.storage.tables import ServiceAccountMemberRow, ServiceAccountRow, SpendLimitRequestRow
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceAccount:
-    id: str
-    organization_id: str
-    name: str
-    description: str
-    organization_role: str
-    created_at: datetime
-    created_by_actor_id: str | None
-    updated_at: datetime
-    updated_by_actor_id: str | None
-    archived_at: datetime | None = None
-    archived_by_actor_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceAccountMember:
-    workspace_id: str
-    service_account_id: str
-    workspace_role: str
-    created_at: datetime
-    created_by_actor_id: str | None
-    implicit: bool = False  # the default workspace's membership every service account has
-
-
-@dataclass(frozen=True, slots=True)
-class SpendLimitRequest:
-    id: str
-    organization_id: str
-    workspace_id: str
-    user_id: str
-    requested_pico: int | None
-    reason: str
-    status: str  # pending | approved | denied
-    created_at: datetime
-    resolved_at: datetime | None = None
-    resolved_by_type: str | None = None  # user | admin_key
-    resolved_by_id: str | None = None
-    approved_pico: int | None = None
 
 
 def _account(row: ServiceAccountRow) -> ServiceAccount:

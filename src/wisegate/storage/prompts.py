@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from sqlalchemy import select
 
+from wisegate.records.workbench import SavedPrompt
 from wisegate.storage.db import Database
 from wisegate.storage.repos import aware
 from wisegate.storage.tables import SavedPromptRow
-
-
-@dataclass(frozen=True, slots=True)
-class SavedPrompt:
-    id: str
-    organization_id: str
-    owner_id: str
-    name: str
-    state: str  # JSON: the workbench form (model, parameters, system, tools, turns)
-    created_at: datetime
-    updated_at: datetime
 
 
 def _prompt(row: SavedPromptRow) -> SavedPrompt:

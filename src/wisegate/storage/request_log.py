@@ -9,8 +9,9 @@ from datetime import datetime
 
 from sqlalchemy import Select, and_, func, or_, select
 
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import Database
-from wisegate.storage.repos import UsageRecord, usage_from_row
+from wisegate.storage.repos import usage_from_row
 from wisegate.storage.tables import UsageRecordRow
 
 
