@@ -5,7 +5,18 @@ from __future__ import annotations
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from wisegate.api import admin, batches, files, health, messages, openai, organization, request_log, skills
+from wisegate.api import (
+    admin,
+    batches,
+    files,
+    health,
+    messages,
+    openai,
+    organization,
+    request_log,
+    service_accounts,
+    skills,
+)
 from wisegate.api.audit import audited
 
 
@@ -27,7 +38,7 @@ def routes() -> list[Route]:
         Route("/openai/v1/models/{model_id:path}", openai.openai_get_model, methods=["GET"]),
         Route("/openai/{path:path}", openai.not_found),
         *files_and_skills_routes(),
-        *audited(admin.routes() + organization.routes()),
+        *audited(admin.routes() + organization.routes() + service_accounts.routes()),
         *request_log.routes(),
         *health.routes(),
     ]

@@ -1,6 +1,7 @@
 """``/v1/organizations/…``, the newer resources of SDK 2.10: rate limits, spend limits and increase
-requests, service accounts, RBAC roles and groups — and the answer for the resources Wisegate does not
-offer (analytics, compliance settings, external keys, federation): 400 ``invalid_request_error`` with
+requests, RBAC roles and groups (service accounts: ``service_accounts.py``) — and the answer for the
+resources Wisegate does not offer (analytics, compliance settings, external keys, federation): 400
+``invalid_request_error`` with
 ``error.details.error_code`` ``organization_type_not_supported``, as Anthropic answers an organization
 that cannot use a resource.
 
@@ -9,17 +10,17 @@ Lists here are ``{data, next_page}`` pages: ``limit`` and ``page`` (the previous
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wisegate.api.admin import ADMIN_BODY_BYTES, _bool, _enum, _int, _json, _scope, _values
+from wisegate.api.admin import ADMIN_BODY_BYTES, _bool, _enum, _json, _scope, _values
 from wisegate.api.body import parse
+from wisegate.api.cursor import cursor_page, iso
 from wisegate.domain.rate_limits import RateLimitEntry, WorkspaceRateLimitEntry
 from wisegate.domain.rbac import UNAVAILABLE_GROUPS
 from wisegate.domain.roles import Role
@@ -27,16 +28,12 @@ from wisegate.domain.spend_limits import Actor, RequestView, Summary, cents, pic
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.organization import (
     AddGroupMemberBody,
-    AddServiceAccountToWorkspaceBody,
-    AddWorkspaceServiceAccountBody,
     ApproveBody,
     ApprovedIncreaseRequestOut,
-    CreateServiceAccountBody,
     DenyBody,
     KeyActor,
     LimitSource,
     OrganizationRateLimitOut,
-    PageCursor,
     PermissionResource,
     RateLimitGroup,
     RateLimitValue,
@@ -44,22 +41,16 @@ from wisegate.protocol.organization import (
     RBACGroupOut,
     RBACRoleOut,
     RBACRolePermissionOut,
-    ServiceAccountMemberDeleted,
-    ServiceAccountMemberOut,
-    ServiceAccountOut,
     SpendLimitIncreaseRequestOut,
     SpendLimitOut,
     SpendScope,
     SpendSummaryOut,
-    UpdateServiceAccountBody,
-    UpdateServiceAccountRoleBody,
     UpdateWorkspaceRateLimitBody,
     UserActor,
     WorkspaceRateLimitOut,
     WorkspaceRateLimitValue,
 )
 from wisegate.records.directory import User
-from wisegate.records.principals import ServiceAccount, ServiceAccountMember
 
 T = TypeVar("T")
 GROUP_TYPES = ("batch", "files", "model_group", "skills", "token_count", "web_search")
@@ -73,31 +64,8 @@ UNAVAILABLE = {
 }
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _unavailable(message: str) -> InvalidRequest:
     return InvalidRequest(message, details={"error_code": "organization_type_not_supported"})
-
-
-def _cursor_page(
-    request: Request, items: Sequence[T], render: Callable[[T], BaseModel], *, default: int | None
-) -> Response:
-    """``items`` from offset ``page`` (an earlier ``next_page``), ``limit`` of them (all when None)."""
-    limit = _int(request, "limit", default, 1, 1000)
-    raw = request.query_params.get("page") or ""
-    start = 0
-    if raw:
-        if not raw.startswith("page_") or not raw[5:].isdigit():
-            raise InvalidRequest(f"page: '{raw}' is not a page token of this list")
-        start = int(raw[5:])
-    end = len(items) if limit is None else start + limit
-    body: PageCursor[Any] = PageCursor(
-        data=[render(item) for item in items[start:end]],
-        next_page=f"page_{end}" if end < len(items) else None,
-    )
-    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def _group(entry: RateLimitEntry) -> RateLimitGroup:
@@ -141,7 +109,7 @@ async def list_rate_limits(request: Request) -> Response:
     entries = await services.rate_limits.organization(
         scope, group_type=_group_type(request), model=request.query_params.get("model") or None
     )
-    return _cursor_page(request, entries, _org_limit_out, default=None)
+    return cursor_page(request, entries, _org_limit_out, default=None)
 
 
 async def list_workspace_rate_limits(request: Request) -> Response:
@@ -152,7 +120,7 @@ async def list_workspace_rate_limits(request: Request) -> Response:
         group_type=_group_type(request),
         include_inherited=_bool(request, "include_inherited"),
     )
-    return _cursor_page(request, found, _ws_limit_out, default=None)
+    return cursor_page(request, found, _ws_limit_out, default=None)
 
 
 async def update_workspace_rate_limit(request: Request) -> Response:
@@ -201,9 +169,9 @@ def _request_fields(view: RequestView) -> dict[str, Any]:
     return {
         "id": r.id,
         "actor": _actor_out(view.actor),
-        "created_at": _iso(r.created_at),
+        "created_at": iso(r.created_at),
         "status": r.status,
-        "resolved_at": _iso(r.resolved_at) if r.resolved_at else None,
+        "resolved_at": iso(r.resolved_at) if r.resolved_at else None,
         "resolved_by": _resolver_out(view.resolved_by),
         "spend_summary": _summary_out(view.summary) if view.summary else None,
         "requested_amount": cents(r.requested_pico) if r.requested_pico is not None else None,
@@ -229,7 +197,7 @@ async def effective_spend_limits(request: Request) -> Response:
     if len(user_ids) > 100:
         raise InvalidRequest("user_ids: at most 100 entries")
     rows = await services.spend_limits.effective(scope, user_ids=user_ids, periods=periods)
-    return _cursor_page(request, rows, _summary_out, default=20)
+    return cursor_page(request, rows, _summary_out, default=20)
 
 
 async def list_increase_requests(request: Request) -> Response:
@@ -238,7 +206,7 @@ async def list_increase_requests(request: Request) -> Response:
     views = await services.spend_limits.list_requests(
         scope, actor_ids=_values(request, "actor_ids"), statuses=_values(request, "status")
     )
-    return _cursor_page(request, views, _request_out, default=20)
+    return cursor_page(request, views, _request_out, default=20)
 
 
 async def get_increase_request(request: Request) -> Response:
@@ -263,8 +231,8 @@ async def approve_increase_request(request: Request) -> Response:
         id=f"spl_{limit.workspace_id}",
         amount=cents(limit.amount_pico) if limit.amount_pico is not None else None,
         scope=SpendScope(type="workspace", workspace_id=limit.workspace_id),
-        created_at=_iso(view.request.created_at),
-        updated_at=_iso(limit.updated_at),
+        created_at=iso(view.request.created_at),
+        updated_at=iso(limit.updated_at),
     )
     return _json(ApprovedIncreaseRequestOut(**_request_fields(view), spend_limit=spend_limit))
 
@@ -277,158 +245,8 @@ async def deny_increase_request(request: Request) -> Response:
     return _json(_request_out(view))
 
 
-def _account_out(account: ServiceAccount) -> ServiceAccountOut:
-    return ServiceAccountOut(
-        id=account.id,
-        name=account.name,
-        description=account.description,
-        organization_role=account.organization_role,
-        created_at=_iso(account.created_at),
-        created_by_actor_id=account.created_by_actor_id,
-        updated_at=_iso(account.updated_at),
-        updated_by_actor_id=account.updated_by_actor_id,
-        archived_at=_iso(account.archived_at) if account.archived_at else None,
-        archived_by_actor_id=account.archived_by_actor_id,
-    )
-
-
-def _sa_member_out(member: ServiceAccountMember) -> ServiceAccountMemberOut:
-    return ServiceAccountMemberOut(
-        service_account_id=member.service_account_id,
-        workspace_id=member.workspace_id,
-        workspace_role=member.workspace_role,
-        created_by_actor_id=member.created_by_actor_id,
-        implicit=member.implicit,
-    )
-
-
-def _actor_id(request: Request) -> str:
-    key_id: str = request.state.principal.key.id
-    return key_id
-
-
-async def create_service_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    body = await parse(request, CreateServiceAccountBody, ADMIN_BODY_BYTES)
-    account = await services.service_accounts.create(
-        scope,
-        body.name,
-        description=body.description,
-        organization_role=body.organization_role,
-        actor_id=_actor_id(request),
-    )
-    return _json(_account_out(account))
-
-
-async def list_service_accounts(request: Request) -> Response:
-    services, scope = await _scope(request)
-    accounts = await services.service_accounts.list_accounts(
-        scope, include_archived=_bool(request, "include_archived")
-    )
-    return _cursor_page(request, accounts, _account_out, default=20)
-
-
-async def get_service_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    return _json(_account_out(await services.service_accounts.get(scope, request.path_params["account_id"])))
-
-
-async def update_service_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    body = await parse(request, UpdateServiceAccountBody, ADMIN_BODY_BYTES)
-    account = await services.service_accounts.update(
-        scope,
-        request.path_params["account_id"],
-        description=body.description,
-        clear_description="description" in body.model_fields_set and body.description is None,
-        organization_role=body.organization_role,
-        actor_id=_actor_id(request),
-    )
-    return _json(_account_out(account))
-
-
-async def archive_service_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    account = await services.service_accounts.archive(
-        scope, request.path_params["account_id"], actor_id=_actor_id(request)
-    )
-    return _json(_account_out(account))
-
-
-async def list_account_workspaces(request: Request) -> Response:
-    services, scope = await _scope(request)
-    members = await services.service_accounts.memberships(scope, request.path_params["account_id"])
-    return _cursor_page(request, members, _sa_member_out, default=20)
-
-
-async def add_account_workspace(request: Request) -> Response:
-    services, scope = await _scope(request)
-    body = await parse(request, AddServiceAccountToWorkspaceBody, ADMIN_BODY_BYTES)
-    member = await services.service_accounts.add(
-        scope,
-        body.workspace_id,
-        request.path_params["account_id"],
-        body.workspace_role,
-        actor_id=_actor_id(request),
-    )
-    return _json(_sa_member_out(member))
-
-
-async def remove_account_workspace(request: Request) -> Response:
-    services, scope = await _scope(request)
-    scope.require_admin()
-    params = request.path_params
-    await services.service_accounts.remove(scope, params["workspace_id"], params["account_id"])
-    return _json(
-        ServiceAccountMemberDeleted(
-            service_account_id=params["account_id"], workspace_id=params["workspace_id"]
-        )
-    )
-
-
-async def list_workspace_accounts(request: Request) -> Response:
-    services, scope = await _scope(request)
-    members = await services.service_accounts.members_of_workspace(scope, request.path_params["workspace_id"])
-    return _cursor_page(request, members, _sa_member_out, default=20)
-
-
-async def add_workspace_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    body = await parse(request, AddWorkspaceServiceAccountBody, ADMIN_BODY_BYTES)
-    member = await services.service_accounts.add(
-        scope,
-        request.path_params["workspace_id"],
-        body.service_account_id,
-        body.workspace_role,
-        actor_id=_actor_id(request),
-    )
-    return _json(_sa_member_out(member))
-
-
-async def get_workspace_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    scope.require_admin()
-    params = request.path_params
-    member = await services.service_accounts.membership(scope, params["workspace_id"], params["account_id"])
-    return _json(_sa_member_out(member))
-
-
-async def update_workspace_account(request: Request) -> Response:
-    services, scope = await _scope(request)
-    body = await parse(request, UpdateServiceAccountRoleBody, ADMIN_BODY_BYTES)
-    params = request.path_params
-    member = await services.service_accounts.set_role(
-        scope, params["workspace_id"], params["account_id"], body.workspace_role, actor_id=_actor_id(request)
-    )
-    return _json(_sa_member_out(member))
-
-
-async def remove_workspace_account(request: Request) -> Response:
-    return await remove_account_workspace(request)
-
-
 def _role_out(role: Role, organization_created: datetime) -> RBACRoleOut:
-    stamp = _iso(organization_created)
+    stamp = iso(organization_created)
     return RBACRoleOut(
         id=role.id,
         display_name=role.display_name,
@@ -440,7 +258,7 @@ def _role_out(role: Role, organization_created: datetime) -> RBACRoleOut:
 
 
 def _group_out(role: Role, organization_created: datetime) -> RBACGroupOut:
-    stamp = _iso(organization_created)
+    stamp = iso(organization_created)
     return RBACGroupOut(
         id=f"rbacgrp_{role.id}",
         name=role.display_name,
@@ -453,7 +271,7 @@ def _group_out(role: Role, organization_created: datetime) -> RBACGroupOut:
 def _group_member_out(group_id: str) -> Callable[[User], RBACGroupMemberOut]:
     def render(user: User) -> RBACGroupMemberOut:
         return RBACGroupMemberOut(
-            rbac_group_id=group_id, user_id=user.id, email=user.email, created_at=_iso(user.added_at)
+            rbac_group_id=group_id, user_id=user.id, email=user.email, created_at=iso(user.added_at)
         )
 
     return render
@@ -463,7 +281,7 @@ async def list_roles(request: Request) -> Response:
     services, scope = await _scope(request)
     roles = services.rbac.roles(scope)
     created = (await services.tenancy.organization(scope)).created_at
-    return _cursor_page(request, roles, lambda r: _role_out(r, created), default=20)
+    return cursor_page(request, roles, lambda r: _role_out(r, created), default=20)
 
 
 async def get_role(request: Request) -> Response:
@@ -476,7 +294,7 @@ async def list_role_permissions(request: Request) -> Response:
     services, scope = await _scope(request)
     permissions = services.rbac.permissions(scope, request.path_params["role_id"])
     resource = PermissionResource(organization_id=scope.organization_id)
-    return _cursor_page(
+    return cursor_page(
         request, permissions, lambda p: RBACRolePermissionOut(action=p.value, resource=resource), default=20
     )
 
@@ -485,7 +303,7 @@ async def list_groups(request: Request) -> Response:
     services, scope = await _scope(request)
     groups = services.rbac.groups(scope)
     created = (await services.tenancy.organization(scope)).created_at
-    return _cursor_page(request, groups, lambda r: _group_out(r, created), default=20)
+    return cursor_page(request, groups, lambda r: _group_out(r, created), default=20)
 
 
 async def get_group(request: Request) -> Response:
@@ -507,7 +325,7 @@ async def list_group_members(request: Request) -> Response:
     services, scope = await _scope(request)
     group_id = request.path_params["group_id"]
     users = await services.rbac.members(scope, group_id)
-    return _cursor_page(request, users, _group_member_out(group_id), default=20)
+    return cursor_page(request, users, _group_member_out(group_id), default=20)
 
 
 async def add_group_member(request: Request) -> Response:
@@ -537,7 +355,6 @@ def _unavailable_endpoint(feature: str) -> Callable[[Request], Any]:
 def routes() -> list[Route]:
     prefix = "/v1/organizations"
     ws = f"{prefix}/workspaces/{{workspace_id}}"
-    sa = f"{prefix}/service_accounts/{{account_id}}"
     slir = f"{prefix}/spend_limit_increase_requests/{{request_id}}"
     group = f"{prefix}/rbac_groups/{{group_id}}"
     found: list[Route] = [
@@ -549,19 +366,6 @@ def routes() -> list[Route]:
         Route(slir, get_increase_request, methods=["GET"]),
         Route(f"{slir}/approve", approve_increase_request, methods=["POST"]),
         Route(f"{slir}/deny", deny_increase_request, methods=["POST"]),
-        Route(f"{prefix}/service_accounts", list_service_accounts, methods=["GET"]),
-        Route(f"{prefix}/service_accounts", create_service_account, methods=["POST"]),
-        Route(sa, get_service_account, methods=["GET"]),
-        Route(sa, update_service_account, methods=["POST"]),
-        Route(f"{sa}/archive", archive_service_account, methods=["POST"]),
-        Route(f"{sa}/workspaces", list_account_workspaces, methods=["GET"]),
-        Route(f"{sa}/workspaces", add_account_workspace, methods=["POST"]),
-        Route(f"{sa}/workspaces/{{workspace_id}}", remove_account_workspace, methods=["DELETE"]),
-        Route(f"{ws}/service_accounts", list_workspace_accounts, methods=["GET"]),
-        Route(f"{ws}/service_accounts", add_workspace_account, methods=["POST"]),
-        Route(f"{ws}/service_accounts/{{account_id}}", get_workspace_account, methods=["GET"]),
-        Route(f"{ws}/service_accounts/{{account_id}}", update_workspace_account, methods=["POST"]),
-        Route(f"{ws}/service_accounts/{{account_id}}", remove_workspace_account, methods=["DELETE"]),
         Route(f"{prefix}/rbac_roles", list_roles, methods=["GET"]),
         Route(f"{prefix}/rbac_roles/{{role_id}}", get_role, methods=["GET"]),
         Route(f"{prefix}/rbac_roles/{{role_id}}/permissions", list_role_permissions, methods=["GET"]),
