@@ -1,9 +1,8 @@
 """``/v1/organizations/…``, the newer resources of SDK 2.10: rate limits, spend limits and increase
 requests, RBAC roles and groups (service accounts: ``service_accounts.py``) — and the answer for the
 resources Wisegate does not offer (analytics, compliance settings, external keys, federation): 400
-``invalid_request_error`` with
-``error.details.error_code`` ``organization_type_not_supported``, as Anthropic answers an organization
-that cannot use a resource.
+``invalid_request_error`` with ``error.details.error_code`` ``organization_type_not_supported``, as
+Anthropic answers an organization that cannot use a resource.
 
 Lists here are ``{data, next_page}`` pages: ``limit`` and ``page`` (the previous ``next_page``).
 """
