@@ -3,7 +3,8 @@
 Writes N usage records (default 1,000,000) spread over 30 days into a fresh SQLite database (bulk
 inserts, migrated first so the log's indexes exist), then times each query several times through
 ``RequestLogService.page`` — the code the console page, its CSV and ``/v1/organizations/request_log``
-call — and prints the median and worst in milliseconds.
+call (and the lookup by id also as the repository's query alone) — and prints the median and worst in
+milliseconds.
 Run: ``.venv/bin/python bench/request_log.py [--records 1000000] [--database URL]`` — with ``--database``
 (SQLite or PostgreSQL) the records are written only when its usage table is empty, so a second run
 reuses them.
@@ -23,12 +24,12 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select, text
 
-from wisegate.domain.request_log import LogPage
+from wisegate.domain.request_log import LogEntry, LogPage
 from wisegate.domain.scope import Scope
 from wisegate.services import Services
 from wisegate.settings import Settings
 from wisegate.storage.db import migrate
-from wisegate.storage.request_log import LogQuery
+from wisegate.storage.request_log import LoggedRequest, LogQuery, RequestLogRepo
 from wisegate.storage.tables import UsageRecordRow
 
 MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-5", "smollm2-135m-instruct"]
@@ -55,6 +56,10 @@ def _row(i: int, start: datetime, step: timedelta) -> dict[str, object]:
         "cost_picousd": 1000 * (i % 1000),
         "batch": i % 50 == 0,
     }
+
+
+async def _as_page(found: Awaitable[list[LoggedRequest]]) -> LogPage:
+    return LogPage([LogEntry(f.record, f.workspace_name, f.key_name, f.key_hint) for f in await found], None)
 
 
 async def _time(name: str, run: Callable[[], Awaitable[LogPage]], rounds: int) -> None:
@@ -105,6 +110,12 @@ async def main(records: int, database: str | None, rounds: int) -> None:
             break
         deep = await log.page(org, base, page=deep.next_page)
     cursor = deep.next_page
+    repo = RequestLogRepo(services.db)
+    await _time(
+        "find by request id (the query alone)",
+        lambda: _as_page(repo.page(replace(base, request_id=middle))),
+        rounds,
+    )
     await _time("find by request id (admin)", lambda: log.page(org, replace(base, request_id=middle)), rounds)
     await _time(
         "find by request id (one workspace's viewer)",

@@ -153,7 +153,7 @@ class Services:
             ),
             service_accounts=ServiceAccountService(ServiceAccountRepo(db), tenancy),
             rbac=RbacService(people),
-            request_log=RequestLogService(RequestLogRepo(db), tenancy),
+            request_log=RequestLogService(RequestLogRepo(db)),
             workbench=WorkbenchService(PromptRepo(db)),
         )
 

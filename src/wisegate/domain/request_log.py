@@ -16,9 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from wisegate.domain.scope import Scope
-from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest
-from wisegate.records.tenancy import ApiKey
 from wisegate.records.usage import UsageRecord
 from wisegate.storage.request_log import LogQuery, RequestLogRepo
 
@@ -49,7 +47,8 @@ CSV_COLUMNS = (
 class LogEntry:
     record: UsageRecord
     workspace_name: str | None
-    key: ApiKey | None
+    key_name: str | None
+    key_hint: str | None
 
     @property
     def status(self) -> str:
@@ -68,8 +67,8 @@ class LogEntry:
             r.workspace_id,
             self.workspace_name or "",
             r.api_key_id,
-            self.key.name if self.key else "",
-            self.key.partial_key_hint if self.key else "",
+            self.key_name or "",
+            self.key_hint or "",
             r.model,
             self.status,
             r.stop_reason or "",
@@ -104,9 +103,8 @@ def _parse_cursor(token: str) -> tuple[datetime, int]:
 
 
 class RequestLogService:
-    def __init__(self, repo: RequestLogRepo, tenancy: TenancyService) -> None:
+    def __init__(self, repo: RequestLogRepo) -> None:
         self._repo = repo
-        self._tenancy = tenancy
 
     async def page(
         self,
@@ -137,13 +135,7 @@ class RequestLogService:
         found = await self._repo.page(query)
         more = len(found) > query.limit - 1
         found = found[: query.limit - 1]
-        views = await self._tenancy.list_workspaces(Scope(scope.organization_id, None), include_archived=True)
-        names = {v.workspace.id: v.workspace.name for v in views}
-        used = [f.record.api_key_id for f in found]
-        keys = {k.id: k for k in await self._tenancy.keys_by_ids(scope.organization_id, used)} if used else {}
-        entries = [
-            LogEntry(f.record, names.get(f.record.workspace_id), keys.get(f.record.api_key_id)) for f in found
-        ]
+        entries = [LogEntry(f.record, f.workspace_name, f.key_name, f.key_hint) for f in found]
         last = found[-1] if found else None
         return LogPage(entries, _cursor(last.record.created_at, last.id) if more and last else None)
 

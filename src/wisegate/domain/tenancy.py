@@ -206,11 +206,6 @@ class TenancyService:
         ]
         return sorted(keys, key=lambda k: (k.created_at, k.id), reverse=True)
 
-    async def keys_by_ids(self, organization_id: str, key_ids: Sequence[str]) -> list[ApiKey]:
-        """These keys (admin keys too), to name them where they made requests."""
-        found = await self._repo.keys_by_ids(sorted(set(key_ids)))
-        return [k for k in found if k.organization_id == organization_id]
-
     async def get_key(self, scope: Scope, key_id: str) -> ApiKey:
         key = await self._repo.get_key(key_id)
         missing = f"api key {key_id} not found"

@@ -140,11 +140,6 @@ class TenancyRepo:
             row = await session.get(ApiKeyRow, key_id)
         return key_from_row(row) if row else None
 
-    async def keys_by_ids(self, key_ids: list[str]) -> list[ApiKey]:
-        async with self._db.read() as session:
-            rows = (await session.execute(select(ApiKeyRow).where(ApiKeyRow.id.in_(key_ids)))).scalars()
-            return [key_from_row(row) for row in rows]
-
     async def update_key(self, key_id: str, *, name: str | None, status: str | None) -> ApiKey | None:
         """Rename and/or change the status of a key; ``None`` leaves a field as it is."""
         async with self._db.write() as session:

@@ -12,7 +12,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import Database
 from wisegate.storage.repos import usage_from_row
-from wisegate.storage.tables import UsageRecordRow
+from wisegate.storage.tables import ApiKeyRow, UsageRecordRow, WorkspaceRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +34,26 @@ class LogQuery:
 
 @dataclass(frozen=True, slots=True)
 class LoggedRequest:
+    """A usage record with its row id (the cursor's tie-break) and the names it is shown with."""
+
     id: int
     record: UsageRecord
+    workspace_name: str | None = None
+    key_name: str | None = None
+    key_hint: str | None = None
 
 
-def _query(q: LogQuery) -> Select[UsageRecordRow]:
+def _query(q: LogQuery) -> Select[UsageRecordRow, str, str, str]:
     row = UsageRecordRow
+    # The names come from the key's and the workspace's primary keys, in the same statement.
+    named = (
+        select(row, WorkspaceRow.name, ApiKeyRow.name, ApiKeyRow.partial_key_hint)
+        .outerjoin(WorkspaceRow, WorkspaceRow.id == row.workspace_id)
+        .outerjoin(ApiKeyRow, ApiKeyRow.id == row.api_key_id)
+    )
     if q.request_id is not None:  # the unique index alone (the organization is checked on the row)
-        return select(row).where(row.request_id == q.request_id)
-    query = select(row).where(row.organization_id == q.organization_id)
+        return named.where(row.request_id == q.request_id)
+    query = named.where(row.organization_id == q.organization_id)
     if q.workspace_ids is not None:
         query = query.where(row.workspace_id.in_(sorted(q.workspace_ids)))
     if q.api_key_id is not None:
@@ -84,8 +95,11 @@ class RequestLogRepo:
         if q.workspace_ids is not None and not q.workspace_ids:
             return []
         async with self._db.read() as session:
-            rows = (await session.execute(_query(q))).scalars().all()
-        found = [LoggedRequest(row.id, usage_from_row(row)) for row in rows]
+            rows = (await session.execute(_query(q))).all()
+        found = [
+            LoggedRequest(row.id, usage_from_row(row), workspace, key, hint)
+            for row, workspace, key, hint in rows
+        ]
         if q.request_id is not None:
             found = [
                 f
