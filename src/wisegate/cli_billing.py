@@ -73,10 +73,17 @@ def credits() -> None:
 def credits_add(usd: str, note: str) -> None:
     """Add credits; the first top-up makes the organization prepaid (requests need a balance)."""
 
-    async def work(accounts: BillingAccounts, org: str) -> BillingAccount:
-        return await accounts.add_credits(org, _pico(usd), note)
+    from wisegate.errors import ApiError
 
-    account = _run(work)
+    amount = _pico(usd)
+
+    async def work(accounts: BillingAccounts, org: str) -> BillingAccount:
+        return await accounts.add_credits(org, amount, note)
+
+    try:
+        account = _run(work)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(
         f"balance {_usd(account.credit_balance_pico)}\tpurchased {_usd(account.credits_purchased_pico)}"
     )

@@ -138,7 +138,11 @@ class Services:
             limits=limits,
             billing=billing_accounts,
             batches=BatchService(
-                BatchRepo(db), clock, billing_accounts.unsettle, settings.batch_lease_seconds
+                BatchRepo(db),
+                clock,
+                billing_accounts.unsettle,
+                settings.batch_lease_seconds,
+                settings.batch_max_crashes,
             ),
             models=ModelPages(catalog),
             threads=threads,

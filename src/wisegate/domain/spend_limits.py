@@ -25,6 +25,7 @@ from wisegate.domain.limits.service import usd_to_pico
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD
 from wisegate.protocol.messages import new_id
 from wisegate.records.billing import billing_period
 from wisegate.records.directory import User
@@ -188,8 +189,8 @@ class SpendLimitService:
         view = await self._tenancy.get_workspace(scope, workspace_id)
         if view.workspace.archived_at is not None:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
-        if requested_pico is not None and requested_pico <= 0:
-            raise InvalidRequest("Amount: ask for more than $0")
+        if requested_pico is not None and not 0 < requested_pico <= MAX_AMOUNT_PICO:
+            raise InvalidRequest(f"Amount: ask for more than $0 and at most ${MAX_AMOUNT_USD:,}")
         for existing in await self._repo.list_requests(organization_id):
             if (
                 existing.status == "pending"
@@ -248,8 +249,8 @@ class SpendLimitService:
         The caller checked that ``by`` may set that workspace's limits."""
         if period not in (None, "monthly"):
             raise InvalidRequest(f"period: Wisegate's spend limits are monthly; '{period}' is not available")
-        if amount_pico < 0:
-            raise InvalidRequest("amount: must not be negative")
+        if not 0 <= amount_pico <= MAX_AMOUNT_PICO:
+            raise InvalidRequest(f"amount: between 0 and {MAX_AMOUNT_USD * 100} cents (${MAX_AMOUNT_USD:,})")
         current = await self.get(scope, request_id)
         if current.request.status != "pending":
             raise InvalidRequest(

@@ -4,11 +4,23 @@ and their increase requests, service accounts, RBAC roles and groups. Lists of t
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from wisegate.protocol.bounds import ID_LENGTH, NUL_MESSAGE, IdText
 
 T = TypeVar("T")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+Description = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
+MAX_LIMIT = 10**12 - 1  # a rate-limit value (the column holds JSON; 10**12 means "no override")
 
 LimiterType = Literal[
     "fast_itpmca",
@@ -75,7 +87,7 @@ class LimitUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: LimiterType
-    value: int | None = Field(ge=0)
+    value: int | None = Field(ge=0, le=MAX_LIMIT)
 
 
 class UpdateWorkspaceRateLimitBody(BaseModel):
@@ -177,15 +189,15 @@ class ServiceAccountOut(BaseModel):
 class CreateServiceAccountBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")
-    description: str | None = Field(default=None, max_length=1024)
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$", max_length=ID_LENGTH)
+    description: Description | None = None
     organization_role: Literal["admin", "developer"] = "developer"
 
 
 class UpdateServiceAccountBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = Field(default=None, max_length=1024)
+    description: Description | None = None
     organization_role: Literal["admin", "developer"] | None = None
 
 
@@ -201,14 +213,14 @@ class ServiceAccountMemberOut(BaseModel):
 class AddServiceAccountToWorkspaceBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    workspace_id: str
+    workspace_id: IdText
     workspace_role: NoBillingWorkspaceRole
 
 
 class AddWorkspaceServiceAccountBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    service_account_id: str
+    service_account_id: IdText
     workspace_role: NoBillingWorkspaceRole
 
 
@@ -272,4 +284,4 @@ class RBACGroupMemberOut(BaseModel):
 class AddGroupMemberBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str
+    user_id: IdText

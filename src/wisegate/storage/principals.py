@@ -1,5 +1,5 @@
 """Repositories of the Admin API's service accounts (and their workspace memberships) and of spend
-limit increase requests (migration 0008)."""
+limit increase requests (migration 0009)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The workbench's saved prompts (migration 0008): one row per prompt, owned by one person."""
+"""The workbench's saved prompts (migration 0009): one row per prompt, owned by one person."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Service accounts and their workspace memberships, spend limit increase requests, the owner of a
 service account's keys, the request log's index by key, and the workbench's saved prompts.
 
-Revision ID: 0008_peopleadmin_admin_api
-Revises: 0007_message_threads
+Revision ID: 0009_peopleadmin_admin_api
+Revises: 0008_hard_store_hardening
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_peopleadmin_admin_api"
-down_revision = "0007_message_threads"
+revision = "0009_peopleadmin_admin_api"
+down_revision = "0008_hard_store_hardening"
 branch_labels = None
 depends_on = None
 
