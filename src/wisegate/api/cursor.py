@@ -1,31 +1,26 @@
-"""The ``{data, next_page}`` page of the newer Admin API lists, and their timestamps."""
+"""The ``{data, next_page}`` page of the newer Admin API lists."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wisegate.api.admin import _int
+from wisegate.api.paging import query_int
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.organization import PageCursor
 
 T = TypeVar("T")
 
 
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def cursor_page(
     request: Request, items: Sequence[T], render: Callable[[T], BaseModel], *, default: int | None
 ) -> Response:
     """``items`` from offset ``page`` (an earlier ``next_page``), ``limit`` of them (all when None)."""
-    limit = _int(request, "limit", default, 1, 1000)
+    limit = query_int(request, "limit", default, 1, 1000)
     raw = request.query_params.get("page") or ""
     start = 0
     if raw:

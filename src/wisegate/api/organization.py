@@ -17,9 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wisegate.api.admin import ADMIN_BODY_BYTES, _bool, _enum, _json, _scope, _values
+from wisegate.api.admin import ADMIN_BODY_BYTES, _scope
 from wisegate.api.body import parse
-from wisegate.api.cursor import cursor_page, iso
+from wisegate.api.cursor import cursor_page
+from wisegate.api.paging import query_bool, query_enum, query_values
+from wisegate.api.render import json_response
 from wisegate.domain.rate_limits import RateLimitEntry, WorkspaceRateLimitEntry
 from wisegate.domain.rbac import UNAVAILABLE_GROUPS
 from wisegate.domain.roles import Role
@@ -49,6 +51,7 @@ from wisegate.protocol.organization import (
     WorkspaceRateLimitOut,
     WorkspaceRateLimitValue,
 )
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.directory import User
 
 T = TypeVar("T")
@@ -99,7 +102,7 @@ def _ws_limit_out(found: WorkspaceRateLimitEntry) -> WorkspaceRateLimitOut:
 
 
 def _group_type(request: Request) -> str | None:
-    return _enum(request, "group_type", GROUP_TYPES)
+    return query_enum(request, "group_type", GROUP_TYPES)
 
 
 async def list_rate_limits(request: Request) -> Response:
@@ -117,7 +120,7 @@ async def list_workspace_rate_limits(request: Request) -> Response:
         scope,
         request.path_params["workspace_id"],
         group_type=_group_type(request),
-        include_inherited=_bool(request, "include_inherited"),
+        include_inherited=query_bool(request, "include_inherited"),
     )
     return cursor_page(request, found, _ws_limit_out, default=None)
 
@@ -130,7 +133,7 @@ async def update_workspace_rate_limit(request: Request) -> Response:
     found = await services.rate_limits.set_workspace(
         scope, request.path_params["workspace_id"], request.path_params["rate_limit_id"], changes
     )
-    return _json(_ws_limit_out(found))
+    return json_response(_ws_limit_out(found))
 
 
 def _actor_out(actor: Actor) -> UserActor:
@@ -168,9 +171,9 @@ def _request_fields(view: RequestView) -> dict[str, Any]:
     return {
         "id": r.id,
         "actor": _actor_out(view.actor),
-        "created_at": iso(r.created_at),
+        "created_at": rfc3339(r.created_at),
         "status": r.status,
-        "resolved_at": iso(r.resolved_at) if r.resolved_at else None,
+        "resolved_at": rfc3339(r.resolved_at) if r.resolved_at else None,
         "resolved_by": _resolver_out(view.resolved_by),
         "spend_summary": _summary_out(view.summary) if view.summary else None,
         "requested_amount": cents(r.requested_pico) if r.requested_pico is not None else None,
@@ -188,11 +191,11 @@ def _key_actor(request: Request) -> Actor:
 
 async def effective_spend_limits(request: Request) -> Response:
     services, scope = await _scope(request)
-    periods = _values(request, "period")
+    periods = query_values(request, "period")
     for period in periods:
         if period not in ("daily", "weekly", "monthly"):
             raise InvalidRequest(f"period: '{period}' is not one of daily, weekly, monthly")
-    user_ids = _values(request, "user_ids")
+    user_ids = query_values(request, "user_ids")
     if len(user_ids) > 100:
         raise InvalidRequest("user_ids: at most 100 entries")
     rows = await services.spend_limits.effective(scope, user_ids=user_ids, periods=periods)
@@ -203,7 +206,7 @@ async def list_increase_requests(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
     views = await services.spend_limits.list_requests(
-        scope, actor_ids=_values(request, "actor_ids"), statuses=_values(request, "status")
+        scope, actor_ids=query_values(request, "actor_ids"), statuses=query_values(request, "status")
     )
     return cursor_page(request, views, _request_out, default=20)
 
@@ -212,7 +215,7 @@ async def get_increase_request(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
     view = await services.spend_limits.get(scope, request.path_params["request_id"])
-    return _json(_request_out(view))
+    return json_response(_request_out(view))
 
 
 async def approve_increase_request(request: Request) -> Response:
@@ -230,10 +233,10 @@ async def approve_increase_request(request: Request) -> Response:
         id=f"spl_{limit.workspace_id}",
         amount=cents(limit.amount_pico) if limit.amount_pico is not None else None,
         scope=SpendScope(type="workspace", workspace_id=limit.workspace_id),
-        created_at=iso(view.request.created_at),
-        updated_at=iso(limit.updated_at),
+        created_at=rfc3339(view.request.created_at),
+        updated_at=rfc3339(limit.updated_at),
     )
-    return _json(ApprovedIncreaseRequestOut(**_request_fields(view), spend_limit=spend_limit))
+    return json_response(ApprovedIncreaseRequestOut(**_request_fields(view), spend_limit=spend_limit))
 
 
 async def deny_increase_request(request: Request) -> Response:
@@ -241,11 +244,11 @@ async def deny_increase_request(request: Request) -> Response:
     scope.require_admin()
     await parse(request, DenyBody, ADMIN_BODY_BYTES)
     view = await services.spend_limits.deny(scope, request.path_params["request_id"], _key_actor(request))
-    return _json(_request_out(view))
+    return json_response(_request_out(view))
 
 
 def _role_out(role: Role, organization_created: datetime) -> RBACRoleOut:
-    stamp = iso(organization_created)
+    stamp = rfc3339(organization_created)
     return RBACRoleOut(
         id=role.id,
         display_name=role.display_name,
@@ -257,7 +260,7 @@ def _role_out(role: Role, organization_created: datetime) -> RBACRoleOut:
 
 
 def _group_out(role: Role, organization_created: datetime) -> RBACGroupOut:
-    stamp = iso(organization_created)
+    stamp = rfc3339(organization_created)
     return RBACGroupOut(
         id=f"rbacgrp_{role.id}",
         name=role.display_name,
@@ -270,7 +273,7 @@ def _group_out(role: Role, organization_created: datetime) -> RBACGroupOut:
 def _group_member_out(group_id: str) -> Callable[[User], RBACGroupMemberOut]:
     def render(user: User) -> RBACGroupMemberOut:
         return RBACGroupMemberOut(
-            rbac_group_id=group_id, user_id=user.id, email=user.email, created_at=iso(user.added_at)
+            rbac_group_id=group_id, user_id=user.id, email=user.email, created_at=rfc3339(user.added_at)
         )
 
     return render
@@ -286,7 +289,7 @@ async def list_roles(request: Request) -> Response:
 async def get_role(request: Request) -> Response:
     services, scope = await _scope(request)
     role = services.rbac.role(scope, request.path_params["role_id"])
-    return _json(_role_out(role, (await services.tenancy.organization(scope)).created_at))
+    return json_response(_role_out(role, (await services.tenancy.organization(scope)).created_at))
 
 
 async def list_role_permissions(request: Request) -> Response:
@@ -308,7 +311,7 @@ async def list_groups(request: Request) -> Response:
 async def get_group(request: Request) -> Response:
     services, scope = await _scope(request)
     role = services.rbac.group(scope, request.path_params["group_id"])
-    return _json(_group_out(role, (await services.tenancy.organization(scope)).created_at))
+    return json_response(_group_out(role, (await services.tenancy.organization(scope)).created_at))
 
 
 async def change_groups(request: Request) -> Response:
@@ -332,7 +335,7 @@ async def add_group_member(request: Request) -> Response:
     body = await parse(request, AddGroupMemberBody, ADMIN_BODY_BYTES)
     group_id = request.path_params["group_id"]
     user = await services.rbac.add_member(scope, group_id, body.user_id)
-    return _json(_group_member_out(group_id)(user))
+    return json_response(_group_member_out(group_id)(user))
 
 
 async def remove_group_member(request: Request) -> Response:

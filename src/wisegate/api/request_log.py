@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wisegate.api.admin import _datetime, _int, _scope
+from wisegate.api.admin import _scope
+from wisegate.api.paging import query_datetime, query_int
 from wisegate.domain.request_log import LogEntry, csv_of, query_of
 from wisegate.errors import InvalidRequest
 
@@ -52,11 +53,11 @@ async def request_log(request: Request) -> Response:
     fmt = params.get("format") or "json"
     if fmt not in ("json", "csv"):
         raise InvalidRequest(f"format: Input should be 'json' or 'csv', got '{fmt}'")
-    limit = _int(request, "limit", 100 if fmt == "json" else 1000, 1, 1000)
+    limit = query_int(request, "limit", 100 if fmt == "json" else 1000, 1, 1000)
     assert limit is not None
     query = query_of(params, scope.organization_id, limit)
-    since = _datetime(request, "starting_at", required=False)
-    until = _datetime(request, "ending_at", required=False)
+    since = query_datetime(request, "starting_at", required=False)
+    until = query_datetime(request, "ending_at", required=False)
     query = replace(query, since=since, until=until)
     page = await services.request_log.page(scope, query, page=params.get("page") or None)
     if fmt == "csv":

@@ -9,9 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wisegate.api.admin import ADMIN_BODY_BYTES, _bool, _json, _scope
+from wisegate.api.admin import ADMIN_BODY_BYTES, _scope
 from wisegate.api.body import parse
-from wisegate.api.cursor import cursor_page, iso
+from wisegate.api.cursor import cursor_page
+from wisegate.api.paging import query_bool
+from wisegate.api.render import json_response
 from wisegate.protocol.organization import (
     AddServiceAccountToWorkspaceBody,
     AddWorkspaceServiceAccountBody,
@@ -22,6 +24,7 @@ from wisegate.protocol.organization import (
     UpdateServiceAccountBody,
     UpdateServiceAccountRoleBody,
 )
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.principals import ServiceAccount, ServiceAccountMember
 
 
@@ -31,11 +34,11 @@ def _account_out(account: ServiceAccount) -> ServiceAccountOut:
         name=account.name,
         description=account.description,
         organization_role=account.organization_role,
-        created_at=iso(account.created_at),
+        created_at=rfc3339(account.created_at),
         created_by_actor_id=account.created_by_actor_id,
-        updated_at=iso(account.updated_at),
+        updated_at=rfc3339(account.updated_at),
         updated_by_actor_id=account.updated_by_actor_id,
-        archived_at=iso(account.archived_at) if account.archived_at else None,
+        archived_at=rfc3339(account.archived_at) if account.archived_at else None,
         archived_by_actor_id=account.archived_by_actor_id,
     )
 
@@ -65,20 +68,22 @@ async def create_service_account(request: Request) -> Response:
         organization_role=body.organization_role,
         actor_id=_actor_id(request),
     )
-    return _json(_account_out(account))
+    return json_response(_account_out(account))
 
 
 async def list_service_accounts(request: Request) -> Response:
     services, scope = await _scope(request)
     accounts = await services.service_accounts.list_accounts(
-        scope, include_archived=_bool(request, "include_archived")
+        scope, include_archived=query_bool(request, "include_archived")
     )
     return cursor_page(request, accounts, _account_out, default=20)
 
 
 async def get_service_account(request: Request) -> Response:
     services, scope = await _scope(request)
-    return _json(_account_out(await services.service_accounts.get(scope, request.path_params["account_id"])))
+    return json_response(
+        _account_out(await services.service_accounts.get(scope, request.path_params["account_id"]))
+    )
 
 
 async def update_service_account(request: Request) -> Response:
@@ -92,7 +97,7 @@ async def update_service_account(request: Request) -> Response:
         organization_role=body.organization_role,
         actor_id=_actor_id(request),
     )
-    return _json(_account_out(account))
+    return json_response(_account_out(account))
 
 
 async def archive_service_account(request: Request) -> Response:
@@ -100,7 +105,7 @@ async def archive_service_account(request: Request) -> Response:
     account = await services.service_accounts.archive(
         scope, request.path_params["account_id"], actor_id=_actor_id(request)
     )
-    return _json(_account_out(account))
+    return json_response(_account_out(account))
 
 
 async def list_account_workspaces(request: Request) -> Response:
@@ -119,7 +124,7 @@ async def add_account_workspace(request: Request) -> Response:
         body.workspace_role,
         actor_id=_actor_id(request),
     )
-    return _json(_sa_member_out(member))
+    return json_response(_sa_member_out(member))
 
 
 async def remove_account_workspace(request: Request) -> Response:
@@ -127,7 +132,7 @@ async def remove_account_workspace(request: Request) -> Response:
     scope.require_admin()
     params = request.path_params
     await services.service_accounts.remove(scope, params["workspace_id"], params["account_id"])
-    return _json(
+    return json_response(
         ServiceAccountMemberDeleted(
             service_account_id=params["account_id"], workspace_id=params["workspace_id"]
         )
@@ -150,7 +155,7 @@ async def add_workspace_account(request: Request) -> Response:
         body.workspace_role,
         actor_id=_actor_id(request),
     )
-    return _json(_sa_member_out(member))
+    return json_response(_sa_member_out(member))
 
 
 async def get_workspace_account(request: Request) -> Response:
@@ -158,7 +163,7 @@ async def get_workspace_account(request: Request) -> Response:
     scope.require_admin()
     params = request.path_params
     member = await services.service_accounts.membership(scope, params["workspace_id"], params["account_id"])
-    return _json(_sa_member_out(member))
+    return json_response(_sa_member_out(member))
 
 
 async def update_workspace_account(request: Request) -> Response:
@@ -168,7 +173,7 @@ async def update_workspace_account(request: Request) -> Response:
     member = await services.service_accounts.set_role(
         scope, params["workspace_id"], params["account_id"], body.workspace_role, actor_id=_actor_id(request)
     )
-    return _json(_sa_member_out(member))
+    return json_response(_sa_member_out(member))
 
 
 async def remove_workspace_account(request: Request) -> Response:

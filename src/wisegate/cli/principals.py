@@ -3,21 +3,20 @@ and spend limit increase requests from the command line, on the same domain serv
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
-from wisegate.settings import Settings
+from wisegate.cli.services import open_services
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from wisegate.domain.scope import Scope
+    from wisegate.domain.spend_limits import RequestView, WorkspaceLimit
+    from wisegate.records.principals import ServiceAccount, ServiceAccountMember
+    from wisegate.records.tenancy import ApiKey
+    from wisegate.services import Services
+
 ROLES = ["workspace_user", "workspace_developer", "workspace_restricted_developer", "workspace_admin"]
-
-
-def _run(work: Callable[[Any, Any], Awaitable[T]]) -> T:
-    from wisegate.cli import _with_services
-
-    return _with_services(Settings(), work)
 
 
 @click.group("service-accounts")
@@ -32,12 +31,12 @@ def service_accounts() -> None:
 def sa_create(name: str, description: str | None, role: str) -> None:
     """Create a service account (an implicit workspace_user of the default workspace)."""
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> ServiceAccount:
         return await services.service_accounts.create(
             scope, name, description=description, organization_role=role, actor_id=None
         )
 
-    account = _run(work)
+    account = open_services(work)
     click.echo(f"{account.id}\t{account.name}\t{account.organization_role}")
 
 
@@ -46,10 +45,10 @@ def sa_create(name: str, description: str | None, role: str) -> None:
 def sa_list(archived: bool) -> None:
     """id, name, organization role, status."""
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> list[ServiceAccount]:
         return await services.service_accounts.list_accounts(scope, include_archived=archived)
 
-    for a in _run(work):
+    for a in open_services(work):
         click.echo(f"{a.id}\t{a.name}\t{a.organization_role}\t{'archived' if a.archived_at else 'active'}")
 
 
@@ -60,10 +59,10 @@ def sa_list(archived: bool) -> None:
 def sa_add_workspace(service_account_id: str, workspace: str, role: str) -> None:
     """Make it a member of a workspace (or change its role there)."""
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> ServiceAccountMember:
         return await services.service_accounts.add(scope, workspace, service_account_id, role, actor_id=None)
 
-    member = _run(work)
+    member = open_services(work)
     click.echo(f"{member.service_account_id}\t{member.workspace_id}\t{member.workspace_role}")
 
 
@@ -74,10 +73,10 @@ def sa_add_workspace(service_account_id: str, workspace: str, role: str) -> None
 def sa_key(service_account_id: str, workspace: str, name: str) -> None:
     """A new API key of the service account; the secret is printed once."""
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> tuple[ApiKey, str]:
         return await services.service_accounts.create_key(scope, service_account_id, workspace, name)
 
-    key, secret = _run(work)
+    key, secret = open_services(work)
     click.echo(f"{key.id}\t{key.workspace_id}\t{secret}")
 
 
@@ -86,10 +85,10 @@ def sa_key(service_account_id: str, workspace: str, name: str) -> None:
 def sa_archive(service_account_id: str) -> None:
     """Archive it and every key it holds."""
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> ServiceAccount:
         return await services.service_accounts.archive(scope, service_account_id, actor_id=None)
 
-    account = _run(work)
+    account = open_services(work)
     click.echo(f"{account.id}\tarchived")
 
 
@@ -104,10 +103,10 @@ def sr_list(status: str | None) -> None:
     """id, status, workspace, requester, amount asked (USD), reason."""
     from wisegate.domain.pricing import format_amount
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> list[RequestView]:
         return await services.spend_limits.list_requests(scope, statuses=[status] if status else [])
 
-    for v in _run(work):
+    for v in open_services(work):
         r = v.request
         asked = format_amount(r.requested_pico) if r.requested_pico is not None else "-"
         who = v.actor.user.email if v.actor.user else r.user_id
@@ -127,10 +126,10 @@ def sr_approve(request_id: str, usd: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> tuple[RequestView, WorkspaceLimit]:
         return await services.spend_limits.approve(scope, request_id, pico, Actor("operator", "cli"))
 
-    view, _limit = _run(work)
+    view, _limit = open_services(work)
     click.echo(f"{view.request.id}\tapproved\t{view.request.workspace_id}\t{format_amount(pico)}")
 
 
@@ -140,8 +139,8 @@ def sr_deny(request_id: str) -> None:
     """Deny a pending request."""
     from wisegate.domain.spend_limits import Actor
 
-    async def work(services: Any, scope: Any) -> Any:
+    async def work(services: Services, scope: Scope) -> RequestView:
         return await services.spend_limits.deny(scope, request_id, Actor("operator", "cli"))
 
-    view = _run(work)
+    view = open_services(work)
     click.echo(f"{view.request.id}\t{view.request.status}")
