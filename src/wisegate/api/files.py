@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
+from wisegate.api.disposition import attachment
 from wisegate.api.multipart import MultipartReader
 from wisegate.api.paging import list_limit
 from wisegate.api.render import json_response
@@ -13,6 +14,7 @@ from wisegate.domain.files import Staged
 from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata
+from wisegate.protocol.numbers import ascii_integer
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import FileRecord
 from wisegate.services import services_of
@@ -50,10 +52,9 @@ async def upload_file(request: Request) -> Response:
                 filename, content_type = part.filename, part.content_type
                 staged = await files.receive(principal, reader.data(), _declared(request))
             elif part.name == "expires_in_seconds":
-                text = await reader.text()
-                if not text.strip().isdigit():
+                expires = ascii_integer((await reader.text()).strip())
+                if expires is None:
                     raise InvalidRequest("expires_in_seconds: Input should be a valid integer")
-                expires = int(text)
         if staged is None:
             raise InvalidRequest("file: Field required (send the file as a multipart part named 'file')")
         record = await files.commit(principal, staged, filename, content_type, expires_in_seconds=expires)
@@ -115,13 +116,12 @@ async def file_content(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     record, chunks = await services.files.download(principal, request.path_params["file_id"])
-    quoted = record.filename.replace('"', "")
     return StreamingResponse(
         chunks,
         media_type=record.mime_type,
         headers={
             "content-length": str(record.size_bytes),
-            "content-disposition": f'attachment; filename="{quoted}"',
+            "content-disposition": attachment(record.filename),
         },
     )
 

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
-from wisegate.api.errors import request_id_of
+from wisegate.api.errors import request_id_of, retry_after
 from wisegate.api.render import json_response
 from wisegate.api.sse import SSEResponse
 from wisegate.backends.registry import ServedModel
@@ -48,8 +48,8 @@ def error_response(exc: ApiError, request_id: str | None) -> Response:
     elif exc.message.startswith("prompt is too long"):
         code = "context_length_exceeded"
     headers = {"x-request-id": request_id} if request_id else {}
-    if exc.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(exc.retry_after)))
+    if (wait := retry_after(exc)) is not None:
+        headers["retry-after"] = wait
     body = json.dumps(openai_error(exc.message, error_type, code)).encode()
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 

@@ -9,14 +9,13 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.numbers import ascii_integer
 
 
 def list_limit(request: Request, default: int = 20) -> int:
-    raw = request.query_params.get("limit", str(default))
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise InvalidRequest("limit: Input should be a valid integer") from None
+    limit = ascii_integer(request.query_params.get("limit", str(default)))
+    if limit is None:
+        raise InvalidRequest("limit: Input should be a valid integer")
     if not 1 <= limit <= 1000:
         raise InvalidRequest("limit: Input should be between 1 and 1000")
     return limit
@@ -32,10 +31,9 @@ def query_int(request: Request, name: str, default: int | None, low: int, high: 
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{raw}'") from None
+    value = ascii_integer(raw)
+    if value is None:
+        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{raw}'")
     if not low <= value <= high:
         raise InvalidRequest(f"{name}: Input should be between {low} and {high}, got {value}")
     return value
@@ -48,6 +46,10 @@ def query_bool(request: Request, name: str) -> bool:
     return raw in ("true", "1")
 
 
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def query_datetime(request: Request, name: str, *, required: bool) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
@@ -58,7 +60,13 @@ def query_datetime(request: Request, name: str, *, required: bool) -> datetime |
         moment = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:
         raise InvalidRequest(f"{name}: '{raw}' is not an RFC 3339 datetime") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not _EARLIEST <= moment < _LATEST:
+        # Buckets are counted forward from it: near year 9999 that arithmetic would overflow.
+        raise InvalidRequest(
+            f"{name}: '{raw}' is out of range; it must be from {_EARLIEST:%Y-%m-%d} up to {_LATEST:%Y-%m-%d}"
+        )
+    return moment
 
 
 def query_enum(request: Request, name: str, allowed: Sequence[str]) -> str | None:

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
+from wisegate.api.disposition import attachment
 from wisegate.api.multipart import MultipartReader
 from wisegate.api.paging import list_limit
 from wisegate.api.render import json_response
@@ -169,5 +170,5 @@ async def version_content(request: Request) -> Response:
     return StreamingResponse(
         chunks,
         media_type="application/zip",
-        headers={"content-disposition": f'attachment; filename="{record.name}.zip"'},
+        headers={"content-disposition": attachment(f"{record.name}.zip")},
     )

@@ -14,6 +14,7 @@ from wisegate.cli.services import open_services
 from wisegate.settings import Settings
 
 if TYPE_CHECKING:
+    from wisegate.cli.connections import ConnectionLimits
     from wisegate.domain.scope import Scope
     from wisegate.services import Services
 
@@ -121,9 +122,22 @@ def _serve_here(settings: Settings, host: str, port: int, sock: socket.socket) -
             drain=app.state.services.drain,
             drain_seconds=settings.drain_seconds,
             drain_grace_seconds=settings.drain_grace_seconds,
+            limits=connection_limits(settings),
         )
     finally:
         tracing.shutdown()
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    """What one connection may take (``cli/connections.py``), from the settings."""
+    from wisegate.cli.connections import ConnectionLimits
+
+    return ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        keep_alive_seconds=settings.keep_alive_seconds,
+        max_connections=settings.max_connections,
+    )
 
 
 def _startup_failure(message: str) -> NoReturn:

@@ -205,6 +205,7 @@ def _worker_main(sock: socket.socket, started: Connection, parent: int) -> None:
     _die_with(parent)
     os.setpgrp()
     from wisegate.app import create_app
+    from wisegate.cli.serve import connection_limits
     from wisegate.cli.server import run_server
     from wisegate.settings import Settings
     from wisegate.telemetry import tracing
@@ -230,6 +231,7 @@ def _worker_main(sock: socket.socket, started: Connection, parent: int) -> None:
             drain=app.state.services.drain,
             drain_seconds=settings.drain_seconds,
             drain_grace_seconds=settings.drain_grace_seconds,
+            limits=connection_limits(settings),
             on_started=up,
         )
     finally:

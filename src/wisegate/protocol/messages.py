@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from wisegate.protocol.bounds import IdText, ModelName
+from wisegate.protocol.numbers import Integer, Number
 from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -284,7 +285,7 @@ ToolChoice = Annotated[
 
 class ThinkingEnabled(_Strict):
     type: Literal["enabled"]
-    budget_tokens: int
+    budget_tokens: Integer
     display: Literal["summarized", "omitted"] | None = None
 
 
@@ -417,12 +418,12 @@ class _Conversation(_Strict):
 class MessagesRequest(_Conversation):
     """The body of ``POST /v1/messages``."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: Integer = Field(ge=0)  # 0: fill the prompt cache, generate nothing (SDK 2.10)
     stream: bool | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    temperature: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: Integer | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     inference_geo: str | None = None
