@@ -278,5 +278,6 @@ def test_the_parent_killed_takes_its_workers_along(tmp_path: Path) -> None:
         _until(lambda: not any(_alive(pid) for pid in workers), 10, "workers outlived the parent")
     finally:
         server.stop()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", server.port))  # free for the restart
+    with socket.socket() as sock:  # free for the restart (which binds as this does, past TIME_WAIT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", server.port))
