@@ -86,3 +86,21 @@ def _check(node: Any, where: str, definitions: dict[str, Any], refs: tuple[str, 
     for key in ("anyOf", "allOf", "oneOf"):
         for index, child in enumerate(node.get(key) or []):
             _check(child, f"{where}.{key}.{index}", definitions, refs)
+
+
+class TaskBudget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["tokens"]
+    total: int
+    remaining: int | None = None
+
+
+class OutputConfig(BaseModel):
+    """``output_config``: effort, the answer's format, the task budget (newer fields pass along)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JsonOutputFormat | None = None
+    task_budget: TaskBudget | None = None
