@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_key, scripted_settings, serve
+from tests.conftest import LiveServer, make_key, postgres_database, serve, settings_for
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.errors import Overloaded
 from wisegate.protocol.events import (
@@ -33,16 +34,23 @@ BACKUP = "backup-1"
 BUSY = "busy-1"
 
 
+def fields_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
+    settings = settings_for(
+        data_dir,
+        backends={"scripted": BackendConfig(type="scripted"), "backup": BackendConfig(type="scripted")},
+        models=[
+            ModelConfig(id=PRIMARY, backend="scripted", aliases=["claude-*"], fallbacks=[BACKUP]),
+            ModelConfig(id=BACKUP, backend="backup", aliases=["backup-latest"]),
+            ModelConfig(id=BUSY, backend="scripted", fallbacks=["backup-latest"], fallback_on_overload=True),
+        ],
+        **overrides,
+    )
+    yield from serve(settings, backends={"scripted": ScriptedBackend(), "backup": ScriptedBackend("backup")})
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    settings = scripted_settings(tmp_path_factory.mktemp("fields"))
-    settings.backends["backup"] = BackendConfig(type="scripted")
-    settings.models = [
-        ModelConfig(id=PRIMARY, backend="scripted", aliases=["claude-*"], fallbacks=[BACKUP]),
-        ModelConfig(id=BACKUP, backend="backup", aliases=["backup-latest"]),
-        ModelConfig(id=BUSY, backend="scripted", fallbacks=["backup-latest"], fallback_on_overload=True),
-    ]
-    yield from serve(settings, backends={"scripted": ScriptedBackend(), "backup": ScriptedBackend("backup")})
+    yield from fields_server(tmp_path_factory.mktemp("fields"))
 
 
 def backup(server: LiveServer) -> ScriptedBackend:
@@ -276,6 +284,28 @@ def test_compaction_streams_as_the_claude_api_does(server: LiveServer) -> None:
 
 
 def test_refusal_falls_back_to_the_next_model(server: LiveServer) -> None:
+    check_refusal_falls_back(server)
+
+
+@pytest.mark.postgres
+def test_fallback_and_compaction_usage_on_postgres(tmp_path: Path) -> None:
+    with postgres_database() as url:
+        for server in fields_server(tmp_path, database_url=url):
+            check_refusal_falls_back(server)
+            server.backend.enqueue(text="Short summary here.")
+            response = server.client().beta.messages.with_raw_response.create(
+                model=PRIMARY, max_tokens=9, messages=hello("a b c"), compaction={"type": "summarize"}
+            )
+            message = response.parse()
+            record = usage_record(server, response.headers["request-id"])
+            assert (record.input_tokens, record.output_tokens) == (
+                message.usage.input_tokens,
+                message.usage.output_tokens,
+            )
+            assert record.stop_reason == "compaction" and message.usage.output_tokens == 3
+
+
+def check_refusal_falls_back(server: LiveServer) -> None:
     server.backend.enqueue(events=refusal(PRIMARY, "I can not"))
     backup(server).enqueue(text="Here you go")
     client = server.client()
