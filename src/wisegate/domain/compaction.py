@@ -96,7 +96,9 @@ def expand_summaries(request: R) -> R:
         index, position = last
         summary = request.messages[index].blocks()[position]
         assert isinstance(summary, CompactionBlockParam)
-        lead = TextBlockParam(type="text", text=f"{SUMMARY_LEAD}\n{summary.content}")
+        lead = TextBlockParam(
+            type="text", text=f"{SUMMARY_LEAD}\n{summary.content}", cache_control=summary.cache_control
+        )
         messages.append(MessageParam(role="user", content=[lead]))
         rest = _without_compaction(request.messages[index].blocks()[position + 1 :])
         if rest:
