@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from wisegate.protocol.bounds import IdText, ModelName
+from wisegate.protocol.numbers import Integer, Number
 from wisegate.protocol.options import BillingPolicy, CompactionConfig, FallbackCreditToken, FallbackEntry
 from wisegate.protocol.structured import OutputConfig, SchemaUnsupported, check_schema
 from wisegate.protocol.thinking import Thinking, ThinkingEnabled
@@ -325,7 +327,7 @@ class ThreadContinue(_Strict):
     """``thread: {"type": "continue", "previous_message_id": …}``: resume from a stored response."""
 
     type: Literal["continue"]
-    previous_message_id: str = Field(min_length=1, max_length=64)
+    previous_message_id: IdText = Field(min_length=1)
 
 
 ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
@@ -334,7 +336,7 @@ ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type
 class _Conversation(_Strict):
     """Fields shared by Messages and count_tokens."""
 
-    model: str = Field(min_length=1)
+    model: ModelName = Field(min_length=1)
     messages: list[MessageParam] = Field(max_length=100_000)
     system: str | list[TextBlockParam] | None = None
     tools: list[Tool] | None = None
@@ -424,12 +426,12 @@ class _Conversation(_Strict):
 class MessagesRequest(_Conversation):
     """The body of ``POST /v1/messages``."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: Integer = Field(ge=0)  # 0: fill the prompt cache, generate nothing (SDK 2.10)
     stream: bool | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    temperature: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: Integer | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     inference_geo: str | None = None

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.numbers import Integer
 from wisegate.protocol.structured import OutputConfig
 from wisegate.protocol.thinking import Thinking
 
@@ -39,7 +40,7 @@ class FallbackEntry(_Strict):
     (a field left out keeps the request's value; ``null`` clears it)."""
 
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: Integer | None = Field(default=None, ge=1)
     thinking: Thinking | None = None
     output_config: OutputConfig | None = None
     speed: Literal["standard", "fast"] | None = None

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.numbers import Integer
+
 STRING_FORMATS = frozenset(
     {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid", "text"}
 )
@@ -92,8 +94,8 @@ class TaskBudget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["tokens"]
-    total: int
-    remaining: int | None = None
+    total: Integer
+    remaining: Integer | None = None
 
 
 class OutputConfig(BaseModel):

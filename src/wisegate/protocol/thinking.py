@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.numbers import Integer
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,7 +25,7 @@ ThinkingDisplay = Literal["summarized", "omitted", "updates"]
 
 class ThinkingEnabled(_Strict):
     type: Literal["enabled"]
-    budget_tokens: int
+    budget_tokens: Integer
     display: ThinkingDisplay | None = None
     block_binding: BlockBinding | None = None
 
