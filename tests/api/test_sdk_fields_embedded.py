@@ -17,7 +17,7 @@ from wisegate.protocol.messages import MessagesRequest
 from wisegate.settings import BackendConfig, ModelConfig
 
 REFUSER = "refuser-1"
-GREEDY = {"temperature": 0}
+GREEDY = {"extra_body": {"temperature": 0}}
 CONVERSATION: list[dict[str, Any]] = [
     {"role": "user", "content": "Hi! My name is Maria and I live in Lisbon."},
     {"role": "assistant", "content": "Nice to meet you, Maria! Lisbon is a beautiful city."},
@@ -57,10 +57,9 @@ def count(server: LiveServer, body: dict[str, Any]) -> int:
 
 def test_the_model_writes_a_summary_that_keeps_the_facts(server: LiveServer) -> None:
     client = server.client()
-    request = {"model": EMBEDDED_MODEL, "max_tokens": 60, "messages": CONVERSATION, **GREEDY}
+    request = {"model": EMBEDDED_MODEL, "max_tokens": 40, "messages": CONVERSATION, "temperature": 0}
     response = client.beta.messages.with_raw_response.create(
-        **request,  # type: ignore[arg-type]
-        compaction={"type": "summarize"},
+        model=EMBEDDED_MODEL, max_tokens=40, messages=CONVERSATION, compaction={"type": "summarize"}, **GREEDY
     )
     message = response.parse()
     assert message.stop_reason == "compaction"
@@ -73,7 +72,7 @@ def test_the_model_writes_a_summary_that_keeps_the_facts(server: LiveServer) -> 
         MessagesRequest.model_validate({**request, "compaction": {"type": "summarize"}})
     )
     assert message.usage.input_tokens == count(server, prompt.model_dump(mode="json", exclude_none=True))
-    assert 0 < message.usage.output_tokens <= 60
+    assert 0 < message.usage.output_tokens <= 40
     assert message.usage.iterations is not None
     assert message.usage.iterations[0].output_tokens == message.usage.output_tokens
     record = _record(server, response.headers["request-id"])
@@ -85,12 +84,11 @@ def test_the_model_writes_a_summary_that_keeps_the_facts(server: LiveServer) -> 
     # The next request sends the block first: the summary replaces the four turns.
     follow = {
         "model": EMBEDDED_MODEL,
-        "max_tokens": 12,
+        "max_tokens": 8,
         "messages": [
             {"role": "assistant", "content": [block.to_dict()]},
             {"role": "user", "content": "Which country am I visiting?"},
         ],
-        **GREEDY,
     }
     in_place = {
         **follow,
@@ -104,14 +102,14 @@ def test_the_model_writes_a_summary_that_keeps_the_facts(server: LiveServer) -> 
     assert (
         count(server, follow) == count(server, in_place) < count(server, {**follow, "messages": CONVERSATION})
     )
-    answer = client.beta.messages.create(**follow)  # type: ignore[arg-type]
+    answer = client.beta.messages.create(**follow, **GREEDY)  # type: ignore[arg-type]
     assert answer.stop_reason in ("end_turn", "max_tokens")
 
 
 def test_compaction_streams_through_the_sdk(server: LiveServer) -> None:
     with server.client().beta.messages.stream(
         model=EMBEDDED_MODEL,
-        max_tokens=40,
+        max_tokens=24,
         messages=CONVERSATION,
         compaction={"type": "summarize"},
         **GREEDY,  # type: ignore[arg-type]
@@ -127,7 +125,7 @@ def test_a_refusal_falls_back_to_the_embedded_model(server: LiveServer) -> None:
     scripted(server).enqueue(events=refusal(REFUSER, "I cannot"))
     message = server.client().beta.messages.create(
         model=REFUSER,
-        max_tokens=16,
+        max_tokens=8,
         messages=[{"role": "user", "content": "Name a color."}],
         fallbacks="default",
         **GREEDY,  # type: ignore[arg-type]
