@@ -14,8 +14,8 @@ from wisegate.domain.files import Staged
 from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata
-from wisegate.protocol.resources import rfc3339
 from wisegate.protocol.numbers import ascii_integer
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import FileRecord
 from wisegate.services import services_of
 
