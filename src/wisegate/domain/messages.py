@@ -24,6 +24,7 @@ from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
 from wisegate.errors import ApiError, InvalidRequest
+from wisegate.protocol.code_execution import ServerToolUseBlock
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -439,7 +440,7 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
         raise ApiError("The backend produced no message.")
     for index, text in partial_json.items():
         block = message.content[index]
-        if isinstance(block, ToolUseBlock):
+        if isinstance(block, ToolUseBlock | ServerToolUseBlock):
             block.input = _parse_input(text)
     return message
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from wisegate.protocol.code_execution import CodeExecutionResultBlock, ContainerUploadBlock, ServerToolUseBlock
 from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -542,7 +543,15 @@ class RedactedThinkingBlock(BaseModel):
     data: str
 
 
-ContentBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
+ContentBlock = (
+    TextBlock
+    | ToolUseBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | ServerToolUseBlock
+    | CodeExecutionResultBlock
+    | ContainerUploadBlock
+)
 
 StopReason = Literal[
     "end_turn",
