@@ -1,5 +1,5 @@
 """The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites create|accept,
-usage, credits …, limits …, backends list."""
+usage, credits …, limits …, backends list, sandbox check."""
 
 from __future__ import annotations
 
@@ -436,6 +436,9 @@ def _add_billing_commands() -> None:
 
     main.add_command(credits)
     main.add_command(limits)
+    from wisegate.cli_sandbox import sandbox
+
+    main.add_command(sandbox)
 
 
 _add_billing_commands()

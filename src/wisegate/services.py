@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from wisegate.domain.attachments import Attachments
 from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.clock import Clock, SystemClock
+from wisegate.domain.code_execution.containers import ContainerService
+from wisegate.domain.code_execution.loop import CodeExecution
+from wisegate.domain.code_execution.sandbox import Sandbox, SandboxLimits
 from wisegate.domain.drain import Drain
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.health import HealthService
@@ -37,6 +41,7 @@ from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
+from wisegate.storage.containers import ContainerRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
@@ -69,6 +74,7 @@ class Services:
     secret: ConsoleSecret
     accounts: AccountService
     sso: SingleSignOn | None
+    code_execution: CodeExecution
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -96,7 +102,10 @@ class Services:
         accounts = AccountService(
             AccountRepo(db), directory, TenancyRepo(db), keys, people, clock, settings.console_session_seconds
         )
-        messages = MessageService(registry, limits, catalog=catalog, attachments=attachments)
+        code_execution = _code_execution(settings, db, files, skills, attachments)
+        messages = MessageService(
+            registry, limits, catalog=catalog, attachments=attachments, code_execution=code_execution
+        )
         threads = ThreadService(ThreadRepo(db), messages, clock, settings.thread_retention_seconds)
         return cls(
             settings=settings,
@@ -124,6 +133,7 @@ class Services:
             secret=secret,
             accounts=accounts,
             sso=SingleSignOn.from_settings(settings, secret),
+            code_execution=code_execution,
         )
 
     @asynccontextmanager
@@ -235,3 +245,32 @@ def _files_and_skills(settings: Settings, db: Database) -> tuple[FileService, Sk
         downloadable_uploads=settings.files_downloadable_uploads,
     )
     return files, SkillService(SkillRepo(db), blobs, staging, settings.skills_max_bytes)
+
+
+def sandbox_of(settings: Settings) -> Sandbox:
+    """The code execution sandbox the settings describe."""
+    limits = SandboxLimits(
+        cpu_seconds=settings.sandbox_cpu_seconds,
+        wall_seconds=settings.sandbox_wall_seconds,
+        memory_bytes=settings.sandbox_memory_bytes,
+        processes=settings.sandbox_processes,
+        open_files=settings.sandbox_open_files,
+        disk_bytes=settings.sandbox_disk_bytes,
+    )
+    return Sandbox(limits, settings.sandbox_uid, settings.sandbox_ro_paths, settings.sandbox_python_path)
+
+
+def _code_execution(
+    settings: Settings, db: Database, files: FileService, skills: SkillService, attachments: Attachments
+) -> CodeExecution:
+    containers = ContainerService(
+        ContainerRepo(db),
+        sandbox_of(settings),
+        files,
+        skills,
+        settings.data_dir.resolve() / "containers",
+        settings.node_name or socket.gethostname(),
+        idle_seconds=settings.container_idle_seconds,
+        max_age_seconds=settings.container_max_age_seconds,
+    )
+    return CodeExecution(containers, attachments.load_skills, settings.code_execution_max_rounds)

@@ -20,6 +20,7 @@ from wisegate.backends.base import relay_of
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
+from wisegate.domain.code_execution.loop import CodeExecution, Run, code_tool
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
@@ -167,10 +168,12 @@ class MessageService:
         *,
         catalog: ModelCatalog | None = None,
         attachments: Attachments | None = None,
+        code_execution: CodeExecution | None = None,
     ) -> None:
         self._registry = registry
         self._catalog = catalog or ModelCatalog(registry)
         self._attachments = attachments
+        self._code_execution = code_execution
         self._limits = limits
         # Interactive (non-batch) requests being answered, by backend name: batch workers yield to them.
         self.interactive_in_flight: Counter[str] = Counter()
@@ -195,8 +198,12 @@ class MessageService:
         started = time.monotonic()
         container: dict[str, object] | None = None
         usage = Usage(service_tier="batch") if batch else Usage()
+        run: Run | None = None
         try:
             served = await self._catalog.for_request(principal, request.model)
+            if self._code_execution is not None and code_tool(request) is not None:
+                # Wisegate runs the tool: a container with the skills mounted, the loop around the backend.
+                run, request = await self._code_execution.begin(principal, request)
             if self._attachments is not None:  # file_id sources, PDFs as text, container skills
                 request, container = await self._attachments.resolve(
                     principal, request, served.backend.capabilities
@@ -211,7 +218,10 @@ class MessageService:
         if not batch:
             settle.interactive_backend = served.backend.name
             self.interactive_in_flight[served.backend.name] += 1
-        events = served.backend.stream(request, served.route, usage)
+        if run is not None:
+            events = run.stream(served.backend, request, served.route, usage)
+        else:
+            events = served.backend.stream(request, served.route, usage)
         settle.span = tracing.start_span("backend", backend=served.backend.name, model=served.config.id)
         try:
             with tracing.current(settle.span):

@@ -14,8 +14,10 @@ namespace with its own ``/proc``, no environment but ``PATH``, ``HOME``, ``LANG`
 CPU seconds, address space, processes, open files and file size as rlimits; wall time by killing the
 sandbox (its PID namespace dies with it, so nothing it started outlives the call); disk by the file-size
 rlimit (what is left of the quota) plus a watchdog that measures the writable directories while the
-command runs and kills it past the quota. A server running as root starts the sandbox as an
-unprivileged user (``sandbox_uid``), whose process count the ``processes`` limit bounds.
+command runs and kills it past the quota. The ``processes`` limit is RLIMIT_NPROC, which counts the
+sandbox user's tasks: a server running as root runs bwrap privileged (no user namespace) and the command
+as an unprivileged user (``sandbox_uid``, through ``setpriv`` with every capability dropped); any other
+server runs the command as itself in a user namespace, its own tasks added to the limit.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class Sandbox:
         """Why the sandbox cannot run here, or ``None`` when ``bwrap`` is installed."""
         if shutil.which(self.bwrap) is None:
             return f"'{self.bwrap}' is not installed (Debian: apt-get install bubblewrap)"
+        if self.as_other_user and not os.path.exists("/usr/bin/setpriv"):
+            return "/usr/bin/setpriv is not installed (Debian: util-linux)"
         return None
 
     @property
@@ -97,8 +101,15 @@ class Sandbox:
             if self.as_other_user and name != "skills":
                 os.chown(path, self.uid, self.uid)
 
-    def argv(self, root: Path, command: Sequence[str]) -> list[str]:
-        args = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+    def argv(self, fds: dict[str, int], command: Sequence[str]) -> list[str]:
+        """bwrap's arguments; ``fds``: open directories of the container by name (bound by descriptor,
+        so the sandbox's user needs no access to the path of the data dir)."""
+        args = [self.bwrap, "--die-with-parent", "--new-session"]
+        if self.as_other_user:  # privileged bwrap: no user namespace, so that the uid below is real
+            args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+        else:
+            args += ["--unshare-all"]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in ("bin", "lib", "lib64", "sbin"):
             if os.path.islink(f"/{name}"):
@@ -110,8 +121,8 @@ class Sandbox:
                 args += ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
         for name, target in MOUNTS.items():
-            args += ["--bind", str(root / name), target]
-        args += ["--ro-bind", str(root / "skills"), SKILLS_DIR]
+            args += ["--bind-fd", str(fds[name]), target]
+        args += ["--ro-bind-fd", str(fds["skills"]), SKILLS_DIR]
         args += ["--remount-ro", "/", "--chdir", MOUNTS["home"], "--clearenv"]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": MOUNTS["home"], "LANG": "C.UTF-8"}
         env["TMPDIR"] = "/tmp"
@@ -119,6 +130,10 @@ class Sandbox:
             env["PYTHONPATH"] = ":".join(self.python_path)
         for key, value in env.items():
             args += ["--setenv", key, value]
+        if self.as_other_user:
+            uid = str(self.uid)
+            drop = ["--reuid", uid, "--regid", uid, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+            command = ["/usr/bin/setpriv", *drop, "--no-new-privs", "--", *command]
         return [*args, "--", *command]
 
     async def run(self, root: Path, command: Sequence[str], used_bytes: int) -> RunResult:
@@ -139,22 +154,24 @@ class Sandbox:
             for kind, value in rlimits:
                 resource.setrlimit(kind, (value, value))
 
-        user: dict[str, object] = {}
-        if self.as_other_user:
-            user = {"user": self.uid, "group": self.uid, "extra_groups": []}
         started = time.monotonic()
-        argv = self.argv(root, command)
+        fds = {name: _open_dir(root / name) for name in (*WRITABLE, "skills")}
+        argv = self.argv(fds, command)
         argv[0] = shutil.which(self.bwrap) or self.bwrap
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=limit,
-            env={"PATH": "/usr/bin:/bin"},  # bwrap is PID 1 in there: its environ is readable inside
-            **user,  # type: ignore[arg-type]
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=limit,
+                pass_fds=tuple(fds.values()),
+                env={"PATH": "/usr/bin:/bin"},  # bwrap is PID 1 in there: its environ is readable inside
+            )
+        finally:
+            for fd in fds.values():
+                os.close(fd)
         assert process.stdout is not None and process.stderr is not None
         outcome = RunResult("", "", 0, 0.0)
         watchdog = asyncio.create_task(self._watch(root, process, outcome))
@@ -190,6 +207,10 @@ class Sandbox:
                 outcome.disk_exceeded = True
                 _kill(process)
                 return
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
 
 
 def disk_usage(root: Path) -> tuple[int, int]:
