@@ -237,7 +237,6 @@ class Run:
                         "tool_choice": None if request.tool_choice is None else ToolChoiceAuto(type="auto"),
                     }
                 )
-            usage.server_tool_use = {**(usage.server_tool_use or {}), "code_execution_requests": calls}
             yield MessageDelta(
                 delta=MessageDeltaBody(stop_reason=stop or "end_turn"),  # type: ignore[arg-type]
                 usage=MessageDeltaUsage(

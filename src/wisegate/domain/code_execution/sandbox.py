@@ -116,10 +116,13 @@ class Sandbox:
                 args += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
             elif os.path.isdir(f"/{name}"):
                 args += ["--ro-bind", f"/{name}", f"/{name}"]
+        args += ["--perms", "0755", "--dir", "/etc"]
         for path in (*_SYSTEM_FILES, *self.ro_binds):
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
+        for parent in ("/home", "/mnt", "/mnt/user-data"):  # readable by the sandbox's user
+            args += ["--perms", "0755", "--dir", parent]
         for name, target in MOUNTS.items():
             args += ["--bind-fd", str(fds[name]), target]
         args += ["--ro-bind-fd", str(fds["skills"]), SKILLS_DIR]
