@@ -25,12 +25,9 @@ def bash(client: anthropic.Anthropic, command: str, **kwargs: Any) -> Any:
 
 def run(client: anthropic.Anthropic, content: Any, **kwargs: Any) -> Any:
     kwargs.setdefault("max_tokens", 200)
+    kwargs.setdefault("tools", [TOOL])
     return client.beta.messages.create(
-        model=SCRIPTED_MODEL,
-        messages=[{"role": "user", "content": content}],
-        tools=[TOOL],
-        betas=BETAS,
-        **kwargs,
+        model=SCRIPTED_MODEL, messages=[{"role": "user", "content": content}], betas=BETAS, **kwargs
     )
 
 

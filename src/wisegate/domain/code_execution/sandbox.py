@@ -199,7 +199,7 @@ class Sandbox:
         outcome.seconds = time.monotonic() - started
         if not outcome.disk_exceeded:
             usage = await anyio.to_thread.run_sync(disk_usage, root)
-            outcome.disk_exceeded = usage[0] > limits.disk_bytes or usage[1] > _MAX_ENTRIES
+            outcome.disk_exceeded = usage[0] >= limits.disk_bytes or usage[1] > _MAX_ENTRIES
         return outcome
 
     async def _watch(self, root: Path, process: asyncio.subprocess.Process, outcome: RunResult) -> None:
