@@ -33,7 +33,10 @@ def _run(work: Callable[[Any, str], Awaitable[T]]) -> T:
         try:
             org = await KeyService(TenancyRepo(db)).bootstrap()
             service = LimitService(
-                settings.limits, MemoryLimiter(), BillingRepo(db), PriceTable(settings.prices)
+                settings.limits,
+                MemoryLimiter(),
+                BillingRepo(db),
+                PriceTable(settings.prices, settings.container_hour_price),
             )
             return await work(service, org.id)
         finally:

@@ -15,8 +15,8 @@ from wisegate.settings import Settings
 _PROBES = {
     "python3": ("python3 -c 'print(\"python3\")'", "python3"),
     "no network": (
-        "python3 -c 'import socket\ntry:\n socket.create_connection((\"127.0.0.1\", 1), timeout=1)\n"
-        "except OSError as e:\n print(\"isolated\" if e.errno in (111, 101, 99) else e)'",
+        'python3 -c \'import socket\ntry:\n socket.create_connection(("127.0.0.1", 1), timeout=1)\n'
+        'except OSError as e:\n print("isolated" if e.errno in (111, 101, 99) else e)\'',
         "isolated",
     ),
     "own PID namespace": ("ps -e --no-headers | wc -l | awk '{print ($1 <= 4) ? \"own\" : $1}'", "own"),

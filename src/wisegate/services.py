@@ -90,7 +90,7 @@ class Services:
         directory = DirectoryRepo(db)
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
         display_names = {m.id: m.display_name or m.id for m in settings.models}
-        prices = PriceTable(settings.prices)
+        prices = PriceTable(settings.prices, settings.container_hour_price)
         journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
         billing = BillingRepo(db, journal)
         limiter = build_limiter(settings)

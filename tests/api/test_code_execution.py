@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import anthropic
+import httpx
 import pytest
 
 from tests.api.code_execution_support import BETAS, TOOL, bash, call, result_of, run, still_serving
 from tests.api.files_support import bundle, other_workspace_client
-from tests.conftest import SCRIPTED_MODEL, LiveServer, postgres_database, scripted_settings, serve
+from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, postgres_database, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
 
 pytestmark = pytest.mark.usefixtures("bwrap")
@@ -27,7 +30,11 @@ def bwrap() -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     settings = scripted_settings(
-        tmp_path_factory.mktemp("code"), code_execution_max_rounds=3, container_idle_seconds=600
+        tmp_path_factory.mktemp("code"),
+        code_execution_max_rounds=3,
+        container_idle_seconds=600,
+        container_hour_price="3600",  # a dollar a second: every millisecond shows in the cost report
+        ledger_journal=False,
     )
     yield from serve(settings, backends={"scripted": ScriptedBackend()})
 
@@ -39,7 +46,11 @@ def test_a_bash_call_runs_and_its_output_returns(live: LiveServer) -> None:
     assert use.id.startswith("srvtoolu_") and use.input == {"command": "echo hello; echo oops >&2; exit 3"}
     assert result.type == "bash_code_execution_tool_result" and result.tool_use_id == use.id
     assert result.content.type == "bash_code_execution_result"
-    assert (result.content.stdout, result.content.stderr, result.content.return_code) == ("hello\n", "oops\n", 3)
+    assert (result.content.stdout, result.content.stderr, result.content.return_code) == (
+        "hello\n",
+        "oops\n",
+        3,
+    )
     assert result.content.content == []
     assert "hello" in text.text and "exit code 3" in text.text  # the model saw the result
     assert message.stop_reason == "end_turn"
@@ -50,8 +61,16 @@ def test_a_bash_call_runs_and_its_output_returns(live: LiveServer) -> None:
 def test_text_editor_create_view_and_replace(live: LiveServer) -> None:
     steps = "\n".join(
         [
-            call("text_editor_code_execution", command="create", path="notes.txt", file_text="one\ntwo\nthree"),
-            call("text_editor_code_execution", command="str_replace", path="notes.txt", old_str="two", new_str="2"),
+            call(
+                "text_editor_code_execution", command="create", path="notes.txt", file_text="one\ntwo\nthree"
+            ),
+            call(
+                "text_editor_code_execution",
+                command="str_replace",
+                path="notes.txt",
+                old_str="two",
+                new_str="2",
+            ),
             call("text_editor_code_execution", command="view", path="/home/user/notes.txt"),
             call("text_editor_code_execution", command="view", path="missing.txt"),
         ]
@@ -108,7 +127,11 @@ def test_a_container_keeps_its_files_between_requests(live: LiveServer) -> None:
 def test_a_skill_script_runs_from_its_mounted_directory(live: LiveServer) -> None:
     client = live.client()
     files = bundle("adder", name="adder", description="Adds numbers")
-    files[1] = ("adder/scripts/add.py", b"import sys\nprint(sum(int(a) for a in sys.argv[1:]))\n", "text/x-python")
+    files[1] = (
+        "adder/scripts/add.py",
+        b"import sys\nprint(sum(int(a) for a in sys.argv[1:]))\n",
+        "text/x-python",
+    )
     skill = client.beta.skills.create(files=files, betas=["skills-2025-10-02"])
     message = bash(
         client,
@@ -128,7 +151,9 @@ def test_a_skill_script_runs_from_its_mounted_directory(live: LiveServer) -> Non
 
 def test_pause_turn_and_continuing_the_turn(live: LiveServer) -> None:
     client = live.client()
-    steps = "\n".join(call("bash_code_execution", command=f"echo step{i} >> log.txt; cat log.txt | wc -l") for i in range(5))
+    steps = "\n".join(
+        call("bash_code_execution", command=f"echo step{i} >> log.txt; cat log.txt | wc -l") for i in range(5)
+    )
     first = run(client, steps)
     assert first.stop_reason == "pause_turn"
     assert [b.type for b in first.content].count("server_tool_use") == 3
@@ -168,7 +193,10 @@ def test_container_upload_places_the_file(live: LiveServer) -> None:
     message = run(
         client,
         [
-            {"type": "text", "text": call("bash_code_execution", command="cat /mnt/user-data/uploads/data.txt")},
+            {
+                "type": "text",
+                "text": call("bash_code_execution", command="cat /mnt/user-data/uploads/data.txt"),
+            },
             {"type": "container_upload", "file_id": uploaded.id},
         ],
     )
@@ -225,3 +253,45 @@ def test_scaled_mode_names_the_node_that_holds_the_container(
                 assert caught.value.body["error"]["details"]["error_code"] == "container_on_other_node"  # type: ignore[index]
                 assert result_of(bash(client_b, "echo fresh")).stdout == "fresh\n"
             assert result_of(bash(live_a.client(), "cat here.txt", container=container)).stdout == "on a\n"
+
+
+def test_container_time_is_metered_in_usage_and_cost_reports(live: LiveServer) -> None:
+    client = other_workspace_client(live, "metered")
+    workspace = live.run(live.services.keys.authenticate(client.api_key)).workspace_id
+    message = run(
+        client,
+        "\n".join(
+            [call("bash_code_execution", command="sleep 0.3"), call("bash_code_execution", command="true")]
+        ),
+    )
+    assert [b.type for b in message.content].count("bash_code_execution_tool_result") == 2
+    admin = make_key(live.settings, admin=True)
+    now = datetime.now(UTC)
+    window = {
+        "starting_at": (now - timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z"),
+        "ending_at": (now + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z"),
+    }
+    headers = {"x-api-key": admin}
+    usage = httpx.get(
+        f"{live.base_url}/v1/organizations/usage_report/messages",
+        params={**window, "bucket_width": "1d", "group_by[]": ["workspace_id"]},
+        headers=headers,
+    ).json()
+    rows = [r for bucket in usage["data"] for r in bucket["results"] if r["workspace_id"] == workspace]
+    mine = [r for r in rows if r["server_tool_use"]["code_execution_requests"] == 2]
+    assert len(mine) == 1, rows
+    seconds = mine[0]["server_tool_use"]["code_execution_seconds"]
+    assert 0.3 <= seconds < 10
+    cost = httpx.get(
+        f"{live.base_url}/v1/organizations/cost_report",
+        params={**window, "group_by[]": ["description", "workspace_id"]},
+        headers=headers,
+    ).json()
+    lines = [
+        r
+        for bucket in cost["data"]
+        for r in bucket["results"]
+        if r["cost_type"] == "code_execution" and r["workspace_id"] == mine[0]["workspace_id"]
+    ]
+    assert len(lines) == 1 and lines[0]["token_type"] is None
+    assert Decimal(lines[0]["amount"]) == Decimal(str(seconds)) * 100  # cents at $3600 an hour

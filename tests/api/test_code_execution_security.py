@@ -60,7 +60,9 @@ def test_the_data_dir_config_and_server_environment_are_unreachable(
 
 def test_nothing_outside_the_work_directories_is_writable(live: LiveServer) -> None:
     result = result_of(
-        bash(live.client(), "for p in /usr/x /etc/x /x /dev/shm/x /skills/x /proc/x; do touch $p || true; done")
+        bash(
+            live.client(), "for p in /usr/x /etc/x /x /dev/shm/x /skills/x /proc/x; do touch $p || true; done"
+        )
     )
     assert result.stderr.count("Read-only file system") + result.stderr.count("No such file") >= 5
     assert not Path("/usr/x").exists() and not Path("/x").exists() and not Path("/etc/x").exists()
@@ -77,7 +79,13 @@ def test_no_network_connection_leaves_the_sandbox(live: LiveServer) -> None:
         "    except OSError as exc:\n"
         "        print('refused', port, exc.errno)\n"
     )
-    result = result_of(run(live.client(), call("code_execution", code=probe), tools=[{"type": "code_execution_20250522", "name": "code_execution"}]))
+    result = result_of(
+        run(
+            live.client(),
+            call("code_execution", code=probe),
+            tools=[{"type": "code_execution_20250522", "name": "code_execution"}],
+        )
+    )
     assert result.type == "code_execution_result"
     lines = result.stdout.splitlines()
     assert len(lines) == 4 and all(line.startswith("refused") for line in lines), result
@@ -112,7 +120,9 @@ def test_the_disk_quota_holds(live: LiveServer) -> None:
         container=one_file.container.id,
     )
     assert "Disk quota" in result_of(many).stderr
-    after = bash(client, "du -sb /home/user /tmp | awk '{s+=$1} END {print s}'", container=one_file.container.id)
+    after = bash(
+        client, "du -sb /home/user /tmp | awk '{s+=$1} END {print s}'", container=one_file.container.id
+    )
     assert int(result_of(after).stdout) < DISK
     still_serving(live)
 
@@ -121,7 +131,10 @@ def test_the_wall_time_limit_and_no_process_outlives_its_call(live: LiveServer) 
     client = live.client()
     slow = bash(client, "sleep 60")
     assert result_of(slow).error_code == "execution_time_exceeded"
-    left = bash(client, "(sleep 2; touch /home/user/late) > /dev/null 2>&1 & disown; nohup sleep 100 >/dev/null 2>&1 & echo started")
+    left = bash(
+        client,
+        "(sleep 2; touch /home/user/late) > /dev/null 2>&1 & disown; nohup sleep 100 >/dev/null 2>&1 & echo started",
+    )
     assert result_of(left).stdout == "started\n"
     time.sleep(3)
     assert not _processes_of(live.settings.sandbox_uid)
@@ -161,7 +174,13 @@ def test_container_upload_replaces_a_planted_link_instead_of_following_it(
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": call("bash_code_execution", command="cat /mnt/user-data/uploads/data.txt; test -L /mnt/user-data/uploads/data.txt || echo ' regular'")},
+                    {
+                        "type": "text",
+                        "text": call(
+                            "bash_code_execution",
+                            command="cat /mnt/user-data/uploads/data.txt; test -L /mnt/user-data/uploads/data.txt || echo ' regular'",
+                        ),
+                    },
                     {"type": "container_upload", "file_id": uploaded.id},
                 ],
             }
@@ -174,13 +193,15 @@ def test_container_upload_replaces_a_planted_link_instead_of_following_it(
 
 def test_a_tampered_skill_archive_cannot_plant_links_or_escape(live: LiveServer) -> None:
     client = live.client()
-    skill = client.beta.skills.create(files=bundle("tricky", name="tricky", description="Tricks"), betas=["skills-2025-10-02"])
+    skill = client.beta.skills.create(
+        files=bundle("tricky", name="tricky", description="Tricks"), betas=["skills-2025-10-02"]
+    )
     blob = _skill_blob(live, skill.id)
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle_zip:
         bundle_zip.writestr("tricky/SKILL.md", "---\nname: tricky\ndescription: Tricks\n---\n")
         link = zipfile.ZipInfo("tricky/passwd")
-        link.external_attr = (0o120777 << 16)  # a symlink entry whose target is /etc/passwd
+        link.external_attr = 0o120777 << 16  # a symlink entry whose target is /etc/passwd
         bundle_zip.writestr(link, "/etc/passwd")
         bundle_zip.writestr("tricky/../../escaped.txt", "out")
         bundle_zip.writestr("/absolute.txt", "out")

@@ -173,8 +173,10 @@ def _next_call(request: MessagesRequest, lines: list[str]) -> ToolUseBlock | str
         for block in blocks:
             if isinstance(block, ToolResultBlockParam) and not last_result:
                 content = block.content
-                last_result = content if isinstance(content, str) else " ".join(
-                    b.text for b in content or [] if isinstance(b, TextBlockParam)
+                last_result = (
+                    content
+                    if isinstance(content, str)
+                    else " ".join(b.text for b in content or [] if isinstance(b, TextBlockParam))
                 )
     if done >= len(lines):
         return last_result or "done"
@@ -189,7 +191,13 @@ def _next_call(request: MessagesRequest, lines: list[str]) -> ToolUseBlock | str
 def _tool_call(call: ToolUseBlock, route: ModelRoute, usage: Usage) -> list[StreamEvent]:
     usage.output_tokens += 1
     return [
-        MessageStart(message=Message(id=new_id("msg"), model=route.public_id, usage=Usage(input_tokens=usage.input_tokens, output_tokens=1))),
+        MessageStart(
+            message=Message(
+                id=new_id("msg"),
+                model=route.public_id,
+                usage=Usage(input_tokens=usage.input_tokens, output_tokens=1),
+            )
+        ),
         ContentBlockStart(index=0, content_block=ToolUseBlock(id=call.id, name=call.name, input={})),
         ContentBlockDelta(index=0, delta=InputJsonDelta(partial_json=json.dumps(call.input))),
         ContentBlockStop(index=0),

@@ -13,7 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from wisegate.protocol.code_execution import CodeExecutionResultBlock, ContainerUploadBlock, ServerToolUseBlock
+from wisegate.protocol.code_execution import (
+    CodeExecutionResultBlock,
+    ContainerUploadBlock,
+    ServerToolUseBlock,
+)
 from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -517,6 +521,9 @@ class Usage(BaseModel):
     server_tool_use: dict[str, int] | None = None
     service_tier: Literal["standard", "priority", "batch"] | None = "standard"
     inference_geo: str | None = None
+    # Metered for code execution run by Wisegate; kept off the wire.
+    code_execution_requests: int = Field(default=0, exclude=True)
+    container_ms: int = Field(default=0, exclude=True)
 
 
 class TextBlock(BaseModel):

@@ -31,6 +31,8 @@ class UsageSum:
     output_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    code_execution_requests: int = 0
+    container_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ class UsageReportRepo:
                 func.sum(t.output_tokens),
                 func.sum(t.cache_creation_input_tokens),
                 func.sum(t.cache_read_input_tokens),
+                func.sum(t.code_execution_requests),
+                func.sum(t.container_ms),
             )
             .where(
                 t.organization_id == where.organization_id,
@@ -106,6 +110,8 @@ class UsageReportRepo:
                 int(row[8]),
                 int(row[9]),
                 int(row[10]),
+                int(row[11] or 0),
+                int(row[12] or 0),
             )
             for row in rows
         ]

@@ -59,6 +59,8 @@ class UsageRecord:
     created_at: datetime
     cost_picousd: int = 0
     batch: bool = False
+    code_execution_requests: int = 0
+    container_ms: int = 0  # sandbox time of the code execution tool, metered as container time
 
 
 def aware(value: datetime) -> datetime:

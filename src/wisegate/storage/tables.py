@@ -79,6 +79,8 @@ class UsageRecordRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     cost_picousd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     batch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    code_execution_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    container_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),

@@ -141,7 +141,9 @@ class CodeExecution:
         )
         return Run(self, principal, container, frozenset(names), self._max_rounds), backend_request
 
-    async def _message(self, principal: Principal, container: Container, message: MessageParam) -> MessageParam:
+    async def _message(
+        self, principal: Principal, container: Container, message: MessageParam
+    ) -> MessageParam:
         """``container_upload`` blocks placed in the container and replaced by a note saying where."""
         if isinstance(message.content, str):
             return message
@@ -237,6 +239,8 @@ class Run:
                         "tool_choice": None if request.tool_choice is None else ToolChoiceAuto(type="auto"),
                     }
                 )
+            usage.code_execution_requests = calls
+            usage.container_ms = int(self.container.run_seconds * 1000)
             yield MessageDelta(
                 delta=MessageDeltaBody(stop_reason=stop or "end_turn"),  # type: ignore[arg-type]
                 usage=MessageDeltaUsage(
@@ -248,6 +252,8 @@ class Run:
             )
             yield MessageStop()
         finally:
+            usage.code_execution_requests = calls  # also when the client went away mid-turn
+            usage.container_ms = int(self.container.run_seconds * 1000)
             with anyio.CancelScope(shield=True):
                 await self.service.containers.close(self.container)
 
@@ -295,10 +301,16 @@ def _for_backend(messages: Sequence[MessageParam]) -> list[MessageParam]:
                 if results:
                     out += _pair(assistant, results)
                     assistant, results = [], []
-                assistant.append(ToolUseBlockParam(type="tool_use", id=block["id"], name=block["name"], input=block.get("input") or {}))
+                assistant.append(
+                    ToolUseBlockParam(
+                        type="tool_use", id=block["id"], name=block["name"], input=block.get("input") or {}
+                    )
+                )
             elif kind in RESULT_TYPES.values():
                 results.append(
-                    ToolResultBlockParam(type="tool_result", tool_use_id=block["tool_use_id"], content=_result_text(block))
+                    ToolResultBlockParam(
+                        type="tool_result", tool_use_id=block["tool_use_id"], content=_result_text(block)
+                    )
                 )
             else:
                 if results:

@@ -106,7 +106,13 @@ class Sandbox:
         so the sandbox's user needs no access to the path of the data dir)."""
         args = [self.bwrap, "--die-with-parent", "--new-session"]
         if self.as_other_user:  # privileged bwrap: no user namespace, so that the uid below is real
-            args += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            args += [
+                "--unshare-ipc",
+                "--unshare-pid",
+                "--unshare-net",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+            ]
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
         else:
             args += ["--unshare-all"]
@@ -135,7 +141,15 @@ class Sandbox:
             args += ["--setenv", key, value]
         if self.as_other_user:
             uid = str(self.uid)
-            drop = ["--reuid", uid, "--regid", uid, "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]
+            drop = [
+                "--reuid",
+                uid,
+                "--regid",
+                uid,
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ]
             command = ["/usr/bin/setpriv", *drop, "--no-new-privs", "--", *command]
         return [*args, "--", *command]
 

@@ -101,7 +101,9 @@ async def _editor(containers: ContainerService, container: Container, given: Any
     if not isinstance(given.get("path"), str) or not given["path"]:
         return tool_error(TEXT_EDITOR, "invalid_tool_input", "path is required")
     async with container.lock:
-        result, started = await _run(containers, container, ["/usr/bin/python3", "-c", _EDITOR, json.dumps(given)])
+        result, started = await _run(
+            containers, container, ["/usr/bin/python3", "-c", _EDITOR, json.dumps(given)]
+        )
         if result.disk_exceeded:
             await anyio.to_thread.run_sync(containers.remove_since, container, started)
             return tool_error(TEXT_EDITOR, "invalid_tool_input", "the container's disk quota is exceeded")
@@ -124,5 +126,3 @@ async def _run(containers: ContainerService, container: Container, argv: list[st
     result = await containers.sandbox.run(container.root, argv, used)
     container.run_seconds += result.seconds
     return result, started
-
-

@@ -1,4 +1,4 @@
-"""Code execution containers (``code_containers``).
+"""Code execution containers (``code_containers``) and their metering in ``usage_records``.
 
 Revision ID: 0008_sandbox_containers
 Revises: 0007_message_threads
@@ -30,9 +30,17 @@ def upgrade() -> None:
     )
     op.create_index("ix_code_containers_workspace", "code_containers", ["workspace_id"])
     op.create_index("ix_code_containers_node_expires", "code_containers", ["node", "expires_at"])
+    with op.batch_alter_table("usage_records") as batch:
+        batch.add_column(
+            sa.Column("code_execution_requests", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch.add_column(sa.Column("container_ms", sa.BigInteger(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("usage_records") as batch:
+        batch.drop_column("container_ms")
+        batch.drop_column("code_execution_requests")
     op.drop_index("ix_code_containers_node_expires", table_name="code_containers")
     op.drop_index("ix_code_containers_workspace", table_name="code_containers")
     op.drop_table("code_containers")
