@@ -42,7 +42,8 @@ def sandbox_check() -> None:
     failed = asyncio.run(_probe(box))
     limits = box.limits
     click.echo(
-        f"limits: cpu {limits.cpu_seconds}s, wall {limits.wall_seconds}s, memory {limits.memory_bytes} bytes, "
+        f"limits: cpu {limits.cpu_seconds}s, wall {limits.wall_seconds}s, "
+        f"memory {limits.memory_bytes} bytes, "
         f"processes {limits.processes}, open files {limits.open_files}, disk {limits.disk_bytes} bytes"
     )
     click.echo("sandbox: unavailable" if failed else "sandbox: ok")

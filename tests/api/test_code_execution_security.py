@@ -72,7 +72,8 @@ def test_no_network_connection_leaves_the_sandbox(live: LiveServer) -> None:
     port = int(live.base_url.rsplit(":", 1)[1])
     probe = (
         "import socket\n"
-        f"for host, port in [('127.0.0.1', 5432), ('127.0.0.1', 6379), ('127.0.0.1', {port}), ('1.1.1.1', 443)]:\n"
+        f"targets = [('127.0.0.1', 5432), ('127.0.0.1', 6379), ('127.0.0.1', {port}), ('1.1.1.1', 443)]\n"
+        "for host, port in targets:\n"
         "    try:\n"
         "        socket.create_connection((host, port), timeout=2)\n"
         "        print('connected', port)\n"
@@ -133,7 +134,8 @@ def test_the_wall_time_limit_and_no_process_outlives_its_call(live: LiveServer) 
     assert result_of(slow).error_code == "execution_time_exceeded"
     left = bash(
         client,
-        "(sleep 2; touch /home/user/late) > /dev/null 2>&1 & disown; nohup sleep 100 >/dev/null 2>&1 & echo started",
+        "(sleep 2; touch /home/user/late) > /dev/null 2>&1 & disown; "
+        "nohup sleep 100 >/dev/null 2>&1 & echo started",
     )
     assert result_of(left).stdout == "started\n"
     time.sleep(3)
@@ -147,7 +149,8 @@ def test_links_in_outputs_are_not_followed(live: LiveServer) -> None:
     data_dir = live.settings.data_dir.resolve()
     message = bash(
         live.client(),
-        f"ln -s {data_dir}/wisegate.db /mnt/user-data/outputs/db.sqlite; ln -s / /mnt/user-data/outputs/root; "
+        f"ln -s {data_dir}/wisegate.db /mnt/user-data/outputs/db.sqlite; "
+        "ln -s / /mnt/user-data/outputs/root; "
         "mkfifo /mnt/user-data/outputs/pipe; echo linked",
     )
     result = result_of(message)
@@ -178,7 +181,8 @@ def test_container_upload_replaces_a_planted_link_instead_of_following_it(
                         "type": "text",
                         "text": call(
                             "bash_code_execution",
-                            command="cat /mnt/user-data/uploads/data.txt; test -L /mnt/user-data/uploads/data.txt || echo ' regular'",
+                            command="cat /mnt/user-data/uploads/data.txt; "
+                            "test -L /mnt/user-data/uploads/data.txt || echo ' regular'",
                         ),
                     },
                     {"type": "container_upload", "file_id": uploaded.id},
@@ -208,7 +212,8 @@ def test_a_tampered_skill_archive_cannot_plant_links_or_escape(live: LiveServer)
     blob.write_bytes(archive.getvalue())
     message = bash(
         client,
-        "test -L /skills/tricky/passwd && echo link || cat /skills/tricky/passwd; echo; ls /skills /skills/tricky",
+        "test -L /skills/tricky/passwd && echo link || cat /skills/tricky/passwd; "
+        "echo; ls /skills /skills/tricky",
         container={"skills": [{"type": "custom", "skill_id": skill.id}]},
     )
     lines = result_of(message).stdout.splitlines()

@@ -7,8 +7,9 @@
 - For a backend that cannot read PDFs (the embedded model), each PDF document — inline ``base64`` or a
   file — becomes a ``text`` document with the PDF's extracted text (pypdf), one page after another.
 - ``container: {"skills": [...]}`` (at most 8) without the code execution tool (with it, the skills are
-  mounted in the container instead: :mod:`wisegate.domain.code_execution`): each skill's ``name``, ``description`` and ``SKILL.md`` instructions (and the list of its other files) are
-  appended to the system prompt, and the response's ``container`` names the skills and versions used.
+  mounted in the container instead: :mod:`wisegate.domain.code_execution`): each skill's ``name``,
+  ``description`` and ``SKILL.md`` instructions (and the list of its other files) are appended to the
+  system prompt, and the response's ``container`` names the skills and versions used.
 """
 
 from __future__ import annotations

@@ -150,9 +150,7 @@ class ContainerService:
         self._swept = time.monotonic()
         ids = await self._repo.expired(self.node, datetime.now(UTC))
         for container_id in ids:
-            await anyio.to_thread.run_sync(
-                lambda c=container_id: shutil.rmtree(self._directory / c, ignore_errors=True)
-            )
+            await anyio.to_thread.run_sync(_remove, self._directory / container_id)
             await self._repo.delete(container_id)
             self._locks.pop(container_id, None)
         return len(ids)
@@ -210,6 +208,10 @@ class ContainerService:
                 if st.st_mtime >= started:
                     with contextlib.suppress(OSError):
                         os.unlink(container.root / name / path)
+
+
+def _remove(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 class OutputTooLarge(Exception):

@@ -67,7 +67,7 @@ LoadSkills = Callable[[Principal, Any], Awaitable[Sequence[LoadedSkill]]]
 
 _SCHEMAS: dict[str, dict[str, Any]] = {
     BASH: {
-        "description": "Run a bash command in the sandboxed container; returns stdout, stderr and the exit code.",
+        "description": "Run a bash command in the sandboxed container; returns stdout, stderr, exit code.",
         "input_schema": {
             "type": "object",
             "properties": {"command": {"type": "string"}},
@@ -89,7 +89,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     PYTHON: {
-        "description": "Run Python code in the sandboxed container; returns stdout, stderr and the exit code.",
+        "description": "Run Python code in the sandboxed container; returns stdout, stderr, exit code.",
         "input_schema": {"type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]},
     },
 }
@@ -217,7 +217,7 @@ class Run:
                         self.service.containers, self.principal, self.container, call.name, call.input
                     )
                     block = CodeExecutionResultBlock(
-                        type=RESULT_TYPES[call.name],  # type: ignore[arg-type]
+                        type=RESULT_TYPES[call.name],
                         tool_use_id=call.id,
                         content=result,
                     )
@@ -242,7 +242,7 @@ class Run:
             usage.code_execution_requests = calls
             usage.container_ms = int(self.container.run_seconds * 1000)
             yield MessageDelta(
-                delta=MessageDeltaBody(stop_reason=stop or "end_turn"),  # type: ignore[arg-type]
+                delta=MessageDeltaBody(stop_reason=stop or "end_turn"),
                 usage=MessageDeltaUsage(
                     output_tokens=usage.output_tokens,
                     input_tokens=usage.input_tokens,
@@ -335,7 +335,10 @@ def _result_text(block: dict[str, Any]) -> str:
         return f"error: {content.get('error_code')} {content.get('error_message') or ''}".strip()
     if "stdout" in content:
         files = ", ".join(f["file_id"] for f in content.get("content", []) if "file_id" in f)
-        text = f"exit code {content.get('return_code')}\nstdout:\n{content.get('stdout')}\nstderr:\n{content.get('stderr')}"
+        text = (
+            f"exit code {content.get('return_code')}\nstdout:\n{content.get('stdout')}"
+            f"\nstderr:\n{content.get('stderr')}"
+        )
         return text + (f"\nfiles created: {files}" if files else "")
     if "content" in content:
         return str(content["content"])

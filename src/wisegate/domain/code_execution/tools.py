@@ -18,7 +18,7 @@ import anyio.to_thread
 from wisegate.domain.code_execution.containers import Container, ContainerService, OutputTooLarge
 from wisegate.domain.code_execution.sandbox import disk_usage
 from wisegate.domain.keys import Principal
-from wisegate.protocol.code_execution import BASH, PYTHON, TEXT_EDITOR, run_result, tool_error
+from wisegate.protocol.code_execution import BASH, TEXT_EDITOR, run_result, tool_error
 
 EDITOR_COMMANDS = ("view", "create", "str_replace")
 
@@ -60,7 +60,8 @@ at = data[: data.index(old)].count("\n") + 1
 with open(p, "w", encoding="utf-8") as f: f.write(data.replace(old, new, 1))
 old_lines, new_lines = old.split("\n"), new.split("\n")
 done(type="text_editor_code_execution_str_replace_result", old_start=at, old_lines=len(old_lines),
-     new_start=at, new_lines=len(new_lines), lines=["-" + x for x in old_lines] + ["+" + x for x in new_lines])
+     new_start=at, new_lines=len(new_lines),
+     lines=["-" + x for x in old_lines] + ["+" + x for x in new_lines])
 """
 
 
