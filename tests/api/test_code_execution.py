@@ -295,3 +295,30 @@ def test_container_time_is_metered_in_usage_and_cost_reports(live: LiveServer) -
     ]
     assert len(lines) == 1 and lines[0]["token_type"] is None
     assert Decimal(lines[0]["amount"]) == Decimal(str(seconds)) * 100  # cents at $3600 an hour
+
+
+def test_rate_limits_apply_to_every_round_of_the_loop(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
+
+    steps = "\n".join(call("bash_code_execution", command=f"echo {i}") for i in range(4))
+    measured = scripted_settings(tmp_path_factory.mktemp("unlimited"))
+    for live in serve(measured, backends={"scripted": ScriptedBackend()}):
+        # Four calls, then an answer: five rounds.
+        per_round = run(live.client(), steps, max_tokens=10).usage.input_tokens // 5
+    limits = LimitsConfig(
+        model_classes={"scripted": ["scripted-*"]},
+        tiers=[
+            TierConfig(
+                name="test",
+                rate_limits={"scripted": RateLimits(rpm=100, itpm=per_round * 5 // 2, otpm=10**6)},
+            )
+        ],
+        cache_seconds=0,
+    )
+    settings = scripted_settings(tmp_path_factory.mktemp("limited"), limits=limits)
+    backend = ScriptedBackend()
+    for live in serve(settings, backends={"scripted": backend}):
+        with pytest.raises(anthropic.RateLimitError, match="input tokens"):
+            run(live.client(), steps, max_tokens=10)
+        assert len(backend.calls) == 2  # the third round was refused before it reached the model
+        still_serving(live)

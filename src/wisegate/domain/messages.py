@@ -219,6 +219,12 @@ class MessageService:
             settle.interactive_backend = served.backend.name
             self.interactive_in_flight[served.backend.name] += 1
         if run is not None:
+
+            async def admit_round(later: MessagesRequest, round_number: int) -> Admission:
+                rid = f"{request_id}-round{round_number}"
+                return await self._admit(principal, served, later, rid, batch)
+
+            run.rounds = (admit_round, self._limits.finish_round)
             events = run.stream(served.backend, request, served.route, usage)
         else:
             events = served.backend.stream(request, served.route, usage)

@@ -64,6 +64,8 @@ from wisegate.protocol.messages import (
 )
 
 LoadSkills = Callable[[Principal, Any], Awaitable[Sequence[LoadedSkill]]]
+AdmitRound = Callable[[MessagesRequest, int], Awaitable[Any]]
+FinishRound = Callable[[Any, int], Awaitable[None]]
 
 _SCHEMAS: dict[str, dict[str, Any]] = {
     BASH: {
@@ -168,6 +170,8 @@ class Run:
     container: Container
     names: frozenset[str]
     max_rounds: int
+    # Rate and spend limits for every round after the first (the first is the request's admission).
+    rounds: tuple[AdmitRound, FinishRound] | None = None
 
     async def stream(
         self, backend: Backend, request: MessagesRequest, route: ModelRoute, usage: Usage
@@ -182,6 +186,9 @@ class Run:
                 round_usage = Usage()
                 blocks: dict[int, Any] = {}
                 partial: dict[int, str] = {}
+                admission = None
+                if rounds and self.rounds is not None:
+                    admission = await self.rounds[0](request, rounds + 1)
                 events = backend.stream(request, route, round_usage)
                 try:
                     async for event in events:
@@ -206,6 +213,9 @@ class Run:
                 finally:
                     await events.aclose()
                     _add(usage, round_usage)
+                    if admission is not None and self.rounds is not None:
+                        with anyio.CancelScope(shield=True):
+                            await self.rounds[1](admission, round_usage.input_tokens)
                 for index, text in partial.items():
                     blocks[index].input = _parse(text)
                 content = [blocks[i] for i in sorted(blocks)]
