@@ -56,6 +56,8 @@ def test_a_bash_call_runs_and_its_output_returns(live: LiveServer) -> None:
     assert message.stop_reason == "end_turn"
     assert message.container is not None and message.container.id.startswith("container_")
     assert message.container.expires_at.timestamp() > time.time()
+    capabilities = live.client().models.retrieve(SCRIPTED_MODEL).capabilities
+    assert capabilities is not None and capabilities.code_execution.supported
 
 
 def test_text_editor_create_view_and_replace(live: LiveServer) -> None:
