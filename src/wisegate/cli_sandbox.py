@@ -19,7 +19,7 @@ _PROBES = {
         'except OSError as e:\n print("isolated" if e.errno in (111, 101, 99) else e)\'',
         "isolated",
     ),
-    "own PID namespace": ("ps -e --no-headers | wc -l | awk '{print ($1 <= 4) ? \"own\" : $1}'", "own"),
+    "own PID namespace": ("test $(ls /proc | grep -c '^[0-9]') -lt 10 && echo own", "own"),
     "read-only system": ("touch /usr/probe 2>/dev/null || echo readonly", "readonly"),
 }
 
