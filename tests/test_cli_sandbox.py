@@ -21,4 +21,6 @@ def test_sandbox_check_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("PATH", "/nonexistent")
     result = CliRunner().invoke(main, ["sandbox", "check"])
     assert result.exit_code == 1
-    assert "sandbox: unavailable: 'bwrap' is not installed (Debian: apt-get install bubblewrap)" in result.output
+    assert (
+        "sandbox: unavailable: 'bwrap' is not installed (Debian: apt-get install bubblewrap)" in result.output
+    )
