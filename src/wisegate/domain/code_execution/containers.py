@@ -260,7 +260,7 @@ def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None
     try:
         out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
         try:
-            os.write(out, data) if len(data) < _CHUNK else _write_all(out, data)
+            _write_all(out, data)
             if uid is not None:
                 os.fchown(out, uid, uid)
         finally:
