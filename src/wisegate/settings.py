@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"
     # Settlements go to a local append-only journal under data_dir and are committed in the
-    # background (storage/ledger_journal.py); false: each request waits for its transaction.
+    # background (storage/ledger.py); false: each request waits for its transaction.
     ledger_journal: bool = True
 
     max_messages_request_bytes: int = 32 * 1024 * 1024

@@ -20,8 +20,9 @@ from tests.conftest import LiveServer, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.files import FileService, LocalBlobStore, Staging
 from wisegate.domain.keys import KeyService, Principal
+from wisegate.records.files import FileRecord
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.files import FileRecord, FileRepo
+from wisegate.storage.files import FileRepo
 from wisegate.storage.repos import TenancyRepo
 from wisegate.storage.tables import FileRow
 

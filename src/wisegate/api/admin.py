@@ -46,9 +46,9 @@ from wisegate.protocol.admin import (
     WorkspaceScope,
 )
 from wisegate.protocol.resources import ListPage
+from wisegate.records.directory import Invite, User, WorkspaceMember
+from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
-from wisegate.storage.directory import Invite, User, WorkspaceMember
-from wisegate.storage.repos import ApiKey
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)

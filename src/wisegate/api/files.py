@@ -12,8 +12,8 @@ from wisegate.domain.files import Staged
 from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata, rfc3339
+from wisegate.records.files import FileRecord
 from wisegate.services import services_of
-from wisegate.storage.files import FileRecord
 
 # Room for the multipart framing and small form fields around the file part.
 _FRAMING = 1024 * 1024

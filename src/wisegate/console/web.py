@@ -30,8 +30,8 @@ from wisegate.domain.pricing import parse_usd
 from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
+from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
-from wisegate.storage.repos import ApiKey
 
 FLASH_COOKIE = "wisegate_console_flash"
 HEADERS = {

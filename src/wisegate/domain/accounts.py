@@ -36,9 +36,12 @@ from wisegate.domain.secret import digest
 from wisegate.domain.sso import Identity, SingleSignOn
 from wisegate.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
 from wisegate.protocol.messages import new_id
-from wisegate.storage.accounts import AccountRepo, AuditEvent, ConsoleSession
-from wisegate.storage.directory import DirectoryRepo, User
-from wisegate.storage.repos import ApiKey, TenancyRepo
+from wisegate.records.accounts import AuditEvent, ConsoleSession
+from wisegate.records.directory import User
+from wisegate.records.tenancy import ApiKey
+from wisegate.storage.accounts import AccountRepo
+from wisegate.storage.directory import DirectoryRepo
+from wisegate.storage.repos import TenancyRepo
 
 ACCOUNT_FREE = 5
 ADDRESS_FREE = 30

@@ -34,7 +34,8 @@ import anyio.to_thread
 from wisegate.domain.keys import Principal
 from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import FileRecord, FileRepo, Position
+from wisegate.records.files import FileRecord, Position
+from wisegate.storage.files import FileRepo
 
 CHUNK = 1024 * 1024
 log = logging.getLogger("wisegate.files")

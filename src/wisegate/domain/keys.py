@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 from wisegate.errors import AuthenticationFailed, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.repos import ApiKey, Organization, TenancyRepo, Workspace
+from wisegate.records.tenancy import ApiKey, Organization, Workspace
+from wisegate.storage.repos import TenancyRepo
 
 API_KEY_PREFIX = "sk-wg-api01-"
 ADMIN_KEY_PREFIX = "sk-wg-admin01-"

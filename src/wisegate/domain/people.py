@@ -21,7 +21,8 @@ from wisegate.domain.scope import Scope
 from wisegate.domain.secret import ConsoleSecret, digest
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.directory import DirectoryRepo, Invite, User
+from wisegate.records.directory import Invite, User
+from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.repos import TenancyRepo
 
 INVITE_LIFETIME = timedelta(days=21)

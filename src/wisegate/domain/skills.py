@@ -26,7 +26,8 @@ from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import NameTaken, Position, SkillRecord, SkillRepo, SkillVersionRecord
+from wisegate.records.files import Position, SkillRecord, SkillVersionRecord
+from wisegate.storage.files import NameTaken, SkillRepo
 
 NAME = re.compile(r"^[a-z0-9-]{1,64}$")
 RESERVED = ("anthropic", "claude")

@@ -10,7 +10,6 @@ changes the status, so a request can never get two results, whoever re-runs it a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
@@ -28,76 +27,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wisegate.storage.billing import unsettle
+from wisegate.records.batches import Batch, BatchOwner, Claim, Completion, NewBatch, RequestCounts
 from wisegate.storage.db import Database
-from wisegate.storage.repos import ApiKey, aware, key_from_row
+from wisegate.storage.repos import aware, key_from_row
 from wisegate.storage.tables import ApiKeyRow, BatchRequestRow, MessageBatchRow
 
 FINAL_STATUSES = ("succeeded", "errored", "canceled", "expired")
 _INSERT_CHUNK = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class RequestCounts:
-    processing: int = 0
-    succeeded: int = 0
-    errored: int = 0
-    canceled: int = 0
-    expired: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    id: str
-    organization_id: str
-    workspace_id: str
-    api_key_id: str
-    processing_status: str
-    request_counts: RequestCounts
-    created_at: datetime
-    expires_at: datetime
-    ended_at: datetime | None
-    cancel_initiated_at: datetime | None
-    archived_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewBatch:
-    id: str
-    organization_id: str
-    workspace_id: str
-    api_key_id: str
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A queued request this worker now holds a lease on."""
-
-    id: int
-    batch_id: str
-    position: int
-    custom_id: str
-    params: str
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOwner:
-    """What a worker needs to run a batch's requests: the key that created it and its deadline."""
-
-    key: ApiKey
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """The final state of one claimed request; ``result`` is the JSON of its ``result`` object."""
-
-    request_id: int
-    status: str
-    result: str | None
 
 
 def _maybe(value: datetime | None) -> datetime | None:
@@ -459,13 +395,3 @@ class BatchRepo:
                 await session.execute(delete(r).where(r.batch_id.in_(stale_ids)))
                 await session.execute(update(b).where(b.id.in_(stale_ids)).values(archived_at=now))
         return ended
-
-    async def forget_usage(self, request_id: str) -> None:
-        """Remove the usage record an earlier, unfinished attempt of a batch request left behind.
-
-        Batch requests are billed under a request id fixed per request; a re-run after a crash first
-        drops what the interrupted attempt recorded and gives its cost back to the monthly counters and
-        the credit balance, in one transaction, so each request is billed exactly once.
-        """
-        async with self._db.write() as session:
-            await unsettle(session, request_id)

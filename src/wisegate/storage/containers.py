@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
 
+from wisegate.records.containers import ContainerRecord
 from wisegate.storage.db import Database
 from wisegate.storage.tables import ContainerRow
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerRecord:
-    id: str
-    organization_id: str
-    workspace_id: str
-    node: str
-    skills: str  # JSON: [{"type", "skill_id", "version"}]
-    created_at: datetime
-    last_used_at: datetime
-    expires_at: datetime
-    run_ms: int = 0
 
 
 def _record(row: ContainerRow) -> ContainerRecord:

@@ -33,7 +33,7 @@ from wisegate.domain.messages import MessageService
 from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
-from wisegate.storage.batches import BatchOwner, Claim, Completion
+from wisegate.records.batches import BatchOwner, Claim, Completion
 from wisegate.telemetry import metrics
 
 log = logging.getLogger("wisegate.batches")
@@ -57,7 +57,6 @@ class BatchWorker:
         name: str | None = None,
     ) -> None:
         self._batches = batches
-        self._repo = batches.repo
         self._messages = messages
         self._concurrency = max(1, concurrency)
         self._serial = {name: asyncio.Lock() for name in serial_backends}
@@ -99,7 +98,7 @@ class BatchWorker:
 
     async def _shutdown(self) -> None:
         await self._flush()
-        await self._repo.release(self.name, list(self._unfinished))
+        await self._batches.release(self.name, list(self._unfinished))
 
     async def _claim_loop(self) -> None:
         while True:
@@ -109,8 +108,7 @@ class BatchWorker:
             # Claim in chunks: wait until half the slots are free rather than claiming one by one.
             if want > 0 and (not self._active or free * 2 >= self._concurrency):
                 try:
-                    now = self._batches.clock.now()
-                    claims = await self._repo.claim(self.name, now, now - self._batches.lease, want)
+                    claims = await self._batches.claim(self.name, want)
                 except Exception:
                     log.exception("claiming batch requests failed")
             for claim in claims:
@@ -158,7 +156,7 @@ class BatchWorker:
         if batch_id not in self._owners:
             if len(self._owners) > 10_000:
                 self._owners.clear()
-            self._owners[batch_id] = await self._repo.owner(batch_id)
+            self._owners[batch_id] = await self._batches.owner(batch_id)
         return self._owners[batch_id]
 
     async def _execute(self, claim: Claim) -> Completion | None:
@@ -187,14 +185,14 @@ class BatchWorker:
                 return await self._call(claim, owner, request, request_id)
         except _RETRYABLE as exc:
             await asyncio.sleep(min(exc.retry_after or 1.0, 5.0))
-            await self._repo.release(self.name, [claim.id])
+            await self._batches.release(self.name, [claim.id])
             return None
 
     async def _call(
         self, claim: Claim, owner: BatchOwner, request: MessagesRequest, request_id: str
     ) -> Completion:
         if claim.attempts > 1:
-            await self._repo.forget_usage(request_id)
+            await self._batches.unsettle(request_id)
         try:
             message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
         except _RETRYABLE:
@@ -238,14 +236,14 @@ class BatchWorker:
         while self._done:
             chunk, self._done = self._done[:_FLUSH_SIZE], self._done[_FLUSH_SIZE:]
             try:
-                await self._repo.complete(self.name, chunk, self._batches.clock.now())
+                await self._batches.complete(self.name, chunk)
             except BaseException:
                 self._done[:0] = chunk
                 raise
             self._unfinished.difference_update(c.request_id for c in chunk)
         touched, self._touched = self._touched, set()
         for batch_id in touched:
-            await self._repo.finish_if_done(batch_id, self._batches.clock.now())
+            await self._batches.finish_if_done(batch_id)
 
     async def _heartbeat_loop(self) -> None:
         every = max(self._batches.lease.total_seconds() / 3, 0.1)
@@ -254,7 +252,7 @@ class BatchWorker:
             if not self._unfinished:
                 continue
             try:
-                await self._repo.heartbeat(self.name, self._batches.clock.now())
+                await self._batches.heartbeat(self.name)
             except Exception:
                 log.exception("renewing batch leases failed")
 
@@ -262,7 +260,7 @@ class BatchWorker:
         ticks = 0
         while True:
             try:
-                self._canceling = await self._repo.canceling()
+                self._canceling = await self._batches.canceling()
                 if ticks % max(1, round(self._sweep_every / 0.25)) == 0:
                     await self._batches.sweep()
             except Exception:

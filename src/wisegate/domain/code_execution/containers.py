@@ -34,8 +34,9 @@ from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.files import rfc3339
 from wisegate.protocol.messages import new_id
-from wisegate.storage.containers import ContainerRecord, ContainerRepo
-from wisegate.storage.files import FileRecord
+from wisegate.records.containers import ContainerRecord
+from wisegate.records.files import FileRecord
+from wisegate.storage.containers import ContainerRepo
 
 _SWEEP_SECONDS = 60.0
 _CHUNK = 1024 * 1024
