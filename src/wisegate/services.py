@@ -30,6 +30,7 @@ from wisegate.domain.limits import LimitService, build_limiter
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
+from wisegate.domain.pdf_text import PdfLimits
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
 from wisegate.domain.reports import ReportService
@@ -88,7 +89,12 @@ class Services:
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(settings.backends, settings.models, backends)
         files, skills = _files_and_skills(settings, db)
-        attachments = Attachments(files, skills, settings.max_messages_request_bytes)
+        attachments = Attachments(
+            files,
+            skills,
+            settings.max_messages_request_bytes,
+            PdfLimits(settings.pdf_max_pages, settings.pdf_max_text_chars, settings.pdf_extract_seconds),
+        )
         keys = KeyService(TenancyRepo(db), settings.key_cache_seconds)
         directory = DirectoryRepo(db)
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
@@ -131,7 +137,11 @@ class Services:
             limits=limits,
             billing=billing_accounts,
             batches=BatchService(
-                BatchRepo(db), clock, billing_accounts.unsettle, settings.batch_lease_seconds
+                BatchRepo(db),
+                clock,
+                billing_accounts.unsettle,
+                settings.batch_lease_seconds,
+                settings.batch_max_crashes,
             ),
             models=ModelPages(catalog),
             threads=threads,
@@ -152,15 +162,30 @@ class Services:
             self.organization_id = org.id
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
+        except BaseException:
+            await self.close()
+            raise
+        async with self.running(), batch_worker(self), sampling(self):
+            yield
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The backends and the limit service started (dead processes' ledger journals replayed, this
+        process's spend leases renewed) while the block runs; everything closed after it, also when
+        starting failed. The server's lifespan and ``wisegate worker`` both run in it."""
+        try:
             await self.registry.start()
             await self.limits.start()
-            async with batch_worker(self), sampling(self):
-                yield
+            yield
         finally:
-            await self.limits.close()
-            await self.registry.close()
-            await self.health.close()
-            await self.db.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Give unused lease room back, commit settlements, stop the backends, close the database."""
+        await self.limits.close()
+        await self.registry.close()
+        await self.health.close()
+        await self.db.close()
 
 
 def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str, ...] | None]]:

@@ -300,7 +300,7 @@ def test_container_time_is_metered_in_usage_and_cost_reports(live: LiveServer) -
 
 
 def test_rate_limits_apply_to_every_round_of_the_loop(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
+    from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
 
     steps = "\n".join(call("bash_code_execution", command=f"echo {i}") for i in range(4))
     measured = scripted_settings(tmp_path_factory.mktemp("unlimited"))

@@ -30,6 +30,9 @@ from wisegate.domain.pricing import parse_usd
 from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
+from wisegate.protocol.bounds import NUL_MESSAGE
+from wisegate.protocol.json_depth import check_depth
+from wisegate.protocol.numbers import ascii_integer
 from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
 
@@ -71,7 +74,9 @@ def _read_flash(request: Request) -> tuple[str, str] | None:
     if not raw:
         return None
     try:
-        kind, message = json.loads(unquote(raw))
+        text = unquote(raw)
+        check_depth(text)  # a forged cookie of ``[[[[…`` would exhaust json's recursion
+        kind, message = json.loads(text)
         return str(kind), str(message)
     except (ValueError, TypeError):
         return None
@@ -197,6 +202,8 @@ class Operator:
         value = str(self.form.get(name) or "").strip()
         if required and not value:
             raise InvalidRequest(f"{label or name}: this field is required")
+        if "\x00" in value:  # no column can hold it on PostgreSQL: refused alike on SQLite
+            raise InvalidRequest(f"{label or name}: {NUL_MESSAGE}")
         return value
 
     def usd_pico(self, name: str, *, label: str, allow_negative: bool = False) -> int | None:
@@ -216,10 +223,11 @@ class Operator:
         raw = self.text(name)
         if not raw:
             return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidRequest(f"{label}: '{raw}' is not a whole number") from None
+        negative = raw.startswith("-")
+        value = ascii_integer(raw[1:] if negative else raw)  # not "٣" nor "1_000"
+        if value is None:
+            raise InvalidRequest(f"{label}: '{raw}' is not a whole number")
+        value = -value if negative else value
         if not low <= value <= high:
             raise InvalidRequest(f"{label}: must be between {low} and {high}, got {value}")
         return value

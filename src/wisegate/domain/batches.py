@@ -1,8 +1,9 @@
 """Message Batches: the batch state machine (in_progress → canceling → ended) and its results.
 
-Requests are stored once, validated, in ``batch_requests``; workers (``workers/batches.py``) run them
-through :class:`~wisegate.domain.messages.MessageService`. A batch expires 24 hours after creation
-(what is still queued then ends as ``expired``) and its results are deleted 29 days after creation.
+Requests are stored once in ``batch_requests`` (their ``params`` are validated when they run);
+workers (``workers/batches.py``) run them through :class:`~wisegate.domain.messages.MessageService`.
+A batch expires 24 hours after creation (what is still queued then ends as ``expired``) and its
+results are deleted 29 days after creation.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ class BatchService:
         clock: Clock,
         unsettle: Callable[[str], Awaitable[None]],
         lease_seconds: float = 60.0,
+        max_crashes: int = 3,
     ) -> None:
         self.repo = repo
         self._unsettle = unsettle
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
+        # A request held by a worker that died this many times ends errored (workers/batches.py).
+        self.max_crashes = max_crashes
         # Set when a batch is submitted, so an in-process worker starts without waiting for its poll.
         self.submitted = asyncio.Event()
 
@@ -43,7 +47,7 @@ class BatchService:
         return await self.repo.queue()
 
     async def create(self, principal: Principal, requests: Iterable[tuple[str, str]]) -> Batch:
-        """Store a validated batch: ``requests`` yields ``(custom_id, params_json)``."""
+        """Store a batch: ``requests`` yields ``(custom_id, params_json)``, envelopes already checked."""
         now = self.clock.now()
         batch = NewBatch(
             id=new_id("msgbatch"),
@@ -117,10 +121,13 @@ class BatchService:
         now = self.clock.now()
         return await self.repo.sweep(now, now - self.lease, now - RESULTS_KEPT)
 
-    async def claim(self, worker: str, limit: int) -> list[Claim]:
-        """Lease up to ``limit`` queued requests to ``worker`` (including those whose lease lapsed)."""
+    async def claim(self, worker: str, limit: int, *, alone: bool = True) -> tuple[list[Claim], bool]:
+        """Lease up to ``limit`` queued requests to ``worker`` (including those whose lease lapsed).
+
+        A request held by a worker that died (a suspect) is leased only ``alone`` and by itself; the
+        flag says a suspect was passed over (see ``BatchRepo.claim``)."""
         now = self.clock.now()
-        return await self.repo.claim(worker, now, now - self.lease, limit)
+        return await self.repo.claim(worker, now, now - self.lease, limit, alone=alone)
 
     async def owner(self, batch_id: str) -> BatchOwner | None:
         """The key that created a batch and its deadline; ``None`` once the batch is gone."""

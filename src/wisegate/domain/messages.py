@@ -39,6 +39,7 @@ from wisegate.protocol.events import (
     TextDelta,
     ThinkingDelta,
 )
+from wisegate.protocol.json_depth import TooDeep, check_depth
 from wisegate.protocol.messages import (
     CountTokensRequest,
     DocumentBlockParam,
@@ -377,7 +378,8 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
 
 def _parse_input(text: str) -> dict[str, object]:
     try:
+        check_depth(text)
         value = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, TooDeep):
         return {}
     return value if isinstance(value, dict) else {}

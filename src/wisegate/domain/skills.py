@@ -24,7 +24,9 @@ import yaml
 
 from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
+from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
+from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH
 from wisegate.protocol.messages import new_id
 from wisegate.records.files import Position, SkillRecord, SkillVersionRecord
 from wisegate.storage.files import NameTaken, SkillRepo
@@ -64,7 +66,7 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
     directories = set()
     for item in files:
         parts = item.path.replace("\\", "/").split("/")
-        if item.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        if item.path.startswith("/") or "\x00" in item.path or any(p in ("", ".", "..") for p in parts):
             raise InvalidRequest(f"files: invalid file path '{item.path}'")
         if len(parts) < 2:
             raise InvalidRequest(
@@ -78,7 +80,7 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
             + ", ".join(sorted(directories))
             + ")"
         )
-    directory = directories.pop()
+    directory = storable("files: the top-level directory name", directories.pop(), SKILL_DIRECTORY_LENGTH)
     paths = [f.path for f in files]
     if len(paths) != len(set(paths)):
         raise InvalidRequest("files: the same path appears more than once")
@@ -91,19 +93,39 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
     return Bundle(directory, name, description, instructions, files)
 
 
+_MAX_FRONT_MATTER_DEPTH = 32
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """``SafeLoader`` refusing nesting past ``_MAX_FRONT_MATTER_DEPTH`` (its composer recurses once
+    per level: 10,000 levels of ``[[[…`` would exhaust the interpreter's stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_FRONT_MATTER_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {_MAX_FRONT_MATTER_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def parse_skill_md(data: bytes) -> tuple[str, str, str]:
     """``(name, description, body)`` from a SKILL.md with YAML front matter."""
     try:
         text = data.decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError:
         raise InvalidRequest("SKILL.md: must be UTF-8 text") from None
+    storable("SKILL.md", text, len(text))  # no NUL: its text is stored
     match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)(.*)$", text, re.DOTALL)
     if match is None:
         raise InvalidRequest(
             "SKILL.md: must start with YAML front matter between '---' lines, with 'name' and 'description'"
         )
     try:
-        front = yaml.safe_load(match.group(1))
+        front = yaml.load(match.group(1), Loader=_FrontMatterLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise InvalidRequest(f"SKILL.md: the front matter is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(front, dict):
@@ -139,7 +161,10 @@ def encode_cursor(value: str) -> str:
 def decode_cursor(page: str) -> str:
     try:
         raw = page.removeprefix("page_")
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        if "\x00" in value:
+            raise ValueError("NUL")
+        return value
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
 
@@ -171,6 +196,7 @@ class SkillService:
         title = (display_name or "").strip() or bundle.name
         if len(title) > 255 or "\n" in title:
             raise InvalidRequest("display_name: must be a single line of at most 255 characters")
+        storable("display_name", title, NAME_LENGTH)
         now = datetime.now(UTC)
         skill = SkillRecord(
             id=new_id("skill"),

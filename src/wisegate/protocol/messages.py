@@ -13,11 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from wisegate.protocol.bounds import IdText, ModelName
 from wisegate.protocol.code_execution import (
     CodeExecutionResultBlock,
     ContainerUploadBlock,
     ServerToolUseBlock,
 )
+from wisegate.protocol.numbers import Integer, Number
 from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -288,7 +290,7 @@ ToolChoice = Annotated[
 
 class ThinkingEnabled(_Strict):
     type: Literal["enabled"]
-    budget_tokens: int
+    budget_tokens: Integer
     display: Literal["summarized", "omitted"] | None = None
 
 
@@ -330,7 +332,7 @@ class ThreadContinue(_Strict):
     """``thread: {"type": "continue", "previous_message_id": …}``: resume from a stored response."""
 
     type: Literal["continue"]
-    previous_message_id: str = Field(min_length=1, max_length=64)
+    previous_message_id: IdText = Field(min_length=1)
 
 
 ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
@@ -339,7 +341,7 @@ ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type
 class _Conversation(_Strict):
     """Fields shared by Messages and count_tokens."""
 
-    model: str = Field(min_length=1)
+    model: ModelName = Field(min_length=1)
     messages: list[MessageParam] = Field(max_length=100_000)
     system: str | list[TextBlockParam] | None = None
     tools: list[Tool] | None = None
@@ -421,12 +423,12 @@ class _Conversation(_Strict):
 class MessagesRequest(_Conversation):
     """The body of ``POST /v1/messages``."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: Integer = Field(ge=0)  # 0: fill the prompt cache, generate nothing (SDK 2.10)
     stream: bool | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    temperature: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: Integer | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     inference_geo: str | None = None

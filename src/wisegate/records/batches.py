@@ -52,6 +52,7 @@ class Claim:
     custom_id: str
     params: str
     attempts: int
+    crashes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,11 @@ Every request row moves once from ``queued`` to one final status (``succeeded``,
 on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, on SQLite under the single writer. A result is written
 only by ``UPDATE … WHERE status = 'queued' AND claimed_by = <this worker>``, in the same statement that
 changes the status, so a request can never get two results, whoever re-runs it after a crash.
+
+``crashes`` counts the times a request was held by a worker that died (its lease lapsed): such a
+*suspect* is claimed only by a worker running nothing else, and alone, so that a request that kills
+its worker is the only one blamed for the next crash (``workers/batches.py`` ends it as ``errored``
+past a bound).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -226,31 +232,52 @@ class BatchRepo:
             if len(rows) < chunk:
                 return
 
-    async def claim(self, worker: str, now: datetime, cutoff: datetime, limit: int) -> list[Claim]:
-        """Lease up to ``limit`` queued requests of in-progress batches, oldest first."""
+    async def claim(
+        self, worker: str, now: datetime, cutoff: datetime, limit: int, *, alone: bool = True
+    ) -> tuple[list[Claim], bool]:
+        """Lease up to ``limit`` queued requests of in-progress batches, oldest first.
+
+        A suspect (a request held by a worker that died: ``crashes`` > 0, or a lapsed lease, which
+        counts one more crash now) is leased only when ``alone`` (the worker runs nothing else), and
+        then by itself. Returns the claims and whether a suspect was passed over (the worker should
+        finish what it runs and ask again ``alone``).
+        """
         b, r = MessageBatchRow, BatchRequestRow
         waiting = (
             select(r.id)
             .join(b, b.id == r.batch_id)
             .where(_open_queued(cutoff), b.processing_status == "in_progress")
         )
-        pick = waiting.order_by(r.id).limit(limit).with_for_update(skip_locked=True, of=r)
+        suspect = or_(r.crashes > 0, r.claimed_by.is_not(None))
+        pick = (
+            waiting.add_columns(suspect).order_by(r.id).limit(limit).with_for_update(skip_locked=True, of=r)
+        )
         async with self._db.read() as session:  # idle polls stay read-only: no write lock taken
             if (await session.execute(waiting.limit(1))).first() is None:
-                return []
+                return [], False
         async with self._db.write() as session:
-            ids = list((await session.execute(pick)).scalars())
+            picked = (await session.execute(pick)).all()
+            suspects = [row[0] for row in picked if row[1]]
+            if suspects and alone:
+                ids = suspects[:1]
+            else:
+                ids = [row[0] for row in picked if not row[1]]
             if not ids:
-                return []
+                return [], bool(suspects)
             rows = await session.execute(
                 update(r)
                 .where(r.id.in_(ids), _open_queued(cutoff))
-                .values(claimed_by=worker, claimed_at=now, attempts=r.attempts + 1)
-                .returning(r.id, r.batch_id, r.position, r.custom_id, r.params, r.attempts)
+                .values(
+                    claimed_by=worker,
+                    claimed_at=now,
+                    attempts=r.attempts + 1,
+                    crashes=r.crashes + case((r.claimed_by.is_not(None), 1), else_=0),
+                )
+                .returning(r.id, r.batch_id, r.position, r.custom_id, r.params, r.attempts, r.crashes)
             )
-            claims = [Claim(row[0], row[1], row[2], row[3], row[4] or "{}", row[5]) for row in rows]
+            claims = [Claim(row[0], row[1], row[2], row[3], row[4] or "{}", row[5], row[6]) for row in rows]
         claims.sort(key=lambda c: c.id)
-        return claims
+        return claims, bool(suspects) and not (alone and claims)
 
     async def owner(self, batch_id: str) -> BatchOwner | None:
         async with self._db.read() as session:

@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.protocol.bounds import MAX_BALANCE_PICO
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.storage.db import Database
 from wisegate.storage.ledger import Ledger, LedgerJournal, Queued
@@ -126,19 +127,30 @@ class BillingRepo:
                 lambda scope=scope: self._have_periods.add((scope, period))
             )
 
-    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
-        """Top up the prepaid balance (a first top-up turns the organization prepaid)."""
+    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount | None:
+        """Top up the prepaid balance (a first top-up turns the organization prepaid); ``None``, and
+        nothing changed, when the balance or the purchased total would leave ±``MAX_BALANCE_PICO``
+        (``protocol/bounds.py``) — checked in the same statement that adds."""
+        a = BillingAccountRow
+        balance = func.coalesce(a.credit_balance_pico, 0) + amount_pico
+        purchased = a.credits_purchased_pico + max(amount_pico, 0)
         async with self._db.write() as session:
             await self._ensure_account(session, organization_id)
-            await (await session.connection()).execute(
-                update(BillingAccountRow)
-                .where(BillingAccountRow.organization_id == organization_id)
+            added = await (await session.connection()).execute(
+                update(a)
+                .where(
+                    a.organization_id == organization_id,
+                    balance.between(-MAX_BALANCE_PICO, MAX_BALANCE_PICO),
+                    purchased <= MAX_BALANCE_PICO,
+                )
                 .values(
-                    credit_balance_pico=func.coalesce(BillingAccountRow.credit_balance_pico, 0) + amount_pico,
-                    credits_purchased_pico=BillingAccountRow.credits_purchased_pico + max(amount_pico, 0),
+                    credit_balance_pico=balance,
+                    credits_purchased_pico=purchased,
                     updated_at=datetime.now(UTC),
                 )
             )
+            if not getattr(added, "rowcount", 0):
+                return None
             await (await session.connection()).execute(
                 insert(CreditGrantRow).values(
                     organization_id=organization_id,

@@ -12,6 +12,13 @@ Fairness to interactive traffic: at most ``concurrency`` batch requests run at o
 *serial* backend (the embedded model: one generation thread) a batch request runs only while no
 interactive request is in flight there, and at most one at a time, so a user waits for at most one
 batch generation. Batch requests refused for capacity (429, 529, 504) go back to the queue.
+
+Poison: a request that was running when its worker died is a *suspect*; this worker runs a suspect
+only alone (nothing else in flight), so that the next crash is its own. A request held by a worker
+that died ``batch_max_crashes`` times ends ``errored`` (``api_error``) without running again, whatever
+killed the worker; the count lives in its row (``storage/batches.py``), so it survives restarts.
+Its ``params`` are validated here, when it runs: invalid ones end as the ``invalid_request_error``
+``/v1/messages`` would answer.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from pydantic import ValidationError
 from wisegate.domain.batches import BatchService
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService
-from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited
+from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited, from_validation_error
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
 from wisegate.records.batches import BatchOwner, Claim, Completion
@@ -71,6 +78,8 @@ class BatchWorker:
         self._owners: dict[str, BatchOwner | None] = {}
         self._canceling: set[str] = set()
         self._stopping = asyncio.Event()
+        self._suspect_waiting = False  # finish what runs, then claim a suspect alone
+        self._suspect_running = False
         self.waiting_for_interactive = 0
 
     async def run(self) -> None:
@@ -106,9 +115,13 @@ class BatchWorker:
             want = min(free, _CLAIM_CHUNK)
             claims: list[Claim] = []
             # Claim in chunks: wait until half the slots are free rather than claiming one by one.
-            if want > 0 and (not self._active or free * 2 >= self._concurrency):
+            # A suspect (see the module docstring) is claimed only when nothing else runs.
+            eager = free * 2 >= self._concurrency and not self._suspect_waiting
+            if want > 0 and not self._suspect_running and (not self._active or eager):
                 try:
-                    claims = await self._batches.claim(self.name, want)
+                    claims, self._suspect_waiting = await self._batches.claim(
+                        self.name, want, alone=not self._active
+                    )
                 except Exception:
                     log.exception("claiming batch requests failed")
             for claim in claims:
@@ -121,11 +134,15 @@ class BatchWorker:
         task = asyncio.create_task(self._run(claim))
         self._active[claim.id] = task
         self._unfinished.add(claim.id)
+        if claim.crashes > 0:
+            self._suspect_running = True
         metrics.BATCH_RUNNING.inc()
 
         def done(_task: asyncio.Task[None]) -> None:
             metrics.BATCH_RUNNING.dec()
             self._active.pop(claim.id, None)
+            if claim.crashes > 0:
+                self._suspect_running = False
             if len(self._active) * 2 <= self._concurrency:
                 self._slots_free.set()
 
@@ -169,10 +186,33 @@ class BatchWorker:
         if self._batches.clock.now() >= owner.expires_at:
             return Completion(claim.id, "expired", None)
         request_id = f"{claim.batch_id}:{claim.position}"
+        if claim.crashes >= self._batches.max_crashes:
+            if claim.attempts > 1:
+                await self._batches.unsettle(request_id)
+            log.error(
+                "batch request abandoned: its worker died %d times while running it",
+                claim.crashes,
+                extra={"batch_request_id": request_id},
+            )
+            return _errored(
+                claim,
+                "api_error",
+                f"This request was abandoned: the worker running it stopped {claim.crashes} times (crashed "
+                "or was killed) before it finished, so it is not run again.",
+                request_id,
+            )
         try:
             request = MessagesRequest.model_validate_json(claim.params)
-        except ValidationError as exc:  # validated at submission; only a schema change could get here
-            return _errored(claim, "invalid_request_error", str(exc), request_id)
+        except ValidationError as exc:  # params are validated when the request runs, as Anthropic does
+            return _errored(claim, "invalid_request_error", from_validation_error(exc).message, request_id)
+        if request.stream:
+            return _errored(
+                claim, "invalid_request_error", "stream: batch requests cannot be streamed", request_id
+            )
+        if request.thread is not None:
+            return _errored(
+                claim, "invalid_request_error", "thread: batch requests cannot use a thread", request_id
+            )
         backend = self._backend_of(request.model)
         gate = self._serial.get(backend) if backend else None
         try:

@@ -32,8 +32,8 @@ from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.files import rfc3339
 from wisegate.protocol.messages import new_id
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.containers import ContainerRecord
 from wisegate.records.files import FileRecord
 from wisegate.storage.containers import ContainerRepo

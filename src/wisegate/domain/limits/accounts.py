@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from wisegate.domain.limits.service import LimitService
+from wisegate.domain.storable import storable
+from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import MAX_BALANCE_USD, NOTE_LENGTH
 from wisegate.records.billing import BillingAccount, WorkspaceLimits, billing_period
-from wisegate.tiers import TierConfig
+from wisegate.settings.tiers import TierConfig
 
 NO_LIMIT = 10**12
 """What a rate-limit dimension left blank stores: no limit in practice."""
@@ -59,8 +62,16 @@ class BillingAccounts:
         return Overview(account, self._limits.tier_of(account), period, spent, reserved, workspaces)
 
     async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
-        """Top up (or, negative, correct) the prepaid balance; a first top-up makes it prepaid."""
+        """Top up (or, negative, correct) the prepaid balance; a first top-up makes it prepaid.
+
+        400 when the balance or the credits purchased would pass the range money may take."""
+        storable("note", note, NOTE_LENGTH)
         account = await self._billing.add_credits(organization_id, amount_pico, note)
+        if account is None:
+            raise InvalidRequest(
+                f"Amount: the credit balance and the credits purchased may not pass ${MAX_BALANCE_USD:,}; "
+                "this top-up would carry them past it"
+            )
         self._limits.forget_cached()
         return account
 

@@ -27,14 +27,15 @@ from typing import Any, TypeVar
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits.buckets import Bucket, Demand, Dimension, Limiter, Take
 from wisegate.domain.limits.leases import SpendLeases
-from wisegate.domain.pricing import PICO_PER_USD, PriceTable
+from wisegate.domain.pricing import PriceTable
 from wisegate.errors import InvalidRequest, RateLimited
+from wisegate.protocol.bounds import PICO_PER_USD
 from wisegate.protocol.messages import Usage
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.records.usage import UsageRecord
+from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
 from wisegate.storage.billing import BillingRepo, SpendRefused
 from wisegate.telemetry import metrics
-from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 log = logging.getLogger("wisegate.limits")
 T = TypeVar("T")

@@ -24,6 +24,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from wisegate.cli.connections import ConnectionLimits, protocol_for
 from wisegate.domain.drain import Drain
 from wisegate.telemetry import metrics
 
@@ -121,6 +122,23 @@ class _Server(uvicorn.Server):
             self._drain.cut()
 
 
+def server_config(
+    app: ASGIApp, host: str, port: int, limits: ConnectionLimits, drain_seconds: float = 30.0
+) -> uvicorn.Config:
+    """uvicorn's configuration: our bounded HTTP protocol, no access log (``api/context.py`` logs)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=protocol_for(limits),
+        timeout_keep_alive=limits.keep_alive_seconds,  # type: ignore[arg-type]  # float works
+        # A backstop only: the drain's own deadline ends every response before this.
+        timeout_graceful_shutdown=int(drain_seconds) + 10,
+    )
+
+
 def run_server(
     app: ASGIApp,
     host: str,
@@ -130,17 +148,11 @@ def run_server(
     drain: Drain | None = None,
     drain_seconds: float = 30.0,
     drain_grace_seconds: float = 0.0,
+    limits: ConnectionLimits | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, draining as the module says (``drain``: the app's)."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        # A backstop only: the drain's own deadline ends every response before this.
-        timeout_graceful_shutdown=int(drain_seconds + drain_grace_seconds) + 10,
-    )
+    """Serve ``app`` until SIGTERM/SIGINT, draining as the module says (``drain``: the app's), each
+    connection within ``limits`` (``connections.py``)."""
+    config = server_config(app, host, port, limits or ConnectionLimits(), drain_seconds + drain_grace_seconds)
     server = _Server(config, drain, drain_seconds, drain_grace_seconds)
     try:
         server.run(sockets=[sock] if sock is not None else None)

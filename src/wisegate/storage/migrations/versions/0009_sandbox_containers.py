@@ -1,7 +1,7 @@
 """Code execution containers (``code_containers``) and their metering in ``usage_records``.
 
-Revision ID: 0008_sandbox_containers
-Revises: 0007_message_threads
+Revision ID: 0009_sandbox_containers
+Revises: 0008_hard_store_hardening
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_sandbox_containers"
-down_revision = "0007_message_threads"
+revision = "0009_sandbox_containers"
+down_revision = "0008_hard_store_hardening"
 branch_labels = None
 depends_on = None
 

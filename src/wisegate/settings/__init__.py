@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from wisegate.tiers import LimitsConfig
+from wisegate.settings.tiers import LimitsConfig
 
 
 class DeploymentConfig(BaseModel):
@@ -160,6 +160,18 @@ class Settings(BaseSettings):
     ledger_journal: bool = True
 
     max_messages_request_bytes: int = 32 * 1024 * 1024
+    # Each connection (connections.py; docs/operations.md, "Limits on requests"): the request line and
+    # headers at most max_header_bytes (431 past it) arriving within header_timeout_seconds (408), an
+    # idle kept-alive connection closed after keep_alive_seconds, at most max_connections open (529).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
+    # PDF documents read as text for models that cannot read PDFs (domain/attachments.py): at most
+    # pdf_max_pages pages and pdf_max_text_chars characters, extracted within pdf_extract_seconds.
+    pdf_max_pages: int = Field(default=100, ge=1)
+    pdf_max_text_chars: int = Field(default=1_000_000, ge=1)
+    pdf_extract_seconds: float = Field(default=10.0, gt=0)
     key_cache_seconds: float = 5.0
 
     # Files and Skills (domain/files.py, domain/skills.py)
@@ -177,6 +189,8 @@ class Settings(BaseSettings):
     batch_worker: bool = True
     batch_concurrency: int = 32
     batch_lease_seconds: float = 60.0
+    # A batch request held by a worker that died this many times ends errored (api_error).
+    batch_max_crashes: int = Field(default=3, ge=1)
     # Message threads (``thread`` on Messages): how long a thread's conversation is held after its
     # newest turn, in the database, before it is deleted.
     thread_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
