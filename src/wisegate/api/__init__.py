@@ -5,7 +5,20 @@ from __future__ import annotations
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from wisegate.api import admin, batches, files, health, messages, models, openai, skills
+from wisegate.api import (
+    admin,
+    batches,
+    files,
+    health,
+    messages,
+    models,
+    openai,
+    organization,
+    request_log,
+    service_accounts,
+    skills,
+)
+from wisegate.api.audit import audited
 
 
 def routes() -> list[Route]:
@@ -26,7 +39,8 @@ def routes() -> list[Route]:
         Route("/openai/v1/models/{model_id:path}", openai.openai_get_model, methods=["GET"]),
         Route("/openai/{path:path}", openai.not_found),
         *files_and_skills_routes(),
-        *admin.routes(),
+        *audited(admin.routes() + organization.routes() + service_accounts.routes()),
+        *request_log.routes(),
         *health.routes(),
     ]
 

@@ -42,6 +42,7 @@ from wisegate.protocol.admin import (
     InviteDeleted,
     InviteOut,
     OrganizationInfo,
+    ServiceAccountActor,
     UpdateApiKeyBody,
     UpdateMemberBody,
     UpdateUserBody,
@@ -74,6 +75,9 @@ def _key_out(key: ApiKey) -> ApiKeyOut:
         if key.created_by_user_id
         else None,
         partial_key_hint=key.partial_key_hint,
+        principal=ServiceAccountActor(service_account_id=key.service_account_id)
+        if key.service_account_id
+        else None,
         status=key.status,
     )
 
@@ -123,6 +127,7 @@ async def _scope(request: Request) -> tuple[Services, Scope]:
             "The Admin API needs an admin key (sk-wg-admin01-…); API keys are not accepted here. "
             "Create one with: wisegate keys create --admin --name NAME"
         )
+    request.state.principal = principal  # who changed what, for the audit record
     return services, Scope.of(principal)
 
 
@@ -263,7 +268,12 @@ async def create_api_key(request: Request) -> Response:
     services, scope = await _scope(request)
     scope.require_admin()
     body = await parse(request, CreateApiKeyBody, ADMIN_BODY_BYTES)
-    key, secret = await services.tenancy.create_key(scope, body.workspace_id, body.name)
+    if body.service_account_id is not None:
+        key, secret = await services.service_accounts.create_key(
+            scope, body.service_account_id, body.workspace_id, body.name
+        )
+    else:
+        key, secret = await services.tenancy.create_key(scope, body.workspace_id, body.name)
     return json_response(CreatedApiKey(**_key_out(key).model_dump(), secret=secret))
 
 

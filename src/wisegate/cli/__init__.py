@@ -1,6 +1,6 @@
 """The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites create|accept,
-usage, credits …, limits …, backends list, sandbox check — one module per command group, each reaching
-the services through :func:`~wisegate.cli.services.open_services`."""
+usage, credits …, limits …, service-accounts …, spend-requests …, backends list, sandbox check — one
+module per command group, each reaching the services through :func:`~wisegate.cli.services.open_services`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from wisegate.cli.batch import batch
 from wisegate.cli.billing import credits, limits
 from wisegate.cli.invites import invites
 from wisegate.cli.keys import keys
+from wisegate.cli.principals import service_accounts, spend_requests
 from wisegate.cli.sandbox import sandbox
 from wisegate.cli.serve import migrate, serve, worker
 from wisegate.cli.usage import usage
@@ -35,5 +36,7 @@ for command in (
     credits,
     limits,
     sandbox,
+    service_accounts,
+    spend_requests,
 ):
     main.add_command(command)

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from wisegate.server import _Server, server_config
 
 from tests.conftest import free_port, scripted_settings
 from wisegate.app import create_app
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.cli.connections import ConnectionLimits
+from wisegate.cli.server import _Server, server_config
 from wisegate.storage.db import migrate
 
 LIMITS = ConnectionLimits(

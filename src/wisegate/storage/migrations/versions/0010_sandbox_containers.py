@@ -1,7 +1,7 @@
 """Code execution containers (``code_containers``) and their metering in ``usage_records``.
 
-Revision ID: 0009_sandbox_containers
-Revises: 0008_hard_store_hardening
+Revision ID: 0010_sandbox_containers
+Revises: 0009_peopleadmin_admin_api
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_sandbox_containers"
-down_revision = "0008_hard_store_hardening"
+revision = "0010_sandbox_containers"
+down_revision = "0009_peopleadmin_admin_api"
 branch_labels = None
 depends_on = None
 
