@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from wisegate.domain.attachments import Attachments
 from wisegate.domain.batches import BatchService
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.clock import Clock, SystemClock
+from wisegate.domain.code_execution.containers import ContainerService
+from wisegate.domain.code_execution.loop import CodeExecution
+from wisegate.domain.code_execution.sandbox import Sandbox, SandboxLimits
 from wisegate.domain.drain import Drain
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.health import HealthService
@@ -46,6 +50,7 @@ from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
 from wisegate.storage.billing import BillingRepo
+from wisegate.storage.containers import ContainerRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
@@ -88,6 +93,7 @@ class Services:
     rbac: RbacService
     request_log: RequestLogService
     workbench: WorkbenchService
+    code_execution: CodeExecution
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -108,7 +114,7 @@ class Services:
         directory = DirectoryRepo(db)
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
         display_names = {m.id: m.display_name or m.id for m in settings.models}
-        prices = PriceTable(settings.prices)
+        prices = PriceTable(settings.prices, settings.container_hour_price)
         journal = LedgerJournal(settings.data_dir / "ledger-journal") if settings.ledger_journal else None
         billing = BillingRepo(db, journal)
         limiter = build_limiter(settings)
@@ -121,7 +127,10 @@ class Services:
         accounts = AccountService(
             AccountRepo(db), directory, TenancyRepo(db), keys, people, clock, settings.console_session_seconds
         )
-        messages = MessageService(registry, limits, catalog=catalog, attachments=attachments)
+        code_execution = _code_execution(settings, db, files, skills, attachments)
+        messages = MessageService(
+            registry, limits, catalog=catalog, attachments=attachments, code_execution=code_execution
+        )
         threads = ThreadService(ThreadRepo(db), messages, clock, settings.thread_retention_seconds)
         tenancy = TenancyService(
             TenancyRepo(db), directory, keys, catalog, on_archive=threads.forget_workspace
@@ -165,6 +174,7 @@ class Services:
             rbac=RbacService(people),
             request_log=RequestLogService(RequestLogRepo(db)),
             workbench=WorkbenchService(PromptRepo(db)),
+            code_execution=code_execution,
         )
 
     @asynccontextmanager
@@ -295,3 +305,32 @@ def _files_and_skills(settings: Settings, db: Database) -> tuple[FileService, Sk
         downloadable_uploads=settings.files_downloadable_uploads,
     )
     return files, SkillService(SkillRepo(db), blobs, staging, settings.skills_max_bytes)
+
+
+def sandbox_of(settings: Settings) -> Sandbox:
+    """The code execution sandbox the settings describe."""
+    limits = SandboxLimits(
+        cpu_seconds=settings.sandbox_cpu_seconds,
+        wall_seconds=settings.sandbox_wall_seconds,
+        memory_bytes=settings.sandbox_memory_bytes,
+        processes=settings.sandbox_processes,
+        open_files=settings.sandbox_open_files,
+        disk_bytes=settings.sandbox_disk_bytes,
+    )
+    return Sandbox(limits, settings.sandbox_uid, settings.sandbox_ro_paths, settings.sandbox_python_path)
+
+
+def _code_execution(
+    settings: Settings, db: Database, files: FileService, skills: SkillService, attachments: Attachments
+) -> CodeExecution:
+    containers = ContainerService(
+        ContainerRepo(db),
+        sandbox_of(settings),
+        files,
+        skills,
+        settings.data_dir.resolve() / "containers",
+        settings.node_name or socket.gethostname(),
+        idle_seconds=settings.container_idle_seconds,
+        max_age_seconds=settings.container_max_age_seconds,
+    )
+    return CodeExecution(containers, attachments.load_skills, settings.code_execution_max_rounds)

@@ -90,7 +90,11 @@ def test_daily_totals(server: AdminServer, tenants: dict[str, str]) -> None:
             "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 100},
             "cache_read_input_tokens": 1000,
             "output_tokens": 4001,
-            "server_tool_use": {"web_search_requests": 0},
+            "server_tool_use": {
+                "web_search_requests": 0,
+                "code_execution_requests": 0,
+                "code_execution_seconds": 0.0,
+            },
             "api_key_id": None,
             "workspace_id": None,
             "model": None,

@@ -617,3 +617,23 @@ def test_text_naming_message_stop_does_not_end_billing(server: LiveServer, fake:
     record = usage_of(server, request_id)
     assert final.usage.output_tokens == 4000
     assert (record.output_tokens, record.stop_reason, record.error_type) == (4000, "end_turn", None)
+
+
+def test_the_code_execution_tool_goes_up_untouched(server: LiveServer, fake: FakeUpstream) -> None:
+    """Anthropic runs the tool and its containers: Wisegate relays the request and answer as they are."""
+    fake.answer(body=MESSAGE_JSON)
+    body = {
+        "model": "claude-haiku-4-5",
+        "max_tokens": 100,
+        "tools": [{"type": "code_execution_20250825", "name": "code_execution"}],
+        "container": "container_011CPR5CNjB747bTd36fQLFk",
+        "messages": [{"role": "user", "content": "Run it"}],
+    }
+    raw = httpx.post(
+        f"{server.base_url}/v1/messages?beta=true",
+        json=body,
+        headers={"x-api-key": server.key, "anthropic-beta": "code-execution-2025-08-25"},
+    )
+    assert raw.status_code == 200 and raw.content == MESSAGE_JSON
+    assert json.loads(fake.seen[-1].body) == body
+    assert not (server.settings.data_dir / "containers").exists()  # no local container was made

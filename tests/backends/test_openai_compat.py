@@ -265,3 +265,44 @@ def test_an_upstream_without_structured_outputs_refuses_them_naming_the_model(
             "output_config.format: model 'plain-model' does not support structured outputs"
         )
         assert fake.seen == []
+
+
+def _chunks(*deltas: dict[str, Any], finish: str) -> bytes:
+    frames = [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+    frames.append({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    frames.append({"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 4}})
+    body = "".join(
+        f"data: {json.dumps({'id': 'c1', 'object': 'chat.completion.chunk', **f})}\n\n" for f in frames
+    )
+    return (body + "data: [DONE]\n\n").encode()
+
+
+def test_wisegate_runs_the_code_execution_tool_for_an_openai_upstream(
+    server: LiveServer, fake: FakeUpstream
+) -> None:
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is not installed: scripts/test installs it")
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    call["function"] = {"name": "bash_code_execution", "arguments": json.dumps({"command": "echo $((40+2))"})}
+    fake.sse(_chunks({"role": "assistant", "tool_calls": [call]}, finish="tool_calls"))
+    fake.sse(_chunks({"content": "It is 42."}, finish="stop"))
+    message = server.client().beta.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        tools=[{"type": "code_execution_20250825", "name": "code_execution"}],
+        messages=[{"role": "user", "content": "What is 40+2? Use bash."}],
+        betas=["code-execution-2025-08-25"],
+    )
+    assert [b.type for b in message.content] == ["server_tool_use", "bash_code_execution_tool_result", "text"]
+    assert message.content[1].content.stdout == "42\n"  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn" and message.container is not None
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (60, 8)  # both rounds
+    first, second = (json.loads(seen.body) for seen in fake.seen)
+    assert {t["function"]["name"] for t in first["tools"]} == {
+        "bash_code_execution",
+        "text_editor_code_execution",
+    }
+    tool_message = second["messages"][-1]
+    assert tool_message["role"] == "tool" and "42" in json.dumps(tool_message)

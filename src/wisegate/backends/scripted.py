@@ -1,7 +1,10 @@
 """A deterministic backend for tests and demos (cf. httpx ``MockTransport``, llm ``MockModel``).
 
 ``backend.enqueue(text="hi")`` or ``backend.enqueue(events=[...])`` queues the next answer; with
-nothing queued it echoes the last user text. Requests are recorded in ``backend.calls`` (the last 1000).
+nothing queued it echoes the last user text, or, when that text is made of lines ``call <tool name> <json
+input>``, answers with those tool calls one round at a time: the first answer calls the first line's
+tool, the answer after its result the second, and so on; after the last it echoes the last tool
+result's text. Requests are recorded in ``backend.calls`` (the last 1000).
 Token counts are one per whitespace-separated word, so tests can predict usage exactly. Options, for
 tests that need requests in flight: ``delay`` (seconds) makes every answer wait that long before its
 first event; ``token_delay`` (seconds) paces the words. ``crash_on`` (a text) kills the process with
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 from collections import deque
@@ -25,6 +29,7 @@ from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
     ContentBlockStop,
+    InputJsonDelta,
     MessageDelta,
     MessageDeltaBody,
     MessageDeltaUsage,
@@ -39,6 +44,9 @@ from wisegate.protocol.messages import (
     MessagesRequest,
     TextBlock,
     TextBlockParam,
+    ToolResultBlockParam,
+    ToolUseBlock,
+    ToolUseBlockParam,
     Usage,
     new_id,
 )
@@ -103,6 +111,14 @@ class ScriptedBackend:
         if isinstance(script, Exception):
             raise script
         usage.input_tokens = await self.count_tokens(request, route)
+        calls = _call_lines(request) if isinstance(script, str) else []
+        if calls:
+            answer = _next_call(request, calls)
+            if isinstance(answer, ToolUseBlock):
+                for event in _tool_call(answer, route, usage):
+                    yield event
+                return
+            script = answer
         if isinstance(script, list):
             for item in script:
                 if isinstance(item, Exception):
@@ -146,5 +162,65 @@ def _tally(event: StreamEvent, usage: Usage) -> None:
 def _last_user_text(request: MessagesRequest) -> str:
     for message in reversed(request.messages):
         if message.role == "user":
-            return " ".join(b.text for b in message.blocks() if isinstance(b, TextBlockParam))
+            text = " ".join(b.text for b in message.blocks() if isinstance(b, TextBlockParam))
+            if text or not any(isinstance(b, ToolResultBlockParam) for b in message.blocks()):
+                return text
     return ""
+
+
+def _call_lines(request: MessagesRequest) -> list[str]:
+    """The ``call …`` lines of the last user turn that has text."""
+    for message in reversed(request.messages):
+        texts = [b.text for b in message.blocks() if isinstance(b, TextBlockParam) and b.text]
+        if message.role == "user" and texts:
+            return [line for line in "\n".join(texts).split("\n") if line.startswith("call ")]
+    return []
+
+
+def _next_call(request: MessagesRequest, lines: list[str]) -> ToolUseBlock | str:
+    """The call of the line after those already answered, or the last tool result's text."""
+    done = 0
+    last_result = ""
+    for message in reversed(request.messages):
+        blocks = message.blocks()
+        if message.role == "user" and any(isinstance(b, TextBlockParam) and b.text for b in blocks):
+            break
+        if message.role == "assistant" and any(isinstance(b, ToolUseBlockParam) for b in blocks):
+            done += 1
+        for block in blocks:
+            if isinstance(block, ToolResultBlockParam) and not last_result:
+                content = block.content
+                last_result = (
+                    content
+                    if isinstance(content, str)
+                    else " ".join(b.text for b in content or [] if isinstance(b, TextBlockParam))
+                )
+    if done >= len(lines):
+        return last_result or "done"
+    _, name, *rest = lines[done].split(" ", 2)
+    try:
+        given = json.loads(rest[0]) if rest else {}
+    except json.JSONDecodeError:
+        given = {}
+    return ToolUseBlock(id=new_id("toolu"), name=name, input=given if isinstance(given, dict) else {})
+
+
+def _tool_call(call: ToolUseBlock, route: ModelRoute, usage: Usage) -> list[StreamEvent]:
+    usage.output_tokens += 1
+    return [
+        MessageStart(
+            message=Message(
+                id=new_id("msg"),
+                model=route.public_id,
+                usage=Usage(input_tokens=usage.input_tokens, output_tokens=1),
+            )
+        ),
+        ContentBlockStart(index=0, content_block=ToolUseBlock(id=call.id, name=call.name, input={})),
+        ContentBlockDelta(index=0, delta=InputJsonDelta(partial_json=json.dumps(call.input))),
+        ContentBlockStop(index=0),
+        MessageDelta(
+            delta=MessageDeltaBody(stop_reason="tool_use"),
+            usage=MessageDeltaUsage(output_tokens=usage.output_tokens, input_tokens=usage.input_tokens),
+        ),
+        MessageStop(),
+    ]

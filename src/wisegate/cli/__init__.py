@@ -1,6 +1,6 @@
 """The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites create|accept,
-usage, credits …, limits …, service-accounts …, spend-requests …, backends list — one module per command
-group, each reaching the services through :func:`~wisegate.cli.services.open_services`."""
+usage, credits …, limits …, service-accounts …, spend-requests …, backends list, sandbox check — one
+module per command group, each reaching the services through :func:`~wisegate.cli.services.open_services`."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from wisegate.cli.billing import credits, limits
 from wisegate.cli.invites import invites
 from wisegate.cli.keys import keys
 from wisegate.cli.principals import service_accounts, spend_requests
+from wisegate.cli.sandbox import sandbox
 from wisegate.cli.serve import migrate, serve, worker
 from wisegate.cli.usage import usage
 from wisegate.cli.workspaces import workspaces
@@ -34,6 +35,7 @@ for command in (
     backends,
     credits,
     limits,
+    sandbox,
     service_accounts,
     spend_requests,
 ):

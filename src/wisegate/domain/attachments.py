@@ -7,9 +7,10 @@
 - For a backend that cannot read PDFs (the embedded model), each PDF document — inline ``base64`` or a
   file — becomes a ``text`` document with the PDF's extracted text, one page after another, within
   the bounds of ``domain/pdf_text.py``.
-- ``container: {"skills": [...]}`` (at most 8): Wisegate has no code-execution container. Instead each
-  skill's ``name``, ``description`` and ``SKILL.md`` instructions (and the list of its other files) are
-  appended to the system prompt, and the response's ``container`` names the skills and versions used.
+- ``container: {"skills": [...]}`` (at most 8) without the code execution tool (with it, the skills are
+  mounted in the container instead: :mod:`wisegate.domain.code_execution`): each skill's ``name``,
+  ``description`` and ``SKILL.md`` instructions (and the list of its other files) are appended to the
+  system prompt, and the response's ``container`` names the skills and versions used.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class Attachments:
             messages.append(message)
         update: dict[str, Any] = {"messages": messages} if changed else {}
         container: dict[str, Any] | None = None
-        skills = await self._load_skills(principal, request.container)
+        skills = await self.load_skills(principal, request.container)
         if skills:
             update["system"] = [
                 *request.system_text(),
@@ -174,7 +175,8 @@ class Attachments:
             update={"source": PlainTextSource(type="text", media_type="text/plain", data=text)}
         )
 
-    async def _load_skills(self, principal: Principal, container: Any) -> list[LoadedSkill]:
+    async def load_skills(self, principal: Principal, container: Any) -> list[LoadedSkill]:
+        """The skills ``container.skills`` names (404 for unknown ones and Anthropic skills)."""
         if not isinstance(container, dict) or not container.get("skills"):
             return []
         try:

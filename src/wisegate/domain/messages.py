@@ -21,12 +21,14 @@ from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain import fallbacks
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
+from wisegate.domain.code_execution.loop import CodeExecution, Run, code_tool
 from wisegate.domain.compaction import compaction_events, expand_summaries, summarization_request
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
 from wisegate.domain.settlement import Settlement, record_usage
 from wisegate.errors import ApiError, InvalidRequest
+from wisegate.protocol.code_execution import ServerToolUseBlock
 from wisegate.protocol.events import (
     CompactionDelta,
     ContentBlockDelta,
@@ -116,10 +118,12 @@ class MessageService:
         *,
         catalog: ModelCatalog | None = None,
         attachments: Attachments | None = None,
+        code_execution: CodeExecution | None = None,
     ) -> None:
         self._registry = registry
         self._catalog = catalog or ModelCatalog(registry)
         self._attachments = attachments
+        self._code_execution = code_execution
         self._limits = limits
         # Interactive (non-batch) requests being answered, by backend name: batch workers yield to them.
         self.interactive_in_flight: Counter[str] = Counter()
@@ -162,12 +166,16 @@ class MessageService:
         container: dict[str, object] | None = None
         usage = Usage(service_tier="batch") if batch else Usage()
         hop_id = f"{request_id}_fb{hop}" if hop else request_id
+        run: Run | None = None
         try:
             served = await self._catalog.for_request(principal, request.model)
             chain = fallbacks.chain(request, served.config.fallbacks)
             for index, entry in enumerate(chain if request.fallbacks != "default" else []):
                 await self._fallback_model(principal, entry.model, f"fallbacks.{index}.model")
             credit = fallbacks.credit_outcome(request)
+            if self._code_execution is not None and code_tool(request) is not None:
+                # Wisegate runs the tool: a container with the skills mounted, the loop around the backend.
+                run, request = await self._code_execution.begin(principal, request)
             if self._attachments is not None:  # file_id sources, PDFs as text, container skills
                 request, container = await self._attachments.resolve(
                     principal, request, served.backend.capabilities
@@ -191,7 +199,16 @@ class MessageService:
         settle = Settlement(
             self._limits, principal, hop_id, served.config.id, streamed, usage, admission, on_finish
         )
-        events = served.backend.stream(request, served.route, usage)
+        if run is not None:
+
+            async def admit_round(later: MessagesRequest, round_number: int) -> Admission:
+                rid = f"{hop_id}-round{round_number}"
+                return await self._admit(principal, served, later, rid, batch)
+
+            run.rounds = (admit_round, self._limits.finish_round)
+            events = run.stream(served.backend, request, served.route, usage)
+        else:
+            events = served.backend.stream(request, served.route, usage)
         if original.compaction is not None:
             events = compaction_events(events, usage)
         elif chain:
@@ -423,7 +440,7 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
         raise ApiError("The backend produced no message.")
     for index, text in partial_json.items():
         block = message.content[index]
-        if isinstance(block, ToolUseBlock):
+        if isinstance(block, ToolUseBlock | ServerToolUseBlock):
             block.input = _parse_input(text)
     return message
 

@@ -97,7 +97,7 @@ def model_info(served: ServedModel) -> ModelInfo:
         capabilities=ModelCapabilities(
             batch=_YES,  # every served model runs in batches (workers/batches.py)
             citations=_NO,
-            code_execution=_NO,
+            code_execution=support(caps.tools),  # run by Wisegate, or by Anthropic behind a relay
             context_management=ContextManagementCapability(supported=False),
             effort=EffortCapability(
                 supported=caps.effort,
@@ -108,7 +108,9 @@ def model_info(served: ServedModel) -> ModelInfo:
             ),
             image_input=support(caps.images),
             pdf_input=support(caps.pdf),
-            server_tools=ServerToolsCapability(supported=False, code_execution=_NO, web_search=_NO),
+            server_tools=ServerToolsCapability(
+                supported=caps.tools, code_execution=support(caps.tools), web_search=_NO
+            ),
             structured_outputs=support(caps.structured_outputs),
             thinking=ThinkingCapability(
                 supported=caps.thinking,

@@ -46,7 +46,8 @@ class Price:
 class PriceTable:
     """Looks up a model's price by exact id, then by the first matching glob pattern."""
 
-    def __init__(self, prices: dict[str, PriceConfig]) -> None:
+    def __init__(self, prices: dict[str, PriceConfig], container_hour: str = "0") -> None:
+        self._container_hour_pico = int(Decimal(container_hour) * PICO_PER_USD)
         self._exact = {k: Price.from_config(v) for k, v in prices.items() if not _is_glob(k)}
         self._globs = [(k, Price.from_config(v)) for k, v in prices.items() if _is_glob(k)]
 
@@ -72,7 +73,12 @@ class PriceTable:
             + written_1h * p.cache_write_1h
             + usage.cache_read_input_tokens * p.cache_read
         )
-        return total // 2 if batch else total
+        total = total // 2 if batch else total
+        return total + self.container_cost(usage.container_ms)
+
+    def container_cost(self, container_ms: int) -> int:
+        """The picodollar cost of ``container_ms`` of code execution container time."""
+        return container_ms * self._container_hour_pico // 3_600_000
 
     def max_cost(self, model: str, input_tokens: int, max_tokens: int, *, batch: bool = False) -> int:
         """The most a request can cost before it runs: its input (uncached) and all of ``max_tokens``."""

@@ -24,6 +24,7 @@ from wisegate.protocol.admin import (
     CostBucket,
     CostReport,
     CostResult,
+    ServerToolUse,
     UsageBucket,
     UsageReport,
     UsageResult,
@@ -59,6 +60,11 @@ TOKEN_TYPES = (
     ("cache_creation.ephemeral_5m_input_tokens", "Cache Write (5m) Input Tokens"),
 )
 _PICO_PER_CENT = Decimal(10) ** 10
+CODE_EXECUTION = "code_execution"
+
+
+def _cost_type(line_type: str | None) -> str:
+    return CODE_EXECUTION if line_type == CODE_EXECUTION else "tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,8 +200,12 @@ class _Sums:
     output: int = 0
     cache_read: int = 0
     cache_write: int = 0
+    code_execution_requests: int = 0
+    container_ms: int = 0
 
     def add(self, row: UsageSum) -> None:
+        self.code_execution_requests += row.code_execution_requests
+        self.container_ms += row.container_ms
         self.uncached += row.input_tokens
         self.output += row.output_tokens
         self.cache_read += row.cache_read_input_tokens
@@ -278,6 +288,10 @@ class ReportService:
                     cache_creation=CacheCreation(ephemeral_5m_input_tokens=s.cache_write),
                     cache_read_input_tokens=s.cache_read,
                     output_tokens=s.output,
+                    server_tool_use=ServerToolUse(
+                        code_execution_requests=s.code_execution_requests,
+                        code_execution_seconds=s.container_ms / 1000,
+                    ),
                 )
                 results.append(result.model_copy(update=dict(zip(group_by, group, strict=True))))
             data.append(
@@ -328,11 +342,16 @@ class ReportService:
             (row.cache_read_input_tokens, price.cache_read),
             (row.cache_creation_input_tokens, price.cache_write_5m),
         )
-        return [
+        lines = [
             (token_type, label, tokens * per_token * factor)
             for (token_type, label), (tokens, per_token) in zip(TOKEN_TYPES, counts, strict=True)
             if tokens
         ]
+        if row.container_ms:  # container time is not halved for batches
+            lines.append(
+                (CODE_EXECUTION, "Code Execution", 2 * self._prices.container_cost(row.container_ms))
+            )
+        return lines
 
     async def cost(self, scope: Scope, query: ReportQuery) -> CostReport:
         """Costs per day in cents (decimal strings), by workspace and/or line item (``description``)."""
@@ -379,11 +398,11 @@ class ReportService:
                         amount=cents(doubled),
                         workspace_id=line_workspace,
                         description=description,
-                        cost_type="tokens" if by_description else None,
+                        cost_type=_cost_type(line_type) if by_description else None,
                         context_window=context,
                         model=model,
                         service_tier=tier,
-                        token_type=line_type,
+                        token_type=None if line_type == CODE_EXECUTION else line_type,
                     )
                 )
             data.append(

@@ -118,6 +118,8 @@ async def record_usage(
             latency_ms=int((time.monotonic() - started) * 1000),
             created_at=datetime.now(UTC),
             batch=usage.service_tier == "batch",
+            code_execution_requests=usage.code_execution_requests,
+            container_ms=usage.container_ms,
         )
         with tracing.span("settlement"):
             await limits.settle(admission, record, usage)

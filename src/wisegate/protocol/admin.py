@@ -202,6 +202,9 @@ class CacheCreation(BaseModel):
 
 class ServerToolUse(BaseModel):
     web_search_requests: int = 0
+    # Wisegate's addition: calls of the code execution tool it ran, and their container time.
+    code_execution_requests: int = 0
+    code_execution_seconds: float = 0.0
 
 
 class UsageResult(BaseModel):

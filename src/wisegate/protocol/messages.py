@@ -14,6 +14,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from wisegate.protocol.bounds import IdText, ModelName
+from wisegate.protocol.code_execution import (
+    CodeExecutionResultBlock,
+    ContainerUploadBlock,
+    ServerToolUseBlock,
+)
 from wisegate.protocol.numbers import Integer, Number
 from wisegate.protocol.options import BillingPolicy, CompactionConfig, FallbackCreditToken, FallbackEntry
 from wisegate.protocol.structured import OutputConfig, SchemaUnsupported, check_schema
@@ -543,6 +548,9 @@ class Usage(BaseModel):
     # Per-model (fallbacks) or per-operation (compaction) breakdown; absent on a plain answer.
     iterations: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent)
     fallback_credit: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
+    # Metered for code execution run by Wisegate; kept off the wire.
+    code_execution_requests: int = Field(default=0, exclude=True)
+    container_ms: int = Field(default=0, exclude=True)
 
 
 class TextBlock(BaseModel):
@@ -593,7 +601,15 @@ class FallbackBlock(BaseModel):
 
 
 ContentBlock = (
-    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock | CompactionBlock | FallbackBlock
+    TextBlock
+    | ToolUseBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | CompactionBlock
+    | FallbackBlock
+    | ServerToolUseBlock
+    | CodeExecutionResultBlock
+    | ContainerUploadBlock
 )
 
 StopReason = Literal[

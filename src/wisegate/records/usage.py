@@ -26,6 +26,8 @@ class UsageRecord:
     created_at: datetime
     cost_picousd: int = 0
     batch: bool = False
+    code_execution_requests: int = 0
+    container_ms: int = 0  # sandbox time of the code execution tool, metered as container time
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class UsageSum:
     output_tokens: int
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    code_execution_requests: int = 0
+    container_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

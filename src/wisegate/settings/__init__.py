@@ -203,6 +203,23 @@ class Settings(BaseSettings):
     # newest turn, in the database, before it is deleted.
     thread_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
+    # The code execution tool (docs/code-execution.md): Wisegate runs it in a bubblewrap sandbox for
+    # backends that do not run it themselves.
+    code_execution_max_rounds: int = Field(default=10, ge=1)
+    container_idle_seconds: int = Field(default=3600, ge=1)
+    container_max_age_seconds: int = Field(default=30 * 24 * 3600, ge=1)
+    container_hour_price: str = "0.05"  # USD per container-hour of sandbox time
+    sandbox_cpu_seconds: int = Field(default=60, ge=1)
+    sandbox_wall_seconds: float = Field(default=120.0, gt=0)
+    sandbox_memory_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024**2)
+    sandbox_processes: int = Field(default=128, ge=4)
+    sandbox_open_files: int = Field(default=1024, ge=16)
+    sandbox_disk_bytes: int = Field(default=1024**3, ge=1024**2)
+    sandbox_uid: int = Field(default=65534, ge=1)  # the sandbox's user when the server runs as root
+    sandbox_ro_paths: list[str] = Field(default_factory=list)  # more host paths, mounted read-only
+    sandbox_python_path: list[str] = Field(default_factory=list)  # PYTHONPATH inside the sandbox
+    node_name: str | None = None  # this node's name in scaled mode (default: the host name)
+
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)

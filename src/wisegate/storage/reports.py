@@ -42,6 +42,8 @@ class UsageReportRepo:
                 func.sum(t.output_tokens),
                 func.sum(t.cache_creation_input_tokens),
                 func.sum(t.cache_read_input_tokens),
+                func.sum(t.code_execution_requests),
+                func.sum(t.container_ms),
             )
             .where(
                 t.organization_id == where.organization_id,
@@ -77,6 +79,8 @@ class UsageReportRepo:
                 int(row[8]),
                 int(row[9]),
                 int(row[10]),
+                int(row[11] or 0),
+                int(row[12] or 0),
             )
             for row in rows
         ]

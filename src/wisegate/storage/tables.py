@@ -98,6 +98,8 @@ class UsageRecordRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     cost_picousd: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     batch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    code_execution_requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    container_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),
@@ -488,3 +490,28 @@ class SavedPromptRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_saved_prompts_owner", "owner_id", "updated_at"),)
+
+
+class ContainerRow(Base):
+    """A code execution container: its files live under ``<data_dir>/containers/<id>`` on ``node``.
+
+    ``expires_at`` is the earlier of ``last_used_at`` + the idle timeout and ``created_at`` + the
+    maximum age; ``run_ms`` is the sandbox time its calls used (metered as container time).
+    """
+
+    __tablename__ = "code_containers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    node: Mapped[str] = mapped_column(String(255))
+    skills: Mapped[str] = mapped_column(Text, default="[]")
+    run_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_code_containers_workspace", "workspace_id"),
+        Index("ix_code_containers_node_expires", "node", "expires_at"),
+    )

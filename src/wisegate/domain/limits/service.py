@@ -402,6 +402,14 @@ class LimitService:
             await self._give_back([(b, unused[b.dimension]) for b, _ in admission.demands])
         return record
 
+    async def finish_round(self, admission: Admission, input_tokens: int) -> None:
+        """End a later model round of one request (the code execution loop), admitted like a request:
+        its input tokens stay taken; the request, output and spend are settled with the request."""
+        keep = {"input-tokens": min(input_tokens, admission.input_tokens)}
+        await self._give_back([(b, n - keep.get(b.dimension, 0)) for b, n in admission.demands])
+        admission.demands = []
+        await self.release(admission)
+
     async def release(self, admission: Admission) -> None:
         """Undo an admission whose request never reached the backend."""
         await self._give_back(admission.demands)

@@ -1,0 +1,275 @@
+"""Run one command in a bubblewrap sandbox over a container's directory.
+
+The sandbox sees a read-only system image (the host's ``/usr`` and the extra read-only paths an
+operator configures), the container's own writable directories and nothing else of the host::
+
+    /home/user                  the working directory and $HOME       (<container>/home)
+    /tmp                        scratch, on disk like the rest         (<container>/tmp)
+    /mnt/user-data/uploads      files placed by ``container_upload``   (<container>/uploads)
+    /mnt/user-data/outputs      files written here become Files        (<container>/outputs)
+    /skills/<directory>/        the request's skills, read-only        (<container>/skills)
+
+Namespaces: all of them (``--unshare-all``): no network (only a loopback of its own), a new PID
+namespace with its own ``/proc``, no environment but ``PATH``, ``HOME``, ``LANG`` and ``TMPDIR``. Limits:
+CPU seconds, address space, processes, open files and file size as rlimits; wall time by killing the
+sandbox (its PID namespace dies with it, so nothing it started outlives the call); disk by the file-size
+rlimit (what is left of the quota) plus a watchdog that measures the writable directories while the
+command runs and kills it past the quota. The ``processes`` limit is RLIMIT_NPROC, which counts the
+sandbox user's tasks: a server running as root runs bwrap privileged (no user namespace) and the command
+as an unprivileged user (``sandbox_uid``, through ``setpriv`` with every capability dropped); any other
+server runs the command as itself in a user namespace, its own tasks added to the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import shutil
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio.to_thread
+
+WRITABLE = ("home", "tmp", "uploads", "outputs")
+MOUNTS = {
+    "home": "/home/user",
+    "tmp": "/tmp",
+    "uploads": "/mnt/user-data/uploads",
+    "outputs": "/mnt/user-data/outputs",
+}
+SKILLS_DIR = "/skills"
+_SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/mime.types")
+_OUTPUT_CAP = 64 * 1024  # bytes of stdout and of stderr kept per call
+_MAX_ENTRIES = 100_000  # files and directories a container may hold
+_WATCH_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    cpu_seconds: int = 60
+    wall_seconds: float = 120.0
+    memory_bytes: int = 2 * 1024**3
+    processes: int = 128
+    open_files: int = 1024
+    disk_bytes: int = 1024**3
+
+
+@dataclass(slots=True)
+class RunResult:
+    stdout: str
+    stderr: str
+    return_code: int
+    seconds: float
+    timed_out: bool = False
+    disk_exceeded: bool = False
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class Sandbox:
+    """Runs commands over container directories; ``bwrap`` must be on ``PATH``."""
+
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    uid: int = 65534
+    ro_binds: Sequence[str] = ()
+    python_path: Sequence[str] = ()
+    bwrap: str = "bwrap"
+
+    def available(self) -> str | None:
+        """Why the sandbox cannot run here, or ``None`` when ``bwrap`` is installed."""
+        if shutil.which(self.bwrap) is None:
+            return f"'{self.bwrap}' is not installed (Debian: apt-get install bubblewrap)"
+        if self.as_other_user and not os.path.exists("/usr/bin/setpriv"):
+            return "/usr/bin/setpriv is not installed (Debian: util-linux)"
+        return None
+
+    @property
+    def as_other_user(self) -> bool:
+        return os.geteuid() == 0 and self.uid != 0
+
+    def prepare(self, root: Path) -> None:
+        """Create the container's directories (owned by the sandbox's user)."""
+        root.mkdir(parents=True, exist_ok=True)
+        for name in (*WRITABLE, "skills"):
+            path = root / name
+            path.mkdir(exist_ok=True)
+            if self.as_other_user and name != "skills":
+                os.chown(path, self.uid, self.uid)
+
+    def argv(self, fds: dict[str, int], command: Sequence[str]) -> list[str]:
+        """bwrap's arguments; ``fds``: open directories of the container by name (bound by descriptor,
+        so the sandbox's user needs no access to the path of the data dir)."""
+        args = [self.bwrap, "--die-with-parent", "--new-session"]
+        if self.as_other_user:  # privileged bwrap: no user namespace, so that the uid below is real
+            args += [
+                "--unshare-ipc",
+                "--unshare-pid",
+                "--unshare-net",
+                "--unshare-uts",
+                "--unshare-cgroup-try",
+            ]
+            args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
+        else:
+            args += ["--unshare-all"]
+        args += ["--ro-bind", "/usr", "/usr"]
+        for name in ("bin", "lib", "lib64", "sbin"):
+            if os.path.islink(f"/{name}"):
+                args += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
+            elif os.path.isdir(f"/{name}"):
+                args += ["--ro-bind", f"/{name}", f"/{name}"]
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for path in (*_SYSTEM_FILES, *self.ro_binds):
+            if os.path.exists(path):
+                args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev"]
+        for parent in ("/home", "/mnt", "/mnt/user-data"):  # readable by the sandbox's user
+            args += ["--perms", "0755", "--dir", parent]
+        for name, target in MOUNTS.items():
+            args += ["--bind-fd", str(fds[name]), target]
+        args += ["--ro-bind-fd", str(fds["skills"]), SKILLS_DIR]
+        args += ["--remount-ro", "/", "--chdir", MOUNTS["home"], "--clearenv"]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": MOUNTS["home"], "LANG": "C.UTF-8"}
+        env["TMPDIR"] = "/tmp"
+        if self.python_path:
+            env["PYTHONPATH"] = ":".join(self.python_path)
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        if self.as_other_user:
+            uid = str(self.uid)
+            drop = [
+                "--reuid",
+                uid,
+                "--regid",
+                uid,
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ]
+            command = ["/usr/bin/setpriv", *drop, "--no-new-privs", "--", *command]
+        return [*args, "--", *command]
+
+    async def run(self, root: Path, command: Sequence[str], used_bytes: int) -> RunResult:
+        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now."""
+        limits = self.limits
+        room = max(limits.disk_bytes - used_bytes, 0)
+        headroom = await anyio.to_thread.run_sync(_tasks_of, self.uid if self.as_other_user else os.getuid())
+        rlimits = [
+            (resource.RLIMIT_CPU, limits.cpu_seconds),
+            (resource.RLIMIT_AS, limits.memory_bytes),
+            (resource.RLIMIT_NPROC, limits.processes + headroom),
+            (resource.RLIMIT_NOFILE, limits.open_files),
+            (resource.RLIMIT_FSIZE, max(room, 1)),
+            (resource.RLIMIT_CORE, 0),
+        ]
+
+        def limit() -> None:
+            for kind, value in rlimits:
+                resource.setrlimit(kind, (value, value))
+
+        started = time.monotonic()
+        fds = {name: _open_dir(root / name) for name in (*WRITABLE, "skills")}
+        argv = self.argv(fds, command)
+        argv[0] = shutil.which(self.bwrap) or self.bwrap
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=limit,
+                pass_fds=tuple(fds.values()),
+                env={"PATH": "/usr/bin:/bin"},  # bwrap is PID 1 in there: its environ is readable inside
+            )
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        assert process.stdout is not None and process.stderr is not None
+        outcome = RunResult("", "", 0, 0.0)
+        watchdog = asyncio.create_task(self._watch(root, process, outcome))
+        try:
+            async with asyncio.timeout(limits.wall_seconds):
+                out, err = await asyncio.gather(_capped(process.stdout), _capped(process.stderr))
+                code = await process.wait()
+        except TimeoutError:
+            outcome.timed_out = True
+            out, err, code = (b"", False), (b"", False), -signal.SIGKILL
+        finally:
+            _kill(process)
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            with contextlib.suppress(ProcessLookupError):
+                await process.wait()
+        outcome.stdout = out[0].decode("utf-8", "replace")
+        outcome.stderr = err[0].decode("utf-8", "replace")
+        outcome.truncated = out[1] or err[1]
+        outcome.return_code = code if code >= 0 else 128 - code
+        outcome.seconds = time.monotonic() - started
+        if not outcome.disk_exceeded:
+            usage = await anyio.to_thread.run_sync(disk_usage, root)
+            outcome.disk_exceeded = usage[0] >= limits.disk_bytes or usage[1] > _MAX_ENTRIES
+        return outcome
+
+    async def _watch(self, root: Path, process: asyncio.subprocess.Process, outcome: RunResult) -> None:
+        while process.returncode is None:
+            await asyncio.sleep(_WATCH_SECONDS)
+            size, entries = await anyio.to_thread.run_sync(disk_usage, root)
+            if size > self.limits.disk_bytes or entries > _MAX_ENTRIES:
+                outcome.disk_exceeded = True
+                _kill(process)
+                return
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
+
+
+def disk_usage(root: Path) -> tuple[int, int]:
+    """Bytes and entries in the container's writable directories (symlinks are not followed)."""
+    size = entries = 0
+    for name in WRITABLE:
+        for directory, dirs, files in os.walk(root / name):
+            entries += len(dirs) + len(files)
+            for item in files:
+                with contextlib.suppress(OSError):
+                    size += os.lstat(os.path.join(directory, item)).st_blocks * 512
+    return size, entries
+
+
+def _tasks_of(uid: int) -> int:
+    """Tasks (processes and threads) the user runs now: RLIMIT_NPROC counts them all."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = Path(entry.path, "status").read_text()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            total += int(fields.get("Threads", "1").strip() or 1)
+    return total
+
+
+async def _capped(stream: asyncio.StreamReader) -> tuple[bytes, bool]:
+    """The stream's first bytes (up to the cap) and whether more followed; reads to the end."""
+    kept = bytearray()
+    truncated = False
+    while chunk := await stream.read(65536):
+        room = _OUTPUT_CAP - len(kept)
+        if len(chunk) > room:
+            truncated = True
+        kept += chunk[: max(room, 0)]
+    return bytes(kept), truncated
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

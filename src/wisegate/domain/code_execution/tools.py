@@ -1,0 +1,129 @@
+"""One code execution call: validate the model's input, run it in the container, build the result.
+
+``bash_code_execution`` runs ``bash -c <command>``, ``code_execution`` (the 20250522 tool) runs
+``python3 -c <code>``; both report stdout, stderr, the return code and the files the call created in
+the outputs directory (stored as downloadable Files). ``text_editor_code_execution`` (``view``,
+``create``, ``str_replace``) runs a small Python program inside the sandbox too, so that paths are
+resolved there and never on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio.to_thread
+
+from wisegate.domain.code_execution.containers import Container, ContainerService, OutputTooLarge
+from wisegate.domain.code_execution.sandbox import disk_usage
+from wisegate.domain.keys import Principal
+from wisegate.protocol.code_execution import BASH, TEXT_EDITOR, run_result, tool_error
+
+EDITOR_COMMANDS = ("view", "create", "str_replace")
+
+_EDITOR = r"""
+import json, os, sys
+a = json.loads(sys.argv[1]); c = a["command"]; p = a["path"]
+def done(**k): print(json.dumps(k)); sys.exit(0)
+def fail(code, message): done(error_code=code, error_message=message)
+if c == "create":
+    existed = os.path.exists(p)
+    try:
+        os.makedirs(os.path.dirname(p) or ".", exist_ok=True)
+        with open(p, "w", encoding="utf-8") as f: f.write(a.get("file_text") or "")
+    except OSError as e: fail("invalid_tool_input", f"{p}: {e.strerror}")
+    done(type="text_editor_code_execution_create_result", is_file_update=existed)
+if not os.path.exists(p): fail("file_not_found", f"The path {p} does not exist.")
+if os.path.isdir(p):
+    if c != "view": fail("invalid_tool_input", f"{p} is a directory")
+    names = sorted(os.listdir(p)); text = "\n".join(names)
+    done(type="text_editor_code_execution_view_result", file_type="text", content=text,
+         num_lines=len(names), start_line=1, total_lines=len(names))
+try:
+    with open(p, encoding="utf-8", errors="replace") as f: data = f.read()
+except OSError as e: fail("invalid_tool_input", f"{p}: {e.strerror}")
+lines = data.split("\n")
+if c == "view":
+    start, end = 1, len(lines)
+    r = a.get("view_range")
+    if r:
+        start, end = int(r[0]), (len(lines) if int(r[1]) == -1 else int(r[1]))
+    shown = lines[start - 1:end]
+    done(type="text_editor_code_execution_view_result", file_type="text", content="\n".join(shown),
+         num_lines=len(shown), start_line=start, total_lines=len(lines))
+old, new = a.get("old_str") or "", a.get("new_str") or ""
+count = data.count(old) if old else 0
+if count != 1:
+    fail("invalid_tool_input", f"old_str must appear exactly once in {p}; it appears {count} times")
+at = data[: data.index(old)].count("\n") + 1
+with open(p, "w", encoding="utf-8") as f: f.write(data.replace(old, new, 1))
+old_lines, new_lines = old.split("\n"), new.split("\n")
+done(type="text_editor_code_execution_str_replace_result", old_start=at, old_lines=len(old_lines),
+     new_start=at, new_lines=len(new_lines),
+     lines=["-" + x for x in old_lines] + ["+" + x for x in new_lines])
+"""
+
+
+async def execute(
+    containers: ContainerService, principal: Principal, container: Container, name: str, given: Any
+) -> dict[str, Any]:
+    """The result block ``content`` for one call of ``name`` with input ``given``."""
+    if name == TEXT_EDITOR:
+        return await _editor(containers, container, given)
+    field = "command" if name == BASH else "code"
+    source = given.get(field) if isinstance(given, dict) else None
+    if not isinstance(source, str) or not source.strip():
+        return tool_error(name, "invalid_tool_input")
+    argv = ["/bin/bash", "-c", source] if name == BASH else ["/usr/bin/python3", "-c", source]
+    async with container.lock:
+        before = await anyio.to_thread.run_sync(containers.snapshot, container)
+        result, started = await _run(containers, container, argv)
+        if result.timed_out:
+            return tool_error(name, "execution_time_exceeded")
+        stderr = result.stderr
+        if result.disk_exceeded:
+            await anyio.to_thread.run_sync(containers.remove_since, container, started)
+            stderr += (
+                f"\nDisk quota of {containers.sandbox.limits.disk_bytes} bytes exceeded: the files this "
+                "call wrote were removed."
+            )
+        try:
+            records = await containers.collect(principal, container, before)
+        except OutputTooLarge:
+            return tool_error(name, "output_file_too_large")
+    code = result.return_code if not result.disk_exceeded or result.return_code else 1
+    return run_result(name, result.stdout, stderr.lstrip("\n"), code, [r.id for r in records])
+
+
+async def _editor(containers: ContainerService, container: Container, given: Any) -> dict[str, Any]:
+    if not isinstance(given, dict) or given.get("command") not in EDITOR_COMMANDS:
+        return tool_error(TEXT_EDITOR, "invalid_tool_input", f"command must be one of {EDITOR_COMMANDS}")
+    if not isinstance(given.get("path"), str) or not given["path"]:
+        return tool_error(TEXT_EDITOR, "invalid_tool_input", "path is required")
+    async with container.lock:
+        result, started = await _run(
+            containers, container, ["/usr/bin/python3", "-c", _EDITOR, json.dumps(given)]
+        )
+        if result.disk_exceeded:
+            await anyio.to_thread.run_sync(containers.remove_since, container, started)
+            return tool_error(TEXT_EDITOR, "invalid_tool_input", "the container's disk quota is exceeded")
+    if result.timed_out:
+        return tool_error(TEXT_EDITOR, "execution_time_exceeded")
+    try:
+        answer = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return tool_error(TEXT_EDITOR, "unavailable", result.stderr.strip()[-500:] or None)
+    if not isinstance(answer, dict):
+        return tool_error(TEXT_EDITOR, "unavailable")
+    if "error_code" in answer:
+        return tool_error(TEXT_EDITOR, str(answer["error_code"]), answer.get("error_message"))
+    return answer
+
+
+async def _run(containers: ContainerService, container: Container, argv: list[str]) -> tuple[Any, float]:
+    used, _ = await anyio.to_thread.run_sync(disk_usage, container.root)
+    started = time.time()
+    result = await containers.sandbox.run(container.root, argv, used)
+    container.run_seconds += result.seconds
+    return result, started

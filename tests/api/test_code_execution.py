@@ -1,0 +1,326 @@
+"""The code execution tool run by Wisegate, driven through the official SDK with the scripted backend."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import anthropic
+import httpx
+import pytest
+
+from tests.api.code_execution_support import BETAS, TOOL, bash, call, result_of, run, still_serving
+from tests.api.files_support import bundle, other_workspace_client
+from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, postgres_database, scripted_settings, serve
+from wisegate.backends.scripted import ScriptedBackend
+
+pytestmark = pytest.mark.usefixtures("bwrap")
+
+
+@pytest.fixture(scope="module")
+def bwrap() -> None:
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        pytest.fail("bubblewrap is not installed: scripts/test installs it (apt-get install bubblewrap)")
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    settings = scripted_settings(
+        tmp_path_factory.mktemp("code"),
+        code_execution_max_rounds=3,
+        container_idle_seconds=600,
+        container_hour_price="3600",  # a dollar a second: every millisecond shows in the cost report
+        ledger_journal=False,
+    )
+    yield from serve(settings, backends={"scripted": ScriptedBackend()})
+
+
+def test_a_bash_call_runs_and_its_output_returns(live: LiveServer) -> None:
+    message = bash(live.client(), "echo hello; echo oops >&2; exit 3")
+    use, result, text = message.content
+    assert use.type == "server_tool_use" and use.name == "bash_code_execution"
+    assert use.id.startswith("srvtoolu_") and use.input == {"command": "echo hello; echo oops >&2; exit 3"}
+    assert result.type == "bash_code_execution_tool_result" and result.tool_use_id == use.id
+    assert result.content.type == "bash_code_execution_result"
+    assert (result.content.stdout, result.content.stderr, result.content.return_code) == (
+        "hello\n",
+        "oops\n",
+        3,
+    )
+    assert result.content.content == []
+    assert "hello" in text.text and "exit code 3" in text.text  # the model saw the result
+    assert message.stop_reason == "end_turn"
+    assert message.container is not None and message.container.id.startswith("container_")
+    assert message.container.expires_at.timestamp() > time.time()
+    capabilities = live.client().models.retrieve(SCRIPTED_MODEL).capabilities
+    assert capabilities is not None and capabilities.code_execution.supported
+
+
+def test_text_editor_create_view_and_replace(live: LiveServer) -> None:
+    steps = "\n".join(
+        [
+            call(
+                "text_editor_code_execution", command="create", path="notes.txt", file_text="one\ntwo\nthree"
+            ),
+            call(
+                "text_editor_code_execution",
+                command="str_replace",
+                path="notes.txt",
+                old_str="two",
+                new_str="2",
+            ),
+            call("text_editor_code_execution", command="view", path="/home/user/notes.txt"),
+            call("text_editor_code_execution", command="view", path="missing.txt"),
+        ]
+    )
+    first = run(live.client(), steps)
+    assert first.stop_reason == "pause_turn"  # three rounds at most per response on this server
+    created, replaced, viewed = (result_of(first, i) for i in range(3))
+    assert created.type == "text_editor_code_execution_create_result" and created.is_file_update is False
+    assert replaced.type == "text_editor_code_execution_str_replace_result"
+    assert (replaced.old_start, replaced.old_lines, replaced.new_lines) == (2, 1, 1)
+    assert viewed.type == "text_editor_code_execution_view_result", viewed
+    assert (viewed.content, viewed.total_lines, viewed.start_line) == ("one\n2\nthree", 3, 1)
+    second = live.client().beta.messages.create(
+        model=SCRIPTED_MODEL,
+        max_tokens=200,
+        tools=[TOOL],
+        betas=BETAS,
+        container=first.container.id,
+        messages=[{"role": "user", "content": steps}, {"role": "assistant", "content": first.content}],
+    )
+    missing = result_of(second)
+    assert missing.type == "text_editor_code_execution_tool_result_error"
+    assert missing.error_code == "file_not_found"
+    assert second.stop_reason == "end_turn"
+
+
+def test_a_file_written_to_outputs_is_downloadable(live: LiveServer) -> None:
+    client = live.client()
+    message = bash(client, "printf 'a,b\\n1,2\\n' > /mnt/user-data/outputs/report.csv; echo written")
+    result = result_of(message)
+    assert result.stdout == "written\n" and len(result.content) == 1
+    file_id = result.content[0].file_id
+    assert result.content[0].type == "bash_code_execution_output"
+    metadata = client.beta.files.retrieve_metadata(file_id)
+    assert (metadata.filename, metadata.downloadable, metadata.size_bytes) == ("report.csv", True, 8)
+    assert client.beta.files.download(file_id).read() == b"a,b\n1,2\n"
+    # A second call lists only what it created or changed.
+    again = bash(client, "echo nothing new", container=message.container.id)
+    assert result_of(again).content == []
+
+
+def test_a_container_keeps_its_files_between_requests(live: LiveServer) -> None:
+    client = live.client()
+    first = bash(client, "echo $((6*7)) > state.txt")
+    container = first.container.id
+    second = bash(client, "cat state.txt", container=container)
+    assert second.container.id == container and result_of(second).stdout == "42\n"
+    by_object = bash(client, "cat /home/user/state.txt", container={"id": container})
+    assert result_of(by_object).stdout == "42\n"
+    fresh = bash(client, "cat state.txt")
+    assert fresh.container.id != container and result_of(fresh).return_code != 0
+
+
+def test_a_skill_script_runs_from_its_mounted_directory(live: LiveServer) -> None:
+    client = live.client()
+    files = bundle("adder", name="adder", description="Adds numbers")
+    files[1] = (
+        "adder/scripts/add.py",
+        b"import sys\nprint(sum(int(a) for a in sys.argv[1:]))\n",
+        "text/x-python",
+    )
+    skill = client.beta.skills.create(files=files, betas=["skills-2025-10-02"])
+    message = bash(
+        client,
+        "python3 /skills/adder/scripts/add.py 2 3 4; head -2 /skills/adder/SKILL.md; touch /skills/adder/x",
+        container={"skills": [{"type": "custom", "skill_id": skill.id, "version": "latest"}]},
+    )
+    result = result_of(message)
+    assert result.stdout.splitlines() == ["9", "---", "name: adder"]
+    assert "Read-only file system" in result.stderr
+    assert [(s.skill_id, s.type) for s in message.container.skills] == [(skill.id, "custom")]
+    system = " ".join(b.text for b in live.backend.calls[-1].system_text())
+    assert "/skills/adder/SKILL.md" in system and "Adds numbers" in system
+    anthropic_skill = {"skills": [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]}
+    with pytest.raises(anthropic.NotFoundError, match="xlsx"):
+        bash(client, "true", container=anthropic_skill)
+
+
+def test_pause_turn_and_continuing_the_turn(live: LiveServer) -> None:
+    client = live.client()
+    steps = "\n".join(
+        call("bash_code_execution", command=f"echo step{i} >> log.txt; cat log.txt | wc -l") for i in range(5)
+    )
+    first = run(client, steps)
+    assert first.stop_reason == "pause_turn"
+    assert [b.type for b in first.content].count("server_tool_use") == 3
+    assert result_of(first, 2).stdout == "3\n"
+    second = client.beta.messages.create(
+        model=SCRIPTED_MODEL,
+        max_tokens=200,
+        tools=[TOOL],
+        betas=BETAS,
+        container=first.container.id,
+        messages=[{"role": "user", "content": steps}, {"role": "assistant", "content": first.content}],
+    )
+    assert second.stop_reason == "end_turn"
+    assert [result_of(second, i).stdout for i in range(2)] == ["4\n", "5\n"]
+
+
+def test_streaming_carries_the_same_blocks(live: LiveServer) -> None:
+    client = live.client()
+    with client.beta.messages.stream(
+        model=SCRIPTED_MODEL,
+        max_tokens=100,
+        tools=[TOOL],
+        betas=BETAS,
+        messages=[{"role": "user", "content": call("bash_code_execution", command="echo streamed")}],
+    ) as stream:
+        kinds = [event.type for event in stream]
+        message = stream.get_final_message()
+    assert kinds.count("message_start") == 1 and kinds.count("message_stop") == 1
+    assert [b.type for b in message.content] == ["server_tool_use", "bash_code_execution_tool_result", "text"]
+    assert message.content[0].input == {"command": "echo streamed"}
+    assert result_of(message).stdout == "streamed\n"
+
+
+def test_container_upload_places_the_file(live: LiveServer) -> None:
+    client = live.client()
+    uploaded = client.beta.files.upload(file=("data.txt", b"uploaded bytes", "text/plain"))
+    message = run(
+        client,
+        [
+            {
+                "type": "text",
+                "text": call("bash_code_execution", command="cat /mnt/user-data/uploads/data.txt"),
+            },
+            {"type": "container_upload", "file_id": uploaded.id},
+        ],
+    )
+    assert result_of(message).stdout == "uploaded bytes"
+    with pytest.raises(anthropic.NotFoundError):
+        run(client, [{"type": "text", "text": "hi"}, {"type": "container_upload", "file_id": "file_01nope"}])
+
+
+def test_invalid_input_is_a_typed_error(live: LiveServer) -> None:
+    message = run(live.client(), call("bash_code_execution", cmd="ls"))
+    error = result_of(message)
+    assert (error.type, error.error_code) == ("bash_code_execution_tool_result_error", "invalid_tool_input")
+
+
+def test_another_workspace_cannot_use_the_container(live: LiveServer) -> None:
+    container = bash(live.client(), "echo mine > secret.txt").container.id
+    other = other_workspace_client(live, "code-other")
+    with pytest.raises(anthropic.NotFoundError, match="Container not found"):
+        bash(other, "cat secret.txt", container=container)
+    with pytest.raises(anthropic.NotFoundError, match="Container not found"):
+        bash(live.client(), "true", container="container_01doesnotexist")
+    still_serving(live)
+
+
+def test_an_expired_container_is_gone(tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = scripted_settings(tmp_path_factory.mktemp("expiry"), container_idle_seconds=1)
+    for live in serve(settings, backends={"scripted": ScriptedBackend()}):
+        client = live.client()
+        first = bash(client, "echo kept > kept.txt")
+        directory = settings.data_dir / "containers" / first.container.id
+        assert (directory / "home" / "kept.txt").exists()
+        assert (first.container.expires_at.timestamp() - time.time()) <= 1.5
+        time.sleep(1.2)
+        with pytest.raises(anthropic.NotFoundError, match="expired") as caught:
+            bash(client, "cat kept.txt", container=first.container.id)
+        assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+        assert live.run(live.services.code_execution.containers.sweep(force=True)) >= 1
+        assert not directory.exists()
+
+
+def test_scaled_mode_names_the_node_that_holds_the_container(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two nodes on one PostgreSQL database: a container is used only on the node that created it."""
+    with postgres_database() as url:
+        a = scripted_settings(tmp_path_factory.mktemp("node-a"), database_url=url, node_name="node-a")
+        b = scripted_settings(tmp_path_factory.mktemp("node-b"), database_url=url, node_name="node-b")
+        for live_a in serve(a, backends={"scripted": ScriptedBackend()}):
+            container = bash(live_a.client(), "echo on a > here.txt").container.id
+            for live_b in serve(b, backends={"scripted": ScriptedBackend()}):
+                client_b = live_b.client(api_key=live_a.key)
+                with pytest.raises(anthropic.BadRequestError, match="node 'node-a'") as caught:
+                    bash(client_b, "cat here.txt", container=container)
+                assert caught.value.body["error"]["details"]["error_code"] == "container_on_other_node"  # type: ignore[index]
+                assert result_of(bash(client_b, "echo fresh")).stdout == "fresh\n"
+            assert result_of(bash(live_a.client(), "cat here.txt", container=container)).stdout == "on a\n"
+
+
+def test_container_time_is_metered_in_usage_and_cost_reports(live: LiveServer) -> None:
+    client = other_workspace_client(live, "metered")
+    workspace = live.run(live.services.keys.authenticate(client.api_key)).workspace_id
+    message = run(
+        client,
+        "\n".join(
+            [call("bash_code_execution", command="sleep 0.3"), call("bash_code_execution", command="true")]
+        ),
+    )
+    assert [b.type for b in message.content].count("bash_code_execution_tool_result") == 2
+    admin = make_key(live.settings, admin=True)
+    now = datetime.now(UTC)
+    window = {
+        "starting_at": (now - timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z"),
+        "ending_at": (now + timedelta(days=1)).strftime("%Y-%m-%dT00:00:00Z"),
+    }
+    headers = {"x-api-key": admin}
+    usage = httpx.get(
+        f"{live.base_url}/v1/organizations/usage_report/messages",
+        params={**window, "bucket_width": "1d", "group_by[]": ["workspace_id"]},
+        headers=headers,
+    ).json()
+    rows = [r for bucket in usage["data"] for r in bucket["results"] if r["workspace_id"] == workspace]
+    mine = [r for r in rows if r["server_tool_use"]["code_execution_requests"] == 2]
+    assert len(mine) == 1, rows
+    seconds = mine[0]["server_tool_use"]["code_execution_seconds"]
+    assert 0.3 <= seconds < 10
+    cost = httpx.get(
+        f"{live.base_url}/v1/organizations/cost_report",
+        params={**window, "group_by[]": ["description", "workspace_id"]},
+        headers=headers,
+    ).json()
+    lines = [
+        r
+        for bucket in cost["data"]
+        for r in bucket["results"]
+        if r["cost_type"] == "code_execution" and r["workspace_id"] == mine[0]["workspace_id"]
+    ]
+    assert len(lines) == 1 and lines[0]["token_type"] is None
+    assert Decimal(lines[0]["amount"]) == Decimal(str(seconds)) * 100  # cents at $3600 an hour
+
+
+def test_rate_limits_apply_to_every_round_of_the_loop(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
+
+    steps = "\n".join(call("bash_code_execution", command=f"echo {i}") for i in range(4))
+    measured = scripted_settings(tmp_path_factory.mktemp("unlimited"))
+    for live in serve(measured, backends={"scripted": ScriptedBackend()}):
+        # Four calls, then an answer: five rounds.
+        per_round = run(live.client(), steps, max_tokens=10).usage.input_tokens // 5
+    limits = LimitsConfig(
+        model_classes={"scripted": ["scripted-*"]},
+        tiers=[
+            TierConfig(
+                name="test",
+                rate_limits={"scripted": RateLimits(rpm=100, itpm=per_round * 5 // 2, otpm=10**6)},
+            )
+        ],
+        cache_seconds=0,
+    )
+    settings = scripted_settings(tmp_path_factory.mktemp("limited"), limits=limits)
+    backend = ScriptedBackend()
+    for live in serve(settings, backends={"scripted": backend}):
+        with pytest.raises(anthropic.RateLimitError, match="input tokens"):
+            run(live.client(), steps, max_tokens=10)
+        assert len(backend.calls) == 2  # the third round was refused before it reached the model
+        still_serving(live)
