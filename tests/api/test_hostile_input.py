@@ -14,8 +14,8 @@ import pytest
 
 from tests.api.files_support import skill_md
 from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key
-from wisegate.logs import JsonFormatter
 from wisegate.protocol.json_depth import MAX_JSON_DEPTH
+from wisegate.telemetry.logs import JsonFormatter
 
 USER = [{"role": "user", "content": "hi"}]
 TOO_DEEP = f"nests JSON arrays and objects deeper than {MAX_JSON_DEPTH} levels"

@@ -28,9 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wisegate.api.errors import error_response, from_http_exception
 from wisegate.errors import ApiError
-from wisegate.logs import request_id_var
 from wisegate.protocol.messages import new_id
 from wisegate.telemetry import metrics, tracing
+from wisegate.telemetry.logs import request_id_var
 
 log = logging.getLogger("wisegate.http")
 

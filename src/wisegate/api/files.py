@@ -9,11 +9,13 @@ from wisegate.api.auth import authenticate
 from wisegate.api.disposition import attachment
 from wisegate.api.multipart import MultipartReader
 from wisegate.api.paging import list_limit
+from wisegate.api.render import json_response
 from wisegate.domain.files import Staged
 from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
-from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata, rfc3339
+from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata
 from wisegate.protocol.numbers import ascii_integer
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import FileRecord
 from wisegate.services import services_of
 
@@ -31,10 +33,6 @@ def metadata(record: FileRecord) -> FileMetadata:
         downloadable=record.downloadable,
         expires_at=rfc3339(record.expires_at) if record.expires_at else None,
     )
-
-
-def _json(body: FileMetadata | DeletedFile | CursorPage[FileMetadata]) -> Response:
-    return Response(body.model_dump_json(), media_type="application/json")
 
 
 async def upload_file(request: Request) -> Response:
@@ -63,7 +61,7 @@ async def upload_file(request: Request) -> Response:
     finally:
         if staged is not None:
             await files.discard(staged)
-    return _json(metadata(record))
+    return json_response(metadata(record))
 
 
 def _declared(request: Request) -> int | None:
@@ -105,13 +103,13 @@ async def list_files(request: Request) -> Response:
         if has_more and not before
         else None,
     )
-    return _json(body)
+    return json_response(body)
 
 
 async def get_file(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
-    return _json(metadata(await services.files.get(principal, request.path_params["file_id"])))
+    return json_response(metadata(await services.files.get(principal, request.path_params["file_id"])))
 
 
 async def file_content(request: Request) -> Response:
@@ -132,4 +130,4 @@ async def delete_file(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     record = await services.files.delete(principal, request.path_params["file_id"])
-    return _json(DeletedFile(id=record.id))
+    return json_response(DeletedFile(id=record.id))

@@ -102,6 +102,7 @@ def safe_path(candidate: str | None, default: str = "/console") -> str:
 # The navigation: (name, path, label, permissions of which one opens the page; none: every person).
 NAV: tuple[tuple[str, str, str, tuple[Permission, ...]], ...] = (
     ("usage", "/console", "Usage", (Permission.READ_USAGE, Permission.READ_BILLING)),
+    ("requests", "/console/requests", "Requests", (Permission.READ_USAGE, Permission.READ_BILLING)),
     ("keys", "/console/keys", "API keys", (Permission.READ_KEYS,)),
     ("workspaces", "/console/workspaces", "Workspaces", (Permission.MANAGE_WORKSPACES,)),
     ("members", "/console/members", "Members", (Permission.MANAGE_MEMBERS,)),
@@ -245,6 +246,9 @@ _UNRECORDED = frozenset(
         "confirm_password",
         "message",
         "system",
+        "turns",
+        "tools",
+        "stop_sequences",
     }
 )
 

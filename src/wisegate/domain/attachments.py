@@ -43,6 +43,7 @@ from wisegate.protocol.messages import (
     ToolResultBlockParam,
     new_id,
 )
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import SkillVersionRecord
 
 MAX_SKILLS = 8
@@ -104,7 +105,7 @@ class Attachments:
             update["container"] = None
             container = {
                 "id": new_id("container"),
-                "expires_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+                "expires_at": rfc3339(datetime.now(UTC) + timedelta(minutes=5)),
                 "skills": [
                     {"type": s.type, "skill_id": s.skill_id, "version": s.version.version} for s in skills
                 ],

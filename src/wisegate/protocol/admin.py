@@ -37,6 +37,11 @@ class WorkspaceScope(BaseModel):
     workspace_id: str
 
 
+class ServiceAccountActor(BaseModel):
+    type: Literal["service_account_actor"] = "service_account_actor"
+    service_account_id: str
+
+
 class ApiKeyOut(BaseModel):
     id: str
     type: Literal["api_key"] = "api_key"
@@ -47,7 +52,7 @@ class ApiKeyOut(BaseModel):
     created_by: ApiKeyCreatedBy | None = None
     expires_at: str | None = None
     partial_key_hint: str | None
-    principal: None = None
+    principal: ServiceAccountActor | None = None
     status: str
 
 
@@ -149,6 +154,7 @@ class UpdateApiKeyBody(_Body):
 class CreateApiKeyBody(_Body):
     name: KeyName
     workspace_id: IdText
+    service_account_id: IdText | None = None  # the key is the service account's (it must be a member there)
 
 
 class AddMemberBody(_Body):

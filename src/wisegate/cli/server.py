@@ -24,7 +24,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
-from wisegate.connections import ConnectionLimits, protocol_for
+from wisegate.cli.connections import ConnectionLimits, protocol_for
 from wisegate.domain.drain import Drain
 from wisegate.telemetry import metrics
 

@@ -15,8 +15,8 @@ import pytest
 from tests.conftest import free_port, scripted_settings
 from wisegate.app import create_app
 from wisegate.backends.scripted import ScriptedBackend
-from wisegate.connections import ConnectionLimits
-from wisegate.server import _Server, server_config
+from wisegate.cli.connections import ConnectionLimits
+from wisegate.cli.server import _Server, server_config
 from wisegate.storage.db import migrate
 
 LIMITS = ConnectionLimits(

@@ -20,7 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from wisegate.tiers import LimitsConfig
+from wisegate.settings.tiers import LimitsConfig
 
 
 class DeploymentConfig(BaseModel):
