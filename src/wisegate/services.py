@@ -212,7 +212,8 @@ def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str
 
 @asynccontextmanager
 async def batch_worker(services: Services) -> AsyncIterator[None]:
-    """Run the in-process batch worker (embedded mode) while the app serves, when enabled."""
+    """Run the in-process batch worker (embedded mode) while the app serves, when enabled; it drains
+    with the server."""
     if not services.settings.batch_worker:
         yield
         return
@@ -224,10 +225,13 @@ async def batch_worker(services: Services) -> AsyncIterator[None]:
         concurrency=services.settings.batch_concurrency,
         serial_backends=serial_backends(services.settings),
     )
+    services.drain.on_begin(worker.drain)  # SIGTERM: no new claims, the claimed ones finish
+    unsubscribe = services.drain.subscribe(worker.stop)  # the drain's cut: give back the rest
     task = asyncio.create_task(worker.run(), name="batch-worker")
     try:
         yield
     finally:
+        unsubscribe()
         worker.stop()
         await task
 

@@ -7,6 +7,7 @@ each time it is built.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +65,10 @@ class ModelConfig(BaseModel):
     max_output_tokens: int | None = None
     clamp_max_tokens: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+    # Server-side fallbacks (domain/fallbacks.py): the models ``fallbacks: "default"`` tries, in
+    # order, when this one declines; with fallback_on_overload also when it is overloaded (529).
+    fallbacks: list[str] = Field(default_factory=list)
+    fallback_on_overload: bool = False
 
     def deployment_list(self) -> list[DeploymentConfig]:
         """``deployments``, or the single ``backend`` as one deployment."""
@@ -151,6 +156,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # API processes ``wisegate serve`` runs on the port (supervisor.py); more than one needs the
+    # rate-limit buckets in Redis (``redis_url``) unless limits are off.
+    workers: int = Field(default=1, ge=1)
     data_dir: Path = Path("wisegate-data")
     database_url: str | None = None
     log_level: str = "INFO"
@@ -232,6 +240,11 @@ class Settings(BaseSettings):
             for deployment in model.deployment_list():
                 if deployment.backend not in self.backends:
                     raise ValueError(f"model {model.id!r} names unknown backend {deployment.backend!r}")
+        served = {m.id for m in self.models} | {a for m in self.models for a in m.aliases}
+        for model in self.models:
+            for fallback in model.fallbacks:
+                if fallback not in served and not any(fnmatch.fnmatchcase(fallback, a) for a in served):
+                    raise ValueError(f"model {model.id!r} falls back to {fallback!r}, which is not served")
         if self.files_store == "s3" and not self.files_s3_bucket:
             raise ValueError("files_store = 's3' needs files_s3_bucket")
         if self.console_sso_issuer and not (self.console_sso_client_id and self.console_sso_client_secret):
