@@ -33,7 +33,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     app = create_app(settings, backends={"scripted": ScriptedBackend()})
     number = free_port()
     thresholds = gc.get_threshold()
-    server = _Server(server_config(app, "127.0.0.1", number, LIMITS), None, 30, 0)
+    server = _Server(server_config(app, "127.0.0.1", number, LIMITS), None, 30, 0, None)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
