@@ -190,3 +190,20 @@ def test_message_start_carries_the_cache_usage(server: LiveServer) -> None:
     assert start.message.usage.cache_creation_input_tokens == final.usage.cache_creation_input_tokens
     assert start.message.usage.input_tokens == final.usage.input_tokens
     assert final.usage.cache_creation_input_tokens + final.usage.cache_read_input_tokens > 32
+
+
+def test_max_tokens_zero_writes_the_cache_and_generates_nothing(server: LiveServer) -> None:
+    """SDK 2.10: "Set to 0 to populate the prompt cache without generating a response"."""
+    sys_text = SYSTEM + "Today the library is closed for inventory."
+    question = [{"role": "user", "content": "Is the library open?"}]
+    warmed = ask(server, system=system(sys_text), messages=question, max_tokens=0)
+    written = warmed.usage.cache_creation_input_tokens
+    assert written > 32 and warmed.usage.cache_read_input_tokens == 0
+    assert warmed.usage.output_tokens == 0
+    assert warmed.stop_reason == "max_tokens"
+    assert all(block.type == "text" and block.text == "" for block in warmed.content)
+    answered = ask(server, system=system(sys_text), messages=question)
+    assert (
+        answered.usage.cache_read_input_tokens == written and answered.usage.cache_creation_input_tokens == 0
+    )
+    assert answered.usage.output_tokens > 0

@@ -3,6 +3,7 @@ head (408), idle keep-alive, and the number of connections (529), over raw socke
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
@@ -31,7 +32,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     migrate(settings.resolved_database_url)
     app = create_app(settings, backends={"scripted": ScriptedBackend()})
     number = free_port()
-    server = _Server(server_config(app, "127.0.0.1", number, LIMITS), None, 30, 0)
+    thresholds = gc.get_threshold()
+    server = _Server(server_config(app, "127.0.0.1", number, LIMITS), None, 30, 0, None)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -41,6 +43,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     yield number
     server.should_exit = True
     thread.join(30)
+    gc.unfreeze()  # the server froze the heap at startup; later tests expect a fresh collector
+    gc.set_threshold(*thresholds)
 
 
 def connect(port: int) -> socket.socket:

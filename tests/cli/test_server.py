@@ -14,7 +14,9 @@ from wisegate.cli.server import _Server
 
 
 def test_startup_freezes_what_is_alive() -> None:
-    server = _Server(uvicorn.Config(Starlette(), host="127.0.0.1", port=0, log_level="warning"), None, 30, 0)
+    server = _Server(
+        uvicorn.Config(Starlette(), host="127.0.0.1", port=0, log_level="warning"), None, 30, 0, None
+    )
     assert gc.get_freeze_count() == 0
     thresholds = gc.get_threshold()
     thread = threading.Thread(target=server.run, daemon=True)
