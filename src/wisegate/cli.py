@@ -69,12 +69,27 @@ def serve(host: str | None, port: int | None) -> None:
         _startup_failure(str(exc))
 
     from wisegate.app import create_app
-    from wisegate.server import run_server
+    from wisegate.backends.local.supervisor import start_model_runners, stop_model_runners
 
     app = create_app(settings)
     problems = app.state.services.registry.preflight()
     if problems:
         _startup_failure("; ".join(problems))
+    # One model runner per local backend for this host, before any API worker starts: the workers
+    # reach it by its socket (docs/operations.md, "The model runner").
+    try:
+        runners = start_model_runners(settings)
+    except RuntimeError as exc:
+        _startup_failure(str(exc))
+    try:
+        _serve(app, settings, host, port, sock)
+    finally:
+        stop_model_runners(runners)
+        tracing.shutdown()
+
+
+def _serve(app: Any, settings: Settings, host: str, port: int, sock: Any) -> None:
+    from wisegate.server import run_server
 
     async def first_keys(keys: Any) -> tuple[str, str] | None:
         org = await keys.bootstrap()
@@ -96,18 +111,15 @@ def serve(host: str | None, port: int | None) -> None:
         f"Serving the Claude API on http://{host}:{port} (models: {', '.join(m.id for m in settings.models)})"
     )
     sys.stdout.flush()
-    try:
-        run_server(
-            app,
-            host,
-            port,
-            sock=sock,
-            drain=app.state.services.drain,
-            drain_seconds=settings.drain_seconds,
-            drain_grace_seconds=settings.drain_grace_seconds,
-        )
-    finally:
-        tracing.shutdown()
+    run_server(
+        app,
+        host,
+        port,
+        sock=sock,
+        drain=app.state.services.drain,
+        drain_seconds=settings.drain_seconds,
+        drain_grace_seconds=settings.drain_grace_seconds,
+    )
 
 
 def _startup_failure(message: str) -> NoReturn:
