@@ -87,7 +87,8 @@ def test_kill_9_under_load_ends_only_the_runners_requests(server: LiveServer) ->
     before = _wait_up(server)
     streams: list[list[tuple[str, Any]]] = [[] for _ in range(3)]
     threads = [
-        threading.Thread(target=_sse, args=(server, f"{LONG} ({i})", 300, seen)) for i, seen in enumerate(streams)
+        threading.Thread(target=_sse, args=(server, f"{LONG} ({i})", 300, seen))
+        for i, seen in enumerate(streams)
     ]
     for thread in threads:
         thread.start()
@@ -139,9 +140,9 @@ def test_kill_9_under_load_ends_only_the_runners_requests(server: LiveServer) ->
     failures = [what for what, ok in others if not ok]
     assert not failures, failures
     assert sum(what == "scripted" for what, _ in others) >= 5
-    assert any(
-        body["checks"]["backend:local"].startswith("the model runner is") for body in not_ready
-    ), "/ready never showed the runner down"
+    assert any(body["checks"]["backend:local"].startswith("the model runner is") for body in not_ready), (
+        "/ready never showed the runner down"
+    )
     assert after["restarts"] == before["restarts"] + 1
 
     # Usage is recorded for what was produced before the crash.

@@ -31,8 +31,8 @@ from pydantic import ValidationError
 from wisegate.domain.batches import BatchService
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService
-from wisegate.logs import request_id_var
 from wisegate.errors import ApiError, GatewayTimeout, ModelCrashed, Overloaded, RateLimited
+from wisegate.logs import request_id_var
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
 from wisegate.storage.batches import BatchOwner, Claim, Completion

@@ -265,7 +265,9 @@ class LocalBackend:
             "stop_sequences": list(request.stop_sequences or []),
             "tool_mode": tool_mode,
             "tools": [t.model_dump(mode="json", exclude_none=True) for t in tools],
-            "forced_tool": request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None,
+            "forced_tool": (
+                request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None
+            ),
             "answer_grammar": answer_grammar,
             "tool_grammars": tool_grammars,
         }
@@ -275,9 +277,9 @@ class LocalBackend:
             log.error("the model runner's supervisor of backend %r does not answer: %s", self.name, exc)
             raise ApiInternal("The embedded model's runner is not running.") from None
         try:
-            request_id = request_id_var.get()
             batch = usage.service_tier == "batch"
-            writer.write(wire.encode({"op": "generate", "job": job, "batch": batch, "request_id": request_id}))
+            hello = {"op": "generate", "job": job, "batch": batch, "request_id": request_id_var.get()}
+            writer.write(wire.encode(hello))
             admitted = await wire.read(reader)
             kind = admitted["type"] if admitted is not None else "crashed"
             if kind == "overloaded":

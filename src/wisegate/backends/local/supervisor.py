@@ -47,6 +47,16 @@ _POISON_SECONDS = 3600.0  # how long crashes are remembered per request
 _STABLE_SECONDS = 60.0  # up this long, the back-off starts over
 _TERMINAL = frozenset({"done", "overloaded", "crashed", "poisoned", "down"})
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+_RUNNER_CONFIG = (
+    "model_path",
+    "n_ctx",
+    "threads",
+    "queue_size",
+    "cache_max_bytes",
+    "cache_min_tokens",
+    "log_level",
+    "log_format",
+)
 
 log = logging.getLogger("wisegate.runner")
 
@@ -213,8 +223,7 @@ class Supervisor:
 
     async def _run_child(self) -> None:
         ours, theirs = socket.socketpair()
-        child = {k: self._config[k] for k in ("model_path", "n_ctx", "threads", "queue_size")}
-        child |= {k: self._config[k] for k in ("cache_max_bytes", "cache_min_tokens", "log_level", "log_format")}
+        child = {k: self._config[k] for k in _RUNNER_CONFIG}
         self._state = "starting"
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -250,7 +259,9 @@ class Supervisor:
             return
         if self._problem is None:
             self._problem = f"the model runner exited ({how})"
-        log.error("the model runner of backend %r exited (%s); %d requests ended", self._name, how, len(self._jobs))
+        log.error(
+            "the model runner of backend %r exited (%s); %d requests ended", self._name, how, len(self._jobs)
+        )
         now = time.time()
         self._crashes = {fp: c for fp, c in self._crashes.items() if now - c[1] < _POISON_SECONDS}
         for job in self._jobs.values():
