@@ -38,11 +38,12 @@ from wisegate.domain.limits.redis_store import RedisCaller, RedisLimiter
 from wisegate.domain.limits.resp import Reply, RespClient, RespError
 from wisegate.domain.pricing import PriceTable
 from wisegate.protocol.messages import Usage
+from wisegate.records.usage import UsageRecord
 from wisegate.settings import PriceConfig
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import LedgerJournal
-from wisegate.storage.repos import TenancyRepo, UsageRecord
+from wisegate.storage.ledger import LedgerJournal
+from wisegate.storage.repos import TenancyRepo
 from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 

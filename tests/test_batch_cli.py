@@ -62,10 +62,16 @@ def test_submit_status_results(server: LiveServer, tmp_path: Path) -> None:
 
 def test_errors_are_reported(server: LiveServer, tmp_path: Path) -> None:
     source = tmp_path / "bad.jsonl"
-    source.write_text(json.dumps({"custom_id": "a", "params": {"model": SCRIPTED_MODEL}}) + "\n")
+    source.write_text(json.dumps({"custom_id": "not ok!", "params": {"model": SCRIPTED_MODEL}}) + "\n")
     failed = _run(server, "submit", str(source))
     assert failed.returncode != 0
-    assert "400 invalid_request_error: requests.0 (custom_id 'a'): params." in failed.stderr
+    assert "400 invalid_request_error: requests.0 (custom_id 'not ok!'): custom_id" in failed.stderr
+    # Invalid params do not refuse the batch: the request ends errored (its result says why).
+    source.write_text(json.dumps({"custom_id": "a", "params": {"model": SCRIPTED_MODEL}}) + "\n")
+    ran = _run(server, "submit", str(source))
+    assert ran.returncode == 0 and ran.stdout.strip().endswith(
+        "0 succeeded, 1 errored, 0 canceled, 0 expired"
+    )
     missing = _run(server, "status", "msgbatch_nope")
     assert missing.returncode != 0 and "404 not_found_error" in missing.stderr
     broken = tmp_path / "broken.jsonl"

@@ -92,6 +92,15 @@ def test_keys_commands(env: dict[str, str]) -> None:
         WISEGATE + ["keys", "disable", key_id], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert disabled.strip() == f"{key_id}\tinactive"
+    # A name no column can hold, or a workspace that does not exist: one line, no traceback.
+    for args, why in (
+        (["--name", "k" * 501], "name: must be at most 500 characters long"),
+        (["--name", "ok", "--workspace", "wrkspc_nope"], "workspace wrkspc_nope not found"),
+    ):
+        refused = subprocess.run(
+            WISEGATE + ["keys", "create", *args], env=env, capture_output=True, text=True
+        )
+        assert refused.returncode == 1 and why in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_second_start_prints_no_new_key(env: dict[str, str]) -> None:

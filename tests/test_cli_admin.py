@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from wisegate.cli import main
 from wisegate.domain.keys import KeyService
+from wisegate.records.usage import UsageRecord
 from wisegate.settings import Settings
 from wisegate.storage.db import Database
-from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+from wisegate.storage.repos import TenancyRepo, UsageRepo
 
 
 @pytest.fixture

@@ -40,3 +40,21 @@ def test_credits_and_limits_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     ):
         refused = runner.invoke(main, ["credits", "add", "--usd", amount])
         assert refused.exit_code == 2 and why in refused.output, refused.output
+
+
+def test_money_has_a_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One amount is at most $1,000,000 and a balance at most $5,000,000 (64-bit picodollars): past
+    either, a clean refusal and nothing changed — never a database overflow."""
+    monkeypatch.setenv("WISEGATE_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    for args in (["credits", "add", "--usd", "10000000"], ["limits", "spend", "--usd", "1000000.01"]):
+        refused = runner.invoke(main, args)
+        assert refused.exit_code == 2 and "out of range" in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    for _ in range(5):
+        assert runner.invoke(main, ["credits", "add", "--usd", "1000000"]).exit_code == 0
+    over = runner.invoke(main, ["credits", "add", "--usd", "0.01"])
+    assert over.exit_code == 1 and "may not pass $5,000,000" in over.output, over.output
+    shown = runner.invoke(main, ["credits", "show"]).output
+    assert "credit balance\t$5000000.000000" in shown
+    assert runner.invoke(main, ["credits", "add", "--usd", "-1000000"]).exit_code == 0

@@ -55,3 +55,16 @@ def test_a_missing_model_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "(set [backends.NAME.options] model_path to a GGUF file)"
     )
     assert not (tmp_path / "wisegate.db").exists()  # refused before anything was started or written
+
+
+def test_a_database_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}})
+    env["WISEGATE_DATABASE_URL"] = f"postgresql+asyncpg://wisegate:s3cret@127.0.0.1:{port}/wisegate"
+    line = _one_line(_serve(env, "--port", "0"))
+    shown = f"postgresql+asyncpg://wisegate:***@127.0.0.1:{port}/wisegate"
+    assert line.startswith(f"wisegate: cannot connect to the database at {shown} (")
+    assert line.endswith("); start it or fix WISEGATE_DATABASE_URL")
+    assert "s3cret" not in line

@@ -34,7 +34,7 @@ from sqlalchemy import text
 from tests.conftest import free_port, make_key, postgres_database, settings_for
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.topology]
 

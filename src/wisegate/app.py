@@ -12,6 +12,7 @@ from wisegate import console
 from wisegate.api import direct_routes, routes
 from wisegate.api.context import RequestContext
 from wisegate.api.errors import error_response, from_http_exception, request_id_of
+from wisegate.api.urls import UrlGuard
 from wisegate.backends.base import Backend
 from wisegate.domain.clock import Clock
 from wisegate.errors import ApiError
@@ -48,7 +49,8 @@ def create_app(
                 direct=direct_routes(),
                 route_names=route_names,
                 model_names=model_names,
-            )
+            ),
+            Middleware(UrlGuard),
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},
         lifespan=services.lifespan,

@@ -33,7 +33,10 @@ def _with_keys(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         finally:
             await db.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @click.group()
@@ -47,11 +50,13 @@ def main() -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Migrate the database, print a first API key and admin key if none exists, and serve the API.
 
-    A setting that cannot work (a taken port, a missing model file, tracing without its extra) is one
-    line on stderr and exit status 2, before anything starts. SIGTERM drains (docs/operations.md).
+    A setting that cannot work (a taken port, a missing model file, tracing without its extra, a
+    database that does not answer) is one line on stderr and exit status 2, before anything starts.
+    SIGTERM drains (docs/operations.md).
     """
     from wisegate.logs import configure
     from wisegate.server import ListenError, listen
+    from wisegate.storage.db import DatabaseUnavailable, check_reachable
     from wisegate.telemetry import tracing
 
     settings = Settings()
@@ -100,6 +105,10 @@ def _serve(app: Any, settings: Settings, host: str, port: int, sock: Any) -> Non
         _, admin = await keys.create_key(workspace.id, "first admin key", admin=True)
         return str(secret), str(admin)
 
+    try:
+        check_reachable(settings.resolved_database_url)
+    except DatabaseUnavailable as exc:
+        _startup_failure(str(exc))
     created = _with_keys(settings, first_keys)
     if created:
         click.echo(f"Your first API key (shown once, keep it): {created[0]}")
@@ -394,11 +403,16 @@ def worker() -> None:
 
     from wisegate.logs import configure
     from wisegate.services import Services, serial_backends
+    from wisegate.storage.db import DatabaseUnavailable, check_reachable
     from wisegate.storage.db import migrate as run_migrations
     from wisegate.workers.batches import BatchWorker
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
+    try:
+        check_reachable(settings.resolved_database_url)
+    except DatabaseUnavailable as exc:
+        _startup_failure(str(exc))
     run_migrations(settings.resolved_database_url)
 
     async def run() -> None:

@@ -7,21 +7,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from wisegate.settings import Settings
 
+if TYPE_CHECKING:
+    from wisegate.domain.limits.accounts import BillingAccounts
+    from wisegate.records.billing import BillingAccount
+
 T = TypeVar("T")
 
 
-def _run(work: Callable[[Any, str], Awaitable[T]]) -> T:
-    """``work(LimitService, organization_id)`` against the configured database (migrated first)."""
+def _run(work: Callable[[BillingAccounts, str], Awaitable[T]]) -> T:
+    """``work(BillingAccounts, organization_id)`` against the configured database (migrated first)."""
     from wisegate.domain.keys import KeyService
-    from wisegate.domain.limits import BillingRepo, LimitService, MemoryLimiter
+    from wisegate.domain.limits import LimitService, MemoryLimiter
+    from wisegate.domain.limits.accounts import BillingAccounts
     from wisegate.domain.pricing import PriceTable
+    from wisegate.storage.billing import BillingRepo
     from wisegate.storage.db import Database, migrate
     from wisegate.storage.repos import TenancyRepo
 
@@ -35,7 +40,7 @@ def _run(work: Callable[[Any, str], Awaitable[T]]) -> T:
             service = LimitService(
                 settings.limits, MemoryLimiter(), BillingRepo(db), PriceTable(settings.prices)
             )
-            return await work(service, org.id)
+            return await work(BillingAccounts(service), org.id)
         finally:
             await db.close()
 
@@ -68,10 +73,17 @@ def credits() -> None:
 def credits_add(usd: str, note: str) -> None:
     """Add credits; the first top-up makes the organization prepaid (requests need a balance)."""
 
-    async def work(limits: Any, org: str) -> Any:
-        return await limits.billing.add_credits(org, _pico(usd), note)
+    from wisegate.errors import ApiError
 
-    account = _run(work)
+    amount = _pico(usd)
+
+    async def work(accounts: BillingAccounts, org: str) -> BillingAccount:
+        return await accounts.add_credits(org, amount, note)
+
+    try:
+        account = _run(work)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(
         f"balance {_usd(account.credit_balance_pico)}\tpurchased {_usd(account.credits_purchased_pico)}"
     )
@@ -81,11 +93,10 @@ def credits_add(usd: str, note: str) -> None:
 def credits_show() -> None:
     """Tier, balance, purchases, this month's spend and the limits in force."""
 
-    async def work(limits: Any, org: str) -> list[str]:
-        account = await limits.billing.account(org)
-        tier = limits.tier_of(account)
-        month = datetime.now(UTC).strftime("%Y-%m")
-        spent, reserved = await limits.billing.period_spend(org, month)
+    async def work(accounts: BillingAccounts, org: str) -> list[str]:
+        overview = await accounts.overview(org)
+        account, tier, month = overview.account, overview.tier, overview.period
+        spent, reserved = overview.spent_pico, overview.reserved_pico
         return [
             f"organization\t{org}",
             f"tier\t{tier.name}" + ("" if account.tier is None else " (pinned)"),
@@ -113,8 +124,8 @@ def limits_tier(name: str | None) -> None:
     if name is not None and name not in known:
         raise click.BadParameter(f"unknown tier {name!r}; configured: {', '.join(known)}")
 
-    async def work(limits: Any, org: str) -> Any:
-        return await limits.billing.set_account(org, tier=name)
+    async def work(accounts: BillingAccounts, org: str) -> BillingAccount:
+        return await accounts.pin_tier(org, name)
 
     account = _run(work)
     click.echo(f"tier\t{account.tier or 'by threshold'}")
@@ -127,13 +138,9 @@ def limits_spend(workspace: str | None, usd: str | None) -> None:
     """Set a user-defined monthly spend limit (requests past it get 400, as on the Claude API)."""
     pico = _pico(usd) if usd is not None else None
 
-    async def work(limits: Any, org: str) -> str:
-        if workspace is None:
-            await limits.billing.set_account(org, spend_limit_pico=pico)
-            return org
-        current = await limits.billing.workspace_limits(workspace)
-        await limits.billing.set_workspace_limits(workspace, org, pico, current.rate_limits)
-        return workspace
+    async def work(accounts: BillingAccounts, org: str) -> str:
+        await accounts.set_spend_limit(org, pico, workspace)
+        return workspace or org
 
     click.echo(f"{_run(work)}\tmonthly spend limit {_usd(pico)}")
 
@@ -151,15 +158,8 @@ def limits_workspace_rate(
     if model_class not in Settings().limits.model_classes:
         raise click.BadParameter(f"unknown model class {model_class!r}")
 
-    async def work(limits: Any, org: str) -> dict[str, Any]:
-        current = await limits.billing.workspace_limits(workspace)
-        rates = dict(current.rate_limits or {})
-        if rpm is None and itpm is None and otpm is None:
-            rates.pop(model_class, None)
-        else:
-            big = 10**12
-            rates[model_class] = {"rpm": rpm or big, "itpm": itpm or big, "otpm": otpm or big}
-        await limits.billing.set_workspace_limits(workspace, org, current.spend_limit_pico, rates or None)
-        return rates
+    async def work(accounts: BillingAccounts, org: str) -> dict[str, dict[str, int]]:
+        rates = {"rpm": rpm, "itpm": itpm, "otpm": otpm}
+        return await accounts.set_workspace_rates(org, workspace, model_class, rates)
 
     click.echo(f"{workspace}\t{json.dumps(_run(work))}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class ApiError(Exception):
     status: int = 500
@@ -100,3 +102,31 @@ class GatewayTimeout(ApiError):
 class Overloaded(ApiError):
     status = 529
     type = "overloaded_error"
+
+
+def from_validation_error(exc: ValidationError) -> InvalidRequest:
+    """The deepest error as ``"<dotted.path>: <message>"``, the way the Claude API words it.
+
+    For a union (``content``: string or blocks) the deepest error is the one about what the client
+    evidently meant (the block list), not about the alternative it did not use.
+    """
+    errors = exc.errors(include_url=False)
+    first = max(errors, key=lambda e: sum(1 for part in e["loc"] if _is_path_part(part)))
+    if first["type"] == "json_invalid":
+        return InvalidRequest(f"The request body is not valid JSON: {first['ctx'].get('error', 'invalid')}")
+    if first["type"] == "model_type" and not first["loc"]:
+        return InvalidRequest("The request body must be a JSON object.")
+    message = first["msg"]
+    if first["type"] == "value_error":
+        message = str(first.get("ctx", {}).get("error", message))
+    path = ".".join(str(part) for part in first["loc"] if _is_path_part(part))
+    if path and not message.startswith(path.split(".")[0] + ":") and not message.startswith(path + "."):
+        return InvalidRequest(f"{path}: {message}")
+    return InvalidRequest(message)
+
+
+def _is_path_part(part: Any) -> bool:
+    if isinstance(part, int):
+        return True
+    text = str(part)
+    return not any(c in text for c in "[]()") and text not in ("str", "list", "dict", "int", "float", "bool")

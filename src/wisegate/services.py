@@ -23,7 +23,8 @@ from wisegate.domain.drain import Drain
 from wisegate.domain.files import BlobStore, FileService, LocalBlobStore, S3BlobStore, Staging
 from wisegate.domain.health import HealthService
 from wisegate.domain.keys import KeyService
-from wisegate.domain.limits import BillingRepo, LimitService, build_limiter
+from wisegate.domain.limits import LimitService, build_limiter
+from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
 from wisegate.domain.people import PeopleService
@@ -38,10 +39,11 @@ from wisegate.domain.usage import UsageService
 from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
+from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
 from wisegate.storage.threads import ThreadRepo
@@ -63,6 +65,7 @@ class Services:
     people: PeopleService
     reports: ReportService
     limits: LimitService
+    billing: BillingAccounts
     batches: BatchService
     threads: ThreadService
     drain: Drain
@@ -90,6 +93,7 @@ class Services:
         billing = BillingRepo(db, journal)
         limiter = build_limiter(settings)
         limits = LimitService(settings.limits, limiter, billing, prices)
+        billing_accounts = BillingAccounts(limits)
         drain = Drain()
         clock = clock or SystemClock()
         secret = ConsoleSecret(settings.console_secret, settings.data_dir)
@@ -117,7 +121,14 @@ class Services:
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
             ),
             limits=limits,
-            batches=BatchService(BatchRepo(db), clock, settings.batch_lease_seconds),
+            billing=billing_accounts,
+            batches=BatchService(
+                BatchRepo(db),
+                clock,
+                billing_accounts.unsettle,
+                settings.batch_lease_seconds,
+                settings.batch_max_crashes,
+            ),
             models=ModelPages(catalog),
             threads=threads,
             drain=drain,

@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = "json"
     # Settlements go to a local append-only journal under data_dir and are committed in the
-    # background (storage/ledger_journal.py); false: each request waits for its transaction.
+    # background (storage/ledger.py); false: each request waits for its transaction.
     ledger_journal: bool = True
 
     max_messages_request_bytes: int = 32 * 1024 * 1024
@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     batch_worker: bool = True
     batch_concurrency: int = 32
     batch_lease_seconds: float = 60.0
+    # A batch request held by a worker that died this many times ends errored (api_error).
+    batch_max_crashes: int = Field(default=3, ge=1)
     # Message threads (``thread`` on Messages): how long a thread's conversation is held after its
     # newest turn, in the database, before it is deleted.
     thread_retention_seconds: int = Field(default=7 * 24 * 3600, ge=60)

@@ -15,9 +15,10 @@ import httpx
 from tests.conftest import LiveServer, serve, settings_for
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.keys import KeyService
+from wisegate.records.usage import UsageRecord
 from wisegate.settings import BackendConfig, ModelConfig
 from wisegate.storage.db import Database
-from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+from wisegate.storage.repos import TenancyRepo, UsageRepo
 
 MODELS = ["scripted-1", "scripted-2"]
 

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from tests.api.admin_support import AdminServer, admin_server
 from wisegate.cli import main
+from wisegate.records.directory import Invite
 from wisegate.storage.db import Database
-from wisegate.storage.directory import DirectoryRepo, Invite
+from wisegate.storage.directory import DirectoryRepo
 
 
 @pytest.fixture(scope="module")

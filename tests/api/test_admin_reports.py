@@ -180,15 +180,6 @@ def test_page_tokens_walk_the_range(server: AdminServer, tenants: dict[str, str]
     assert outputs == 4001 + 3
 
 
-def test_an_api_key_reports_its_own_workspace_only(server: AdminServer, tenants: dict[str, str]) -> None:
-    own = _get(server, USAGE, tenants["a_secret"], **_range(), group_by="workspace_id")
-    assert {r["workspace_id"] for b in own["data"] for r in b["results"]} == {tenants["a"]}
-    other = _get(server, USAGE, tenants["a_secret"], **_range(), **{"workspace_ids[]": tenants["b"]})
-    assert all(b["results"] == [] for b in other["data"])
-    cost = _get(server, COST, tenants["a_secret"], **_range(), group_by="workspace_id")
-    assert {r["workspace_id"] for b in cost["data"] for r in b["results"]} == {tenants["a"]}
-
-
 def test_cost_report_is_exact(server: AdminServer, tenants: dict[str, str]) -> None:
     # Sonnet 4.5: $3 in / $15 out per MTok; Haiku 4.5: $1 in, $5 out, $1.25 5m write, $0.10 read.
     # Day 1, A standard: 1000 in = 0.3 ¢, 2000 out = 3 ¢; A batch: half, 1.65 ¢.

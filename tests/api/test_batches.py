@@ -102,22 +102,17 @@ def test_create_retrieve_results(server: LiveServer) -> None:
 
 
 def test_validation_names_the_bad_request(server: LiveServer) -> None:
+    """Only the envelope is checked at submission: ``custom_id``, uniqueness, counts, the JSON."""
     client = server.client()
-    bad = [_request("a", "x"), {"custom_id": "b", "params": {"model": SCRIPTED_MODEL, "messages": []}}]
     with pytest.raises(anthropic.BadRequestError) as info:
-        client.messages.batches.create(requests=bad)  # type: ignore[arg-type]
-    assert "requests.1 (custom_id 'b'): params.max_tokens: Field required" in info.value.message
+        client.messages.batches.create(requests=[_request("a", "x"), {"custom_id": "b"}])  # type: ignore[list-item]
+    assert "requests.1 (custom_id 'b'): params: Field required" in info.value.message
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.batches.create(requests=[_request("same", "x"), _request("same", "y")])  # type: ignore[arg-type]
     assert "requests.1" in info.value.message and "unique" in info.value.message
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.batches.create(requests=[_request("not ok!", "x")])  # type: ignore[arg-type]
     assert "requests.0" in info.value.message and "custom_id" in info.value.message
-    streamed = _request("s", "x")
-    streamed["params"]["stream"] = True
-    with pytest.raises(anthropic.BadRequestError) as info:
-        client.messages.batches.create(requests=[streamed])  # type: ignore[arg-type]
-    assert "params.stream" in info.value.message
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.batches.create(requests=[])
     assert "at least 1" in info.value.message
@@ -130,6 +125,38 @@ def test_validation_names_the_bad_request(server: LiveServer) -> None:
         content=b'{"requests": [1, 2',
     )
     assert response.status_code == 400 and response.json()["type"] == "error"
+
+
+def test_invalid_params_end_as_errored_results(server: LiveServer) -> None:
+    """``params`` is validated when the request runs: an invalid one does not refuse the batch; its
+    result is the ``invalid_request_error`` ``/v1/messages`` gives for the same body, word for word."""
+    client = server.client()
+    hot = _request("hot", "x")
+    hot["params"]["temperature"] = 5
+    no_max = {
+        "custom_id": "no-max",
+        "params": {"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": "x"}]},
+    }
+    streamed = _request("streamed", "x")
+    streamed["params"]["stream"] = True
+    batch = client.messages.batches.create(  # type: ignore[arg-type]
+        requests=[_request("fine", "all good"), hot, no_max, streamed]
+    )
+    assert batch.request_counts.processing == 4
+    ended = wait_ended(client, batch.id)
+    assert (ended.request_counts.succeeded, ended.request_counts.errored) == (1, 3)
+    results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+    assert results["fine"].type == "succeeded"
+    for custom_id, params in (("hot", hot["params"]), ("no-max", no_max["params"])):
+        direct = httpx.post(f"{server.base_url}/v1/messages", headers={"x-api-key": server.key}, json=params)
+        assert direct.status_code == 400
+        result = results[custom_id]
+        assert result.type == "errored", custom_id
+        assert result.error.error.type == "invalid_request_error"  # type: ignore[union-attr]
+        assert result.error.error.message == direct.json()["error"]["message"]  # type: ignore[union-attr]
+    assert "temperature" in results["hot"].error.error.message  # type: ignore[union-attr]
+    assert results["streamed"].type == "errored"
+    assert results["streamed"].error.error.message == "stream: batch requests cannot be streamed"  # type: ignore[union-attr]
 
 
 def test_body_limit_is_enforced_while_reading(server: LiveServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -20,8 +21,9 @@ from tests.conftest import LiveServer, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.files import FileService, LocalBlobStore, Staging
 from wisegate.domain.keys import KeyService, Principal
+from wisegate.records.files import FileRecord
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.files import FileRecord, FileRepo
+from wisegate.storage.files import FileRepo
 from wisegate.storage.repos import TenancyRepo
 from wisegate.storage.tables import FileRow
 
@@ -257,7 +259,10 @@ def test_expires_in_seconds(files_server: LiveServer) -> None:
     assert "expires_in_seconds" in info.value.message
 
 
-def test_a_client_that_disconnects_mid_upload_leaves_nothing(files_server: LiveServer) -> None:
+def test_a_client_that_disconnects_mid_upload_leaves_nothing(
+    files_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wisegate")
     rows_before = row_count(files_server)
     blobs_before = blob_files(files_server.settings.data_dir)
     host, port = files_server.base_url.removeprefix("http://").split(":")
@@ -276,13 +281,21 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(files_server: LiveS
         assert time.monotonic() < deadline, "the staged part of the upload was not removed"
         time.sleep(0.05)
     assert row_count(files_server) == rows_before
+    # Logged as what it is, a client that went away: info level, status 499, no traceback.
+    deadline = time.monotonic() + 10
+    while not any(r.getMessage() == "request" and getattr(r, "status", 0) == 499 for r in caplog.records):
+        assert time.monotonic() < deadline, "the abandoned upload was never logged"
+        time.sleep(0.05)
+    gone = [r for r in caplog.records if r.getMessage() == "client disconnected before its request was read"]
+    assert gone and all(r.levelno == logging.INFO for r in gone)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
 
 
 def test_a_failed_insert_removes_the_blob(tmp_path: Path) -> None:
     """Fault injection below the API: the row cannot be written, so the stored blob is deleted again."""
 
     class BrokenRepo(FileRepo):
-        async def add(self, record: FileRecord) -> None:
+        async def add(self, record: FileRecord, reservation_id: str | None = None) -> None:
             raise RuntimeError("database is gone")
 
     async def scenario() -> None:
@@ -309,7 +322,7 @@ def test_a_failed_insert_removes_the_blob(tmp_path: Path) -> None:
                 with pytest.raises(RuntimeError):
                     await service.commit(Principal(key), staged, "a.txt", "text/plain")
             finally:
-                staged.discard()
+                await service.discard(staged)
         finally:
             await db.close()
 

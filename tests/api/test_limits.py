@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -290,12 +292,51 @@ def test_ledger_rows_carry_cost_and_batch_flag(tmp_path: Path) -> None:
         assert (row.cost_picousd, row.batch, row.service_tier) == (COST // 2, True, "batch")
 
 
-def test_unreachable_redis_fails_closed_with_an_envelope(tmp_path: Path) -> None:
+def test_redis_down_fails_closed_with_529_and_recovers(tmp_path: Path) -> None:
+    """Redis stops answering at runtime: 529 without its address, then admitted again once it is back."""
     from tests.conftest import free_port
 
-    with limited_server(tmp_path, "memory", limits(), redis_url=f"redis://127.0.0.1:{free_port()}/0") as live:
-        response = post(live, body())
-        assert response.status_code == 500
-        assert response.json()["error"]["type"] == "api_error"
-        assert "rate limiter is unavailable" in response.json()["error"]["message"]
-        assert live.backend.calls == []
+    port = free_port()
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while (
+            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip()
+            != b"PONG"
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        return proc
+
+    redis = start_redis()
+    try:
+        with limited_server(tmp_path, "memory", limits(), redis_url=f"redis://127.0.0.1:{port}/0") as live:
+            assert post(live, body()).status_code == 200
+            redis.kill()
+            redis.wait(10)
+            response = post(live, body())
+            assert response.status_code == 529, response.text
+            error = response.json()["error"]
+            assert error["type"] == "overloaded_error"
+            assert error["message"] == "The rate limiter is unavailable; try again shortly."
+            assert "127.0.0.1" not in response.text and str(port) not in response.text
+            assert response.headers["retry-after"] == "1"
+            calls = len(live.backend.calls)
+            redis = start_redis()
+            assert post(live, body()).status_code == 200
+            assert len(live.backend.calls) == calls + 1
+    finally:
+        redis.kill()
+        redis.wait(10)

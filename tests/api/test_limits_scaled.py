@@ -16,7 +16,7 @@ from tests.conftest import SCRIPTED_MODEL, make_key, settings_for
 from tests.processes import ServerProcess, scripted_env
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 
 RPM = 600  # refills 10 requests a second
 LIMITS = {

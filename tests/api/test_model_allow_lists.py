@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import anthropic
+import httpx
+import openai
 import pytest
 
 from tests.api.admin_support import AdminServer, admin_server
@@ -56,3 +58,29 @@ def test_allow_list_narrows_every_model_endpoint(server: AdminServer) -> None:
     assert narrowed.json()["allowed_models"] == ["scripted-1"]
     assert [m.id for m in client.models.list()] == ["scripted-1"]
     assert admin.organization.workspaces.retrieve(workspace_id).name == "Only two"
+
+
+def test_openai_model_lists_respect_the_allow_list(server: AdminServer) -> None:
+    created = server.post(
+        "/v1/organizations/workspaces", {"name": "OpenAI two", "allowed_models": ["scripted-2"]}
+    )
+    _, secret = server.new_key(created.json()["id"])
+    client = openai.OpenAI(base_url=f"{server.base_url}/openai/v1", api_key=secret, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["scripted-2"]
+    assert client.models.retrieve("scripted-2").id == "scripted-2"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("scripted-1")
+
+    # /v1/models with Bearer (no anthropic-version) is the OpenAI shape: narrowed the same way.
+    bearer = {"authorization": f"Bearer {secret}"}
+    listed = httpx.get(f"{server.base_url}/v1/models", headers=bearer)
+    assert listed.status_code == 200 and listed.json()["object"] == "list"
+    assert [m["id"] for m in listed.json()["data"]] == ["scripted-2"]
+    refused = httpx.get(f"{server.base_url}/v1/models/scripted-1", headers=bearer)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["message"] == "model: scripted-1"
+    # A key of a workspace without an allow-list still sees every model.
+    everything = httpx.get(
+        f"{server.base_url}/v1/models", headers={"authorization": f"Bearer {server.live.key}"}
+    )
+    assert sorted(m["id"] for m in everything.json()["data"]) == ["scripted-1", "scripted-2"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
-import anthropic
 import httpx
 import pytest
 from anthropic import beta_tool
@@ -176,21 +176,29 @@ def test_context_management_is_thread_unsupported_request(scripted_server: LiveS
 
 
 def test_threads_are_refused_in_batches(scripted_server: LiveServer) -> None:
-    with pytest.raises(anthropic.BadRequestError) as caught:
-        scripted_server.client().messages.batches.create(
-            requests=[
-                {
-                    "custom_id": "t",
-                    "params": {
-                        "model": SCRIPTED_MODEL,
-                        "max_tokens": 5,
-                        "messages": [user("x")],
-                        "thread": {"type": "create"},  # type: ignore[typeddict-unknown-key]
-                    },
-                }
-            ]
-        )
-    assert "params.thread: batch requests cannot use a thread" in caught.value.message
+    """``params`` are checked when a batch request runs: a thread there is an errored result."""
+    client = scripted_server.client()
+    batch = client.messages.batches.create(
+        requests=[
+            {
+                "custom_id": "t",
+                "params": {
+                    "model": SCRIPTED_MODEL,
+                    "max_tokens": 5,
+                    "messages": [user("x")],
+                    "thread": {"type": "create"},  # type: ignore[typeddict-unknown-key]
+                },
+            }
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while client.messages.batches.retrieve(batch.id).processing_status != "ended":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [result] = list(client.messages.batches.results(batch.id))
+    assert result.result.type == "errored"
+    assert result.result.error.error.type == "invalid_request_error"  # type: ignore[union-attr]
+    assert result.result.error.error.message == "thread: batch requests cannot use a thread"  # type: ignore[union-attr]
 
 
 @beta_tool

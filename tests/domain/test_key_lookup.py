@@ -6,8 +6,9 @@ import asyncio
 from pathlib import Path
 
 from wisegate.domain.keys import KeyService
+from wisegate.records.tenancy import ApiKey
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.repos import ApiKey, TenancyRepo
+from wisegate.storage.repos import TenancyRepo
 
 
 class CountingRepo(TenancyRepo):

@@ -11,10 +11,11 @@ from wisegate.domain.keys import KeyService, Principal
 from wisegate.domain.limits import LimitService, MemoryLimiter
 from wisegate.domain.pricing import PriceTable
 from wisegate.protocol.messages import Usage
+from wisegate.records.usage import UsageRecord
 from wisegate.settings import Settings
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+from wisegate.storage.repos import TenancyRepo, UsageRepo
 
 MODEL = "claude-sonnet-4-5"
 

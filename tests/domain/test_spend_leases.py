@@ -21,10 +21,11 @@ from wisegate.domain.limits import LimitService, MemoryLimiter
 from wisegate.domain.pricing import PriceTable
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.messages import Usage
+from wisegate.records.usage import UsageRecord
 from wisegate.settings import PriceConfig
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.repos import TenancyRepo, UsageRecord
+from wisegate.storage.repos import TenancyRepo
 from wisegate.storage.tables import SpendReservationRow, UsageRecordRow
 from wisegate.tiers import LimitsConfig
 

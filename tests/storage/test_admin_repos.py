@@ -10,10 +10,12 @@ from alembic.runtime.migration import MigrationContext
 
 from tests.storage.test_repos import database_url  # noqa: F401  (the parametrized fixture)
 from wisegate.domain.keys import KeyService
+from wisegate.records.directory import Invite, User, WorkspaceMember, WorkspaceSettings
+from wisegate.records.usage import UsageFilter, UsageRecord
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.directory import DirectoryRepo, Invite, User, WorkspaceMember, WorkspaceSettings
-from wisegate.storage.reports import UsageFilter, UsageReportRepo
-from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+from wisegate.storage.directory import DirectoryRepo
+from wisegate.storage.reports import UsageReportRepo
+from wisegate.storage.repos import TenancyRepo, UsageRepo
 from wisegate.storage.tables import Base
 
 

@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import postgres_database
+from wisegate.records.files import FileRecord, SkillRecord, SkillVersionRecord
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.files import (
-    FileRecord,
-    FileRepo,
-    NameTaken,
-    SkillRecord,
-    SkillRepo,
-    SkillVersionRecord,
-)
+from wisegate.storage.files import FileRepo, NameTaken, SkillRepo
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

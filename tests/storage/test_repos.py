@@ -14,8 +14,9 @@ from sqlalchemy import text
 
 from tests.conftest import postgres_database
 from wisegate.domain.keys import KeyService, hash_key
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import MIGRATIONS, Database, migrate
-from wisegate.storage.repos import TenancyRepo, UsageRecord, UsageRepo
+from wisegate.storage.repos import TenancyRepo, UsageRepo
 
 
 def _alembic_config() -> Config:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import postgres_database
+from wisegate.records.threads import ThreadRecord
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.threads import ThreadRecord, ThreadRepo
+from wisegate.storage.threads import ThreadRepo
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 

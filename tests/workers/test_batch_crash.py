@@ -27,7 +27,7 @@ from sqlalchemy import text
 from tests.conftest import free_port, postgres_database
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database
-from wisegate.storage.ledger_journal import LedgerJournal
+from wisegate.storage.ledger import LedgerJournal
 
 WISEGATE = [sys.executable, "-m", "wisegate"]
 N = 400

@@ -1,8 +1,8 @@
 """``/v1/organizations/…``: the Admin API (organization, workspaces, members, API keys, users, invites,
 usage and cost reports).
 
-Admin keys act on the whole organization. An API key may read its own workspace (its keys, members and
-usage); everything else is a 404 for it, and changes are a 403 ``permission_error``.
+Only admin keys (``sk-wg-admin01-…``) are accepted, and they act on the whole organization; an API key
+is a 401 ``authentication_error``, as the Claude API answers one (its Admin API needs an Admin API key).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from wisegate.domain.paging import paginate
 from wisegate.domain.reports import ReportQuery
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import WorkspaceView
-from wisegate.errors import InvalidRequest
+from wisegate.errors import AuthenticationFailed, InvalidRequest
 from wisegate.protocol.admin import (
     AddMemberBody,
     ApiKeyCreatedBy,
@@ -46,9 +46,9 @@ from wisegate.protocol.admin import (
     WorkspaceScope,
 )
 from wisegate.protocol.resources import ListPage
+from wisegate.records.directory import Invite, User, WorkspaceMember
+from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
-from wisegate.storage.directory import Invite, User, WorkspaceMember
-from wisegate.storage.repos import ApiKey
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -116,6 +116,11 @@ def _json(model: BaseModel) -> Response:
 async def _scope(request: Request) -> tuple[Services, Scope]:
     services = services_of(request)
     principal = await authenticate(request, services.keys, kind="any")
+    if principal.key.kind != "admin":
+        raise AuthenticationFailed(
+            "The Admin API needs an admin key (sk-wg-admin01-…); API keys are not accepted here. "
+            "Create one with: wisegate keys create --admin --name NAME"
+        )
     return services, Scope.of(principal)
 
 

@@ -1,8 +1,10 @@
-"""Reading a batch submission: incrementally, within its byte limit, validated request by request.
+"""Reading a batch submission: incrementally, within its byte limit, envelope by envelope.
 
-The body (up to 256 MB) is never held in memory: it is parsed as it arrives with ijson, each request
-is validated as the ``/v1/messages`` body it will be, and the validated requests are spooled to a
-temporary file (in memory up to 8 MB, on disk past that) that storage then reads in chunks.
+The body (up to 256 MB) is never held in memory: it is parsed as it arrives with ijson and the requests
+are spooled to a temporary file (in memory up to 8 MB, on disk past that) that storage then reads in
+chunks. Only the envelope is checked here (JSON, the ``requests`` array, ``custom_id`` format and
+uniqueness, counts and sizes); ``params`` is validated when the request runs, as the Claude API does,
+and an invalid one ends as an ``errored`` result (``workers/batches.py``).
 """
 
 from __future__ import annotations
@@ -16,16 +18,14 @@ import ijson
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from wisegate.api.errors import from_validation_error
-from wisegate.errors import InvalidRequest, RequestTooLarge
+from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 from wisegate.protocol.batches import BatchRequestEnvelope
-from wisegate.protocol.messages import MessagesRequest
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
 
 class SpooledRequests:
-    """Validated ``(custom_id, params_json)`` pairs in a temporary file; iterate, then close."""
+    """``(custom_id, params_json)`` pairs in a temporary file; iterate, then close."""
 
     def __init__(self) -> None:
         self._file = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY, mode="w+b")
@@ -73,7 +73,7 @@ def _too_large(limit: int) -> RequestTooLarge:
 
 
 async def read_batch(request: Request, max_bytes: int, max_requests: int) -> SpooledRequests:
-    """Parse and validate ``{"requests": [...]}``; 400 naming the first bad request, 413 past the limit."""
+    """Parse ``{"requests": [...]}``; 400 naming the first bad envelope, 413 past the limit."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
@@ -129,26 +129,12 @@ def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int
     named = f"requests.{index}" + (f" (custom_id {custom_id!r})" if isinstance(custom_id, str) else "")
     try:
         envelope = BatchRequestEnvelope.model_validate(item)
-        params_json = json.dumps(envelope.params, separators=(",", ":"), ensure_ascii=False)
-        params = MessagesRequest.model_validate_json(params_json)
     except ValidationError as exc:
-        detail = from_validation_error(exc).message
-        raise InvalidRequest(f"{named}: {_under_params(detail, exc)}") from None
-    if params.stream:
-        raise InvalidRequest(f"{named}: params.stream: batch requests cannot be streamed")
-    if params.thread is not None:
-        raise InvalidRequest(f"{named}: params.thread: batch requests cannot use a thread")
+        raise InvalidRequest(f"{named}: {from_validation_error(exc).message}") from None
     if envelope.custom_id in seen:
         raise InvalidRequest(
             f"{named}: custom_id {envelope.custom_id!r} is used by more than one request; "
             "each custom_id must be unique within the batch"
         )
     seen.add(envelope.custom_id)
-    spool.add(envelope.custom_id, params_json)
-
-
-def _under_params(detail: str, exc: ValidationError) -> str:
-    """Errors in the Messages body are named under ``params.``, as the request spells them."""
-    if exc.title == MessagesRequest.__name__:
-        return f"params.{detail}" if not detail.startswith("The request body") else f"params: {detail}"
-    return detail
+    spool.add(envelope.custom_id, json.dumps(envelope.params, separators=(",", ":"), ensure_ascii=False))

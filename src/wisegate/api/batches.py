@@ -12,8 +12,8 @@ from wisegate.api.batch_body import read_batch
 from wisegate.api.paging import list_limit
 from wisegate.protocol.batches import DeletedMessageBatch, MessageBatch, MessageBatchRequestCounts
 from wisegate.protocol.resources import ListPage
+from wisegate.records.batches import Batch
 from wisegate.services import services_of
-from wisegate.storage.batches import Batch
 
 
 def _time(value: datetime | None) -> str | None:

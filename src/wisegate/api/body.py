@@ -7,8 +7,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from wisegate.api.errors import from_validation_error
-from wisegate.errors import InvalidRequest, RequestTooLarge
+from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 
 M = TypeVar("M", bound=BaseModel)
 

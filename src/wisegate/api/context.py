@@ -124,6 +124,7 @@ class RequestContext:
             await (app or self.app)(scope, receive, send_with_headers)
         except ClientDisconnect:
             status = status or 499  # the client left before its request was read: nobody to answer
+            log.info("client disconnected before its request was read")  # routine: no traceback
         except Exception as exc:
             if status:
                 log.exception("failure after the response started")

@@ -1,17 +1,15 @@
-"""Rendering failures as Anthropic's error envelope, and validation errors as its messages."""
+"""Rendering failures as Anthropic's error envelope (validation messages: ``wisegate.errors``)."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from wisegate.api.ratelimit import rate_limit_headers
-from wisegate.errors import ApiError, InvalidRequest, MethodNotAllowed, NotFound
+from wisegate.errors import ApiError, MethodNotAllowed, NotFound
 from wisegate.protocol.resources import error_envelope
 
 
@@ -34,34 +32,6 @@ def from_http_exception(exc: HTTPException, method: str, path: str) -> ApiError:
     error.status = exc.status_code
     error.type = "invalid_request_error" if exc.status_code < 500 else "api_error"
     return error
-
-
-def from_validation_error(exc: ValidationError) -> InvalidRequest:
-    """The deepest error as ``"<dotted.path>: <message>"``, the way the Claude API words it.
-
-    For a union (``content``: string or blocks) the deepest error is the one about what the client
-    evidently meant (the block list), not about the alternative it did not use.
-    """
-    errors = exc.errors(include_url=False)
-    first = max(errors, key=lambda e: sum(1 for part in e["loc"] if _is_path_part(part)))
-    if first["type"] == "json_invalid":
-        return InvalidRequest(f"The request body is not valid JSON: {first['ctx'].get('error', 'invalid')}")
-    if first["type"] == "model_type" and not first["loc"]:
-        return InvalidRequest("The request body must be a JSON object.")
-    message = first["msg"]
-    if first["type"] == "value_error":
-        message = str(first.get("ctx", {}).get("error", message))
-    path = ".".join(str(part) for part in first["loc"] if _is_path_part(part))
-    if path and not message.startswith(path.split(".")[0] + ":") and not message.startswith(path + "."):
-        return InvalidRequest(f"{path}: {message}")
-    return InvalidRequest(message)
-
-
-def _is_path_part(part: Any) -> bool:
-    if isinstance(part, int):
-        return True
-    text = str(part)
-    return not any(c in text for c in "[]()") and text not in ("str", "list", "dict", "int", "float", "bool")
 
 
 def request_id_of(request: Request) -> str | None:

@@ -12,8 +12,8 @@ from wisegate.domain.files import Staged
 from wisegate.domain.skills import decode_position, position_cursor
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.files import CursorPage, DeletedFile, FileMetadata, rfc3339
+from wisegate.records.files import FileRecord
 from wisegate.services import services_of
-from wisegate.storage.files import FileRecord
 
 # Room for the multipart framing and small form fields around the file part.
 _FRAMING = 1024 * 1024
@@ -50,7 +50,7 @@ async def upload_file(request: Request) -> Response:
                 if staged is not None:
                     raise InvalidRequest("file: send exactly one part named 'file'")
                 filename, content_type = part.filename, part.content_type
-                staged = await files.receive(principal, reader.data())
+                staged = await files.receive(principal, reader.data(), _declared(request))
             elif part.name == "expires_in_seconds":
                 text = await reader.text()
                 if not text.strip().isdigit():
@@ -61,8 +61,14 @@ async def upload_file(request: Request) -> Response:
         record = await files.commit(principal, staged, filename, content_type, expires_in_seconds=expires)
     finally:
         if staged is not None:
-            staged.discard()
+            await files.discard(staged)
     return _json(metadata(record))
+
+
+def _declared(request: Request) -> int | None:
+    """The request's ``Content-Length``: an upper bound of the file's size, reserved up front."""
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isascii() and length.isdigit() else None
 
 
 async def list_files(request: Request) -> Response:

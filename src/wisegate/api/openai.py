@@ -20,13 +20,13 @@ from starlette.types import Send
 from wisegate.api import resources
 from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
-from wisegate.api.errors import from_validation_error, request_id_of
+from wisegate.api.errors import request_id_of
 from wisegate.api.messages import SSEResponse
 from wisegate.backends.registry import ServedModel
 from wisegate.domain.drain import Drain
 from wisegate.domain.messages import MessageStream
 from wisegate.domain.openai_chat import ChatCompletionService, chunks
-from wisegate.errors import ApiError, NotFound
+from wisegate.errors import ApiError, NotFound, from_validation_error
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.openai import ChatCompletionRequest, OpenAIModel, OpenAIModelList, openai_error
 from wisegate.services import services_of
@@ -97,16 +97,16 @@ def _model(served: ServedModel) -> OpenAIModel:
 @_openai_errors
 async def openai_list_models(request: Request) -> Response:
     services = services_of(request)
-    await authenticate(request, services.keys)
-    body = OpenAIModelList(data=[_model(m) for m in services.registry.models])
+    principal = await authenticate(request, services.keys)
+    body = OpenAIModelList(data=[_model(m) for m in await services.catalog.visible(principal)])
     return Response(body.model_dump_json(), media_type="application/json")
 
 
 @_openai_errors
 async def openai_get_model(request: Request) -> Response:
     services = services_of(request)
-    await authenticate(request, services.keys)
-    served = services.registry.resolve(request.path_params["model_id"])
+    principal = await authenticate(request, services.keys)
+    served = await services.catalog.resolve(principal, request.path_params["model_id"])
     return Response(_model(served).model_dump_json(), media_type="application/json")
 
 

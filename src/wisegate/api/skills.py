@@ -19,8 +19,8 @@ from wisegate.protocol.files import (
     SkillVersion,
     rfc3339,
 )
+from wisegate.records.files import SkillRecord, SkillVersionRecord
 from wisegate.services import services_of
-from wisegate.storage.files import SkillRecord, SkillVersionRecord
 
 
 def _skill(record: SkillRecord) -> Skill:

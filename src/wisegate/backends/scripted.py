@@ -4,13 +4,16 @@
 nothing queued it echoes the last user text. Requests are recorded in ``backend.calls`` (the last 1000).
 Token counts are one per whitespace-separated word, so tests can predict usage exactly. Options, for
 tests that need requests in flight: ``delay`` (seconds) makes every answer wait that long before its
-first event; ``token_delay`` (seconds) paces the words.
+first event; ``token_delay`` (seconds) paces the words. ``crash_on`` (a text) kills the process with
+SIGKILL when the last user text contains it, as a backend that crashes its process would (crash tests).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 from collections import deque
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -60,6 +63,7 @@ class ScriptedBackend:
             self.capabilities = dataclasses.replace(ScriptedBackend.capabilities, structured_outputs=False)
         self._delay = float((options or {}).get("token_delay", 0))
         self.delay = float((options or {}).get("delay", 0))
+        self._crash_on = str((options or {}).get("crash_on", "")) or None
         self.calls: list[MessagesRequest] = []
         self._queue: deque[str | list[StreamEvent | Exception] | Exception] = deque()
 
@@ -93,6 +97,8 @@ class ScriptedBackend:
             del self.calls[: len(self.calls) - _KEEP_CALLS]
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self._crash_on is not None and self._crash_on in _last_user_text(request):
+            os.kill(os.getpid(), signal.SIGKILL)
         script = self._queue.popleft() if self._queue else _last_user_text(request)
         if isinstance(script, Exception):
             raise script

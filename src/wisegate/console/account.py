@@ -15,7 +15,7 @@ from wisegate.domain.accounts import PASSWORD_MIN
 from wisegate.domain.roles import ROLES
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.storage.repos import ApiKey
+from wisegate.records.tenancy import ApiKey
 
 OWN_KEYS = (P.CREATE_OWN_KEYS, P.MANAGE_KEYS)
 

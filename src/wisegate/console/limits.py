@@ -1,24 +1,22 @@
 """The limits page: tier, spend limits, prepaid credits and workspace rate limits.
 
-The same calls as ``wisegate credits …`` / ``wisegate limits …`` (``cli_billing.py``), on the server's own
-``LimitService``; after a change its cached accounts are dropped, so this server applies it at once
-(other processes within ``limits.cache_seconds``).
+The same calls as ``wisegate credits …`` / ``wisegate limits …``, through the server's own
+:class:`~wisegate.domain.limits.accounts.BillingAccounts`: this server applies a change at once (other
+processes within ``limits.cache_seconds``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from starlette.responses import Response
 
 from wisegate.console.web import Operator, page
+from wisegate.domain.limits.accounts import NO_LIMIT, RATE_DIMENSIONS
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest
-from wisegate.storage.billing import WorkspaceLimits
-
-NO_LIMIT = 10**12  # what `wisegate limits workspace-rate` stores for a dimension left blank
+from wisegate.records.billing import WorkspaceLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,32 +37,27 @@ def _may_set(op: Operator, workspace_id: str) -> None:
 @page(P.READ_BILLING, P.READ_LIMITS)
 async def limits_page(op: Operator) -> Response:
     limits = op.services.limits
-    billing = limits.billing
-    org = op.organization_id
-    account = await billing.account(org)
-    tier = limits.tier_of(account)
-    month = datetime.now(UTC).strftime("%Y-%m")
-    spent, reserved = await billing.period_spend(org, month)
-    rows = []
     visible = set(op.workspaces_allowing(P.READ_LIMITS))
-    for view in await op.services.tenancy.list_workspaces(op.scope):
-        ws = view.workspace
-        if ws.id not in visible:
-            continue
-        ws_spent, ws_reserved = await billing.period_spend(ws.id, month)
-        rows.append(
-            WorkspaceRow(ws.id, ws.name, await billing.workspace_limits(ws.id), ws_spent, ws_reserved)
-        )
+    names = {
+        view.workspace.id: view.workspace.name
+        for view in await op.services.tenancy.list_workspaces(op.scope)
+        if view.workspace.id in visible
+    }
+    overview = await op.services.billing.overview(op.organization_id, list(names))
+    rows = [
+        WorkspaceRow(ws.workspace_id, names[ws.workspace_id], ws.limits, ws.spent_pico, ws.reserved_pico)
+        for ws in overview.workspaces
+    ]
     return op.render(
         "limits.html",
         nav="limits",
-        account=account,
-        tier=tier,
+        account=overview.account,
+        tier=overview.tier,
         tiers=limits.config.tiers,
         classes=list(limits.config.model_classes),
-        month=month,
-        spent=spent,
-        reserved=reserved,
+        month=overview.period,
+        spent=overview.spent_pico,
+        reserved=overview.reserved_pico,
         rows=rows,
         usd=format_amount,
         no_limit=NO_LIMIT,
@@ -78,8 +71,7 @@ async def add_credits(op: Operator) -> Response:
     if amount is None or amount == 0:
         raise InvalidRequest("Amount: enter an amount in USD, e.g. 25 or 0.50")
     note = op.text("note") or "top-up"
-    account = await op.services.limits.billing.add_credits(op.organization_id, amount, note[:200])
-    op.services.limits.forget_cached()
+    account = await op.services.billing.add_credits(op.organization_id, amount, note[:200])
     return op.back(notice=f"Credits added: balance {format_amount(account.credit_balance_pico)}.")
 
 
@@ -90,8 +82,7 @@ async def set_tier(op: Operator) -> Response:
     known = [t.name for t in op.services.limits.config.tiers]
     if name is not None and name not in known:
         raise InvalidRequest(f"Tier: unknown tier '{name}'; configured: {', '.join(known)}")
-    await op.services.limits.billing.set_account(op.organization_id, tier=name)
-    op.services.limits.forget_cached()
+    await op.services.billing.pin_tier(op.organization_id, name)
     return op.back(notice=f"Tier {'pinned to ' + name if name else 'follows the thresholds again'}.")
 
 
@@ -100,20 +91,16 @@ async def set_spend_limit(op: Operator) -> Response:
     """``wisegate limits spend [--workspace ID] [--usd N]``: blank removes the limit."""
     pico = op.usd_pico("usd", label="Monthly spend limit")
     workspace_id = op.text("workspace_id") or None
-    billing = op.services.limits.billing
     if workspace_id is not None:
         _may_set(op, workspace_id)
     else:
         op.require(P.MANAGE_BILLING)
     if workspace_id is None:
-        await billing.set_account(op.organization_id, spend_limit_pico=pico)
         target = "the organization"
     else:
         view = await op.services.tenancy.get_workspace(op.scope, workspace_id)
-        current = await billing.workspace_limits(workspace_id)
-        await billing.set_workspace_limits(workspace_id, op.organization_id, pico, current.rate_limits)
         target = f"workspace “{view.workspace.name}”"
-    op.services.limits.forget_cached()
+    await op.services.billing.set_spend_limit(op.organization_id, pico, workspace_id)
     return op.back(notice=f"Monthly spend limit of {target}: {format_amount(pico)}.")
 
 
@@ -128,21 +115,9 @@ async def set_workspace_rate(op: Operator) -> Response:
         raise InvalidRequest(f"Model class: unknown class '{model_class}'")
     values = {
         dim: op.integer(dim, label=label, low=1, high=NO_LIMIT)
-        for dim, label in (
-            ("rpm", "Requests/min"),
-            ("itpm", "Input tokens/min"),
-            ("otpm", "Output tokens/min"),
+        for dim, label in zip(
+            RATE_DIMENSIONS, ("Requests/min", "Input tokens/min", "Output tokens/min"), strict=True
         )
     }
-    billing = op.services.limits.billing
-    current = await billing.workspace_limits(workspace_id)
-    rates = dict(current.rate_limits or {})
-    if all(v is None for v in values.values()):
-        rates.pop(model_class, None)
-    else:
-        rates[model_class] = {dim: v or NO_LIMIT for dim, v in values.items()}
-    await billing.set_workspace_limits(
-        workspace_id, op.organization_id, current.spend_limit_pico, rates or None
-    )
-    op.services.limits.forget_cached()
+    await op.services.billing.set_workspace_rates(op.organization_id, workspace_id, model_class, values)
     return op.back(notice=f"Rate limits of workspace “{view.workspace.name}” for {model_class} saved.")

@@ -30,8 +30,9 @@ from wisegate.domain.pricing import parse_usd
 from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
+from wisegate.protocol.bounds import NUL_MESSAGE
+from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
-from wisegate.storage.repos import ApiKey
 
 FLASH_COOKIE = "wisegate_console_flash"
 HEADERS = {
@@ -197,6 +198,8 @@ class Operator:
         value = str(self.form.get(name) or "").strip()
         if required and not value:
             raise InvalidRequest(f"{label or name}: this field is required")
+        if "\x00" in value:  # no column can hold it on PostgreSQL: refused alike on SQLite
+            raise InvalidRequest(f"{label or name}: {NUL_MESSAGE}")
         return value
 
     def usd_pico(self, name: str, *, label: str, allow_negative: bool = False) -> int | None:

@@ -34,11 +34,16 @@ from wisegate.domain.people import PeopleService
 from wisegate.domain.roles import Access
 from wisegate.domain.secret import digest
 from wisegate.domain.sso import Identity, SingleSignOn
+from wisegate.domain.storable import storable
 from wisegate.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
+from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.accounts import AccountRepo, AuditEvent, ConsoleSession
-from wisegate.storage.directory import DirectoryRepo, User
-from wisegate.storage.repos import ApiKey, TenancyRepo
+from wisegate.records.accounts import AuditEvent, ConsoleSession
+from wisegate.records.directory import User
+from wisegate.records.tenancy import ApiKey
+from wisegate.storage.accounts import AccountRepo
+from wisegate.storage.directory import DirectoryRepo
+from wisegate.storage.repos import TenancyRepo
 
 ACCOUNT_FREE = 5
 ADDRESS_FREE = 30
@@ -197,7 +202,9 @@ class AccountService:
 
         401 with the same message whether the e-mail is unknown or the password wrong; 429 while
         throttled (before the password is checked)."""
-        email = email.strip().lower()[:320]
+        # An address with a NUL cannot be anyone's (none is stored): U+FFFD keeps it unmatched, and
+        # storable for the throttle and the audit trail on PostgreSQL.
+        email = email.strip().lower()[:EMAIL_LENGTH].replace("\x00", "\ufffd")
         await self._throttled([f"email:{email}", f"ip:{client.ip}"])
         if len(password) > PASSWORD_MAX:
             password = password[: PASSWORD_MAX + 1]  # still checked (and wrong): bounded work
@@ -349,8 +356,9 @@ class AccountService:
     async def rename(self, viewer: Viewer, name: str, client: Client) -> User:
         user = self._person(viewer)
         name = name.strip()
-        if not name or len(name) > 256:
-            raise InvalidRequest("Name: between 1 and 256 characters")
+        if not name or len(name) > NAME_LENGTH:
+            raise InvalidRequest(f"Name: between 1 and {NAME_LENGTH} characters")
+        storable("Name", name, NAME_LENGTH)
         updated = await self._repo.set_name(user.id, name)
         assert updated is not None
         await self.audit(
@@ -368,8 +376,9 @@ class AccountService:
         invite's role and workspace memberships, and is signed in. The link works once."""
         invite = await self._people.invite_for_token(token)
         name = name.strip()
-        if not name or len(name) > 256:
-            raise InvalidRequest("Name: between 1 and 256 characters")
+        if not name or len(name) > NAME_LENGTH:
+            raise InvalidRequest(f"Name: between 1 and {NAME_LENGTH} characters")
+        storable("Name", name, NAME_LENGTH)
         password_hash = await self.hash_password(password)
         user = await self._people.accept_by_token(invite, name, password_hash=password_hash)
         await self.audit(

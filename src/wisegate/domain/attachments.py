@@ -43,7 +43,7 @@ from wisegate.protocol.messages import (
     ToolResultBlockParam,
     new_id,
 )
-from wisegate.storage.files import SkillVersionRecord
+from wisegate.records.files import SkillVersionRecord
 
 MAX_SKILLS = 8
 R = TypeVar("R", MessagesRequest, CountTokensRequest)

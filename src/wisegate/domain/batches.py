@@ -1,32 +1,44 @@
 """Message Batches: the batch state machine (in_progress → canceling → ended) and its results.
 
-Requests are stored once, validated, in ``batch_requests``; workers (``workers/batches.py``) run them
-through :class:`~wisegate.domain.messages.MessageService`. A batch expires 24 hours after creation
-(what is still queued then ends as ``expired``) and its results are deleted 29 days after creation.
+Requests are stored once in ``batch_requests`` (their ``params`` are validated when they run);
+workers (``workers/batches.py``) run them through :class:`~wisegate.domain.messages.MessageService`.
+A batch expires 24 hours after creation (what is still queued then ends as ``expired``) and its
+results are deleted 29 days after creation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 
 from wisegate.domain.clock import Clock
 from wisegate.domain.keys import Principal
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import new_id
-from wisegate.storage.batches import Batch, BatchRepo, NewBatch
+from wisegate.records.batches import Batch, BatchOwner, Claim, Completion, NewBatch
+from wisegate.storage.batches import BatchRepo
 
 EXPIRES_AFTER = timedelta(hours=24)
 RESULTS_KEPT = timedelta(days=29)
 
 
 class BatchService:
-    def __init__(self, repo: BatchRepo, clock: Clock, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        repo: BatchRepo,
+        clock: Clock,
+        unsettle: Callable[[str], Awaitable[None]],
+        lease_seconds: float = 60.0,
+        max_crashes: int = 3,
+    ) -> None:
         self.repo = repo
+        self._unsettle = unsettle
         self.clock = clock
         self.lease = timedelta(seconds=lease_seconds)
+        # A request held by a worker that died this many times ends errored (workers/batches.py).
+        self.max_crashes = max_crashes
         # Set when a batch is submitted, so an in-process worker starts without waiting for its poll.
         self.submitted = asyncio.Event()
 
@@ -35,7 +47,7 @@ class BatchService:
         return await self.repo.queue()
 
     async def create(self, principal: Principal, requests: Iterable[tuple[str, str]]) -> Batch:
-        """Store a validated batch: ``requests`` yields ``(custom_id, params_json)``."""
+        """Store a batch: ``requests`` yields ``(custom_id, params_json)``, envelopes already checked."""
         now = self.clock.now()
         batch = NewBatch(
             id=new_id("msgbatch"),
@@ -108,6 +120,43 @@ class BatchService:
         """Expire overdue batches, end finished ones and delete results past 29 days."""
         now = self.clock.now()
         return await self.repo.sweep(now, now - self.lease, now - RESULTS_KEPT)
+
+    async def claim(self, worker: str, limit: int, *, alone: bool = True) -> tuple[list[Claim], bool]:
+        """Lease up to ``limit`` queued requests to ``worker`` (including those whose lease lapsed).
+
+        A request held by a worker that died (a suspect) is leased only ``alone`` and by itself; the
+        flag says a suspect was passed over (see ``BatchRepo.claim``)."""
+        now = self.clock.now()
+        return await self.repo.claim(worker, now, now - self.lease, limit, alone=alone)
+
+    async def owner(self, batch_id: str) -> BatchOwner | None:
+        """The key that created a batch and its deadline; ``None`` once the batch is gone."""
+        return await self.repo.owner(batch_id)
+
+    async def heartbeat(self, worker: str) -> None:
+        """Renew the leases ``worker`` holds."""
+        await self.repo.heartbeat(worker, self.clock.now())
+
+    async def release(self, worker: str, ids: Sequence[int]) -> None:
+        """Give claimed requests back to the queue, unrun."""
+        await self.repo.release(worker, ids)
+
+    async def unsettle(self, request_id: str) -> None:
+        """Unbill what an interrupted earlier attempt of a batch request recorded, before a re-run:
+        batch requests are billed under a request id fixed per request, so each is billed once."""
+        await self._unsettle(request_id)
+
+    async def complete(self, worker: str, completions: Sequence[Completion]) -> None:
+        """Write the results of requests ``worker`` holds, each once."""
+        await self.repo.complete(worker, completions, self.clock.now())
+
+    async def finish_if_done(self, batch_id: str) -> None:
+        """End a batch whose requests all have a result."""
+        await self.repo.finish_if_done(batch_id, self.clock.now())
+
+    async def canceling(self) -> set[str]:
+        """Ids of the batches being canceled."""
+        return await self.repo.canceling()
 
 
 def result_line(custom_id: str, status: str, result: str | None) -> str:

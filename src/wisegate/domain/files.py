@@ -6,12 +6,16 @@ An upload is received in two steps so that a failure leaves nothing behind::
     try:
         record = await files.commit(principal, staged, filename, content_type)
     finally:
-        staged.discard()                                    # no-op once committed
+        await files.discard(staged)                         # no-op once committed
 
 ``receive`` writes the bytes to a staging file inside the data directory while they arrive (memory stays
 flat) and refuses them as soon as they pass the per-file limit (413) or the organization's storage quota
-(400 ``storage_quota_exceeded``). ``commit`` moves the staged bytes into the blob store and then inserts
-the row; when the insert fails the blob is removed again. A process killed between those two steps can
+(400 ``storage_quota_exceeded``). The quota is *reserved* before the bytes are accepted, atomically
+(``FileRepo.reserve``), growing ahead of them as they arrive — at once to the declared
+``Content-Length`` when the request has one — so parallel uploads can never together pass it; the
+reservation becomes the file's row at commit, in one transaction, and is given back on any failure.
+``commit`` moves the staged bytes into the blob store and then inserts the row; when the insert fails
+the blob is removed again. A process killed between those two steps can
 leave an unreferenced blob, never a row without bytes; staging files left by a crash are removed at start.
 """
 
@@ -32,9 +36,12 @@ import anyio
 import anyio.to_thread
 
 from wisegate.domain.keys import Principal
+from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
+from wisegate.protocol.bounds import FILENAME_LENGTH, MIME_TYPE_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import FileRecord, FileRepo, Position
+from wisegate.records.files import FileRecord, Position
+from wisegate.storage.files import FileRepo
 
 CHUNK = 1024 * 1024
 log = logging.getLogger("wisegate.files")
@@ -160,6 +167,7 @@ class Staged:
 
     path: Path
     size_bytes: int
+    reservation_id: str | None = None
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -228,8 +236,8 @@ def clean_filename(raw: str | None, mime_type: str) -> str:
     name = (raw or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not name:
         return "unnamed" + (mimetypes.guess_extension(mime_type) or "")
-    if len(name) > 255:
-        raise InvalidRequest("file: the filename must be between 1 and 255 characters long")
+    if len(name) > FILENAME_LENGTH:
+        raise InvalidRequest(f"file: the filename must be between 1 and {FILENAME_LENGTH} characters long")
     if _BAD_FILENAME.search(name):
         raise InvalidRequest(
             'file: the filename must not contain control characters or any of < > : " | ? * \\ /'
@@ -244,6 +252,12 @@ def mime_type_of(content_type: str | None, filename: str | None) -> str:
         return declared
     guessed = mimetypes.guess_type(filename or "")[0]
     return guessed or "application/octet-stream"
+
+
+# Reserve up to this much ahead of an upload's bytes; a reservation not renewed for RESERVATION_STALE
+# (its process died mid-upload) no longer counts against the quota.
+_RESERVE_AHEAD = 4 * 1024 * 1024
+RESERVATION_STALE = timedelta(hours=1)
 
 
 class FileService:
@@ -266,20 +280,48 @@ class FileService:
         self.quota_bytes = quota_bytes
         self._downloadable_uploads = downloadable_uploads
 
-    async def receive(self, principal: Principal, chunks: AsyncIterator[bytes]) -> Staged:
-        """Stage an upload's bytes under the per-file limit and what is left of the storage quota."""
-        used = await self._repo.used_bytes(principal.organization_id)
-        room = max(0, self.quota_bytes - used)
-        limit = min(self.max_file_bytes, room)
+    async def receive(
+        self, principal: Principal, chunks: AsyncIterator[bytes], declared_bytes: int | None = None
+    ) -> Staged:
+        """Stage an upload's bytes under the per-file limit and a reservation of the storage quota.
+
+        ``declared_bytes`` (the request's ``Content-Length``, an upper bound) is reserved at once when
+        it fits, so that parallel uploads are refused up front; otherwise the reservation grows with
+        the bytes. On failure (the client gone included) the reservation is given back.
+        """
+        reservation = _Reservation(
+            self._repo, principal.organization_id, self.quota_bytes, self.max_file_bytes, declared_bytes
+        )
+
+        async def reserved() -> AsyncIterator[bytes]:
+            total = 0
+            async for chunk in chunks:
+                total += len(chunk)
+                if total <= self.max_file_bytes:  # past it the staging refuses with 413
+                    await reservation.cover(total)
+                yield chunk
 
         def refuse() -> Exception:
-            if room < self.max_file_bytes:
-                return _quota_exceeded(self.quota_bytes)
             return RequestTooLarge(
                 f"file: the file exceeds the maximum size of {self.max_file_bytes} bytes per file."
             )
 
-        return await self.staging.receive(chunks, limit, refuse)
+        try:
+            staged = await self.staging.receive(reserved(), self.max_file_bytes, refuse)
+            await reservation.cover(staged.size_bytes)  # an empty file holds nothing, but is checked too
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._repo.release(reservation.id)
+            raise
+        staged.reservation_id = reservation.id
+        return staged
+
+    async def discard(self, staged: Staged) -> None:
+        """Remove an uncommitted upload's staging file and give back its reservation."""
+        staged.discard()
+        if staged.reservation_id is not None:
+            with anyio.CancelScope(shield=True):
+                await self._repo.release(staged.reservation_id)
 
     async def commit(
         self,
@@ -292,14 +334,14 @@ class FileService:
         downloadable: bool | None = None,
     ) -> FileRecord:
         """Move the staged bytes into the blob store and record them; all or nothing."""
-        mime = mime_type_of(content_type, filename)
+        mime = storable(
+            "file: the part's Content-Type", mime_type_of(content_type, filename), MIME_TYPE_LENGTH
+        )
         name = clean_filename(filename, mime)
         if expires_in_seconds is not None and not 3600 <= expires_in_seconds <= 7_776_000:
             raise InvalidRequest(
                 "expires_in_seconds: must be between 3600 (one hour) and 7776000 (ninety days)"
             )
-        if await self._repo.used_bytes(principal.organization_id) + staged.size_bytes > self.quota_bytes:
-            raise _quota_exceeded(self.quota_bytes)
         now = datetime.now(UTC)
         file_id = new_id("file")
         record = FileRecord(
@@ -316,7 +358,7 @@ class FileService:
         )
         await self.blobs.put(record.blob_key, staged.path)
         try:
-            await self._repo.add(record)
+            await self._repo.add(record, staged.reservation_id)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.blobs.delete(record.blob_key)
@@ -403,6 +445,33 @@ async def _opened(record: FileRecord, chunks: AsyncIterator[bytes]) -> AsyncIter
 def _check_expiry(record: FileRecord) -> None:
     if record.expires_at is not None and record.expires_at <= datetime.now(UTC):
         raise NotFound(f"File {record.id} has expired.", details={"error_code": "file_expired"})
+
+
+class _Reservation:
+    """The storage quota one upload holds, grown ahead of its bytes (few writes for a large file)."""
+
+    def __init__(
+        self, repo: FileRepo, organization_id: str, quota: int, max_bytes: int, declared: int | None
+    ) -> None:
+        self.id = new_id("upload")
+        self._repo, self._organization_id = repo, organization_id
+        self._quota, self._max_bytes = quota, max_bytes
+        self._hint = min(declared, max_bytes) if declared else 0
+        self.bytes = -1  # nothing reserved yet (0 bytes is a reservation too)
+
+    async def cover(self, total: int) -> None:
+        """Hold at least ``total`` bytes; ``storage_quota_exceeded`` when the quota has no room for them."""
+        if total <= self.bytes:
+            return
+        ahead = min(self._max_bytes, max(total, self._hint, 2 * self.bytes), total + _RESERVE_AHEAD)
+        now = datetime.now(UTC)
+        for size in dict.fromkeys((ahead, total)):  # ahead when it fits, else exactly what arrived
+            if await self._repo.reserve(
+                self.id, self._organization_id, size, self._quota, now, now - RESERVATION_STALE
+            ):
+                self.bytes, self._hint = size, 0
+                return
+        raise _quota_exceeded(self._quota)
 
 
 def _quota_exceeded(quota: int) -> InvalidRequest:

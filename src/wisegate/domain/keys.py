@@ -10,9 +10,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from wisegate.domain.storable import storable
 from wisegate.errors import AuthenticationFailed, NotFound
+from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.repos import ApiKey, Organization, TenancyRepo, Workspace
+from wisegate.records.tenancy import ApiKey, Organization, Workspace
+from wisegate.storage.repos import TenancyRepo
 
 API_KEY_PREFIX = "sk-wg-api01-"
 ADMIN_KEY_PREFIX = "sk-wg-admin01-"
@@ -58,6 +61,7 @@ class KeyService:
         return org
 
     async def create_workspace(self, organization_id: str, name: str) -> Workspace:
+        storable("name", name, NAME_LENGTH)
         workspace = Workspace(
             id=new_id("wrkspc"),
             organization_id=organization_id,
@@ -78,6 +82,7 @@ class KeyService:
         self, workspace_id: str, name: str, *, admin: bool = False, created_by_user_id: str | None = None
     ) -> tuple[ApiKey, str]:
         """A new key and its secret; the secret is returned once and only its hash is stored."""
+        storable("name", name, KEY_NAME_LENGTH)
         workspace = await self._repo.get_workspace(workspace_id)
         if workspace is None or workspace.archived_at is not None:
             raise NotFound(f"workspace {workspace_id} not found")
@@ -105,6 +110,8 @@ class KeyService:
 
     async def update(self, key_id: str, *, name: str | None = None, status: str | None = None) -> ApiKey:
         """Rename a key and/or change its status; cached verifications are dropped at once."""
+        if name is not None:
+            storable("name", name, KEY_NAME_LENGTH)
         key = await self._repo.update_key(key_id, name=name, status=status)
         if key is None:
             raise NotFound(f"api key {key_id} not found")

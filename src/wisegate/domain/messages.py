@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
-from datetime import UTC, datetime
+from functools import partial
 
 import anyio
 
@@ -23,6 +23,7 @@ from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
+from wisegate.domain.settlement import Settlement, record_usage
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -47,7 +48,6 @@ from wisegate.protocol.messages import (
     ToolUseBlock,
     Usage,
 )
-from wisegate.storage.repos import UsageRecord
 from wisegate.telemetry import tracing
 
 log = logging.getLogger("wisegate.messages")
@@ -56,7 +56,7 @@ log = logging.getLogger("wisegate.messages")
 class MessageStream:
     """The events of one response. Iterate once; closing it early stops the backend and still settles."""
 
-    def __init__(self, first: StreamEvent, rest: AsyncGenerator[StreamEvent], settle: _Settlement) -> None:
+    def __init__(self, first: StreamEvent, rest: AsyncGenerator[StreamEvent], settle: Settlement) -> None:
         self._first = first
         self._rest = rest
         self._settle = settle
@@ -100,62 +100,6 @@ class MessageStream:
     async def _finish(self) -> None:
         await self._rest.aclose()
         await self._settle.finish()
-
-
-class _Settlement:
-    """Collects what a response used and writes its usage record exactly once."""
-
-    def __init__(
-        self,
-        service: MessageService,
-        principal: Principal,
-        request_id: str,
-        model: str,
-        streamed: bool,
-        usage: Usage,
-        admission: Admission | None = None,
-    ) -> None:
-        self._service, self._principal, self._request_id = service, principal, request_id
-        self._model, self._streamed, self.usage = model, streamed, usage
-        self.admission = admission
-        self._started = time.monotonic()
-        self.stop_reason: str | None = None
-        self.error_type: str | None = None
-        self._done = False
-        self.interactive_backend: str | None = None
-        self.span: object = None  # the backend call's trace span, ended here (tracing on)
-
-    def observe(self, event: StreamEvent) -> None:
-        if isinstance(event, MessageDelta) and event.delta.stop_reason is not None:
-            self.stop_reason = event.delta.stop_reason
-
-    async def finish(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        if self.interactive_backend is not None:
-            self._service.interactive_in_flight[self.interactive_backend] -= 1
-        if self.stop_reason is None and self.error_type is None:
-            self.error_type = "client_disconnected"
-        tracing.end_span(
-            self.span,
-            error=self.error_type,
-            input_tokens=self.usage.input_tokens,
-            output_tokens=self.usage.output_tokens,
-            stop_reason=self.stop_reason,
-        )
-        with anyio.CancelScope(shield=True):
-            await self._service.record(
-                self._principal,
-                self._request_id,
-                self._model,
-                self.usage,
-                self.stop_reason,
-                self.error_type,
-                self._streamed,
-                self._started,
-                self.admission,
-            )
 
 
 class MessageService:
@@ -204,12 +148,17 @@ class MessageService:
             with tracing.span("admission"):
                 admission = await self._admit(principal, served, request, request_id, batch)
         except ApiError as exc:
-            await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
+            await record_usage(
+                self._limits, principal, request_id, request.model, usage, None, exc.type, streamed, started
+            )
             raise
-        settle = _Settlement(self, principal, request_id, served.config.id, streamed, usage, admission)
+        on_finish = None
         if not batch:
-            settle.interactive_backend = served.backend.name
             self.interactive_in_flight[served.backend.name] += 1
+            on_finish = partial(self.interactive_in_flight.subtract, [served.backend.name])
+        settle = Settlement(
+            self._limits, principal, request_id, served.config.id, streamed, usage, admission, on_finish
+        )
         events = served.backend.stream(request, served.route, usage)
         settle.span = tracing.start_span("backend", backend=served.backend.name, model=served.config.id)
         try:
@@ -264,10 +213,12 @@ class MessageService:
                 )
         except ApiError as exc:
             streamed = bool(request.stream)
-            await self.record(principal, request_id, request.model, usage, None, exc.type, streamed, started)
+            await record_usage(
+                self._limits, principal, request_id, request.model, usage, None, exc.type, streamed, started
+            )
             raise
-        settle = _Settlement(
-            self, principal, request_id, served.config.id, bool(request.stream), usage, admission
+        settle = Settlement(
+            self._limits, principal, request_id, served.config.id, bool(request.stream), usage, admission
         )
         settle.span = tracing.start_span("upstream", backend=served.backend.name, model=served.config.id)
         with tracing.current(settle.span):
@@ -324,43 +275,6 @@ class MessageService:
         if raw is not None and relay_of(served.backend) is not None:
             return await count_relayed(served, request, raw, beta, version)
         return await served.backend.count_tokens(request, served.route)
-
-    async def record(
-        self,
-        principal: Principal,
-        request_id: str,
-        model: str,
-        usage: Usage,
-        stop_reason: str | None,
-        error_type: str | None,
-        streamed: bool,
-        started: float,
-        admission: Admission | None = None,
-    ) -> None:
-        try:
-            record = UsageRecord(
-                request_id=request_id,
-                organization_id=principal.organization_id,
-                workspace_id=principal.workspace_id,
-                api_key_id=principal.key.id,
-                model=model[:256],
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens,
-                cache_read_input_tokens=usage.cache_read_input_tokens,
-                service_tier=usage.service_tier or "standard",
-                # An upstream's strings, stored as the ledger's columns allow.
-                stop_reason=stop_reason[:64] if stop_reason else stop_reason,
-                error_type=error_type[:64] if error_type else error_type,
-                streamed=streamed,
-                latency_ms=int((time.monotonic() - started) * 1000),
-                created_at=datetime.now(UTC),
-                batch=usage.service_tier == "batch",
-            )
-            with tracing.span("settlement"):
-                await self._limits.settle(admission, record, usage)
-        except Exception:
-            log.exception("could not write the usage record", extra={"usage_request_id": request_id})
 
     def _fit(self, served: ServedModel, request: MessagesRequest) -> MessagesRequest:
         _check_content(served, request)

@@ -19,9 +19,12 @@ from datetime import UTC, datetime, timedelta
 from wisegate.domain.roles import WORKSPACE_ROLES
 from wisegate.domain.scope import Scope
 from wisegate.domain.secret import ConsoleSecret, digest
+from wisegate.domain.storable import storable
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.directory import DirectoryRepo, Invite, User
+from wisegate.records.directory import Invite, User
+from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.repos import TenancyRepo
 
 INVITE_LIFETIME = timedelta(days=21)
@@ -35,7 +38,7 @@ def _now() -> datetime:
 
 
 def normalize_email(email: str) -> str:
-    email = email.strip().lower()
+    email = storable("email", email.strip().lower(), EMAIL_LENGTH)
     if not _EMAIL.match(email):
         raise InvalidRequest(f"email: '{email}' is not a valid email address")
     return email
@@ -236,6 +239,7 @@ class PeopleService:
             raise InvalidRequest(f"invite {invite_id} is {invite.status}, not pending")
         if not name.strip():
             raise InvalidRequest("name: must not be empty")
+        storable("name", name.strip(), NAME_LENGTH)
         user = User(new_id("user"), scope.organization_id, invite.email, name.strip(), invite.role, _now())
         accepted = await self._directory.accept_invite(invite_id, user)
         if accepted is None:

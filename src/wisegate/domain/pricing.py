@@ -11,10 +11,9 @@ import fnmatch
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, PICO_PER_USD
 from wisegate.protocol.messages import Usage
 from wisegate.settings import PriceConfig
-
-PICO_PER_USD = 10**12
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +100,12 @@ def parse_usd(text: str) -> int:
         value = Decimal(text) * PICO_PER_USD
     except InvalidOperation:
         raise ValueError(f"'{text}' is not an amount in USD (e.g. 25 or 0.50)") from None
-    if not value.is_finite() or value != value.to_integral_value():
+    if not value.is_finite():
+        raise ValueError(f"'{text}' is not an amount in USD (e.g. 25 or 0.50)")
+    if abs(value) > MAX_AMOUNT_PICO:
+        raise ValueError(
+            f"'{text}' is out of range: an amount may be at most ${MAX_AMOUNT_USD:,} (either sign)"
+        )
+    if value != value.to_integral_value():
         raise ValueError(f"'{text}' has more than 12 decimals")
     return int(value)

@@ -19,7 +19,7 @@ from wisegate.protocol.messages import FileSource
 if TYPE_CHECKING:
     from wisegate.backends.registry import ServedModel
     from wisegate.domain.limits import RateLimitSnapshot
-    from wisegate.domain.messages import _Settlement
+    from wisegate.domain.settlement import Settlement
     from wisegate.protocol.messages import CountTokensRequest, MessagesRequest
 
 
@@ -32,7 +32,7 @@ class RelayedResponse:
         content_type: str,
         body: bytes | None,
         chunks: AsyncGenerator[bytes] | None,
-        settle: _Settlement,
+        settle: Settlement,
     ) -> None:
         self.status = status
         self.content_type = content_type
@@ -60,7 +60,7 @@ async def relay(
     raw: bytes,
     beta: str | None,
     version: str | None,
-    settle: _Settlement,
+    settle: Settlement,
     container: dict[str, object] | None = None,
 ) -> RelayedResponse:
     """Send the client's bytes through ``served``'s relay; errors before the answer propagate, settled.

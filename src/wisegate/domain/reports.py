@@ -28,7 +28,8 @@ from wisegate.protocol.admin import (
     UsageReport,
     UsageResult,
 )
-from wisegate.storage.reports import UsageFilter, UsageReportRepo, UsageSum
+from wisegate.records.usage import UsageFilter, UsageSum
+from wisegate.storage.reports import UsageReportRepo
 
 # bucket width -> (length, default page size, largest page size)
 BUCKETS = {

@@ -24,9 +24,12 @@ import yaml
 
 from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
+from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
+from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH
 from wisegate.protocol.messages import new_id
-from wisegate.storage.files import NameTaken, Position, SkillRecord, SkillRepo, SkillVersionRecord
+from wisegate.records.files import Position, SkillRecord, SkillVersionRecord
+from wisegate.storage.files import NameTaken, SkillRepo
 
 NAME = re.compile(r"^[a-z0-9-]{1,64}$")
 RESERVED = ("anthropic", "claude")
@@ -63,7 +66,7 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
     directories = set()
     for item in files:
         parts = item.path.replace("\\", "/").split("/")
-        if item.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        if item.path.startswith("/") or "\x00" in item.path or any(p in ("", ".", "..") for p in parts):
             raise InvalidRequest(f"files: invalid file path '{item.path}'")
         if len(parts) < 2:
             raise InvalidRequest(
@@ -77,7 +80,7 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
             + ", ".join(sorted(directories))
             + ")"
         )
-    directory = directories.pop()
+    directory = storable("files: the top-level directory name", directories.pop(), SKILL_DIRECTORY_LENGTH)
     paths = [f.path for f in files]
     if len(paths) != len(set(paths)):
         raise InvalidRequest("files: the same path appears more than once")
@@ -96,6 +99,7 @@ def parse_skill_md(data: bytes) -> tuple[str, str, str]:
         text = data.decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError:
         raise InvalidRequest("SKILL.md: must be UTF-8 text") from None
+    storable("SKILL.md", text, len(text))  # no NUL: its text is stored
     match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)(.*)$", text, re.DOTALL)
     if match is None:
         raise InvalidRequest(
@@ -138,7 +142,10 @@ def encode_cursor(value: str) -> str:
 def decode_cursor(page: str) -> str:
     try:
         raw = page.removeprefix("page_")
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        if "\x00" in value:
+            raise ValueError("NUL")
+        return value
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
 
@@ -170,6 +177,7 @@ class SkillService:
         title = (display_name or "").strip() or bundle.name
         if len(title) > 255 or "\n" in title:
             raise InvalidRequest("display_name: must be a single line of at most 255 characters")
+        storable("display_name", title, NAME_LENGTH)
         now = datetime.now(UTC)
         skill = SkillRecord(
             id=new_id("skill"),

@@ -14,9 +14,13 @@ from datetime import UTC, datetime
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import KeyService
 from wisegate.domain.scope import Scope
+from wisegate.domain.storable import storable
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.storage.directory import DirectoryRepo, WorkspaceMember, WorkspaceSettings
-from wisegate.storage.repos import ApiKey, Organization, TenancyRepo, Workspace
+from wisegate.protocol.bounds import NAME_LENGTH
+from wisegate.records.directory import WorkspaceMember, WorkspaceSettings
+from wisegate.records.tenancy import ApiKey, Organization, Workspace
+from wisegate.storage.directory import DirectoryRepo
+from wisegate.storage.repos import TenancyRepo
 
 # Colours the console cycles through for new workspaces (hex, as the Admin API returns them).
 PALETTE = ("#6C5BB9", "#4A90D9", "#3FA66B", "#D98A2B", "#C2504A", "#8E6C4A", "#2E9C9C", "#B5478F")
@@ -141,6 +145,7 @@ class TenancyService:
             allowed = self._check_models(allowed_models)
         workspace = view.workspace
         if name is not None:
+            storable("name", name, NAME_LENGTH)
             updated = await self._repo.update_workspace(workspace_id, name=name)
             assert updated is not None
             workspace = updated

@@ -36,7 +36,8 @@ from wisegate.domain.messages import MessageService, MessageStream, accumulate
 from wisegate.errors import Conflict, InvalidRequest, NotFound
 from wisegate.protocol.events import MessageStop, StreamEvent
 from wisegate.protocol.messages import Message, MessagesRequest, ThreadContinue
-from wisegate.storage.threads import ThreadRecord, ThreadRepo
+from wisegate.records.threads import ThreadRecord
+from wisegate.storage.threads import ThreadRepo
 
 log = logging.getLogger("wisegate.threads")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from wisegate.storage.repos import UsageRecord, UsageRepo
+from wisegate.records.usage import UsageRecord
+from wisegate.storage.repos import UsageRepo
 
 
 async def _nothing() -> None:

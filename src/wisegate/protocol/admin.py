@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.bounds import Email, IdText, KeyName, WorkspaceName
+
 OrganizationRole = Literal["user", "developer", "billing", "admin", "claude_code_user"]
 AssignableRole = Literal["user", "developer", "billing", "claude_code_user"]
 WorkspaceRole = Literal[
@@ -125,7 +127,7 @@ class _Body(BaseModel):
 
 
 class CreateWorkspaceBody(_Body):
-    name: str = Field(min_length=1, max_length=40)
+    name: WorkspaceName
     display_color: str | None = Field(default=None, pattern=r"^#[0-9A-Fa-f]{6}$")
     allowed_models: list[str] | None = None
     tags: dict[str, str] | None = None
@@ -133,24 +135,24 @@ class CreateWorkspaceBody(_Body):
 
 
 class UpdateWorkspaceBody(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=40)
+    name: WorkspaceName | None = None
     display_color: str | None = Field(default=None, pattern=r"^#[0-9A-Fa-f]{6}$")
     allowed_models: list[str] | None = None
     tags: dict[str, str | None] | None = None
 
 
 class UpdateApiKeyBody(_Body):
-    name: str | None = Field(default=None, min_length=1, max_length=500)
+    name: KeyName | None = None
     status: ApiKeyStatus | None = None
 
 
 class CreateApiKeyBody(_Body):
-    name: str = Field(min_length=1, max_length=500)
-    workspace_id: str
+    name: KeyName
+    workspace_id: IdText
 
 
 class AddMemberBody(_Body):
-    user_id: str
+    user_id: IdText
     workspace_role: WorkspaceRole
 
 
@@ -164,7 +166,7 @@ class UpdateUserBody(_Body):
 
 
 class CreateInviteBody(_Body):
-    email: str
+    email: Email
     role: AssignableRole
     rbac_group_ids: list[str] | None = None
 

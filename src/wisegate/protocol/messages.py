@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from wisegate.protocol.bounds import IdText, ModelName
 from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -325,7 +326,7 @@ class ThreadContinue(_Strict):
     """``thread: {"type": "continue", "previous_message_id": …}``: resume from a stored response."""
 
     type: Literal["continue"]
-    previous_message_id: str = Field(min_length=1, max_length=64)
+    previous_message_id: IdText = Field(min_length=1)
 
 
 ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type")]
@@ -334,7 +335,7 @@ ThreadParam = Annotated[ThreadCreate | ThreadContinue, Field(discriminator="type
 class _Conversation(_Strict):
     """Fields shared by Messages and count_tokens."""
 
-    model: str = Field(min_length=1)
+    model: ModelName = Field(min_length=1)
     messages: list[MessageParam] = Field(max_length=100_000)
     system: str | list[TextBlockParam] | None = None
     tools: list[Tool] | None = None

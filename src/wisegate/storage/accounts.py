@@ -3,50 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, delete, select, update
 
+from wisegate.records.accounts import AuditEvent, ConsoleSession, Throttle
+from wisegate.records.directory import User
 from wisegate.storage.db import Database
-from wisegate.storage.directory import User, user_from_row
+from wisegate.storage.directory import user_from_row
 from wisegate.storage.repos import aware
 from wisegate.storage.tables import AuditEventRow, ConsoleSessionRow, SignInThrottleRow, UserRow
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleSession:
-    id: str  # SHA-256 (hex) of the cookie's token; the token itself is never stored
-    organization_id: str
-    user_id: str | None  # a person's session…
-    admin_key_id: str | None  # …or an admin key's (the bootstrap login)
-    created_at: datetime
-    last_seen_at: datetime
-    expires_at: datetime
-    ended_at: datetime | None
-    ip: str
-    user_agent: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEvent:
-    organization_id: str
-    at: datetime
-    actor_type: str  # user | admin_key | anonymous
-    actor_id: str | None
-    action: str
-    target: str | None = None
-    ip: str | None = None
-    detail: dict[str, str] | None = None
-    id: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Throttle:
-    subject: str
-    failures: int
-    last_failure_at: datetime
-    blocked_until: datetime | None
 
 
 def _session(row: ConsoleSessionRow) -> ConsoleSession:

@@ -5,18 +5,23 @@ Every request row moves once from ``queued`` to one final status (``succeeded``,
 on PostgreSQL with ``FOR UPDATE SKIP LOCKED``, on SQLite under the single writer. A result is written
 only by ``UPDATE … WHERE status = 'queued' AND claimed_by = <this worker>``, in the same statement that
 changes the status, so a request can never get two results, whoever re-runs it after a crash.
+
+``crashes`` counts the times a request was held by a worker that died (its lease lapsed): such a
+*suspect* is claimed only by a worker running nothing else, and alone, so that a request that kills
+its worker is the only one blamed for the next crash (``workers/batches.py`` ends it as ``errored``
+past a bound).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
@@ -28,76 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wisegate.storage.billing import unsettle
+from wisegate.records.batches import Batch, BatchOwner, Claim, Completion, NewBatch, RequestCounts
 from wisegate.storage.db import Database
-from wisegate.storage.repos import ApiKey, aware, key_from_row
+from wisegate.storage.repos import aware, key_from_row
 from wisegate.storage.tables import ApiKeyRow, BatchRequestRow, MessageBatchRow
 
 FINAL_STATUSES = ("succeeded", "errored", "canceled", "expired")
 _INSERT_CHUNK = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class RequestCounts:
-    processing: int = 0
-    succeeded: int = 0
-    errored: int = 0
-    canceled: int = 0
-    expired: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    id: str
-    organization_id: str
-    workspace_id: str
-    api_key_id: str
-    processing_status: str
-    request_counts: RequestCounts
-    created_at: datetime
-    expires_at: datetime
-    ended_at: datetime | None
-    cancel_initiated_at: datetime | None
-    archived_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewBatch:
-    id: str
-    organization_id: str
-    workspace_id: str
-    api_key_id: str
-    created_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A queued request this worker now holds a lease on."""
-
-    id: int
-    batch_id: str
-    position: int
-    custom_id: str
-    params: str
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOwner:
-    """What a worker needs to run a batch's requests: the key that created it and its deadline."""
-
-    key: ApiKey
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """The final state of one claimed request; ``result`` is the JSON of its ``result`` object."""
-
-    request_id: int
-    status: str
-    result: str | None
 
 
 def _maybe(value: datetime | None) -> datetime | None:
@@ -290,31 +232,52 @@ class BatchRepo:
             if len(rows) < chunk:
                 return
 
-    async def claim(self, worker: str, now: datetime, cutoff: datetime, limit: int) -> list[Claim]:
-        """Lease up to ``limit`` queued requests of in-progress batches, oldest first."""
+    async def claim(
+        self, worker: str, now: datetime, cutoff: datetime, limit: int, *, alone: bool = True
+    ) -> tuple[list[Claim], bool]:
+        """Lease up to ``limit`` queued requests of in-progress batches, oldest first.
+
+        A suspect (a request held by a worker that died: ``crashes`` > 0, or a lapsed lease, which
+        counts one more crash now) is leased only when ``alone`` (the worker runs nothing else), and
+        then by itself. Returns the claims and whether a suspect was passed over (the worker should
+        finish what it runs and ask again ``alone``).
+        """
         b, r = MessageBatchRow, BatchRequestRow
         waiting = (
             select(r.id)
             .join(b, b.id == r.batch_id)
             .where(_open_queued(cutoff), b.processing_status == "in_progress")
         )
-        pick = waiting.order_by(r.id).limit(limit).with_for_update(skip_locked=True, of=r)
+        suspect = or_(r.crashes > 0, r.claimed_by.is_not(None))
+        pick = (
+            waiting.add_columns(suspect).order_by(r.id).limit(limit).with_for_update(skip_locked=True, of=r)
+        )
         async with self._db.read() as session:  # idle polls stay read-only: no write lock taken
             if (await session.execute(waiting.limit(1))).first() is None:
-                return []
+                return [], False
         async with self._db.write() as session:
-            ids = list((await session.execute(pick)).scalars())
+            picked = (await session.execute(pick)).all()
+            suspects = [row[0] for row in picked if row[1]]
+            if suspects and alone:
+                ids = suspects[:1]
+            else:
+                ids = [row[0] for row in picked if not row[1]]
             if not ids:
-                return []
+                return [], bool(suspects)
             rows = await session.execute(
                 update(r)
                 .where(r.id.in_(ids), _open_queued(cutoff))
-                .values(claimed_by=worker, claimed_at=now, attempts=r.attempts + 1)
-                .returning(r.id, r.batch_id, r.position, r.custom_id, r.params, r.attempts)
+                .values(
+                    claimed_by=worker,
+                    claimed_at=now,
+                    attempts=r.attempts + 1,
+                    crashes=r.crashes + case((r.claimed_by.is_not(None), 1), else_=0),
+                )
+                .returning(r.id, r.batch_id, r.position, r.custom_id, r.params, r.attempts, r.crashes)
             )
-            claims = [Claim(row[0], row[1], row[2], row[3], row[4] or "{}", row[5]) for row in rows]
+            claims = [Claim(row[0], row[1], row[2], row[3], row[4] or "{}", row[5], row[6]) for row in rows]
         claims.sort(key=lambda c: c.id)
-        return claims
+        return claims, bool(suspects) and not (alone and claims)
 
     async def owner(self, batch_id: str) -> BatchOwner | None:
         async with self._db.read() as session:
@@ -459,13 +422,3 @@ class BatchRepo:
                 await session.execute(delete(r).where(r.batch_id.in_(stale_ids)))
                 await session.execute(update(b).where(b.id.in_(stale_ids)).values(archived_at=now))
         return ended
-
-    async def forget_usage(self, request_id: str) -> None:
-        """Remove the usage record an earlier, unfinished attempt of a batch request left behind.
-
-        Batch requests are billed under a request id fixed per request; a re-run after a crash first
-        drops what the interrupted attempt recorded and gives its cost back to the monthly counters and
-        the credit balance, in one transaction, so each request is billed exactly once.
-        """
-        async with self._db.write() as session:
-            await unsettle(session, request_id)

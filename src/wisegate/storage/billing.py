@@ -4,32 +4,32 @@ Every check-and-take is one conditional ``UPDATE`` (atomic on SQLite and Postgre
 processes), and a settlement — release the reservation, debit the actual cost, insert the usage
 record — happens inside one transaction. Concurrent settlements share a transaction (group commit).
 
-With a :class:`LedgerJournal` (the default), ``settle`` returns once the settlement is a line in this
-process's journal — durable against the process being killed — and a background task commits
-journaled settlements in groups; after a crash the next start replays them. Without one, ``settle``
-returns once the transaction holding its settlement has committed.
+Settlements go through this repository's :class:`~wisegate.storage.ledger.Ledger` (``settle``,
+``drain``, ``recover``, ``stop``). With a :class:`LedgerJournal` (the default), ``settle`` returns once
+the settlement is a line in this process's journal — durable against the process being killed — and a
+background task commits journaled settlements in groups; after a crash the next start replays them.
+Without one, ``settle`` returns once the transaction holding its settlement has committed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import logging
 from collections import Counter
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.protocol.bounds import MAX_BALANCE_PICO
+from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.storage.db import Database
-from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
-from wisegate.storage.repos import UsageRecord, aware
+from wisegate.storage.ledger import Ledger, LedgerJournal, Queued
+from wisegate.storage.repos import aware
 from wisegate.storage.tables import (
     BillingAccountRow,
     CreditGrantRow,
@@ -38,77 +38,6 @@ from wisegate.storage.tables import (
     UsageRecordRow,
     WorkspaceLimitRow,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class BillingAccount:
-    organization_id: str
-    tier: str | None = None
-    credit_balance_pico: int | None = None
-    credits_purchased_pico: int = 0
-    spent_pico: int = 0
-    spend_limit_pico: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WorkspaceLimits:
-    workspace_id: str
-    spend_limit_pico: int | None = None
-    rate_limits: dict[str, dict[str, int]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """Picodollars held by one in-flight request (``credit_pico``: also held from the credit balance).
-
-    With ``lease`` set, ``request_id`` names a process's spend lease (see :meth:`BillingRepo.take_lease`)
-    and the amounts are the part of that lease this request hands back when it is settled or released.
-    """
-
-    request_id: str
-    organization_id: str
-    workspace_id: str
-    period: str
-    amount_pico: int
-    credit_pico: int
-    lease: bool = False
-
-
-log = logging.getLogger("wisegate.ledger")
-
-_LINGER_SECONDS = 0.05  # how long journaled settlements wait to be committed together
-
-
-def _refusal(exc: Exception) -> str | None:
-    """Why the database refused a settlement for good: ``"duplicate"`` (its request id is recorded
-    already), ``"values"`` (a value it cannot store), or None (a failure worth retrying)."""
-    if isinstance(exc, IntegrityError):
-        return "duplicate"
-    if isinstance(exc, DataError):
-        return "values"
-    state = (
-        str(getattr(getattr(exc, "orig", None), "sqlstate", "") or "") if isinstance(exc, DBAPIError) else ""
-    )
-    if state.startswith("23"):  # PostgreSQL (asyncpg): integrity constraint violation
-        return "duplicate"
-    if state.startswith("22"):  # data exception: too long, out of range, invalid text
-        return "values"
-    return None
-
-
-def _plain(reservation: Reservation | None) -> dict[str, Any] | None:
-    """A reservation as a journal line holds it (``dataclasses.asdict`` deep-copies: 10× slower)."""
-    if reservation is None:
-        return None
-    return {name: getattr(reservation, name) for name in _RESERVATION_FIELDS}
-
-
-# A settlement waiting for its transaction, with its sequence number; the future is None when its
-# caller does not wait (journaled).
-_Settling = tuple[UsageRecord, "Reservation | None", str, "asyncio.Future[None] | None", int]
-
-
-_RESERVATION_FIELDS = tuple(f.name for f in fields(Reservation))
 
 
 class SpendRefused(Exception):
@@ -123,22 +52,20 @@ class SpendRefused(Exception):
 class BillingRepo:
     def __init__(self, db: Database, journal: LedgerJournal | None = None) -> None:
         self._db = db
-        self._journal = journal
-        self._retries = 0  # consecutive flushes that could not commit (the database is down)
         # Rows known to exist (they are created once and never deleted): no upsert per settlement.
         self._have_accounts: set[str] = set()
         self._have_periods: set[tuple[str, str]] = set()
-        self._pending: list[_Settling] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._hurry = asyncio.Event()  # a reader is waiting: commit without lingering
-        self._progress = asyncio.Event()  # set after every flush round
-        self._handed = 0  # settlements handed in so far: the last one's sequence number
-        self._unfinished: set[int] = set()  # sequence numbers not yet committed (or refused for good)
+        self.ledger = Ledger(self._commit_group, self._recorded, journal)
+        self.settle = self.ledger.settle
+        self.drain = self.ledger.drain
+        self.recover = self.ledger.recover
+        self.stop = self.ledger.stop
+        self.close = self.ledger.close
 
     @property
     def uncommitted(self) -> int:
         """Settlements handed in and not yet committed (the journal's lag)."""
-        return len(self._unfinished)
+        return self.ledger.uncommitted
 
     def _upsert(self, table: Any) -> Any:
         return (pg_insert if not self._db.is_sqlite else sqlite_insert)(table)
@@ -200,19 +127,30 @@ class BillingRepo:
                 lambda scope=scope: self._have_periods.add((scope, period))
             )
 
-    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
-        """Top up the prepaid balance (a first top-up turns the organization prepaid)."""
+    async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount | None:
+        """Top up the prepaid balance (a first top-up turns the organization prepaid); ``None``, and
+        nothing changed, when the balance or the purchased total would leave ±``MAX_BALANCE_PICO``
+        (``protocol/bounds.py``) — checked in the same statement that adds."""
+        a = BillingAccountRow
+        balance = func.coalesce(a.credit_balance_pico, 0) + amount_pico
+        purchased = a.credits_purchased_pico + max(amount_pico, 0)
         async with self._db.write() as session:
             await self._ensure_account(session, organization_id)
-            await (await session.connection()).execute(
-                update(BillingAccountRow)
-                .where(BillingAccountRow.organization_id == organization_id)
+            added = await (await session.connection()).execute(
+                update(a)
+                .where(
+                    a.organization_id == organization_id,
+                    balance.between(-MAX_BALANCE_PICO, MAX_BALANCE_PICO),
+                    purchased <= MAX_BALANCE_PICO,
+                )
                 .values(
-                    credit_balance_pico=func.coalesce(BillingAccountRow.credit_balance_pico, 0) + amount_pico,
-                    credits_purchased_pico=BillingAccountRow.credits_purchased_pico + max(amount_pico, 0),
+                    credit_balance_pico=balance,
+                    credits_purchased_pico=purchased,
                     updated_at=datetime.now(UTC),
                 )
             )
+            if not getattr(added, "rowcount", 0):
+                return None
             await (await session.connection()).execute(
                 insert(CreditGrantRow).values(
                     organization_id=organization_id,
@@ -372,205 +310,26 @@ class BillingRepo:
             )
             return {row[0] for row in result}
 
-    async def settle(self, record: UsageRecord, reservation: Reservation | None, period: str) -> None:
-        """Release the reservation (if still held), debit ``record.cost_picousd`` from the monthly
-        counters and the credit balance, and insert the usage record, in one transaction.
+    async def _commit_group(self, group: Sequence[Queued]) -> None:
+        async with self._db.write() as session:
+            await self._settle_group(session, group)
 
-        Journaled: returns once the settlement is in the journal; the transaction follows in the
-        background (it may hold other settlements too). Otherwise — or when the journal cannot be
-        written (disk full) — returns once it committed."""
-        self._handed += 1
-        seq = self._handed
-        self._unfinished.add(seq)
-        if self._journal is not None:
-            try:
-                self._journal.append(JournalEntry(record, _plain(reservation), period).encode())
-            except OSError:
-                log.exception("the ledger journal cannot be written: this settlement commits now")
-            else:
-                self._pending.append((record, reservation, period, None, seq))
-                self._kick()
-                return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, reservation, period, done, seq))
-        self._hurry.set()  # its caller waits
-        self._kick()
-        await asyncio.shield(done)
-
-    def _kick(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-
-    async def drain(self) -> None:
-        """Wait until the settlements handed in so far are committed (before reads, on shutdown);
-        later ones do not hold it up."""
-        target = self._handed
-        while any(seq <= target for seq in self._unfinished):
-            self._hurry.set()
-            self._kick()
-            self._progress.clear()
-            await self._progress.wait()
-
-    async def stop(self, timeout: float = 10.0) -> None:
-        """Commit everything, giving up after ``timeout`` seconds (the database is down): what is
-        left stays in the journal for the next start to replay. Then close the journal."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            while self._unfinished:
-                await asyncio.wait_for(self.drain(), max(0.01, deadline - loop.time()))
-        except TimeoutError:
-            log.error(
-                "settlements not committed at shutdown stay in the journal",
-                extra={"left": len(self._unfinished)},
-            )
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-        self.close()
-
-    def close(self) -> None:
-        """Close the journal; its directory goes only if everything in it committed."""
-        if self._journal is not None:
-            self._journal.close(clean=not self._unfinished)
-
-    async def _flush(self) -> None:
-        while self._pending:
-            if self._retries:  # the database refused the last round: back off, keep the journal
-                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(self._retries, 7)))
-            elif not self._hurry.is_set():
-                # Nobody waits for a journaled settlement: linger so that the settlements of the next
-                # few milliseconds share one transaction (the commits' CPU competes with requests).
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), _LINGER_SECONDS)
-            self._hurry.clear()
-            try:
-                await self._round()
-            except Exception:  # the journal itself failed (disk full): keep it all, retry later
-                log.exception("could not commit journaled settlements")
-                self._retries += 1
-            finally:
-                self._progress.set()
-
-    async def _round(self) -> None:
-        """Commit everything pending, 500 settlements a transaction; delete the finished segment."""
-        finished = self._journal.rotate() if self._journal is not None else None
-        batch, self._pending = self._pending, []
-        kept: list[_Settling] = []
-        try:
-            for start in range(0, len(batch), 500):
-                kept += await self._commit(batch[start : start + 500])
-        except BaseException:
-            # Cancelled mid-round: what did commit is done; the rest is still in the finished segment.
-            self._pending = [item for item in batch if item[4] in self._unfinished] + self._pending
-            raise
-        self._retries = self._retries + 1 if kept else 0
-        if kept:
-            # Not committed, for a reason other than the settlement itself: retried after the back-off,
-            # from the new segment (so the finished one can go). Back in the queue first: if writing
-            # them fails, the finished segment stays and still holds them.
-            self._pending = kept + self._pending
-            assert self._journal is not None
-            for record, reservation, period, *_ in kept:
-                self._journal.append(JournalEntry(record, _plain(reservation), period).encode())
-        if finished is not None:
-            finished.unlink(missing_ok=True)
-
-    async def _commit(self, group: list[_Settling]) -> list[_Settling]:
-        """Commit ``group`` in one transaction, or else each settlement alone; returns the journaled
-        settlements to retry. A waiting caller gets its settlement's exception."""
-        try:
-            async with self._db.write() as session:
-                await self._settle_group(session, group)
-        except Exception as exc:
-            if len(group) == 1:
-                return self._failed(group[0], exc)
-            kept: list[_Settling] = []
-            for item in group:  # one failing settlement must not take the others with it
-                kept += await self._commit([item])
-            return kept
-        for *_, done, seq in group:
-            self._unfinished.discard(seq)
-            if done is not None and not done.done():
-                done.set_result(None)
-        return []
-
-    def _failed(self, item: _Settling, exc: Exception) -> list[_Settling]:
-        record, reservation, period, done, seq = item
-        if done is not None:
-            self._unfinished.discard(seq)
-            if not done.done():
-                done.set_exception(exc)
-            return []
-        verdict = _refusal(exc)
-        if verdict == "duplicate":
-            # Its usage record exists already (a request id settles once): nothing to retry.
-            self._unfinished.discard(seq)
-            log.error(
-                "settlement refused by the database, dropped", extra={"usage_request_id": record.request_id}
-            )
-            return []
-        if verdict == "values":
-            # The database refuses its values (a string too long for its column): never retried, kept
-            # for an operator in rejected.jsonl.
-            self._unfinished.discard(seq)
-            assert self._journal is not None
-            self._journal.reject(JournalEntry(record, _plain(reservation), period).encode())
-            log.error(
-                "settlement refused by the database, written to the journal's rejected.jsonl",
-                extra={"usage_request_id": record.request_id},
-                exc_info=exc,
-            )
-            return []
-        log.warning("settlement not committed, kept in the journal for a retry", exc_info=exc)
-        return [item]
-
-    async def recover(self) -> int:
-        """Replay the journals of processes that died before committing them; how many settled."""
-        if self._journal is None:
-            return 0
-        replayed = 0
-        for directory, entries in self._journal.orphans():
-            todo = await self._unsettled(entries)
-            kept: list[_Settling] = []
-            for start in range(0, len(todo), 500):
-                kept += await self._commit(todo[start : start + 500])
-            replayed += len(todo) - len(kept)
-            if kept:
-                log.error(
-                    "a dead process's ledger journal could not be replayed yet", extra={"dir": str(directory)}
-                )
-                continue
-            self._journal.remove(directory)
-        if replayed:
-            log.warning("replayed %d journaled settlements of a process that died", replayed)
-        return replayed
-
-    async def _unsettled(self, entries: list[JournalEntry]) -> list[_Settling]:
-        """The entries whose usage record is not in the database yet, as settlements."""
-        ids = [e.record.request_id for e in entries]
+    async def _recorded(self, request_ids: list[str]) -> set[str]:
+        """Which of ``request_ids`` have a usage record."""
         present: set[str] = set()
         async with self._db.read() as session:
-            for start in range(0, len(ids), 500):
+            for start in range(0, len(request_ids), 500):
                 query = select(UsageRecordRow.request_id).where(
-                    UsageRecordRow.request_id.in_(ids[start : start + 500])
+                    UsageRecordRow.request_id.in_(request_ids[start : start + 500])
                 )
                 present.update((await session.execute(query)).scalars())
-        todo: list[_Settling] = []
-        for entry in entries:
-            if entry.record.request_id in present:
-                continue
-            present.add(entry.record.request_id)
-            held = Reservation(**entry.reservation) if entry.reservation is not None else None
-            todo.append((entry.record, held, entry.period, None, 0))
-        return todo
+        return present
 
-    async def _settle_group(self, session: AsyncSession, group: list[_Settling]) -> None:
+    async def _settle_group(self, session: AsyncSession, group: Sequence[Queued]) -> None:
         """Settle ``group`` in the caller's transaction, with one statement per table and scope: the
         sums of a group are the same as settling each in turn."""
         conn = await session.connection()
-        held = [r for _, r, *_ in group if r is not None and not r.lease]
+        held = [q.reservation for q in group if q.reservation is not None and not q.reservation.lease]
         released: set[str] = set()
         if held:  # a reservation the sweep already released gives nothing back twice
             result = await conn.execute(
@@ -579,14 +338,15 @@ class BillingRepo:
                 .returning(SpendReservationRow.request_id)
             )
             released = {row[0] for row in result}
-        leased = [r for _, r, *_ in group if r is not None and r.lease]
+        leased = [q.reservation for q in group if q.reservation is not None and q.reservation.lease]
         if leased:
             released |= await self._shrink_leases(conn, leased)
         spent: Counter[tuple[str, str]] = Counter()
         unreserved: Counter[tuple[str, str]] = Counter()
         debit: Counter[str] = Counter()
         credit_back: Counter[str] = Counter()
-        for record, reservation, period, *_ in group:
+        for item in group:
+            record, reservation, period = item.record, item.reservation, item.period
             if reservation is not None:
                 period = reservation.period
                 if reservation.request_id in released:
@@ -601,7 +361,7 @@ class BillingRepo:
                 debit[record.organization_id] += record.cost_picousd
         # Rows in the order reservations take them (organization, then workspace, then account), so
         # concurrent transactions on PostgreSQL never wait on each other in a cycle.
-        organizations = {record.organization_id for record, *_ in group}
+        organizations = {item.record.organization_id for item in group}
         scopes = sorted(spent.keys() | unreserved.keys(), key=lambda k: (k[0] not in organizations, k))
         for scope_id, period in scopes:
             await conn.execute(
@@ -625,7 +385,7 @@ class BillingRepo:
             )
         await conn.execute(
             insert(UsageRecordRow),
-            [{f.name: getattr(record, f.name) for f in fields(record)} for record, *_ in group],
+            [{f.name: getattr(item.record, f.name) for f in fields(item.record)} for item in group],
         )
 
     async def _shrink_leases(self, conn: Any, parts: list[Reservation]) -> set[str]:
@@ -718,6 +478,37 @@ class BillingRepo:
             await self.release(reservation)
         return len(stale)
 
+    async def unsettle(self, request_id: str) -> None:
+        """Undo a committed settlement in one transaction: delete its usage record, take its cost back
+        out of the monthly counters and return it to the credit balance (a reservation it released stays
+        released). Rows in the settlement's order: organization, workspace, account."""
+        async with self._db.write() as session:
+            u = UsageRecordRow
+            gone = (
+                await session.execute(
+                    delete(u)
+                    .where(u.request_id == request_id)
+                    .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
+                )
+            ).first()
+            if gone is None or not gone.cost_picousd:
+                return
+            cost, period = gone.cost_picousd, billing_period(aware(gone.created_at))
+            for scope_id in (gone.organization_id, gone.workspace_id):
+                await session.execute(
+                    update(SpendPeriodRow)
+                    .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
+                    .values(spent_pico=SpendPeriodRow.spent_pico - cost)
+                )
+            await session.execute(
+                update(BillingAccountRow)
+                .where(BillingAccountRow.organization_id == gone.organization_id)
+                .values(
+                    spent_pico=BillingAccountRow.spent_pico - cost,
+                    credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
+                )
+            )
+
 
 async def _period(session: AsyncSession, scope_id: str, period: str) -> tuple[int, int]:
     row = (
@@ -728,34 +519,3 @@ async def _period(session: AsyncSession, scope_id: str, period: str) -> tuple[in
         )
     ).one()
     return int(row[0]), int(row[1])
-
-
-async def unsettle(session: AsyncSession, request_id: str) -> None:
-    """Undo a committed settlement in the caller's transaction: delete its usage record, take its cost
-    back out of the monthly counters and return it to the credit balance (a reservation it released
-    stays released). Rows in the settlement's order: organization, workspace, account."""
-    u = UsageRecordRow
-    gone = (
-        await session.execute(
-            delete(u)
-            .where(u.request_id == request_id)
-            .returning(u.organization_id, u.workspace_id, u.cost_picousd, u.created_at)
-        )
-    ).first()
-    if gone is None or not gone.cost_picousd:
-        return
-    cost, period = gone.cost_picousd, aware(gone.created_at).strftime("%Y-%m")
-    for scope_id in (gone.organization_id, gone.workspace_id):
-        await session.execute(
-            update(SpendPeriodRow)
-            .where(SpendPeriodRow.scope_id == scope_id, SpendPeriodRow.period == period)
-            .values(spent_pico=SpendPeriodRow.spent_pico - cost)
-        )
-    await session.execute(
-        update(BillingAccountRow)
-        .where(BillingAccountRow.organization_id == gone.organization_id)
-        .values(
-            spent_pico=BillingAccountRow.spent_pico - cost,
-            credit_balance_pico=BillingAccountRow.credit_balance_pico + cost,  # NULL stays NULL
-        )
-    )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -44,6 +45,34 @@ def make_probe_engine(url: str) -> AsyncEngine:
     """One connection of its own for health checks: a pool that requests have exhausted under load
     must not make a database that answers look down (``/ready`` would take a busy node out)."""
     return create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=5)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached at start; the message is one line for an operator."""
+
+
+def check_reachable(url: str, timeout: float = 10.0) -> None:
+    """Open one connection to a PostgreSQL ``url`` (SQLite: nothing to reach); ``DatabaseUnavailable``
+    naming the server (password hidden) and the reason when that fails."""
+    if url.startswith("sqlite"):
+        return
+
+    async def probe() -> None:
+        engine = make_probe_engine(url)
+        try:
+            async with asyncio.timeout(timeout), engine.connect():
+                pass
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        reason = " ".join(str(exc.__cause__ or exc).split()) or type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {shown} ({reason}); start it or fix WISEGATE_DATABASE_URL"
+        ) from None
 
 
 class Database:

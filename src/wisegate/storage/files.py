@@ -2,60 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from wisegate.records.files import FileRecord, Position, SkillRecord, SkillVersionRecord
 from wisegate.storage.db import Database
 from wisegate.storage.repos import aware
-from wisegate.storage.tables import FileRow, SkillRow, SkillVersionRow
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    id: str
-    organization_id: str
-    workspace_id: str
-    filename: str
-    mime_type: str
-    size_bytes: int
-    downloadable: bool
-    blob_key: str
-    created_at: datetime
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SkillRecord:
-    id: str
-    organization_id: str
-    workspace_id: str
-    name: str
-    display_name: str
-    created_at: datetime
-    updated_at: datetime
-    latest_version: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SkillVersionRecord:
-    skill_id: str
-    version: str
-    name: str
-    description: str
-    directory: str
-    instructions: str
-    paths: str
-    size_bytes: int
-    blob_key: str
-    created_at: datetime
-
-
-Position = tuple[datetime, str]
-"""Where a newest-first listing stands: ``(created_at, id)`` of the last item seen."""
+from wisegate.storage.tables import FileReservationRow, FileRow, OrganizationRow, SkillRow, SkillVersionRow
 
 
 class NameTaken(Exception):
@@ -83,14 +39,39 @@ def _version(row: SkillVersionRow) -> SkillVersionRecord:
     return SkillVersionRecord(**values)
 
 
+async def _used(
+    session: AsyncSession, organization_id: str, stale_before: datetime | None, but: str | None = None
+) -> int:
+    """Bytes of the organization's files, plus its reservations renewed since ``stale_before`` (other
+    than ``but``) when ``stale_before`` is given. One statement, so one snapshot: a commit that turns a
+    reservation into a file between two reads would otherwise be counted in neither."""
+    f, r = FileRow, FileReservationRow
+    total: ColumnElement[int] = (
+        select(func.coalesce(func.sum(f.size_bytes), 0))
+        .where(f.organization_id == organization_id)
+        .scalar_subquery()
+    )
+    if stale_before is not None:
+        live = [r.organization_id == organization_id, r.updated_at >= stale_before]
+        if but is not None:
+            live.append(r.id != but)
+        total = total + select(func.coalesce(func.sum(r.size_bytes), 0)).where(*live).scalar_subquery()
+    return int((await session.execute(select(total))).scalar_one())
+
+
 class FileRepo:
     """File metadata, always scoped by workspace."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def add(self, record: FileRecord) -> None:
+    async def add(self, record: FileRecord, reservation_id: str | None = None) -> None:
+        """Insert the file's row and, in the same transaction, drop the reservation its upload held."""
         async with self._db.write() as session:
+            if reservation_id is not None:
+                await session.execute(
+                    delete(FileReservationRow).where(FileReservationRow.id == reservation_id)
+                )
             session.add(FileRow(**{f: getattr(record, f) for f in FileRecord.__slots__}))
 
     async def get(self, workspace_id: str, file_id: str) -> FileRecord | None:
@@ -107,16 +88,56 @@ class FileRepo:
             await session.delete(row)
             return record
 
-    async def used_bytes(self, organization_id: str) -> int:
+    async def used_bytes(self, organization_id: str, *, stale_before: datetime | None = None) -> int:
+        """The organization's stored bytes, plus (with ``stale_before``) what live uploads hold."""
         async with self._db.read() as session:
-            total = (
-                await session.execute(
-                    select(func.coalesce(func.sum(FileRow.size_bytes), 0)).where(
-                        FileRow.organization_id == organization_id
+            return await _used(session, organization_id, stale_before)
+
+    async def reserve(
+        self,
+        reservation_id: str,
+        organization_id: str,
+        size_bytes: int,
+        quota_bytes: int,
+        now: datetime,
+        stale_before: datetime,
+    ) -> bool:
+        """Hold ``size_bytes`` of the quota for one upload (replacing what it held) if the organization's
+        files and every live reservation stay within ``quota_bytes``; ``False`` (nothing held) otherwise.
+
+        Atomic per organization: on PostgreSQL the organization's row is locked for the transaction, on
+        SQLite the single writer serialises. Reservations not renewed since ``stale_before`` (an upload
+        whose process died) no longer count and are deleted.
+        """
+        r = FileReservationRow
+        async with self._db.write() as session:
+            await session.execute(
+                select(OrganizationRow.id).where(OrganizationRow.id == organization_id).with_for_update()
+            )
+            await session.execute(
+                delete(r).where(r.organization_id == organization_id, r.updated_at < stale_before)
+            )
+            used = await _used(session, organization_id, stale_before, but=reservation_id)
+            if used + size_bytes > quota_bytes:
+                return False
+            held = await session.execute(
+                update(r).where(r.id == reservation_id).values(size_bytes=size_bytes, updated_at=now)
+            )
+            if not getattr(held, "rowcount", 0):
+                session.add(
+                    r(
+                        id=reservation_id,
+                        organization_id=organization_id,
+                        size_bytes=size_bytes,
+                        updated_at=now,
                     )
                 )
-            ).scalar_one()
-        return int(total)
+        return True
+
+    async def release(self, reservation_id: str) -> None:
+        """Give back what an upload held (it failed, or was abandoned)."""
+        async with self._db.write() as session:
+            await session.execute(delete(FileReservationRow).where(FileReservationRow.id == reservation_id))
 
     async def page(
         self,

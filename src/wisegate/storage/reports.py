@@ -6,44 +6,15 @@ minutes into its buckets, so a report reads a few rows per minute of traffic, no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, case, func, select
 
+from wisegate.records.usage import UsageFilter, UsageSum
 from wisegate.storage.db import Database
 from wisegate.storage.tables import UsageRecordRow
 
 LONG_CONTEXT = 200_000  # input tokens (with cache) above which a request is in the 200k-1M window
-
-
-@dataclass(frozen=True, slots=True)
-class UsageSum:
-    minute: datetime  # UTC start of the minute the requests were recorded in
-    workspace_id: str
-    api_key_id: str
-    model: str
-    service_tier: str
-    long_context: bool
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
-
-
-@dataclass(frozen=True, slots=True)
-class UsageFilter:
-    """Which usage records count: one organization, a time range, and optional id lists (empty = all)."""
-
-    organization_id: str
-    starting_at: datetime
-    ending_at: datetime
-    workspace_ids: Sequence[str] = ()
-    api_key_ids: Sequence[str] = ()
-    models: Sequence[str] = ()
-    service_tiers: Sequence[str] = ()
 
 
 class UsageReportRepo:

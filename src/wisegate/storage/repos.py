@@ -2,63 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 
+from wisegate.records.tenancy import ApiKey, Organization, Workspace
+from wisegate.records.usage import UsageRecord
 from wisegate.storage.db import Database
 from wisegate.storage.tables import ApiKeyRow, OrganizationRow, UsageRecordRow, WorkspaceRow
-
-
-@dataclass(frozen=True, slots=True)
-class Organization:
-    id: str
-    name: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Workspace:
-    id: str
-    organization_id: str
-    name: str
-    created_at: datetime
-    archived_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    id: str
-    organization_id: str
-    workspace_id: str
-    name: str
-    partial_key_hint: str
-    kind: str
-    status: str
-    created_at: datetime
-    created_by_user_id: str | None = None  # the console user who made it (None: the CLI or the Admin API)
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    request_id: str
-    organization_id: str
-    workspace_id: str
-    api_key_id: str
-    model: str
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
-    service_tier: str
-    stop_reason: str | None
-    error_type: str | None
-    streamed: bool
-    latency_ms: int
-    created_at: datetime
-    cost_picousd: int = 0
-    batch: bool = False
 
 
 def aware(value: datetime) -> datetime:

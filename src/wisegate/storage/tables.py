@@ -1,4 +1,8 @@
-"""SQLAlchemy 2 declarative tables: the only place table shapes live."""
+"""SQLAlchemy 2 declarative tables: the only place table shapes live.
+
+The lengths of columns that hold what people type come from ``protocol/bounds.py``, which validation
+checks against too, so a value that passes validation always fits.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from wisegate.protocol.bounds import (
+    EMAIL_LENGTH,
+    FILENAME_LENGTH,
+    KEY_NAME_LENGTH,
+    MIME_TYPE_LENGTH,
+    MODEL_LENGTH,
+    NAME_LENGTH,
+    NOTE_LENGTH,
+    SKILL_DESCRIPTION_LENGTH,
+    SKILL_DIRECTORY_LENGTH,
+    SKILL_NAME_LENGTH,
+)
+
 
 class Base(DeclarativeBase):
     pass
@@ -27,7 +44,7 @@ class OrganizationRow(Base):
     __tablename__ = "organizations"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -36,7 +53,7 @@ class WorkspaceRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
-    name: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -47,7 +64,7 @@ class ApiKeyRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
-    name: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(KEY_NAME_LENGTH))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     partial_key_hint: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
@@ -66,7 +83,7 @@ class UsageRecordRow(Base):
     organization_id: Mapped[str] = mapped_column(String(64))
     workspace_id: Mapped[str] = mapped_column(String(64))
     api_key_id: Mapped[str] = mapped_column(String(64))
-    model: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(MODEL_LENGTH))
     input_tokens: Mapped[int] = mapped_column(Integer)
     output_tokens: Mapped[int] = mapped_column(Integer)
     cache_creation_input_tokens: Mapped[int] = mapped_column(Integer)
@@ -92,8 +109,8 @@ class FileRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64))
     workspace_id: Mapped[str] = mapped_column(String(64))
-    filename: Mapped[str] = mapped_column(String(256))
-    mime_type: Mapped[str] = mapped_column(String(256))
+    filename: Mapped[str] = mapped_column(String(FILENAME_LENGTH + 1))
+    mime_type: Mapped[str] = mapped_column(String(MIME_TYPE_LENGTH))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     downloadable: Mapped[bool] = mapped_column(Boolean)
     blob_key: Mapped[str] = mapped_column(String(512))
@@ -106,14 +123,25 @@ class FileRow(Base):
     )
 
 
+class FileReservationRow(Base):
+    """Storage quota held by an upload in progress (``domain/files.py``), replaced by its file row."""
+
+    __tablename__ = "file_reservations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class SkillRow(Base):
     __tablename__ = "skills"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(64))
     workspace_id: Mapped[str] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(64))
-    display_name: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(SKILL_NAME_LENGTH))
+    display_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -128,9 +156,9 @@ class SkillVersionRow(Base):
 
     skill_id: Mapped[str] = mapped_column(ForeignKey("skills.id"), primary_key=True)
     version: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    description: Mapped[str] = mapped_column(String(1024))
-    directory: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(SKILL_NAME_LENGTH))
+    description: Mapped[str] = mapped_column(String(SKILL_DESCRIPTION_LENGTH))
+    directory: Mapped[str] = mapped_column(String(SKILL_DIRECTORY_LENGTH))
     instructions: Mapped[str] = mapped_column(Text)
     paths: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
@@ -153,8 +181,8 @@ class UserRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
-    email: Mapped[str] = mapped_column(String(320))
-    name: Mapped[str] = mapped_column(String(256))
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     role: Mapped[str] = mapped_column(String(32))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)  # argon2id
@@ -168,7 +196,7 @@ class InviteRow(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
-    email: Mapped[str] = mapped_column(String(320))
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
     role: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     invited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -269,7 +297,7 @@ class CreditGrantRow(Base):
     )
     organization_id: Mapped[str] = mapped_column(String(64), index=True)
     amount_pico: Mapped[int] = mapped_column(BigInteger)
-    note: Mapped[str] = mapped_column(String(256))
+    note: Mapped[str] = mapped_column(String(NOTE_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -351,6 +379,8 @@ class BatchRequestRow(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Times a worker died holding this request (its lease lapsed); see storage/batches.py.
+    crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (

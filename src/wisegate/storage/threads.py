@@ -6,27 +6,16 @@ requests continuing from the same response cannot both proceed, on SQLite and Po
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import delete, or_, select, update
 
+from wisegate.records.threads import ThreadRecord
 from wisegate.storage.db import Database
 from wisegate.storage.tables import MessageThreadRow
 
 Refusal = Literal["not_found", "already_continued", "in_flight"]
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadRecord:
-    id: str
-    organization_id: str
-    workspace_id: str
-    model: str
-    state: str
-    created_at: datetime
-    expires_at: datetime
 
 
 class ThreadRepo:

@@ -12,7 +12,14 @@ Fairness to interactive traffic: at most ``concurrency`` batch requests run at o
 *serial* backend (the embedded model: one generation thread) a batch request runs only while no
 interactive request is in flight there, and at most one at a time, so a user waits for at most one
 batch generation. Batch requests refused for capacity (429, 529, 504) go back to the queue, and so
-does one the embedded model crashed on (until the runner refuses it: ``backends/local/supervisor.py``).
+does one the embedded model crashed on (until its runner refuses it: ``backends/local/supervisor.py``).
+
+Poison: a request that was running when its worker died is a *suspect*; this worker runs a suspect
+only alone (nothing else in flight), so that the next crash is its own. A request held by a worker
+that died ``batch_max_crashes`` times ends ``errored`` (``api_error``) without running again, whatever
+killed the worker; the count lives in its row (``storage/batches.py``), so it survives restarts.
+Its ``params`` are validated here, when it runs: invalid ones end as the ``invalid_request_error``
+``/v1/messages`` would answer.
 """
 
 from __future__ import annotations
@@ -31,11 +38,18 @@ from pydantic import ValidationError
 from wisegate.domain.batches import BatchService
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService
-from wisegate.errors import ApiError, GatewayTimeout, ModelCrashed, Overloaded, RateLimited
+from wisegate.errors import (
+    ApiError,
+    GatewayTimeout,
+    ModelCrashed,
+    Overloaded,
+    RateLimited,
+    from_validation_error,
+)
 from wisegate.logs import request_id_var
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
-from wisegate.storage.batches import BatchOwner, Claim, Completion
+from wisegate.records.batches import BatchOwner, Claim, Completion
 from wisegate.telemetry import metrics
 
 log = logging.getLogger("wisegate.batches")
@@ -59,7 +73,6 @@ class BatchWorker:
         name: str | None = None,
     ) -> None:
         self._batches = batches
-        self._repo = batches.repo
         self._messages = messages
         self._concurrency = max(1, concurrency)
         self._serial = {name: asyncio.Lock() for name in serial_backends}
@@ -74,6 +87,8 @@ class BatchWorker:
         self._owners: dict[str, BatchOwner | None] = {}
         self._canceling: set[str] = set()
         self._stopping = asyncio.Event()
+        self._suspect_waiting = False  # finish what runs, then claim a suspect alone
+        self._suspect_running = False
         self.waiting_for_interactive = 0
 
     async def run(self) -> None:
@@ -101,7 +116,7 @@ class BatchWorker:
 
     async def _shutdown(self) -> None:
         await self._flush()
-        await self._repo.release(self.name, list(self._unfinished))
+        await self._batches.release(self.name, list(self._unfinished))
 
     async def _claim_loop(self) -> None:
         while True:
@@ -109,10 +124,13 @@ class BatchWorker:
             want = min(free, _CLAIM_CHUNK)
             claims: list[Claim] = []
             # Claim in chunks: wait until half the slots are free rather than claiming one by one.
-            if want > 0 and (not self._active or free * 2 >= self._concurrency):
+            # A suspect (see the module docstring) is claimed only when nothing else runs.
+            eager = free * 2 >= self._concurrency and not self._suspect_waiting
+            if want > 0 and not self._suspect_running and (not self._active or eager):
                 try:
-                    now = self._batches.clock.now()
-                    claims = await self._repo.claim(self.name, now, now - self._batches.lease, want)
+                    claims, self._suspect_waiting = await self._batches.claim(
+                        self.name, want, alone=not self._active
+                    )
                 except Exception:
                     log.exception("claiming batch requests failed")
             for claim in claims:
@@ -125,11 +143,15 @@ class BatchWorker:
         task = asyncio.create_task(self._run(claim))
         self._active[claim.id] = task
         self._unfinished.add(claim.id)
+        if claim.crashes > 0:
+            self._suspect_running = True
         metrics.BATCH_RUNNING.inc()
 
         def done(_task: asyncio.Task[None]) -> None:
             metrics.BATCH_RUNNING.dec()
             self._active.pop(claim.id, None)
+            if claim.crashes > 0:
+                self._suspect_running = False
             if len(self._active) * 2 <= self._concurrency:
                 self._slots_free.set()
 
@@ -160,7 +182,7 @@ class BatchWorker:
         if batch_id not in self._owners:
             if len(self._owners) > 10_000:
                 self._owners.clear()
-            self._owners[batch_id] = await self._repo.owner(batch_id)
+            self._owners[batch_id] = await self._batches.owner(batch_id)
         return self._owners[batch_id]
 
     async def _execute(self, claim: Claim) -> Completion | None:
@@ -173,10 +195,33 @@ class BatchWorker:
         if self._batches.clock.now() >= owner.expires_at:
             return Completion(claim.id, "expired", None)
         request_id = f"{claim.batch_id}:{claim.position}"
+        if claim.crashes >= self._batches.max_crashes:
+            if claim.attempts > 1:
+                await self._batches.unsettle(request_id)
+            log.error(
+                "batch request abandoned: its worker died %d times while running it",
+                claim.crashes,
+                extra={"batch_request_id": request_id},
+            )
+            return _errored(
+                claim,
+                "api_error",
+                f"This request was abandoned: the worker running it stopped {claim.crashes} times (crashed "
+                "or was killed) before it finished, so it is not run again.",
+                request_id,
+            )
         try:
             request = MessagesRequest.model_validate_json(claim.params)
-        except ValidationError as exc:  # validated at submission; only a schema change could get here
-            return _errored(claim, "invalid_request_error", str(exc), request_id)
+        except ValidationError as exc:  # params are validated when the request runs, as Anthropic does
+            return _errored(claim, "invalid_request_error", from_validation_error(exc).message, request_id)
+        if request.stream:
+            return _errored(
+                claim, "invalid_request_error", "stream: batch requests cannot be streamed", request_id
+            )
+        if request.thread is not None:
+            return _errored(
+                claim, "invalid_request_error", "thread: batch requests cannot use a thread", request_id
+            )
         backend = self._backend_of(request.model)
         gate = self._serial.get(backend) if backend else None
         try:
@@ -189,14 +234,14 @@ class BatchWorker:
                 return await self._call(claim, owner, request, request_id)
         except _RETRYABLE as exc:
             await asyncio.sleep(min(exc.retry_after or 1.0, 5.0))
-            await self._repo.release(self.name, [claim.id])
+            await self._batches.release(self.name, [claim.id])
             return None
 
     async def _call(
         self, claim: Claim, owner: BatchOwner, request: MessagesRequest, request_id: str
     ) -> Completion:
         if claim.attempts > 1:
-            await self._repo.forget_usage(request_id)
+            await self._batches.unsettle(request_id)
         token = request_id_var.set(request_id)  # the logs of this request name it
         try:
             message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
@@ -243,14 +288,14 @@ class BatchWorker:
         while self._done:
             chunk, self._done = self._done[:_FLUSH_SIZE], self._done[_FLUSH_SIZE:]
             try:
-                await self._repo.complete(self.name, chunk, self._batches.clock.now())
+                await self._batches.complete(self.name, chunk)
             except BaseException:
                 self._done[:0] = chunk
                 raise
             self._unfinished.difference_update(c.request_id for c in chunk)
         touched, self._touched = self._touched, set()
         for batch_id in touched:
-            await self._repo.finish_if_done(batch_id, self._batches.clock.now())
+            await self._batches.finish_if_done(batch_id)
 
     async def _heartbeat_loop(self) -> None:
         every = max(self._batches.lease.total_seconds() / 3, 0.1)
@@ -259,7 +304,7 @@ class BatchWorker:
             if not self._unfinished:
                 continue
             try:
-                await self._repo.heartbeat(self.name, self._batches.clock.now())
+                await self._batches.heartbeat(self.name)
             except Exception:
                 log.exception("renewing batch leases failed")
 
@@ -267,7 +312,7 @@ class BatchWorker:
         ticks = 0
         while True:
             try:
-                self._canceling = await self._repo.canceling()
+                self._canceling = await self._batches.canceling()
                 if ticks % max(1, round(self._sweep_every / 0.25)) == 0:
                     await self._batches.sweep()
             except Exception:

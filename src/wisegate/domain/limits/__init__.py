@@ -12,7 +12,6 @@ from wisegate.domain.limits.service import (
     SpendCapReached,
 )
 from wisegate.settings import Settings
-from wisegate.storage.billing import BillingRepo
 
 
 def build_limiter(settings: Settings) -> Limiter:
@@ -26,7 +25,6 @@ def build_limiter(settings: Settings) -> Limiter:
 
 __all__ = [
     "Admission",
-    "BillingRepo",
     "Bucket",
     "LimitService",
     "LimitState",

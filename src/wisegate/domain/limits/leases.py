@@ -28,7 +28,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from wisegate.storage.billing import BillingRepo, Reservation, SpendRefused
+from wisegate.records.billing import Reservation
+from wisegate.storage.billing import BillingRepo, SpendRefused
 
 log = logging.getLogger("wisegate.limits")
 

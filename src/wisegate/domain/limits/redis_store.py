@@ -19,7 +19,7 @@ from typing import Protocol
 
 from wisegate.domain.limits.buckets import Bucket, Demand, Take, decide
 from wisegate.domain.limits.resp import Reply, RespClient, RespError
-from wisegate.errors import ApiInternal
+from wisegate.errors import Overloaded
 
 log = logging.getLogger("wisegate.limits")
 
@@ -67,6 +67,7 @@ end
 return table.concat(out, ' ')
 """
 
+_RETRY_AFTER = 1.0  # seconds a client is told to wait while Redis does not answer
 _FLUSH_AFTER = 0.005  # seconds a give-back waits for a take of its bucket before it is sent alone
 
 
@@ -117,7 +118,12 @@ class RedisLimiter:
             # Fail closed: without the shared buckets no process can know what the others admitted.
             # What the take carried is not sent again (the script may have run; the same when the
             # request is cancelled meanwhile): a bucket short of a give-back errs on the safe side.
-            raise ApiInternal(f"The rate limiter is unavailable (Redis: {exc}); try again shortly.") from exc
+            # The reason (which names Redis's address) is for the log; the client learns only that
+            # it may retry: 529, as for any overload, and a retry succeeds once Redis answers again.
+            log.warning("rate limiter unavailable: %s", exc)
+            raise Overloaded(
+                "The rate limiter is unavailable; try again shortly.", retry_after=_RETRY_AFTER
+            ) from exc
         admitted, now, *levels = out.split()
         return decide(demands, [float(v) for v in levels], float(now), admitted=admitted == b"1")
 

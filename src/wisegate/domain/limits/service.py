@@ -27,11 +27,13 @@ from typing import Any, TypeVar
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits.buckets import Bucket, Demand, Dimension, Limiter, Take
 from wisegate.domain.limits.leases import SpendLeases
-from wisegate.domain.pricing import PICO_PER_USD, PriceTable
+from wisegate.domain.pricing import PriceTable
 from wisegate.errors import InvalidRequest, RateLimited
+from wisegate.protocol.bounds import PICO_PER_USD
 from wisegate.protocol.messages import Usage
-from wisegate.storage.billing import BillingAccount, BillingRepo, Reservation, SpendRefused, WorkspaceLimits
-from wisegate.storage.repos import UsageRecord
+from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
+from wisegate.records.usage import UsageRecord
+from wisegate.storage.billing import BillingRepo, SpendRefused
 from wisegate.telemetry import metrics
 from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
@@ -90,10 +92,6 @@ class Admission:
     reservation: Reservation | None = None
     snapshot: RateLimitSnapshot | None = None
     batch: bool = False
-
-
-def month_of(moment: datetime) -> str:
-    return f"{moment.year:04d}-{moment.month:02d}"
 
 
 def next_month(moment: datetime) -> datetime:
@@ -340,7 +338,7 @@ class LimitService:
             request_id,
             principal.organization_id,
             principal.workspace_id,
-            month_of(now),
+            billing_period(now),
             worst,
             worst if account.credit_balance_pico is not None else 0,
         )
@@ -392,7 +390,7 @@ class LimitService:
         reservation = admission.reservation if admission else None
         if reservation is not None:
             reservation = self.leases.settled(reservation, cost)
-        await self.billing.settle(record, reservation, month_of(self._clock()))
+        await self.billing.settle(record, reservation, billing_period(self._clock()))
         _count(record, usage, cost)
         if admission is not None and admission.demands:
             counted = usage.input_tokens + usage.cache_creation_input_tokens

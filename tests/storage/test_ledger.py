@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from tests.conftest import postgres_database
-from wisegate.storage.batches import BatchRepo
-from wisegate.storage.billing import BillingRepo, Reservation
+from wisegate.records.billing import Reservation
+from wisegate.records.usage import UsageRecord
+from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
-from wisegate.storage.ledger_journal import JournalEntry, LedgerJournal
-from wisegate.storage.repos import UsageRecord
+from wisegate.storage.ledger import JournalEntry, LedgerJournal
 from wisegate.storage.tables import SpendPeriodRow, SpendReservationRow, UsageRecordRow
 
 PERIOD = "2026-11"
@@ -199,7 +199,7 @@ def test_a_batch_re_run_gives_the_interrupted_attempts_cost_back(tmp_path: Path,
         assert (await billing.period_spend("org_1", month))[0] == 300
         assert (await billing.account("org_1")).credit_balance_pico == 700
 
-        await BatchRepo(db).forget_usage("batch_1:0")  # the re-run starts
+        await billing.unsettle("batch_1:0")  # the re-run starts
         assert (await billing.period_spend("org_1", month))[0] == 0
         assert (await billing.period_spend("wrkspc_1", month))[0] == 0
         account = await billing.account("org_1")
@@ -278,7 +278,7 @@ def test_drain_waits_for_an_earlier_settlement_kept_for_a_retry(
         failures = [3]
 
         async def flaky(session, group):  # type: ignore[no-untyped-def]
-            if any(r.request_id == "req_early" for r, *_ in group) and failures[0]:
+            if any(q.record.request_id == "req_early" for q in group) and failures[0]:
                 failures[0] -= 1
                 raise OperationalError("insert", {}, Exception("database is locked"))
             await real(session, group)
