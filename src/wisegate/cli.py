@@ -56,7 +56,6 @@ def serve(host: str | None, port: int | None) -> None:
     """
     from wisegate.logs import configure
     from wisegate.server import ListenError, listen
-    from wisegate.storage.db import DatabaseUnavailable, check_reachable
     from wisegate.telemetry import tracing
 
     settings = Settings()
@@ -95,6 +94,7 @@ def serve(host: str | None, port: int | None) -> None:
 
 def _serve(app: Any, settings: Settings, host: str, port: int, sock: Any) -> None:
     from wisegate.server import run_server
+    from wisegate.storage.db import DatabaseUnavailable, check_reachable
 
     async def first_keys(keys: Any) -> tuple[str, str] | None:
         org = await keys.bootstrap()

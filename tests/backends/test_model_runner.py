@@ -52,7 +52,7 @@ def _status(live: LiveServer) -> dict[str, Any]:
 
 
 def _wait_up(live: LiveServer, *, other_than: int | None = None) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         state = _status(live)
         if state["state"] == "up" and state["pid"] != other_than:
@@ -66,7 +66,7 @@ def _sse(live: LiveServer, prompt: str, max_tokens: int, seen: list[tuple[str, A
     body = {"model": EMBEDDED_MODEL, "max_tokens": max_tokens, "stream": True, "temperature": 0}
     body["messages"] = [{"role": "user", "content": prompt}]
     headers = {"x-api-key": live.key}
-    with httpx.stream("POST", f"{live.base_url}/v1/messages", json=body, headers=headers, timeout=60) as r:
+    with httpx.stream("POST", f"{live.base_url}/v1/messages", json=body, headers=headers, timeout=300) as r:
         assert r.status_code == 200
         event = ""
         for line in r.iter_lines():
@@ -76,7 +76,7 @@ def _sse(live: LiveServer, prompt: str, max_tokens: int, seen: list[tuple[str, A
                 seen.append((event, json.loads(line[6:])))
 
 
-def _wait_for(condition: Any, what: str, seconds: float = 30) -> None:
+def _wait_for(condition: Any, what: str, seconds: float = 180) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -123,7 +123,7 @@ def test_kill_9_under_load_ends_only_the_runners_requests(server: LiveServer) ->
         _wait_for(lambda: any(e == "content_block_delta" for s in streams for e, _ in s), "generated text")
         os.kill(before["pid"], signal.SIGKILL)
         for thread in threads:
-            thread.join(60)
+            thread.join(300)
         after = _wait_up(server, other_than=before["pid"])
         time.sleep(0.5)  # some traffic after the restart too
     finally:
@@ -172,13 +172,13 @@ def test_a_request_that_crashed_the_runner_3_times_is_not_run_again(
         before = _wait_up(server)
         thread = threading.Thread(
             target=lambda: answers.append(
-                httpx.post(f"{server.base_url}/v1/messages", json=body, headers=headers, timeout=60)
+                httpx.post(f"{server.base_url}/v1/messages", json=body, headers=headers, timeout=300)
             )
         )
         thread.start()
         _wait_for(lambda: _status(server)["serving"], f"attempt {attempt} to reach the runner")
         os.kill(before["pid"], signal.SIGSEGV)
-        thread.join(60)
+        thread.join(300)
         assert answers[-1].status_code == 500
         assert answers[-1].json()["error"]["type"] == "api_error"
     assert "crashed the embedded model 3 times" in answers[-1].json()["error"]["message"]
@@ -187,7 +187,7 @@ def test_a_request_that_crashed_the_runner_3_times_is_not_run_again(
 
     # A 4th attempt is refused at once; the runner is not touched (same process, no new restart).
     state = _wait_up(server)
-    again = httpx.post(f"{server.base_url}/v1/messages", json=body, headers=headers, timeout=60)
+    again = httpx.post(f"{server.base_url}/v1/messages", json=body, headers=headers, timeout=300)
     assert again.status_code == 500 and "3 times" in again.json()["error"]["message"]
     assert _status(server)["pid"] == state["pid"] and _status(server)["restarts"] == state["restarts"]
     # The log names the request ids (the response header carries each).
@@ -200,7 +200,7 @@ def test_a_request_that_crashed_the_runner_3_times_is_not_run_again(
         f"{server.base_url}/v1/messages",
         json={**body, "max_tokens": 3, "messages": [{"role": "user", "content": "Say hi."}]},
         headers=headers,
-        timeout=60,
+        timeout=300,
     )
     assert other.status_code == 200, other.text
 
@@ -214,7 +214,7 @@ def test_a_batch_request_that_crashed_the_runner_3_times_ends_as_api_error(serve
         requests=[{"custom_id": "poison", "params": poison}, {"custom_id": "innocent", "params": innocent}]  # type: ignore[list-item]
     )
     kills = 0
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while kills < 3:
         assert time.monotonic() < deadline, "the batch request did not reach the runner 3 times"
         state = _status(server)

@@ -47,6 +47,9 @@ _POISON_SECONDS = 3600.0  # how long crashes are remembered per request
 _STABLE_SECONDS = 60.0  # up this long, the back-off starts over
 _TERMINAL = frozenset({"done", "overloaded", "crashed", "poisoned", "down"})
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+# Not ``-m wisegate.backends.local.supervisor``: the package imports this module before runpy would
+# run it a second time as ``__main__``.
+_MAIN = "import sys; from wisegate.backends.local.supervisor import main; main(sys.argv)"
 _RUNNER_CONFIG = (
     "model_path",
     "n_ctx",
@@ -121,7 +124,7 @@ def spawn(config: dict[str, Any]) -> subprocess.Popen[bytes]:
     """Start a supervisor process for ``config`` (``LocalBackend.runner_config()``)."""
     Path(config["socket"]).parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "wisegate.backends.local.supervisor", json.dumps(config)],
+        [sys.executable, "-c", _MAIN, json.dumps(config)],
         stdin=subprocess.DEVNULL,
     )
 

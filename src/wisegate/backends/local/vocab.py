@@ -25,7 +25,7 @@ class Vocabulary:
         self._token_sizes: dict[int, int] = {}
 
     def close(self) -> None:
-        self._model.close()
+        self._model.close()  # type: ignore[no-untyped-call]
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``, special tokens (the chat template's markers) included."""
