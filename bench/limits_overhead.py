@@ -40,11 +40,11 @@ from wisegate.domain.pricing import PriceTable
 from wisegate.protocol.messages import Usage
 from wisegate.records.usage import UsageRecord
 from wisegate.settings import PriceConfig
+from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
 from wisegate.storage.ledger import LedgerJournal
 from wisegate.storage.repos import TenancyRepo
-from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 
 def pct(samples: list[float]) -> str:

@@ -4,9 +4,13 @@ against calling the mock directly and against a bare 50-line Starlette + aiohttp
 Every server runs in its own process on 127.0.0.1; this process is the load generator (a raw asyncio
 HTTP/1.1 keep-alive client, several times faster than the servers it measures). Runs are bounded in
 time. Prints requests/s and latency percentiles per target, mode and concurrency, the latency
-Wisegate adds over the direct call, and resident memory per open stream.
+Wisegate adds over the direct call, the CPU the server used (all its processes), and resident memory
+per open stream.
 
     .venv/bin/python bench/upstream_overhead.py --seconds 6 --rounds 3 --concurrency 1 16 64
+
+``--workers 1 2 4`` runs one Wisegate per count (``wisegate serve --workers N``), measured side by
+side in the same rounds (``wisegate×N`` in the table).
 """
 
 from __future__ import annotations
@@ -259,6 +263,9 @@ async def load(port: int, key: str, stream: bool, concurrency: int, seconds: flo
 def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
     firsts = sorted(x for r in runs for x in r["firsts"])
     lasts = sorted(x for r in runs for x in r["lasts"])
+    if not lasts:  # a server too slow to answer one request within the run (a saturated machine)
+        nan = float("nan")
+        return dict.fromkeys(("p50", "p99", "ttfb50", "ttfb99"), nan) | {"rps": 0.0, "n": 0, "errors": 0}
 
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(q * len(values)))] * 1000
@@ -274,17 +281,42 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its children (a server's worker processes)."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+            if parent == pid:
+                pids.append(int(entry.name))
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used (robust to a busy machine, unlike wall time)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time the process and its children have used (robust to a busy machine,
+    unlike wall time)."""
+    total = 0.0
+    for one in _tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for one in _tree(pid):
+        try:
+            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total
 
 
 async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> tuple[float, int]:
@@ -353,8 +385,16 @@ rate_limits = { all = { rpm = 100000000, itpm = 100000000000, otpm = 10000000000
 
 
 def start_wisegate(
-    tmp: Path, upstream_port: int, port: int, log_level: str, limits: bool
+    tmp: Path,
+    upstream_port: int,
+    port: int,
+    log_level: str,
+    limits: bool,
+    workers: int,
+    redis_url: str | None,
 ) -> tuple[subprocess.Popen[bytes], str]:
+    tmp = tmp / f"wisegate-{workers}"
+    tmp.mkdir()
     config = tmp / "wisegate.toml"
     config.write_text(
         f"""
@@ -369,7 +409,10 @@ backend = "anthropic"
         + (LIMITS_ON if limits else LIMITS_OFF)
     )
     env = {**os.environ, "WISEGATE_CONFIG": str(config), "WISEGATE_DATA_DIR": str(tmp / "data"),
-           "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port)}  # fmt: skip
+           "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port),
+           "WISEGATE_WORKERS": str(workers)}  # fmt: skip
+    if redis_url:
+        env.update(WISEGATE_REDIS_URL=redis_url, WISEGATE_REDIS_PREFIX=f"bench-{os.getpid()}-{workers}")
     wisegate = str(Path(PYTHON).parent / "wisegate")
     subprocess.run([wisegate, "migrate"], env=env, check=True, capture_output=True)
     created = subprocess.run(
@@ -380,7 +423,15 @@ backend = "anthropic"
         [wisegate, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_port(port, proc)
+    deadline = time.monotonic() + 120  # every worker spawned, then a few seconds to start its app
+    while workers > 1 and len(_spawned(proc.pid)) < workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3.0 if workers > 1 else 0)
     return proc, key
+
+
+def _spawned(pid: int) -> list[int]:
+    return [p for p in _tree(pid)[1:] if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
 
 def main() -> None:
@@ -394,6 +445,8 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="Wisegate's log level during the run")
     parser.add_argument("--targets", nargs="+", default=["direct", "bare", "wisegate"])
     parser.add_argument("--limits", action="store_true", help="rate limits and a spend cap on too")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="one Wisegate per count")
+    parser.add_argument("--redis-url", default=None, help="rate-limit buckets there (--limits with workers)")
     args = parser.parse_args()
     try:
         import uvloop
@@ -409,7 +462,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
-            mock_port, bare_port, wg_port = free_port(), free_port(), free_port()
+            mock_port, bare_port = free_port(), free_port()
             quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
             mock = subprocess.Popen([PYTHON, str(HERE), "mock", "--port", str(mock_port)], **quiet)
             procs.append(mock)
@@ -421,35 +474,51 @@ def main() -> None:
             )
             procs.append(bare)
             wait_port(bare_port, bare)
-            wisegate, key = start_wisegate(tmp, mock_port, wg_port, args.log_level, args.limits)
-            procs.append(wisegate)
-            ports = {"direct": mock_port, "bare": bare_port, "wisegate": wg_port}
-            pids = {"direct": mock.pid, "bare": bare.pid, "wisegate": wisegate.pid}
+            ports = {"direct": mock_port, "bare": bare_port}
+            pids = {"direct": mock.pid, "bare": bare.pid}
+            keys = {"direct": "k", "bare": "k"}
+            targets = [t for t in args.targets if t != "wisegate"]
+            for workers in args.workers if "wisegate" in args.targets else []:
+                name = "wisegate" if workers == 1 else f"wisegate×{workers}"
+                ports[name] = free_port()
+                wisegate, keys[name] = start_wisegate(
+                    tmp, mock_port, ports[name], args.log_level, args.limits, workers, args.redis_url
+                )
+                procs.append(wisegate)
+                pids[name] = wisegate.pid
+                targets.append(name)
             print(
                 f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run, "
                 f"limits {'on (spend cap, leases)' if args.limits else 'off'}"
             )
             print(
                 "| mode | conc | target | req/s | last byte p50 / p99 ms | first byte p50 / p99 ms "
-                "| added p50 ms (last / first byte) | server CPU µs/request | n | err |"
+                "| added p50 ms (last / first byte) | server CPU µs/request | cores busy | n | err |"
             )
-            print("|---|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
             for stream in (False, True):
                 for concurrency in args.concurrency:
-                    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in args.targets}
-                    cpu: dict[str, float] = dict.fromkeys(args.targets, 0.0)
+                    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+                    cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
                     for _ in range(args.rounds):  # interleaved, so drifting machine load hits all alike
-                        for target in args.targets:
+                        for target in targets:
                             before = cpu_seconds(pids[target])
                             runs[target].append(
                                 asyncio.run(
-                                    load(ports[target], key, stream, concurrency, args.seconds / args.rounds)
+                                    load(
+                                        ports[target],
+                                        keys[target],
+                                        stream,
+                                        concurrency,
+                                        args.seconds / args.rounds,
+                                    )
                                 )
                             )
                             cpu[target] += cpu_seconds(pids[target]) - before
                     base: dict[str, float] = {}
-                    for target in args.targets:
+                    for target in targets:
                         r = summarize(runs[target])
+                        busy = cpu[target] / sum(run["elapsed"] for run in runs[target])
                         base = base or (r if target == "direct" else {})
                         added = (
                             f"{r['p50'] - base['p50']:.2f} / {r['ttfb50'] - base['ttfb50']:.2f}"
@@ -460,15 +529,18 @@ def main() -> None:
                         print(
                             f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {r['p50']:.2f} / "
                             f"{r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | {added} | "
-                            f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {r['n']:.0f} | "
+                            f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {busy:.2f} | {r['n']:.0f} | "
                             f"{r['errors']:.0f} |",
                             flush=True,
                         )
-            per_stream, held = asyncio.run(memory_per_stream(wg_port, key, wisegate.pid, args.streams))
-            print(
-                f"\nWisegate resident memory per open stream ({held} of {args.streams} held open): "
-                f"{per_stream:.1f} KB"
-            )
+            for name in (t for t in targets if t.startswith("wisegate")):
+                per_stream, held = asyncio.run(
+                    memory_per_stream(ports[name], keys[name], pids[name], args.streams)
+                )
+                print(
+                    f"\n{name}: resident memory per open stream ({held} of {args.streams} held open): "
+                    f"{per_stream:.1f} KB"
+                )
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGINT)

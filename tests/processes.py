@@ -32,17 +32,17 @@ def scripted_env(data_dir: Path, **extra: Any) -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, env: dict[str, str], key: str, log: Path) -> None:
+    def __init__(self, env: dict[str, str], key: str, log: Path, *args: str, timeout: float = 90) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wisegate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "wisegate", "serve", "--port", str(self.port), *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"wisegate serve exited: {log.read_text()[-2000:]}")
@@ -74,3 +74,50 @@ class ServerProcess:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def api_workers(pid: int) -> list[int]:
+    """The API workers of ``wisegate serve --workers N`` running as ``pid`` (its spawned children, not
+    multiprocessing's resource tracker)."""
+    found = []
+    for child in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
+def connections(pid: int, port: int) -> int:
+    """How many established TCP connections to local ``port`` process ``pid`` holds (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:  # 01: ESTABLISHED
+                count += 1
+    return count

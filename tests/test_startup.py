@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import free_port
 from tests.processes import scripted_env
 
 
@@ -55,6 +56,36 @@ def test_a_missing_model_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
         "(set [backends.NAME.options] model_path to a GGUF file)"
     )
     assert not (tmp_path / "wisegate.db").exists()  # refused before anything was started or written
+
+
+def test_several_workers_without_redis_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}})
+    expected = (
+        "wisegate: --workers 2 needs the rate-limit buckets in Redis: set WISEGATE_REDIS_URL "
+        "(otherwise each worker would enforce every limit on its own), or serve one worker"
+    )
+    assert _one_line(_serve(env, "--port", "0", "--workers", "2")) == expected
+    assert _one_line(_serve({**env, "WISEGATE_WORKERS": "2"}, "--port", "0")) == expected
+    assert not (tmp_path / "wisegate.db").exists()
+
+
+def test_an_invalid_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, workers="0")
+    line = _one_line(_serve(env, "--port", "0"))
+    assert line == "wisegate: invalid setting WISEGATE_WORKERS: Input should be greater than or equal to 1"
+
+
+def test_redis_out_of_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    closed = free_port()
+    env = scripted_env(
+        tmp_path,
+        backends={"scripted": {"type": "scripted"}},
+        redis_url=f"redis://:s3cret@127.0.0.1:{closed}/0",
+    )
+    line = _one_line(_serve(env, "--port", "0"))
+    assert line.startswith(f"wisegate: cannot reach Redis at redis://:***@127.0.0.1:{closed}/0: ")
+    assert line.endswith("(check WISEGATE_REDIS_URL)") and "s3cret" not in line
+    assert not (tmp_path / "wisegate.db").exists()
 
 
 def test_a_database_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The scaled topology, tested end to end: PostgreSQL (a fresh database), Redis, HAProxy (Debian's)
-in front of two ``wisegate serve`` nodes, and one ``wisegate worker`` (the API nodes run no batch
-worker). Mixed load through the load balancer with the official SDK — JSON, streams, count_tokens,
+in front of two ``wisegate serve --workers 2`` nodes, and one ``wisegate worker`` (the API nodes run no
+batch worker). Mixed load through the load balancer with the official SDK — JSON, streams, count_tokens,
 file uploads, a 2,000-request batch, and a rate-limited model pressed past its limit — while one node
-is SIGTERMed (it drains) and restarted and the other is ``kill -9``ed and restarted.
+is SIGTERMed (both its workers drain) and restarted and the other is ``kill -9``ed (its parent: the
+workers go with it) and restarted.
 
 Then: every answer a client received has exactly one usage row and the spend equals the sum of the
 costs; every batch custom_id has one result; the shared rate limit held within 1 %; clients saw only
@@ -32,6 +33,7 @@ import pytest
 from sqlalchemy import text
 
 from tests.conftest import free_port, make_key, postgres_database, settings_for
+from tests.processes import api_workers
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
 from wisegate.storage.ledger import LedgerJournal
@@ -42,6 +44,7 @@ MODEL, PROBE = "scripted-1", "scripted-probe"
 PROBE_RPM = 60  # the shared limit the probe presses against: 1 request a second, 60 at once (low enough
 # that 4 clients keep it pressed however slow the machine: the bucket never sits full)
 BATCH = 2000
+WORKERS = 2  # API processes per node
 PRICES = {"scripted-*": {"input": "1", "output": "2", "cache_write_5m": "1.25", "cache_write_1h": "2",
                          "cache_read": "0.1"}}  # fmt: skip
 LIMITS = {
@@ -322,7 +325,10 @@ def _run(tmp_path: Path, database_url: str) -> None:
     ports = {"a": free_port(), "b": free_port()}
     lb_port = free_port()
     lb_url = f"http://127.0.0.1:{lb_port}"
-    nodes = {name: Node(name, ["serve", "--port", str(p)], api_env, tmp_path) for name, p in ports.items()}
+    nodes = {
+        name: Node(name, ["serve", "--port", str(p), "--workers", str(WORKERS)], api_env, tmp_path)
+        for name, p in ports.items()
+    }
     worker = Node("worker", ["worker"], {**env, "WISEGATE_BATCH_CONCURRENCY": "64"}, tmp_path)
     haproxy = HAProxy(tmp_path, lb_port, ports)
     seen = Seen()
@@ -332,6 +338,7 @@ def _run(tmp_path: Path, database_url: str) -> None:
         for name, node in nodes.items():
             node.wait_ready(f"http://127.0.0.1:{ports[name]}")
             haproxy.wait_up(name)
+            assert node.proc is not None and len(api_workers(node.proc.pid)) == WORKERS, node.tail()
         started = time.monotonic()
         drained_code, batch_results = asyncio.run(_load_and_chaos(lb_url, key, nodes, ports, haproxy, seen))
         print(f"load and chaos took {time.monotonic() - started:.1f} s")

@@ -27,15 +27,22 @@ from wisegate.domain.limits import LimitService, build_limiter
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.messages import MessageService
 from wisegate.domain.models import ModelPages
+from wisegate.domain.pdf_text import PdfLimits
 from wisegate.domain.people import PeopleService
 from wisegate.domain.pricing import PriceTable
+from wisegate.domain.rate_limits import RateLimitService
+from wisegate.domain.rbac import RbacService
 from wisegate.domain.reports import ReportService
+from wisegate.domain.request_log import RequestLogService
 from wisegate.domain.secret import ConsoleSecret
+from wisegate.domain.service_accounts import ServiceAccountService
 from wisegate.domain.skills import SkillService
+from wisegate.domain.spend_limits import SpendLimitService
 from wisegate.domain.sso import SingleSignOn
 from wisegate.domain.tenancy import TenancyService
 from wisegate.domain.threads import ThreadService
 from wisegate.domain.usage import UsageService
+from wisegate.domain.workbench import WorkbenchService
 from wisegate.settings import Settings
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.batches import BatchRepo
@@ -44,8 +51,11 @@ from wisegate.storage.db import Database
 from wisegate.storage.directory import DirectoryRepo
 from wisegate.storage.files import FileRepo, SkillRepo
 from wisegate.storage.ledger import LedgerJournal
+from wisegate.storage.principals import ServiceAccountRepo, SpendRequestRepo
+from wisegate.storage.prompts import PromptRepo
 from wisegate.storage.reports import UsageReportRepo
 from wisegate.storage.repos import TenancyRepo, UsageRepo
+from wisegate.storage.request_log import RequestLogRepo
 from wisegate.storage.threads import ThreadRepo
 
 
@@ -73,6 +83,12 @@ class Services:
     secret: ConsoleSecret
     accounts: AccountService
     sso: SingleSignOn | None
+    rate_limits: RateLimitService
+    spend_limits: SpendLimitService
+    service_accounts: ServiceAccountService
+    rbac: RbacService
+    request_log: RequestLogService
+    workbench: WorkbenchService
     organization_id: str | None = field(default=None)
 
     @classmethod
@@ -83,7 +99,12 @@ class Services:
         db = Database(settings.resolved_database_url)
         registry = BackendRegistry(with_runner_sockets(settings), settings.models, backends)
         files, skills = _files_and_skills(settings, db)
-        attachments = Attachments(files, skills, settings.max_messages_request_bytes)
+        attachments = Attachments(
+            files,
+            skills,
+            settings.max_messages_request_bytes,
+            PdfLimits(settings.pdf_max_pages, settings.pdf_max_text_chars, settings.pdf_extract_seconds),
+        )
         keys = KeyService(TenancyRepo(db), settings.key_cache_seconds)
         directory = DirectoryRepo(db)
         catalog = ModelCatalog(registry, _allow_list(directory), settings.key_cache_seconds)
@@ -103,6 +124,9 @@ class Services:
         )
         messages = MessageService(registry, limits, catalog=catalog, attachments=attachments)
         threads = ThreadService(ThreadRepo(db), messages, clock, settings.thread_retention_seconds)
+        tenancy = TenancyService(
+            TenancyRepo(db), directory, keys, catalog, on_archive=threads.forget_workspace
+        )
         return cls(
             settings=settings,
             db=db,
@@ -113,9 +137,7 @@ class Services:
             files=files,
             skills=skills,
             catalog=catalog,
-            tenancy=TenancyService(
-                TenancyRepo(db), directory, keys, catalog, on_archive=threads.forget_workspace
-            ),
+            tenancy=tenancy,
             people=people,
             reports=ReportService(
                 UsageReportRepo(db), prices, lambda m: display_names.get(m, m), settled=billing.drain
@@ -136,6 +158,14 @@ class Services:
             secret=secret,
             accounts=accounts,
             sso=SingleSignOn.from_settings(settings, secret),
+            rate_limits=RateLimitService(limits, billing_accounts, tenancy, catalog),
+            spend_limits=SpendLimitService(
+                SpendRequestRepo(db), directory, limits, billing_accounts, tenancy, RequestLogRepo(db), clock
+            ),
+            service_accounts=ServiceAccountService(ServiceAccountRepo(db), tenancy),
+            rbac=RbacService(people),
+            request_log=RequestLogService(RequestLogRepo(db)),
+            workbench=WorkbenchService(PromptRepo(db)),
         )
 
     @asynccontextmanager
@@ -147,15 +177,30 @@ class Services:
             self.organization_id = org.id
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
+        except BaseException:
+            await self.close()
+            raise
+        async with self.running(), batch_worker(self), sampling(self):
+            yield
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The backends and the limit service started (dead processes' ledger journals replayed, this
+        process's spend leases renewed) while the block runs; everything closed after it, also when
+        starting failed. The server's lifespan and ``wisegate worker`` both run in it."""
+        try:
             await self.registry.start()
             await self.limits.start()
-            async with batch_worker(self), sampling(self):
-                yield
+            yield
         finally:
-            await self.limits.close()
-            await self.registry.close()
-            await self.health.close()
-            await self.db.close()
+            await self.close()
+
+    async def close(self) -> None:
+        """Give unused lease room back, commit settlements, stop the backends, close the database."""
+        await self.limits.close()
+        await self.registry.close()
+        await self.health.close()
+        await self.db.close()
 
 
 def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str, ...] | None]]:
@@ -168,7 +213,8 @@ def _allow_list(directory: DirectoryRepo) -> Callable[[str], Awaitable[tuple[str
 
 @asynccontextmanager
 async def batch_worker(services: Services) -> AsyncIterator[None]:
-    """Run the in-process batch worker (embedded mode) while the app serves, when enabled."""
+    """Run the in-process batch worker (embedded mode) while the app serves, when enabled; it drains
+    with the server."""
     if not services.settings.batch_worker:
         yield
         return
@@ -180,10 +226,13 @@ async def batch_worker(services: Services) -> AsyncIterator[None]:
         concurrency=services.settings.batch_concurrency,
         serial_backends=serial_backends(services.settings),
     )
+    services.drain.on_begin(worker.drain)  # SIGTERM: no new claims, the claimed ones finish
+    unsubscribe = services.drain.subscribe(worker.stop)  # the drain's cut: give back the rest
     task = asyncio.create_task(worker.run(), name="batch-worker")
     try:
         yield
     finally:
+        unsubscribe()
         worker.stop()
         await task
 

@@ -118,7 +118,19 @@ def test_versions(scripted_server: LiveServer) -> None:
             "messages.0.content.0: Input tag 'txt'",
         ),
         (body(max_tokens="many"), "max_tokens: Input should be a valid integer"),
-        (body(max_tokens=0), "max_tokens: Input should be greater than or equal to 1"),
+        (body(max_tokens=-1), "max_tokens: Input should be greater than or equal to 0"),
+        # Strict numbers: a boolean or a numeric string is not a number, as in the Claude API.
+        (body(max_tokens=True), "max_tokens: Input should be a valid integer"),
+        (body(max_tokens="16"), "max_tokens: Input should be a valid integer"),
+        (body(max_tokens=16.0), "max_tokens: Input should be a valid integer"),
+        (body(max_tokens=2**31), "max_tokens: Input should be less than or equal to 2147483647"),
+        (body(top_k=False), "top_k: Input should be a valid integer"),
+        (body(temperature=True), "temperature: Input should be a valid number"),
+        (body(top_p="0.5"), "top_p: Input should be a valid number"),
+        (
+            body(thinking={"type": "enabled", "budget_tokens": True}, max_tokens=4000),
+            "thinking.enabled.budget_tokens: Input should be a valid integer",
+        ),
         (body(temperature=1.5), "temperature: Input should be less than or equal to 1"),
         (body(top_p=-0.1), "top_p: Input should be greater than or equal to 0"),
         (body(top_k=-1), "top_k: Input should be greater than or equal to 0"),
@@ -188,7 +200,9 @@ def test_invalid_requests_name_the_field(scripted_server: LiveServer, payload: A
 
 
 def test_valid_rich_request_is_accepted(scripted_server: LiveServer) -> None:
-    """Everything the 2.10 SDK types allow is accepted: system messages, adaptive thinking, caching…"""
+    """Everything the 2.10 SDK types allow is accepted: system messages, adaptive thinking, caching…
+    and reaches the backend as sent."""
+    scripted_server.backend.enqueue("rich answer")
     response = post(
         scripted_server,
         body(
@@ -236,6 +250,23 @@ def test_valid_rich_request_is_accepted(scripted_server: LiveServer) -> None:
         headers={"anthropic-beta": "a-2025-01-01,b-2025-02-02"},
     )
     assert response.status_code == 200, response.text
+    reply = response.json()
+    assert [(b["type"], b["text"]) for b in reply["content"]] == [("text", "rich answer")]
+    assert reply["stop_reason"] == "end_turn" and reply["usage"]["output_tokens"] == 2
+    seen = scripted_server.backend.calls[-1]
+    assert seen.max_tokens == 16 and seen.temperature == 0.5 and seen.top_p == 0.9 and seen.top_k == 5
+    assert seen.stop_sequences == ["END"]
+    assert seen.thinking is not None and seen.thinking.type == "adaptive"
+    assert [t.name for t in seen.tools or []] == ["t", "web_search"]
+    assert seen.tool_choice is not None and seen.tool_choice.disable_parallel_tool_use is True
+    assert seen.metadata is not None and seen.metadata.user_id == '{"session": "x"}'
+    system = seen.system_text()
+    assert [b.text for b in system][:1] == ["be brief"]
+    assert system[0].cache_control is not None and system[0].cache_control.ttl == "1h"
+    assert [m.role for m in seen.messages] == ["system", "user", "assistant", "user"]
+    assert seen.messages[0].content == "system turn"
+    tool_result = seen.messages[3].blocks()[0]
+    assert tool_result.type == "tool_result" and tool_result.tool_use_id == "toolu_1"
 
 
 def test_unknown_model_is_404(scripted_server: LiveServer) -> None:
@@ -287,6 +318,24 @@ def test_backend_failures(scripted_server: LiveServer) -> None:
     backend.enqueue(error=RuntimeError("secret internals"))
     message = assert_envelope(post(scripted_server, body()), 500, "api_error")
     assert "secret internals" not in message
+
+
+def test_overloaded_tells_the_client_when_to_retry(scripted_server: LiveServer) -> None:
+    """A 529 without a cause-given wait still carries ``retry-after`` (and so does OpenAI's 503)."""
+    scripted_server.backend.enqueue(error=Overloaded("Overloaded"))
+    response = post(scripted_server, body())
+    assert_envelope(response, 529, "overloaded_error")
+    assert response.headers["retry-after"] == "1"
+    scripted_server.backend.enqueue(error=Overloaded("Overloaded", retry_after=7))
+    assert post(scripted_server, body()).headers["retry-after"] == "7"
+    scripted_server.backend.enqueue(error=Overloaded("Overloaded"))
+    chat = post(
+        scripted_server,
+        {"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": "hi"}]},
+        path="/openai/v1/chat/completions",
+    )
+    assert chat.status_code == 503 and chat.headers["retry-after"] == "1"
+    assert "retry-after" not in post(scripted_server, body(model="claude-nope")).headers
 
 
 def test_error_mid_stream_is_an_error_event(scripted_server: LiveServer) -> None:

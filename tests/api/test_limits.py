@@ -20,8 +20,8 @@ import pytest
 from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, postgres_database, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.settings import PriceConfig
+from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
 from wisegate.storage.repos import TenancyRepo
-from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 USER = [{"role": "user", "content": "one two three"}]

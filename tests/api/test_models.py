@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anthropic
@@ -13,6 +14,8 @@ from tests.conftest import LiveServer, serve, settings_for
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.settings import BackendConfig, ModelConfig
 
+# Relative to the day the suite runs: a fixed date would retire the model once that day has passed.
+RETIRES = (datetime.now(UTC) + timedelta(days=400)).replace(microsecond=0)
 MODELS = [
     ModelConfig(id="old-1", backend="s", created_at="2024-01-01T00:00:00Z", display_name="Old"),
     ModelConfig(
@@ -31,7 +34,7 @@ MODELS = [
         created_at="2023-03-01T00:00:00Z",
         lifecycle="deprecated",
         deprecated_at="2026-01-01T00:00:00Z",
-        retires_at="2027-01-01T00:00:00Z",
+        retires_at=RETIRES.isoformat().replace("+00:00", "Z"),
     ),
     ModelConfig(
         id="lapsed-1",
@@ -85,10 +88,10 @@ def test_model_info_has_every_sdk_field(server: LiveServer) -> None:
     assert model.capabilities is not None
     assert model.capabilities.image_input.supported  # the scripted backend takes images
     assert model.capabilities.thinking.types.disabled.supported
-    assert not model.capabilities.batch.supported
+    assert model.capabilities.batch.supported  # every model runs in message batches
     gone = client.models.retrieve("gone-1")
     assert gone.lifecycle == "deprecated" and gone.deprecated_at is not None
-    assert gone.retires_at is not None and gone.retires_at.year == 2027
+    assert gone.retires_at == RETIRES
     raw = httpx.get(f"{server.base_url}/v1/models/old-1", headers={"x-api-key": server.key}).json()
     assert raw["created_at"] == "2024-01-01T00:00:00Z" and raw["display_name"] == "Old"
 

@@ -19,6 +19,7 @@ from wisegate.domain.scope import Scope
 
 PAGES = {
     "usage": "/console",
+    "requests": "/console/requests",
     "keys": "/console/keys",
     "workspaces": "/console/workspaces",
     "members": "/console/members",
@@ -30,22 +31,30 @@ PAGES = {
 }
 # What each kind of person may open: the spec of docs/roles.md, written out independently of the code.
 EXPECTED = {
-    "user": {"usage", "playground", "account"},
-    "claude_code_user": {"usage", "batches", "files", "playground", "account"},
-    "developer": {"usage", "batches", "files", "playground", "account"},
-    "billing": {"usage", "limits", "account"},
+    "user": {"usage", "requests", "playground", "account"},
+    "claude_code_user": {"usage", "requests", "batches", "files", "playground", "account"},
+    "developer": {"usage", "requests", "batches", "files", "playground", "account"},
+    "billing": {"usage", "requests", "limits", "account"},
     "admin": set(PAGES),
-    "team_admin": {"usage", "keys", "limits", "batches", "files", "playground", "account"},
-    "restricted": {"usage", "playground", "account"},
+    "team_admin": {"usage", "requests", "keys", "limits", "batches", "files", "playground", "account"},
+    "restricted": {"usage", "requests", "playground", "account"},
 }
 # Forms (by name) each kind of person may submit; every other one must be refused with 403.
 ALLOWED_FORMS = {
     "user": set(),
     "claude_code_user": set(),
     "developer": set(),
-    "billing": {"credits", "tier", "org_spend", "team_spend", "team_rates", "default_spend"},
+    "billing": {"credits", "tier", "org_spend", "team_spend", "team_rates", "default_spend", "spend_approve"},
     "admin": {"all"},
-    "team_admin": {"team_key", "team_spend", "team_rates", "team_batch", "team_file", "team_playground"},
+    "team_admin": {
+        "team_key",
+        "team_spend",
+        "team_rates",
+        "team_batch",
+        "team_file",
+        "team_playground",
+        "spend_approve",
+    },
     "restricted": set(),
 }
 
@@ -121,6 +130,7 @@ def _forms(server: LiveServer, team: str) -> dict[str, tuple[str, dict[str, str]
         "team_spend": ("/console/limits/spend", {"usd": "", "workspace_id": team}),
         "team_rates": ("/console/limits/rates", {"workspace_id": team, "model_class": "haiku"}),
         "default_spend": ("/console/limits/spend", {"usd": "5", "workspace_id": default}),
+        "spend_approve": ("/console/limits/requests/slir_nope/approve", {"usd": "5"}),
         "invite": ("/console/members/invites", {"email": "sneaky@example.com", "role": "developer"}),
         "role": ("/console/members/users/user_nope", {"role": "developer"}),
         "default_batch": ("/console/batches/msgbatch_nope/cancel", {"workspace_id": default}),

@@ -22,7 +22,18 @@ from tests.console.test_browser import CHROMIUM
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.console.session import COOKIE
 
-NAV = ("Usage", "API keys", "Workspaces", "Members", "Limits", "Batches", "Files", "Playground", "Account")
+NAV = (
+    "Usage",
+    "Requests",
+    "API keys",
+    "Workspaces",
+    "Members",
+    "Limits",
+    "Batches",
+    "Files",
+    "Playground",
+    "Account",
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +112,7 @@ def test_invited_developer_joins_signs_in_and_uses_a_key_with_the_sdk(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Join").click()
     expect(page).to_have_url(re.compile(r"/console/account$"))
-    assert _nav(page) == {"Usage", "Batches", "Files", "Playground", "Account"}
+    assert _nav(page) == {"Usage", "Requests", "Batches", "Files", "Playground", "Account"}
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/console/login$"))
 
@@ -152,7 +163,7 @@ def test_single_sign_on_with_a_local_provider(server: LiveServer, browser: Brows
     expect(page).to_have_url(re.compile(r"/oauth2/authorize"))
     page.get_by_role("button", name="sam", exact=True).click()
     expect(page).to_have_url(re.compile(r"/console$"))
-    assert _nav(page) == {"Usage", "Limits", "Account"}  # the invite's role: billing
+    assert _nav(page) == {"Usage", "Requests", "Limits", "Account"}  # the invite's role: billing
     page.get_by_role("link", name="Account").click()
     expect(page.locator("#profile")).to_contain_text("sam@example.com")
     page.get_by_role("button", name="Log out").click()
@@ -174,9 +185,13 @@ def test_single_sign_on_with_a_local_provider(server: LiveServer, browser: Brows
 @pytest.mark.parametrize(
     ("role", "grants", "shown"),
     [
-        ("user", False, {"Usage", "Playground", "Account"}),
-        ("billing", False, {"Usage", "Limits", "Account"}),
-        ("developer", True, {"Usage", "API keys", "Limits", "Batches", "Files", "Playground", "Account"}),
+        ("user", False, {"Usage", "Requests", "Playground", "Account"}),
+        ("billing", False, {"Usage", "Requests", "Limits", "Account"}),
+        (
+            "developer",
+            True,
+            {"Usage", "Requests", "API keys", "Limits", "Batches", "Files", "Playground", "Account"},
+        ),
         ("admin", False, set(NAV)),
     ],
 )

@@ -23,11 +23,11 @@ from wisegate.errors import InvalidRequest
 from wisegate.protocol.messages import Usage
 from wisegate.records.usage import UsageRecord
 from wisegate.settings import PriceConfig
+from wisegate.settings.tiers import LimitsConfig
 from wisegate.storage.billing import BillingRepo
 from wisegate.storage.db import Database, migrate
 from wisegate.storage.repos import TenancyRepo
 from wisegate.storage.tables import SpendReservationRow, UsageRecordRow
-from wisegate.tiers import LimitsConfig
 
 MODEL = "priced"
 # 1e6 picodollars per input token (the dearest input-side price), 2e6 per output token.

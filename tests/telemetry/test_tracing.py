@@ -16,8 +16,8 @@ from tests.backends.fakes import FakeUpstream, run_fake
 from tests.backends.test_anthropic_upstream import MESSAGE_JSON, MODEL, upstream_settings
 from tests.conftest import SCRIPTED_MODEL, LiveServer, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
-from wisegate.logs import JsonFormatter
 from wisegate.telemetry import tracing
+from wisegate.telemetry.logs import JsonFormatter
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"

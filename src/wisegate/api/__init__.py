@@ -5,7 +5,20 @@ from __future__ import annotations
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from wisegate.api import admin, batches, files, health, messages, openai, skills
+from wisegate.api import (
+    admin,
+    batches,
+    files,
+    health,
+    messages,
+    models,
+    openai,
+    organization,
+    request_log,
+    service_accounts,
+    skills,
+)
+from wisegate.api.audit import audited
 
 
 def routes() -> list[Route]:
@@ -18,15 +31,16 @@ def routes() -> list[Route]:
         Route("/v1/messages/batches/{batch_id}", batches.delete_batch, methods=["DELETE"]),
         Route("/v1/messages/batches/{batch_id}/cancel", batches.cancel_batch, methods=["POST"]),
         Route("/v1/messages/batches/{batch_id}/results", batches.batch_results, methods=["GET"]),
-        Route("/v1/models", openai.list_models, methods=["GET"]),
-        Route("/v1/models/{model_id:path}", openai.get_model, methods=["GET"]),
+        Route("/v1/models", models.list_models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", models.get_model, methods=["GET"]),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
         Route("/openai/v1/chat/completions", openai.chat_completions, methods=["POST"]),
         Route("/openai/v1/models", openai.openai_list_models, methods=["GET"]),
         Route("/openai/v1/models/{model_id:path}", openai.openai_get_model, methods=["GET"]),
         Route("/openai/{path:path}", openai.not_found),
         *files_and_skills_routes(),
-        *admin.routes(),
+        *audited(admin.routes() + organization.routes() + service_accounts.routes()),
+        *request_log.routes(),
         *health.routes(),
     ]
 

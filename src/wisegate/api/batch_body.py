@@ -1,6 +1,7 @@
 """Reading a batch submission: incrementally, within its byte limit, envelope by envelope.
 
-The body (up to 256 MB) is never held in memory: it is parsed as it arrives with ijson and the requests
+The body (up to 256 MB) is never held in memory: it is parsed as it arrives with ijson (nesting
+bounded as in ``api/body.py``) and the requests
 are spooled to a temporary file (in memory up to 8 MB, on disk past that) that storage then reads in
 chunks. Only the envelope is checked here (JSON, the ``requests`` array, ``custom_id`` format and
 uniqueness, counts and sizes); ``params`` is validated when the request runs, as the Claude API does,
@@ -18,8 +19,11 @@ import ijson
 from pydantic import ValidationError
 from starlette.requests import Request
 
+from wisegate.api.body import too_deep
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 from wisegate.protocol.batches import BatchRequestEnvelope
+from wisegate.protocol.json_depth import DepthGuard, TooDeep
+from wisegate.protocol.numbers import ascii_integer
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -46,12 +50,15 @@ class SpooledRequests:
 
 
 class _Body:
-    """The request stream as the ``async read`` ijson wants, refused past ``limit`` bytes."""
+    """The request stream as the ``async read`` ijson wants, refused past ``limit`` bytes and past
+    ``MAX_JSON_DEPTH`` levels of nesting (before ijson sees the chunk: its memory grows with the
+    square of the depth)."""
 
     def __init__(self, chunks: AsyncIterator[bytes], limit: int) -> None:
         self._chunks = chunks
         self._limit = limit
         self._size = 0
+        self._guard = DepthGuard()
 
     async def read(self, n: int = -1) -> bytes:
         if n == 0:  # ijson probes the type of the stream with read(0)
@@ -62,6 +69,10 @@ class _Body:
             self._size += len(chunk)
             if self._size > self._limit:
                 raise _too_large(self._limit)
+            try:
+                self._guard.feed(chunk)
+            except TooDeep as exc:
+                raise too_deep(exc) from None
             return chunk
         return b""
 
@@ -75,7 +86,7 @@ def _too_large(limit: int) -> RequestTooLarge:
 async def read_batch(request: Request, max_bytes: int, max_requests: int) -> SpooledRequests:
     """Parse ``{"requests": [...]}``; 400 naming the first bad envelope, 413 past the limit."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if declared is not None and (ascii_integer(declared) or 0) > max_bytes:
         raise _too_large(max_bytes)
     spool = SpooledRequests()
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -10,16 +10,15 @@ from starlette.responses import Response, StreamingResponse
 from wisegate.api.auth import authenticate
 from wisegate.api.batch_body import read_batch
 from wisegate.api.paging import list_limit
+from wisegate.api.render import json_response
 from wisegate.protocol.batches import DeletedMessageBatch, MessageBatch, MessageBatchRequestCounts
-from wisegate.protocol.resources import ListPage
+from wisegate.protocol.resources import ListPage, rfc3339
 from wisegate.records.batches import Batch
 from wisegate.services import services_of
 
 
 def _time(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return rfc3339(value) if value is not None else None
 
 
 def render(batch: Batch, request: Request) -> MessageBatch:
@@ -47,10 +46,6 @@ def render(batch: Batch, request: Request) -> MessageBatch:
     )
 
 
-def _json(model: MessageBatch | DeletedMessageBatch | ListPage[MessageBatch]) -> Response:
-    return Response(model.model_dump_json(), media_type="application/json")
-
-
 async def create_batch(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
@@ -60,14 +55,14 @@ async def create_batch(request: Request) -> Response:
         batch = await services.batches.create(principal, spool)
     finally:
         spool.close()
-    return _json(render(batch, request))
+    return json_response(render(batch, request))
 
 
 async def get_batch(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     batch = await services.batches.get(principal, request.path_params["batch_id"])
-    return _json(render(batch, request))
+    return json_response(render(batch, request))
 
 
 async def list_batches(request: Request) -> Response:
@@ -84,14 +79,14 @@ async def list_batches(request: Request) -> Response:
         first_id=data[0].id if data else None,
         last_id=data[-1].id if data else None,
     )
-    return _json(page)
+    return json_response(page)
 
 
 async def cancel_batch(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     batch = await services.batches.cancel(principal, request.path_params["batch_id"])
-    return _json(render(batch, request))
+    return json_response(render(batch, request))
 
 
 async def delete_batch(request: Request) -> Response:
@@ -99,7 +94,7 @@ async def delete_batch(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     batch_id = request.path_params["batch_id"]
     await services.batches.delete(principal, batch_id)
-    return _json(DeletedMessageBatch(id=batch_id))
+    return json_response(DeletedMessageBatch(id=batch_id))
 
 
 async def batch_results(request: Request) -> Response:

@@ -1,4 +1,8 @@
-"""Reading request bodies within an endpoint's size limit, and parsing them into protocol models."""
+"""Reading request bodies within an endpoint's size limit, and parsing them into protocol models.
+
+Every JSON body is refused (400) as soon as it nests arrays and objects deeper than
+``MAX_JSON_DEPTH``, while it arrives and before a parser builds anything from it.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,16 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
+from wisegate.protocol.json_depth import DepthGuard, TooDeep
+from wisegate.protocol.numbers import ascii_integer
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def too_deep(exc: TooDeep, where: str = "The request body") -> InvalidRequest:
+    return InvalidRequest(
+        f"{where} nests JSON arrays and objects deeper than {exc.limit} levels, the most this server accepts."
+    )
 
 
 def _too_large(limit: int) -> RequestTooLarge:
@@ -18,17 +30,23 @@ def _too_large(limit: int) -> RequestTooLarge:
     )
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it passes ``limit`` bytes (never buffered beyond it)."""
+async def read_json(request: Request, limit: int) -> bytes:
+    """The JSON body, refused with 413 as soon as it passes ``limit`` bytes (never buffered beyond
+    it) and with 400 as soon as it nests deeper than ``MAX_JSON_DEPTH``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and (ascii_integer(declared) or 0) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
+    guard = DepthGuard()
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
+        try:
+            guard.feed(chunk)
+        except TooDeep as exc:
+            raise too_deep(exc) from None
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -40,7 +58,7 @@ async def parse(request: Request, model: type[M], limit: int) -> M:
 
 async def parse_with_bytes(request: Request, model: type[M], limit: int) -> tuple[M, bytes]:
     """``parse``, also returning the bytes as received (for lossless passthrough)."""
-    body = await read_body(request, limit)
+    body = await read_json(request, limit)
     if not body.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:

@@ -6,6 +6,9 @@ Anthropic error envelope (500 ``api_error`` with no traceback for unexpected one
 request id. The hottest endpoints (``direct``: method and exact path) are called from here without
 the router and Starlette's exception middleware, which would render their errors the same way.
 
+A 4xx's log line also carries the error's ``error_type`` and message (``error``), read back from the
+envelope the client got — never the key or the request body.
+
 Metrics label a request with its route's path template (``unmatched`` for an unknown path, so a
 scanner cannot grow the label set), its status and its model when the handler named a configured one
 (``request.state.model``; any other name reads ``other``).
@@ -13,6 +16,7 @@ scanner cannot grow the label set), its status and its model when the handler na
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -24,12 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wisegate.api.errors import error_response, from_http_exception
 from wisegate.errors import ApiError
-from wisegate.logs import request_id_var
 from wisegate.protocol.messages import new_id
 from wisegate.telemetry import metrics, tracing
+from wisegate.telemetry.logs import request_id_var
 
 log = logging.getLogger("wisegate.http")
 
+_ERROR_BODY_BYTES = 64 * 1024
+_ERROR_CHARS = 1000
 _PROBES = frozenset({"/health", "/ready", "/metrics"})  # logged at debug level: probes run every second
 
 
@@ -99,10 +105,14 @@ class RequestContext:
                 {"http.request.method": scope["method"], "url.path": scope["path"], "request_id": request_id},
             )
 
+        client_error: dict[str, str] | None = None  # a 4xx envelope's type and message, once read
+
         async def send_with_headers(message: Message) -> None:
-            nonlocal status, first_byte, streaming
+            nonlocal status, first_byte, streaming, client_error
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if 400 <= status < 500 and _is_json(message.get("headers", [])):
+                    client_error = {}
                 org = state.get("organization_id") or self._organization_id()
                 headers = list(message.get("headers", []))
                 headers.append((b"request-id", request_id.encode()))
@@ -116,6 +126,8 @@ class RequestContext:
                         break
             elif first_byte is None and message.get("body"):
                 first_byte = time.perf_counter() - started
+                if client_error == {}:
+                    client_error = _error_of(message["body"])
             await send(message)
 
         app = self._direct.get((scope["method"], scope["path"]))
@@ -130,13 +142,15 @@ class RequestContext:
                 log.exception("failure after the response started")
                 raise
             if isinstance(exc, HTTPException):
-                error: ApiError = from_http_exception(exc, scope["method"], scope["path"])
+                failure: ApiError = from_http_exception(exc, scope["method"], scope["path"])
             elif isinstance(exc, ApiError):
-                error = exc
+                failure = exc
             else:
                 log.exception("unhandled error")
-                error = ApiError("Internal server error. The request id identifies it in the server's logs.")
-            await error_response(error, request_id)(scope, receive, send_with_headers)
+                failure = ApiError(
+                    "Internal server error. The request id identifies it in the server's logs."
+                )
+            await error_response(failure, request_id)(scope, receive, send_with_headers)
         finally:
             metrics.IN_FLIGHT.dec()
             if streaming:
@@ -153,6 +167,7 @@ class RequestContext:
                     "path": scope["path"],
                     "status": status,
                     "ms": round(seconds * 1000, 2),
+                    **(client_error or {}),
                 },
             )
             if span is not None:
@@ -168,3 +183,18 @@ class RequestContext:
                     name=f"{scope['method']} {route}",
                 )
             request_id_var.reset(token)
+
+
+def _is_json(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"content-type" and value.startswith(b"application/json") for name, value in headers)
+
+
+def _error_of(body: bytes) -> dict[str, str]:
+    """``error_type`` and ``error`` (the message) of an error envelope (Anthropic's or OpenAI's), for
+    the request's log line: a 4xx is diagnosable from the log. Nothing of the request is logged."""
+    try:
+        envelope = json.loads(body[:_ERROR_BODY_BYTES])
+        inner = envelope["error"]
+        return {"error_type": str(inner.get("type")), "error": str(inner["message"])[:_ERROR_CHARS]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -16,15 +15,15 @@ from wisegate.api.body import parse_with_bytes
 from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
+from wisegate.api.render import json_response
+from wisegate.api.sse import SSEResponse
 from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
 from wisegate.domain.messages import accumulate
-from wisegate.errors import ApiError
-from wisegate.protocol.events import ErrorBody, ErrorEvent, StreamEvent, encode_sse
+from wisegate.protocol.events import StreamEvent, encode_sse
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, MessageTokensCount
 from wisegate.services import services_of
 
-log = logging.getLogger("wisegate.messages")
 T = TypeVar("T")
 
 
@@ -69,7 +68,7 @@ async def _respond(request: Request, body: MessagesRequest, stream: EventStream)
     services = services_of(request)
     headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
-        return SSEResponse(stream, headers, services.drain)
+        return SSEResponse(_encoded(stream), stream, headers, services.drain)
     try:
         message = await _unless_disconnected(
             request, accumulate(stream), services.drain, lambda: stream.abort(ShuttingDown.type)
@@ -80,7 +79,7 @@ async def _respond(request: Request, body: MessagesRequest, stream: EventStream)
     if message is None:  # the client went away: generation was stopped and settled
         await stream.aclose()
         return Response(status_code=499)
-    return Response(message.model_dump_json(), media_type="application/json", headers=headers)
+    return json_response(message, headers)
 
 
 async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,71 +142,6 @@ async def count_tokens(request: Request) -> Response:
     )
 
 
-class SSEResponse(Response):
-    """Streams events as SSE; a disconnect stops the backend, and the stream is always settled."""
-
-    media_type = "text/event-stream; charset=utf-8"
-
-    def __init__(self, stream: EventStream, headers: dict[str, str] | None, drain: Drain) -> None:
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [(b"content-type", self.media_type.encode()), (b"cache-control", b"no-cache")]
-        self.raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-        self._stream = stream
-        self._drain = drain
-        self._ended = False  # the last body message is being (or was) sent
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        cut_off = False
-        try:
-            async with anyio.create_task_group() as tasks:
-
-                async def pump() -> None:
-                    await self._pump(send)
-                    tasks.cancel_scope.cancel()
-
-                async def watch() -> None:
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    tasks.cancel_scope.cancel()
-
-                async def cut() -> None:
-                    nonlocal cut_off
-                    await self._drain.wait_cut()
-                    if self._ended:
-                        return
-                    cut_off = True
-                    self._stream.abort(ShuttingDown.type)  # before the backend is stopped and settled
-                    tasks.cancel_scope.cancel()
-
-                tasks.start_soon(pump)
-                tasks.start_soon(watch)
-                tasks.start_soon(cut)
-            if cut_off and not self._ended:  # the drain's deadline: the client learns why it ends here
-                self._ended = True
-                await send(
-                    {"type": "http.response.body", "body": self._cut_off(ShuttingDown()), "more_body": True}
-                )
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._stream.aclose()
-
-    def _cut_off(self, error: ApiError) -> bytes:
-        """The last bytes of a stream the server cuts off."""
-        return encode_sse(ErrorEvent(error=ErrorBody(type=error.type, message=error.message)))
-
-    async def _pump(self, send: Send) -> None:
-        try:
-            async for event in self._stream:
-                await send({"type": "http.response.body", "body": encode_sse(event), "more_body": True})
-        except ApiError as exc:
-            error = ErrorEvent(error=ErrorBody(type=exc.type, message=exc.message))
-            await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
-        except Exception:
-            log.exception("stream failed after it started")
-            error = ErrorEvent(error=ErrorBody(type="api_error", message="Internal server error"))
-            await send({"type": "http.response.body", "body": encode_sse(error), "more_body": True})
-        self._ended = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+async def _encoded(stream: EventStream) -> AsyncIterator[bytes]:
+    async for event in stream:
+        yield encode_sse(event)

@@ -23,7 +23,11 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from wisegate.api.disposition import decode_header, disposition_params
 from wisegate.errors import InvalidRequest, RequestTooLarge
+from wisegate.protocol.numbers import ascii_integer
+
+_MAX_BOUNDARY = 70
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +50,13 @@ class MultipartReader:
         mime, params = parse_options_header(content_type)
         if mime != b"multipart/form-data" or not params.get(b"boundary"):
             raise InvalidRequest("The request body must be multipart/form-data (with a boundary).")
+        if len(params[b"boundary"]) > _MAX_BOUNDARY:
+            raise InvalidRequest(
+                f"The multipart boundary is {len(params[b'boundary'])} characters long; RFC 2046 allows at "
+                f"most {_MAX_BOUNDARY}."
+            )
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body:
+        if declared is not None and (ascii_integer(declared) or 0) > max_body:
             raise _too_large(max_body)
         self._request = request
         self._max_body = max_body
@@ -109,22 +118,17 @@ class MultipartReader:
 
         def on_header_end() -> None:
             name = b"".join(header_field).decode("latin-1").lower()
-            headers[name] = b"".join(header_value).decode("utf-8", "replace")
+            headers[name] = decode_header(b"".join(header_value))
             header_field.clear()
             header_value.clear()
 
         def on_headers_finished() -> None:
-            _, params = parse_options_header(headers.get("content-disposition", ""))
-            name = params.get(b"name")
+            params = disposition_params(headers.get("content-disposition", ""))
+            name = params.get("name")
             if name is None:
                 raise InvalidRequest("A multipart part has no name in its Content-Disposition header.")
-            filename = params.get(b"filename")
             pending.append(
-                Part(
-                    name=name.decode("utf-8", "replace"),
-                    filename=filename.decode("utf-8", "replace") if filename is not None else None,
-                    content_type=headers.get("content-type"),
-                )
+                Part(name=name, filename=params.get("filename"), content_type=headers.get("content-type"))
             )
 
         def on_part_data(data: bytes, start: int, end: int) -> None:

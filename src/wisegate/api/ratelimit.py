@@ -6,11 +6,12 @@ import math
 from datetime import UTC, datetime
 
 from wisegate.domain.limits import LimitState, RateLimitSnapshot
+from wisegate.protocol.resources import rfc3339
 
 
 def _reset(state: LimitState) -> str:
     """RFC 3339, whole seconds, rounded up: the moment the bucket is full again."""
-    return datetime.fromtimestamp(math.ceil(state.reset_at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.fromtimestamp(math.ceil(state.reset_at), UTC))
 
 
 def _remaining(dimension: str, state: LimitState) -> int:

@@ -6,8 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from wisegate.api.auth import authenticate
+from wisegate.api.disposition import attachment
 from wisegate.api.multipart import MultipartReader
 from wisegate.api.paging import list_limit
+from wisegate.api.render import json_response
 from wisegate.domain.skills import SkillFile
 from wisegate.errors import InvalidRequest, RequestTooLarge
 from wisegate.protocol.files import (
@@ -17,8 +19,8 @@ from wisegate.protocol.files import (
     Skill,
     SkillSource,
     SkillVersion,
-    rfc3339,
 )
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import SkillRecord, SkillVersionRecord
 from wisegate.services import services_of
 
@@ -47,17 +49,6 @@ def _version(record: SkillVersionRecord) -> SkillVersion:
         version=record.version,
         directory=record.directory,
     )
-
-
-def _json(
-    body: Skill
-    | SkillVersion
-    | DeletedSkill
-    | DeletedSkillVersion
-    | CursorPage[Skill]
-    | CursorPage[SkillVersion],
-) -> Response:
-    return Response(body.model_dump_json(), media_type="application/json")
 
 
 async def _read_upload(request: Request, max_bytes: int) -> tuple[list[SkillFile], str | None]:
@@ -90,7 +81,7 @@ async def create_skill(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     files, display_name = await _read_upload(request, services.skills.max_bytes)
-    return _json(_skill(await services.skills.create(principal, files, display_name)))
+    return json_response(_skill(await services.skills.create(principal, files, display_name)))
 
 
 async def list_skills(request: Request) -> Response:
@@ -101,7 +92,7 @@ async def list_skills(request: Request) -> Response:
         principal, list_limit(request), params.get("page"), params.get("source")
     )
     data = [_skill(s) for s in skills]
-    return _json(
+    return json_response(
         CursorPage[Skill](
             data=data,
             has_more=next_page is not None,
@@ -115,7 +106,7 @@ async def list_skills(request: Request) -> Response:
 async def get_skill(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
-    return _json(_skill(await services.skills.get(principal, request.path_params["skill_id"])))
+    return json_response(_skill(await services.skills.get(principal, request.path_params["skill_id"])))
 
 
 async def delete_skill(request: Request) -> Response:
@@ -123,7 +114,7 @@ async def delete_skill(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     skill_id = request.path_params["skill_id"]
     await services.skills.delete(principal, skill_id)
-    return _json(DeletedSkill(id=skill_id))
+    return json_response(DeletedSkill(id=skill_id))
 
 
 async def create_version(request: Request) -> Response:
@@ -132,7 +123,7 @@ async def create_version(request: Request) -> Response:
     skill_id = request.path_params["skill_id"]
     await services.skills.get(principal, skill_id)  # 404 before reading the upload
     files, _ = await _read_upload(request, services.skills.max_bytes)
-    return _json(_version(await services.skills.create_version(principal, skill_id, files)))
+    return json_response(_version(await services.skills.create_version(principal, skill_id, files)))
 
 
 async def list_versions(request: Request) -> Response:
@@ -142,7 +133,7 @@ async def list_versions(request: Request) -> Response:
         principal, request.path_params["skill_id"], list_limit(request), request.query_params.get("page")
     )
     data = [_version(v) for v in versions]
-    return _json(
+    return json_response(
         CursorPage[SkillVersion](
             data=data,
             has_more=next_page is not None,
@@ -157,7 +148,9 @@ async def get_version(request: Request) -> Response:
     services = services_of(request)
     principal = await authenticate(request, services.keys)
     params = request.path_params
-    return _json(_version(await services.skills.version(principal, params["skill_id"], params["version"])))
+    return json_response(
+        _version(await services.skills.version(principal, params["skill_id"], params["version"]))
+    )
 
 
 async def delete_version(request: Request) -> Response:
@@ -165,7 +158,7 @@ async def delete_version(request: Request) -> Response:
     principal = await authenticate(request, services.keys)
     params = request.path_params
     record = await services.skills.delete_version(principal, params["skill_id"], params["version"])
-    return _json(DeletedSkillVersion(id=record.version))
+    return json_response(DeletedSkillVersion(id=record.version))
 
 
 async def version_content(request: Request) -> Response:
@@ -177,5 +170,5 @@ async def version_content(request: Request) -> Response:
     return StreamingResponse(
         chunks,
         media_type="application/zip",
-        headers={"content-disposition": f'attachment; filename="{record.name}.zip"'},
+        headers={"content-disposition": attachment(f"{record.name}.zip")},
     )

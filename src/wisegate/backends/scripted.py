@@ -107,6 +107,7 @@ class ScriptedBackend:
             for item in script:
                 if isinstance(item, Exception):
                     raise item
+                _tally(item, usage)
                 yield item
             return
         words = script.split(" ")[: request.max_tokens]
@@ -130,6 +131,16 @@ class ScriptedBackend:
             usage=MessageDeltaUsage(output_tokens=usage.output_tokens, input_tokens=usage.input_tokens),
         )
         yield MessageStop()
+
+
+def _tally(event: StreamEvent, usage: Usage) -> None:
+    """Keep the caller's tally as a scripted event reports it (so usage records match the script)."""
+    if isinstance(event, MessageStart):
+        usage.input_tokens = event.message.usage.input_tokens
+    elif isinstance(event, MessageDelta):
+        usage.output_tokens = event.usage.output_tokens
+        if event.usage.input_tokens is not None:
+            usage.input_tokens = event.usage.input_tokens
 
 
 def _last_user_text(request: MessagesRequest) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from wisegate.console import account, limits, members, signin, views, workspace
+from wisegate.console import account, limits, members, requests, signin, views, workspace
 
 
 def routes() -> list[BaseRoute]:
@@ -29,6 +29,7 @@ def routes() -> list[BaseRoute]:
         Route("/console/account/sessions/end-others", account.end_other_sessions, methods=post),
         Route("/console/account/sessions/{session_id}/end", account.end_session, methods=post),
         Route("/console/account/keys", account.create_my_key, methods=post),
+        Route("/console/account/spend-request", account.ask_spend_limit, methods=post),
         Route("/console/account/keys/{key_id}", account.update_my_key, methods=post),
         Route("/console/members", members.members),
         Route("/console/members/invites", members.create_invite, methods=post),
@@ -42,17 +43,25 @@ def routes() -> list[BaseRoute]:
         Route("/console/workspaces", views.create_workspace, methods=post),
         Route("/console/workspaces/{workspace_id}", views.update_workspace, methods=post),
         Route("/console/workspaces/{workspace_id}/archive", views.archive_workspace, methods=post),
+        Route("/console/requests", requests.requests_page),
+        Route("/console/requests.csv", requests.requests_csv),
         Route("/console/limits", limits.limits_page),
         Route("/console/limits/credits", limits.add_credits, methods=post),
         Route("/console/limits/tier", limits.set_tier, methods=post),
         Route("/console/limits/spend", limits.set_spend_limit, methods=post),
         Route("/console/limits/rates", limits.set_workspace_rate, methods=post),
+        Route("/console/limits/requests/{request_id}/approve", limits.approve_request, methods=post),
+        Route("/console/limits/requests/{request_id}/deny", limits.deny_request, methods=post),
         Route("/console/batches", workspace.batches),
         Route("/console/batches/{batch_id}/cancel", workspace.cancel_batch, methods=post),
         Route("/console/files", workspace.files),
         Route("/console/files/{file_id}/delete", workspace.delete_file, methods=post),
         Route("/console/playground", workspace.playground),
         Route("/console/playground", workspace.run_playground, methods=post),
+        Route("/console/playground/count_tokens", workspace.count_tokens, methods=post),
+        Route("/console/playground/code", workspace.get_code, methods=post),
+        Route("/console/playground/prompts", workspace.save_prompt, methods=post),
+        Route("/console/playground/prompts/{prompt_id}/delete", workspace.delete_prompt, methods=post),
         Mount(
             "/console/static", StaticFiles(directory=Path(__file__).parent / "static"), name="console-static"
         ),

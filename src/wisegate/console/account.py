@@ -12,6 +12,7 @@ from starlette.responses import Response
 from wisegate.console.session import COOKIE
 from wisegate.console.web import Operator, cookie_options, page
 from wisegate.domain.accounts import PASSWORD_MIN
+from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import ROLES
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest, NotFound
@@ -26,6 +27,8 @@ async def _page(op: Operator, created: tuple[ApiKey, str] | None = None, status:
     names = {v.workspace.id: v.workspace.name for v in views}
     usable = set(op.workspaces_allowing(*OWN_KEYS))
     mine = await op.services.tenancy.list_keys(op.scope, created_by_user_id=op.viewer.user.id)
+    asked = await op.services.spend_limits.list_requests(op.scope, actor_ids=[op.viewer.user.id])
+    member_of = set(op.viewer.access.workspace_roles)
     return op.render(
         "account.html",
         status,
@@ -41,6 +44,11 @@ async def _page(op: Operator, created: tuple[ApiKey, str] | None = None, status:
         keys=mine,
         names=names,
         key_workspaces=[v for v in views if v.workspace.id in usable and v.workspace.archived_at is None],
+        limit_workspaces=[
+            v for v in views if v.workspace.id in member_of and v.workspace.archived_at is None
+        ],
+        spend_requests=asked,
+        usd=format_amount,
         created=created,
         activity=await op.services.accounts.audit_log(op.organization_id, actor_id=op.viewer.user.id),
         password_min=PASSWORD_MIN,
@@ -128,3 +136,16 @@ async def update_my_key(op: Operator) -> Response:
     updated = await op.services.tenancy.update_key(op.scope, key_id, name=name, status=status)
     what = f"renamed to “{updated.name}”" if name else f"now {updated.status}"
     return op.back(notice=f"Key {updated.id} is {what}.")
+
+
+@page(person=True)
+async def ask_spend_limit(op: Operator) -> Response:
+    """Ask billing or an admin for a higher monthly spend limit of a workspace one works in."""
+    assert op.viewer.user is not None
+    workspace_id = op.text("workspace_id", required=True, label="Workspace")
+    if workspace_id not in op.viewer.access.workspace_roles:
+        raise NotFound(f"workspace {workspace_id} not found")
+    amount = op.usd_pico("usd", label="Monthly limit asked for")
+    reason = op.text("reason", required=True, label="Reason")
+    await op.services.spend_limits.ask(op.organization_id, op.viewer.user.id, workspace_id, amount, reason)
+    return op.back(notice="Asked for a higher spend limit; billing and admins see it on their Limits page.")

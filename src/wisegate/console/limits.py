@@ -15,6 +15,7 @@ from wisegate.console.web import Operator, page
 from wisegate.domain.limits.accounts import NO_LIMIT, RATE_DIMENSIONS
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import Permission as P
+from wisegate.domain.spend_limits import Actor
 from wisegate.errors import InvalidRequest
 from wisegate.records.billing import WorkspaceLimits
 
@@ -48,9 +49,16 @@ async def limits_page(op: Operator) -> Response:
         WorkspaceRow(ws.workspace_id, names[ws.workspace_id], ws.limits, ws.spent_pico, ws.reserved_pico)
         for ws in overview.workspaces
     ]
+    requests = [
+        r
+        for r in await op.services.spend_limits.list_requests(op.scope, statuses=["pending"])
+        if op.allows(P.MANAGE_BILLING) or op.allows(P.MANAGE_LIMITS, r.request.workspace_id)
+    ]
     return op.render(
         "limits.html",
         nav="limits",
+        spend_requests=requests,
+        names=names,
         account=overview.account,
         tier=overview.tier,
         tiers=limits.config.tiers,
@@ -121,3 +129,33 @@ async def set_workspace_rate(op: Operator) -> Response:
     }
     await op.services.billing.set_workspace_rates(op.organization_id, workspace_id, model_class, values)
     return op.back(notice=f"Rate limits of workspace “{view.workspace.name}” for {model_class} saved.")
+
+
+def _resolver(op: Operator) -> Actor:
+    viewer = op.viewer
+    if viewer.user is not None:
+        return Actor("user", viewer.user.id, viewer.user)
+    assert viewer.admin_key is not None
+    return Actor("scoped_api_key_actor", viewer.admin_key.id)
+
+
+@page(P.MANAGE_BILLING, P.MANAGE_LIMITS)
+async def approve_request(op: Operator) -> Response:
+    """Approve a spend limit increase request: the workspace's monthly limit becomes the amount."""
+    request_id = op.request.path_params["request_id"]
+    current = await op.services.spend_limits.get(op.scope, request_id)
+    _may_set(op, current.request.workspace_id)
+    pico = op.usd_pico("usd", label="Approved monthly limit")
+    if pico is None:
+        raise InvalidRequest("Approved monthly limit: enter an amount in USD")
+    await op.services.spend_limits.approve(op.scope, request_id, pico, _resolver(op))
+    return op.back(notice=f"Approved: the workspace's monthly spend limit is now {format_amount(pico)}.")
+
+
+@page(P.MANAGE_BILLING, P.MANAGE_LIMITS)
+async def deny_request(op: Operator) -> Response:
+    request_id = op.request.path_params["request_id"]
+    current = await op.services.spend_limits.get(op.scope, request_id)
+    _may_set(op, current.request.workspace_id)
+    await op.services.spend_limits.deny(op.scope, request_id, _resolver(op))
+    return op.back(notice="Request denied.")

@@ -31,6 +31,8 @@ from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
 from wisegate.protocol.bounds import NUL_MESSAGE
+from wisegate.protocol.json_depth import check_depth
+from wisegate.protocol.numbers import ascii_integer
 from wisegate.records.tenancy import ApiKey
 from wisegate.services import Services, services_of
 
@@ -72,7 +74,9 @@ def _read_flash(request: Request) -> tuple[str, str] | None:
     if not raw:
         return None
     try:
-        kind, message = json.loads(unquote(raw))
+        text = unquote(raw)
+        check_depth(text)  # a forged cookie of ``[[[[…`` would exhaust json's recursion
+        kind, message = json.loads(text)
         return str(kind), str(message)
     except (ValueError, TypeError):
         return None
@@ -98,6 +102,7 @@ def safe_path(candidate: str | None, default: str = "/console") -> str:
 # The navigation: (name, path, label, permissions of which one opens the page; none: every person).
 NAV: tuple[tuple[str, str, str, tuple[Permission, ...]], ...] = (
     ("usage", "/console", "Usage", (Permission.READ_USAGE, Permission.READ_BILLING)),
+    ("requests", "/console/requests", "Requests", (Permission.READ_USAGE, Permission.READ_BILLING)),
     ("keys", "/console/keys", "API keys", (Permission.READ_KEYS,)),
     ("workspaces", "/console/workspaces", "Workspaces", (Permission.MANAGE_WORKSPACES,)),
     ("members", "/console/members", "Members", (Permission.MANAGE_MEMBERS,)),
@@ -219,10 +224,11 @@ class Operator:
         raw = self.text(name)
         if not raw:
             return None
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidRequest(f"{label}: '{raw}' is not a whole number") from None
+        negative = raw.startswith("-")
+        value = ascii_integer(raw[1:] if negative else raw)  # not "٣" nor "1_000"
+        if value is None:
+            raise InvalidRequest(f"{label}: '{raw}' is not a whole number")
+        value = -value if negative else value
         if not low <= value <= high:
             raise InvalidRequest(f"{label}: must be between {low} and {high}, got {value}")
         return value
@@ -240,6 +246,9 @@ _UNRECORDED = frozenset(
         "confirm_password",
         "message",
         "system",
+        "turns",
+        "tools",
+        "stop_sequences",
     }
 )
 

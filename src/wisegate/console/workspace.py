@@ -11,22 +11,40 @@ there until a new one is made).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 
 import anyio
-from pydantic import ValidationError
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from wisegate.console.web import HEADERS, NOT_ALLOWED, Operator, page
+from wisegate.console.web import HEADERS, NOT_ALLOWED, Operator, page, redirect
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageStream, accumulate
+from wisegate.domain.pricing import format_usd
 from wisegate.domain.roles import Permission
 from wisegate.domain.roles import Permission as P
 from wisegate.domain.tenancy import WorkspaceView
+from wisegate.domain.workbench import (
+    FIELDS,
+    PromptOwner,
+    count_request,
+    messages_request,
+    request_body,
+    snippets,
+    state_of,
+    turns_of,
+)
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
-from wisegate.protocol.events import ErrorBody, ErrorEvent, encode_sse
-from wisegate.protocol.messages import MessagesRequest, new_id
+from wisegate.protocol.events import (
+    ErrorBody,
+    ErrorEvent,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    encode_sse,
+)
+from wisegate.protocol.messages import Usage, new_id
 
 PLAYGROUND_KEY_NAME = "Console playground"
 PAGE_SIZE = 50
@@ -105,12 +123,38 @@ def _models(op: Operator, chosen: WorkspaceView) -> list[str]:
     return [m.config.id for m in op.services.catalog.served if allowed is None or m.config.id in allowed]
 
 
-@page(P.USE_PLAYGROUND)
-async def playground(op: Operator) -> Response:
+def _state(op: Operator) -> dict[str, str]:
+    return {k: str(op.form.get(k) or "") for k in FIELDS}
+
+
+def _owner(op: Operator) -> PromptOwner:
+    return PromptOwner(op.organization_id, op.viewer.actor_id)
+
+
+async def _render(op: Operator, state: dict[str, str], status: int = 200, **extra: object) -> Response:
     views, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
     return op.render(
-        "playground.html", nav="playground", views=views, chosen=chosen, models=_models(op, chosen), form={}
+        "playground.html",
+        status,
+        nav="playground",
+        views=views,
+        chosen=chosen,
+        models=_models(op, chosen),
+        form=state,
+        prompts=await op.services.workbench.prompts(_owner(op)),
+        turns=turns_of(state),
+        **extra,
     )
+
+
+@page(P.USE_PLAYGROUND)
+async def playground(op: Operator) -> Response:
+    """The workbench; ``?prompt=ID`` loads one of the viewer's saved prompts into it."""
+    prompt_id = op.request.query_params.get("prompt")
+    state: dict[str, str] = {}
+    if prompt_id:
+        state = state_of(await op.services.workbench.prompt(_owner(op), prompt_id))
+    return await _render(op, state, loaded=prompt_id)
 
 
 async def playground_principal(op: Operator, workspace_id: str) -> Principal:
@@ -123,28 +167,9 @@ async def playground_principal(op: Operator, workspace_id: str) -> Principal:
     return Principal(key)
 
 
-def _request(op: Operator) -> MessagesRequest:
-    max_tokens = op.integer("max_tokens", label="max_tokens", low=1, high=1_000_000) or 256
-    body: dict[str, object] = {
-        "model": op.text("model", required=True, label="Model"),
-        "max_tokens": max_tokens,
-        "messages": [{"role": "user", "content": op.text("message", required=True, label="Message")}],
-        "stream": True,
-    }
-    system = op.text("system")
-    if system:
-        body["system"] = system
-    try:
-        return MessagesRequest.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"{where}: {first['msg']}") from None
-
-
 @page(P.USE_PLAYGROUND)
 async def run_playground(op: Operator) -> Response:
-    """Send the message through ``MessageService``: SSE for the page script, else a rendered answer."""
+    """Send the conversation through ``MessageService``: SSE for the page script, else a rendered answer."""
     streaming = "text/event-stream" in op.request.headers.get("accept", "")
     request_id = getattr(op.request.state, "request_id", None) or new_id("req")
     if streaming:
@@ -155,46 +180,43 @@ async def run_playground(op: Operator) -> Response:
             # aborted (net::ERR_ABORTED), which confuses browser tooling; POST answers are not cached.
             headers={**HEADERS, "cache-control": "no-cache", "x-accel-buffering": "no"},
         )
-    views, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
-    form = {k: op.text(k) for k in ("model", "system", "message", "max_tokens")}
+    _, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
+    state = _state(op)
     try:
-        body = _request(op)
+        body = messages_request(state, stream=False)
         principal = await playground_principal(op, chosen.workspace.id)
         stream = await op.services.messages.open_stream(principal, body, request_id, streamed=False)
         message = await accumulate(stream)
     except ApiError as exc:
-        return op.render(
-            "playground.html",
-            status=exc.status,
-            nav="playground",
-            views=views,
-            chosen=chosen,
-            models=_models(op, chosen),
-            form=form,
-            error=exc.message,
-        )
+        return await _render(op, state, exc.status, error=exc.message)
     text = "".join(getattr(block, "text", "") for block in message.content)
-    return op.render(
-        "playground.html",
-        nav="playground",
-        views=views,
-        chosen=chosen,
-        models=_models(op, chosen),
-        form=form,
-        answer=text,
-        usage=message.usage,
-    )
+    cost = op.services.limits.prices.cost(message.model, message.usage)
+    return await _render(op, state, answer=text, usage=message.usage, cost=format_usd(cost))
 
 
 async def _sse(op: Operator, request_id: str) -> AsyncIterator[bytes]:
-    """The Claude API's own stream events; a failure (before or during the stream) is an ``error`` event."""
+    """The Claude API's own stream events, with ``wisegate_cost`` (what the answer cost) before
+    ``message_stop``; a failure
+    (before or during the stream) is an ``error`` event. A client that stops reading (the page's Stop
+    button) closes the stream: the request is settled for what was generated."""
     stream: MessageStream | None = None
     try:
         _, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
-        body = _request(op)
+        body = messages_request(_state(op), stream=True)
         principal = await playground_principal(op, chosen.workspace.id)
         stream = await op.services.messages.open_stream(principal, body, request_id, streamed=True)
+        usage = Usage()
         async for event in stream:
+            if isinstance(event, MessageStart):
+                usage = event.message.usage.model_copy()
+            elif isinstance(event, MessageDelta):
+                usage.output_tokens = event.usage.output_tokens
+            elif isinstance(event, MessageStop):
+                cost = {
+                    "type": "wisegate_cost",
+                    "cost_usd": format_usd(op.services.limits.prices.cost(body.model, usage)),
+                }
+                yield f"event: wisegate_cost\ndata: {json.dumps(cost)}\n\n".encode()
             yield encode_sse(event)
     except ApiError as exc:
         yield encode_sse(ErrorEvent(error=ErrorBody(type=exc.type, message=exc.message)))
@@ -205,3 +227,49 @@ async def _sse(op: Operator, request_id: str) -> AsyncIterator[bytes]:
         if stream is not None:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
+
+
+def _error_json(exc: ApiError) -> Response:
+    """The page script's endpoints answer errors as the API's envelope, not as a redirect."""
+    body = {"type": "error", "error": {"type": exc.type, "message": exc.message}}
+    return JSONResponse(body, status_code=exc.status, headers=HEADERS)
+
+
+@page(P.USE_PLAYGROUND)
+async def count_tokens(op: Operator) -> Response:
+    """The conversation's input tokens (``count_tokens``), before sending it."""
+    try:
+        _, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
+        principal = await playground_principal(op, chosen.workspace.id)
+        tokens = await op.services.messages.count_tokens(count_request(_state(op)), principal)
+    except ApiError as exc:
+        return _error_json(exc)
+    return JSONResponse({"input_tokens": tokens}, headers=HEADERS)
+
+
+@page(P.USE_PLAYGROUND)
+async def get_code(op: Operator) -> Response:
+    """The conversation as curl, Python SDK and TypeScript SDK code."""
+    state = _state(op)
+    try:
+        messages_request(state, stream=False)  # the same checks as sending it
+    except ApiError as exc:
+        return _error_json(exc)
+    base_url = op.services.settings.console_public_url or str(op.request.base_url)
+    return JSONResponse(snippets(request_body(state), base_url.rstrip("/")), headers=HEADERS)
+
+
+@page(P.USE_PLAYGROUND)
+async def save_prompt(op: Operator) -> Response:
+    saved = await op.services.workbench.save(
+        _owner(op), op.text("prompt_name", required=True, label="Name"), _state(op)
+    )
+    return redirect(
+        op.request, f"/console/playground?prompt={saved.id}", notice=f"Prompt “{saved.name}” saved."
+    )
+
+
+@page(P.USE_PLAYGROUND)
+async def delete_prompt(op: Operator) -> Response:
+    await op.services.workbench.delete(_owner(op), op.request.path_params["prompt_id"])
+    return redirect(op.request, "/console/playground", notice="Prompt deleted.")

@@ -170,6 +170,21 @@ class AccountService:
             )
         )
 
+    async def audit_key(self, key: ApiKey, action: str, *, target: str | None, ip: str | None) -> None:
+        """A change made with an admin key through the Admin API."""
+        await self._repo.add_audit(
+            AuditEvent(
+                key.organization_id,
+                self._clock.now(),
+                "admin_key",
+                key.id,
+                action,
+                target,
+                ip,
+                None,
+            )
+        )
+
     async def audit_log(self, organization_id: str, *, actor_id: str | None = None) -> list[AuditEvent]:
         return await self._repo.audit(organization_id, actor_id=actor_id)
 

@@ -5,7 +5,8 @@
   ``base64`` image sources, PDFs ``base64`` PDF sources, text files ``text`` sources. An unknown id, or one
   of another workspace, is a 404 ``not_found_error``.
 - For a backend that cannot read PDFs (the embedded model), each PDF document — inline ``base64`` or a
-  file — becomes a ``text`` document with the PDF's extracted text (pypdf), one page after another.
+  file — becomes a ``text`` document with the PDF's extracted text, one page after another, within
+  the bounds of ``domain/pdf_text.py``.
 - ``container: {"skills": [...]}`` (at most 8): Wisegate has no code-execution container. Instead each
   skill's ``name``, ``description`` and ``SKILL.md`` instructions (and the list of its other files) are
   appended to the system prompt, and the response's ``container`` names the skills and versions used.
@@ -15,18 +16,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from wisegate.backends.base import Capabilities
 from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
+from wisegate.domain.pdf_text import PdfLimits, PdfText
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.messages import (
@@ -43,6 +43,7 @@ from wisegate.protocol.messages import (
     ToolResultBlockParam,
     new_id,
 )
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import SkillVersionRecord
 
 MAX_SKILLS = 8
@@ -61,24 +62,18 @@ class LoadedSkill:
     version: SkillVersionRecord
 
 
-def pdf_text(data: bytes) -> str:
-    """The text of a PDF, page after page (pypdf); 400 when it cannot be read."""
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidRequest(f"The PDF document could not be read: {exc}") from None
-    return "\n\n".join(p.strip() for p in pages).strip()
-
-
 class Attachments:
-    def __init__(self, files: FileService, skills: SkillService, max_file_bytes: int) -> None:
+    def __init__(
+        self,
+        files: FileService,
+        skills: SkillService,
+        max_file_bytes: int,
+        pdf_limits: PdfLimits | None = None,
+    ) -> None:
         self._files = files
         self._skills = skills
         self._max_file_bytes = max_file_bytes
+        self._pdf = PdfText(pdf_limits or PdfLimits())
 
     async def resolve(
         self,
@@ -110,7 +105,7 @@ class Attachments:
             update["container"] = None
             container = {
                 "id": new_id("container"),
-                "expires_at": (datetime.now(UTC) + timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+                "expires_at": rfc3339(datetime.now(UTC) + timedelta(minutes=5)),
                 "skills": [
                     {"type": s.type, "skill_id": s.skill_id, "version": s.version.version} for s in skills
                 ],
@@ -174,7 +169,7 @@ class Attachments:
                 raise InvalidRequest(f"messages.{index}.content: the PDF's base64 data is invalid") from None
         if pdf is None:
             return block
-        text = await anyio.to_thread.run_sync(pdf_text, pdf)
+        text = await self._pdf.read(pdf)
         return block.model_copy(
             update={"source": PlainTextSource(type="text", media_type="text/plain", data=text)}
         )

@@ -28,6 +28,7 @@ class Drain:
         self.started_at: float | None = None
         self._cut: asyncio.Event | None = None
         self._subscribers: set[Callable[[], None]] = set()
+        self._on_begin: list[Callable[[], None]] = []
 
     def bind(self) -> None:
         """Create the event on the serving loop (call from the app's startup)."""
@@ -37,6 +38,12 @@ class Drain:
         if not self.draining:
             self.draining = True
             self.started_at = time.monotonic()
+            for callback in self._on_begin:
+                callback()
+
+    def on_begin(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the drain begins (the batch worker stops claiming then)."""
+        self._on_begin.append(callback)
 
     def cut(self) -> None:
         self.begin()

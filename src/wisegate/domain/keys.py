@@ -79,7 +79,13 @@ class KeyService:
         return workspaces[0]
 
     async def create_key(
-        self, workspace_id: str, name: str, *, admin: bool = False, created_by_user_id: str | None = None
+        self,
+        workspace_id: str,
+        name: str,
+        *,
+        admin: bool = False,
+        created_by_user_id: str | None = None,
+        service_account_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret; the secret is returned once and only its hash is stored."""
         storable("name", name, KEY_NAME_LENGTH)
@@ -97,6 +103,7 @@ class KeyService:
             status="active",
             created_at=datetime.now(UTC),
             created_by_user_id=created_by_user_id,
+            service_account_id=service_account_id,
         )
         await self._repo.add_key(key, hash_key(secret))
         return key, secret

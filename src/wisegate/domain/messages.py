@@ -18,14 +18,17 @@ import anyio
 
 from wisegate.backends.base import relay_of
 from wisegate.backends.registry import BackendRegistry, ServedModel
+from wisegate.domain import fallbacks
 from wisegate.domain.attachments import Attachments
 from wisegate.domain.catalog import ModelCatalog
+from wisegate.domain.compaction import compaction_events, expand_summaries, summarization_request
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
 from wisegate.domain.settlement import Settlement, record_usage
 from wisegate.errors import ApiError, InvalidRequest
 from wisegate.protocol.events import (
+    CompactionDelta,
     ContentBlockDelta,
     ContentBlockStart,
     InputJsonDelta,
@@ -37,9 +40,12 @@ from wisegate.protocol.events import (
     TextDelta,
     ThinkingDelta,
 )
+from wisegate.protocol.json_depth import TooDeep, check_depth
 from wisegate.protocol.messages import (
+    CompactionBlock,
     CountTokensRequest,
     DocumentBlockParam,
+    FallbackBlock,
     ImageBlockParam,
     Message,
     MessagesRequest,
@@ -134,22 +140,48 @@ class MessageService:
 
         ``batch``: a Message Batches request — billed at half price, outside the Messages rate limits,
         recorded with service tier ``batch``, and never counted as interactive traffic.
+        ``compaction`` requests are answered with a summary (``domain/compaction.py``); ``fallbacks``
+        hand a declined request to the next model (``domain/fallbacks.py``).
         """
+        return await self._open(principal, request, request_id, streamed, batch, hop=0)
+
+    async def _open(
+        self,
+        principal: Principal,
+        request: MessagesRequest,
+        request_id: str,
+        streamed: bool,
+        batch: bool,
+        *,
+        hop: int,
+        stands_in: bool = False,
+    ) -> MessageStream:
+        """One model's answer; ``hop`` counts the fallbacks before it, ``stands_in`` is set when it
+        answers for an overloaded model."""
         started = time.monotonic()
         container: dict[str, object] | None = None
         usage = Usage(service_tier="batch") if batch else Usage()
+        hop_id = f"{request_id}_fb{hop}" if hop else request_id
         try:
             served = await self._catalog.for_request(principal, request.model)
+            chain = fallbacks.chain(request, served.config.fallbacks)
+            for index, entry in enumerate(chain if request.fallbacks != "default" else []):
+                await self._fallback_model(principal, entry.model, f"fallbacks.{index}.model")
+            credit = fallbacks.credit_outcome(request)
             if self._attachments is not None:  # file_id sources, PDFs as text, container skills
                 request, container = await self._attachments.resolve(
                     principal, request, served.backend.capabilities
                 )
+            original = request
+            request = fallbacks.drop_markers(expand_summaries(request))
+            if request.compaction is not None:
+                request = summarization_request(request)
             request = self._fit(served, request)
             with tracing.span("admission"):
-                admission = await self._admit(principal, served, request, request_id, batch)
+                admission = await self._admit(principal, served, request, hop_id, batch)
         except ApiError as exc:
             await record_usage(
-                self._limits, principal, request_id, request.model, usage, None, exc.type, streamed, started
+                self._limits, principal, hop_id, request.model, usage, None, exc.type, streamed, started
             )
             raise
         on_finish = None
@@ -157,9 +189,22 @@ class MessageService:
             self.interactive_in_flight[served.backend.name] += 1
             on_finish = partial(self.interactive_in_flight.subtract, [served.backend.name])
         settle = Settlement(
-            self._limits, principal, request_id, served.config.id, streamed, usage, admission, on_finish
+            self._limits, principal, hop_id, served.config.id, streamed, usage, admission, on_finish
         )
         events = served.backend.stream(request, served.route, usage)
+        if original.compaction is not None:
+            events = compaction_events(events, usage)
+        elif chain:
+
+            async def open_next() -> MessageStream:
+                following = fallbacks.next_request(original, chain)
+                return await self._open(principal, following, request_id, streamed, batch, hop=hop + 1)
+
+            events = fallbacks.on_refusal(events, usage, original.model, open_next)
+        if stands_in:
+            events = fallbacks.served_by_fallback(events, usage, served.config.id)
+        if credit is not None:
+            events = fallbacks.with_credit(events, credit)
         settle.span = tracing.start_span("backend", backend=served.backend.name, model=served.config.id)
         try:
             with tracing.current(settle.span):
@@ -173,10 +218,22 @@ class MessageService:
             with anyio.CancelScope(shield=True):
                 await events.aclose()
                 await settle.finish()
+            if chain and served.config.fallback_on_overload and fallbacks.is_overload(exc):
+                following = fallbacks.next_request(original, chain)
+                return await self._open(
+                    principal, following, request_id, streamed, batch, hop=hop + 1, stands_in=True
+                )
             raise
         if container is not None and isinstance(first, MessageStart):
             first.message.container = container
         return MessageStream(first, events, settle)
+
+    async def _fallback_model(self, principal: Principal, model: str, where: str) -> None:
+        """400 naming ``where`` unless ``model`` can answer this principal's requests."""
+        try:
+            await self._catalog.for_request(principal, model)
+        except ApiError as exc:
+            raise InvalidRequest(f"{where}: {exc.message}") from None
 
     async def open_relay(
         self,
@@ -274,6 +331,8 @@ class MessageService:
         _check_content(served, request)
         if raw is not None and relay_of(served.backend) is not None:
             return await count_relayed(served, request, raw, beta, version)
+        # ``compaction`` is ignored here: the count is for the conversation as sent.
+        request = fallbacks.drop_markers(expand_summaries(request))
         return await served.backend.count_tokens(request, served.route)
 
     def _fit(self, served: ServedModel, request: MessagesRequest) -> MessagesRequest:
@@ -330,6 +389,8 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
             continue
         elif isinstance(event, ContentBlockStart):
             message.content.append(event.content_block.model_copy(deep=True))
+            if isinstance(event.content_block, FallbackBlock):  # the model that answers from here on
+                message.model = event.content_block.to.model
         elif isinstance(event, ContentBlockDelta):
             block = message.content[event.index]
             delta = event.delta
@@ -341,11 +402,20 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
                 block.thinking += delta.thinking
             elif isinstance(delta, SignatureDelta) and isinstance(block, ThinkingBlock):
                 block.signature = delta.signature
+            elif isinstance(delta, CompactionDelta) and isinstance(block, CompactionBlock):
+                block.content, block.encrypted_content = delta.content, delta.encrypted_content
         elif isinstance(event, MessageDelta):
             message.stop_reason = event.delta.stop_reason
             message.stop_sequence = event.delta.stop_sequence
+            message.stop_details = event.delta.stop_details
             message.usage.output_tokens = event.usage.output_tokens
-            for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"):
+            for name in (
+                "input_tokens",
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+                "iterations",
+                "fallback_credit",
+            ):
                 value = getattr(event.usage, name)
                 if value is not None:
                     setattr(message.usage, name, value)
@@ -360,7 +430,8 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
 
 def _parse_input(text: str) -> dict[str, object]:
     try:
+        check_depth(text)
         value = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, TooDeep):
         return {}
     return value if isinstance(value, dict) else {}

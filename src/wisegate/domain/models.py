@@ -95,7 +95,7 @@ def model_info(served: ServedModel) -> ModelInfo:
         max_input_tokens=config.max_input_tokens,
         max_tokens=config.max_output_tokens,
         capabilities=ModelCapabilities(
-            batch=_NO,
+            batch=_YES,  # every served model runs in batches (workers/batches.py)
             citations=_NO,
             code_execution=_NO,
             context_management=ContextManagementCapability(supported=False),

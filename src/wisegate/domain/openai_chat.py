@@ -26,6 +26,7 @@ from wisegate.protocol.events import (
     StreamEvent,
     TextDelta,
 )
+from wisegate.protocol.json_depth import TooDeep, check_depth
 from wisegate.protocol.messages import Message, MessagesRequest, TextBlock, ToolUseBlock
 from wisegate.protocol.openai import (
     ChatCompletion,
@@ -150,14 +151,16 @@ def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
     if text:
         blocks.append({"type": "text", "text": text})
     for n, call in enumerate(message.tool_calls or []):
+        where = f"messages.{index}.tool_calls.{n}.function.arguments"
         try:
+            check_depth(call.function.arguments or "{}")
             arguments = json.loads(call.function.arguments or "{}")
+        except TooDeep as exc:
+            raise InvalidRequest(f"{where}: JSON nested deeper than {exc.limit} levels") from None
         except json.JSONDecodeError:
-            raise InvalidRequest(
-                f"messages.{index}.tool_calls.{n}.function.arguments: not valid JSON"
-            ) from None
+            raise InvalidRequest(f"{where}: not valid JSON") from None
         if not isinstance(arguments, dict):
-            raise InvalidRequest(f"messages.{index}.tool_calls.{n}.function.arguments: must be a JSON object")
+            raise InvalidRequest(f"{where}: must be a JSON object")
         blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
     return blocks
 

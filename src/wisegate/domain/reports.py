@@ -28,6 +28,7 @@ from wisegate.protocol.admin import (
     UsageReport,
     UsageResult,
 )
+from wisegate.protocol.resources import rfc3339
 from wisegate.records.usage import UsageFilter, UsageSum
 from wisegate.storage.reports import UsageReportRepo
 
@@ -105,12 +106,10 @@ def _ceil(moment: datetime, width: str) -> datetime:
     return floor if floor == moment else floor + BUCKETS[width][0]
 
 
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def encode_page(moment: datetime) -> str:
-    return "page_" + base64.urlsafe_b64encode(rfc3339(moment).encode()).decode().rstrip("=")
+    return "page_" + base64.urlsafe_b64encode(rfc3339(moment, whole_seconds=True).encode()).decode().rstrip(
+        "="
+    )
 
 
 def decode_page(token: str) -> datetime:
@@ -281,7 +280,13 @@ class ReportService:
                     output_tokens=s.output,
                 )
                 results.append(result.model_copy(update=dict(zip(group_by, group, strict=True))))
-            data.append(UsageBucket(starting_at=rfc3339(start), ending_at=rfc3339(end), results=results))
+            data.append(
+                UsageBucket(
+                    starting_at=rfc3339(start, whole_seconds=True),
+                    ending_at=rfc3339(end, whole_seconds=True),
+                    results=results,
+                )
+            )
         return UsageReport(data=data, has_more=window.next_page is not None, next_page=window.next_page)
 
     async def summary(
@@ -381,7 +386,13 @@ class ReportService:
                         token_type=line_type,
                     )
                 )
-            data.append(CostBucket(starting_at=rfc3339(start), ending_at=rfc3339(end), results=results))
+            data.append(
+                CostBucket(
+                    starting_at=rfc3339(start, whole_seconds=True),
+                    ending_at=rfc3339(end, whole_seconds=True),
+                    results=results,
+                )
+            )
         return CostReport(data=data, has_more=window.next_page is not None, next_page=window.next_page)
 
 

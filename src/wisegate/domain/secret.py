@@ -28,12 +28,18 @@ def load_secret(configured: str | None, data_dir: Path) -> bytes:
         pass
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32).encode()
+    # Written in full under a name of its own, then linked into place: a process that loses the race
+    # to create it reads the winner's whole secret, never a file still being written.
+    draft = data_dir / f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
+        with os.fdopen(fd, "wb") as file:
+            file.write(value)
+        os.link(draft, path)
+    except FileExistsError:  # another process made it first: use theirs
         return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as file:
-        file.write(value)
+    finally:
+        draft.unlink()
     return value
 
 

@@ -93,6 +93,25 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
     return Bundle(directory, name, description, instructions, files)
 
 
+_MAX_FRONT_MATTER_DEPTH = 32
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """``SafeLoader`` refusing nesting past ``_MAX_FRONT_MATTER_DEPTH`` (its composer recurses once
+    per level: 10,000 levels of ``[[[…`` would exhaust the interpreter's stack)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_FRONT_MATTER_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {_MAX_FRONT_MATTER_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def parse_skill_md(data: bytes) -> tuple[str, str, str]:
     """``(name, description, body)`` from a SKILL.md with YAML front matter."""
     try:
@@ -106,7 +125,7 @@ def parse_skill_md(data: bytes) -> tuple[str, str, str]:
             "SKILL.md: must start with YAML front matter between '---' lines, with 'name' and 'description'"
         )
     try:
-        front = yaml.safe_load(match.group(1))
+        front = yaml.load(match.group(1), Loader=_FrontMatterLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise InvalidRequest(f"SKILL.md: the front matter is not valid YAML: {exc}".splitlines()[0]) from None
     if not isinstance(front, dict):

@@ -80,6 +80,12 @@ class TenancyService:
         workspaces = await self._repo.list_workspaces(organization_id)
         return workspaces[0].id if workspaces else None
 
+    async def default_workspace_id(self, scope: Scope) -> str:
+        default_id = await self._default_id(scope.organization_id)
+        if default_id is None:
+            raise NotFound("organization has no workspace")
+        return default_id
+
     async def list_workspaces(self, scope: Scope, *, include_archived: bool = False) -> list[WorkspaceView]:
         """Visible workspaces, newest first."""
         workspaces = await self._repo.list_workspaces(scope.organization_id)
@@ -219,15 +225,39 @@ class TenancyService:
         return await self._keys.update(key_id, name=name, status=status)
 
     async def create_key(
-        self, scope: Scope, workspace_id: str, name: str, *, created_by_user_id: str | None = None
+        self,
+        scope: Scope,
+        workspace_id: str,
+        name: str,
+        *,
+        created_by_user_id: str | None = None,
+        service_account_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Wisegate extension: a new API key in a workspace, and its secret (shown once);
-        ``created_by_user_id``: the console user making it (their key, in Account Settings)."""
+        ``created_by_user_id``: the console user making it (their key, in Account Settings);
+        ``service_account_id``: the service account that will hold it (checked by the caller)."""
         scope.require_admin()
         view = await self.get_workspace(scope, workspace_id)
         if view.workspace.archived_at is not None:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
-        return await self._keys.create_key(workspace_id, name, created_by_user_id=created_by_user_id)
+        return await self._keys.create_key(
+            workspace_id, name, created_by_user_id=created_by_user_id, service_account_id=service_account_id
+        )
+
+    async def archive_keys(
+        self, scope: Scope, *, service_account_id: str, workspace_id: str | None = None
+    ) -> int:
+        """Archive the keys of a service account (in one workspace, or everywhere); how many."""
+        scope.require_admin()
+        archived = 0
+        for key in await self._repo.list_keys(scope.organization_id):
+            if key.service_account_id != service_account_id or key.status == "archived":
+                continue
+            if workspace_id is None or key.workspace_id == workspace_id:
+                await self._repo.update_key(key.id, name=None, status="archived")
+                archived += 1
+        self._keys.forget_cached()
+        return archived
 
     async def list_members(self, scope: Scope, workspace_id: str) -> list[WorkspaceMember]:
         await self.get_workspace(scope, workspace_id)

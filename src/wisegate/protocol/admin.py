@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from wisegate.protocol.bounds import Email, IdText, KeyName, WorkspaceName
 
@@ -37,6 +37,11 @@ class WorkspaceScope(BaseModel):
     workspace_id: str
 
 
+class ServiceAccountActor(BaseModel):
+    type: Literal["service_account_actor"] = "service_account_actor"
+    service_account_id: str
+
+
 class ApiKeyOut(BaseModel):
     id: str
     type: Literal["api_key"] = "api_key"
@@ -47,7 +52,7 @@ class ApiKeyOut(BaseModel):
     created_by: ApiKeyCreatedBy | None = None
     expires_at: str | None = None
     partial_key_hint: str | None
-    principal: None = None
+    principal: ServiceAccountActor | None = None
     status: str
 
 
@@ -126,15 +131,33 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class CreateWorkspaceBody(_Body):
+class _WorkspaceBody(_Body):
+    """Fields the 2.10 SDK sends for workspaces that Wisegate cannot honour: a customer-managed
+    encryption key and a user profile. Accepted when null; a value is a 400 rather than ignored."""
+
+    data_residency: dict[str, object] | None = None
+    external_key_id: str | None = None
+    user_profile_id: str | None = None
+
+    @model_validator(mode="after")
+    def _unavailable(self) -> _WorkspaceBody:
+        if self.external_key_id is not None:
+            raise ValueError(
+                "external_key_id: customer-managed encryption keys are not available in Wisegate"
+            )
+        if self.user_profile_id is not None:
+            raise ValueError("user_profile_id: user profiles are not available in Wisegate")
+        return self
+
+
+class CreateWorkspaceBody(_WorkspaceBody):
     name: WorkspaceName
     display_color: str | None = Field(default=None, pattern=r"^#[0-9A-Fa-f]{6}$")
     allowed_models: list[str] | None = None
     tags: dict[str, str] | None = None
-    data_residency: dict[str, object] | None = None
 
 
-class UpdateWorkspaceBody(_Body):
+class UpdateWorkspaceBody(_WorkspaceBody):
     name: WorkspaceName | None = None
     display_color: str | None = Field(default=None, pattern=r"^#[0-9A-Fa-f]{6}$")
     allowed_models: list[str] | None = None
@@ -149,6 +172,7 @@ class UpdateApiKeyBody(_Body):
 class CreateApiKeyBody(_Body):
     name: KeyName
     workspace_id: IdText
+    service_account_id: IdText | None = None  # the key is the service account's (it must be a member there)
 
 
 class AddMemberBody(_Body):

@@ -8,11 +8,15 @@ Every backend yields these, in the order the Claude API sends them::
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from wisegate.protocol.messages import ContentBlock, Message, StopReason
+
+
+def _absent(value: object) -> bool:
+    return value is None
 
 
 class TextDelta(BaseModel):
@@ -35,7 +39,15 @@ class SignatureDelta(BaseModel):
     signature: str
 
 
-Delta = TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta
+class CompactionDelta(BaseModel):
+    """The whole summary of a ``compaction`` block, in one delta (the SDK replaces, never appends)."""
+
+    type: Literal["compaction_delta"] = "compaction_delta"
+    content: str | None = None
+    encrypted_content: str | None = None
+
+
+Delta = TextDelta | InputJsonDelta | ThinkingDelta | SignatureDelta | CompactionDelta
 
 
 class MessageStart(BaseModel):
@@ -63,6 +75,7 @@ class ContentBlockStop(BaseModel):
 class MessageDeltaBody(BaseModel):
     stop_reason: StopReason | None = None
     stop_sequence: str | None = None
+    stop_details: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
 
 
 class MessageDeltaUsage(BaseModel):
@@ -72,6 +85,8 @@ class MessageDeltaUsage(BaseModel):
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    iterations: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent)
+    fallback_credit: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
 
 
 class MessageDelta(BaseModel):

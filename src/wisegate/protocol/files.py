@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
 T = TypeVar("T")
-
-
-def rfc3339(value: datetime) -> str:
-    """``2025-01-01T00:00:00.123456Z``: RFC 3339 in UTC."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class FileMetadata(BaseModel):

@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from wisegate.protocol.bounds import IdText, ModelName
-from wisegate.protocol.structured import JsonOutputFormat, SchemaUnsupported, check_schema
+from wisegate.protocol.numbers import Integer, Number
+from wisegate.protocol.options import BillingPolicy, CompactionConfig, FallbackCreditToken, FallbackEntry
+from wisegate.protocol.structured import OutputConfig, SchemaUnsupported, check_schema
+from wisegate.protocol.thinking import Thinking, ThinkingEnabled
 
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BASE58 = bytes(_ALPHABET[b % 58].encode()[0] for b in range(256))
@@ -163,12 +166,38 @@ class ServerToolBlockParam(_Open):
         "bash_code_execution_tool_result",
         "text_editor_code_execution_tool_result",
         "tool_search_tool_result",
+        "advisor_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "mcp_tool_listing",
         "container_upload",
         "mid_conv_system",
-        "compaction",
         "tool_addition",
         "tool_removal",
     ]
+
+
+class CompactionBlockParam(_Open):
+    """A ``compaction`` block sent back from an earlier response: its summary stands in for the turns
+    it replaced (``content: null`` is a failed compaction, which changes nothing)."""
+
+    type: Literal["compaction"]
+    content: str | None = Field(default=None, min_length=1)
+    encrypted_content: str | None = None
+    signature: str | None = None
+    tool_changes: list[dict[str, Any]] | None = None
+    cache_control: CacheControl | None = None
+
+
+class FallbackBlockParam(_Open):
+    """A ``fallback`` block echoed back from an earlier response: not rendered into the prompt."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
+
+    type: Literal["fallback"]
+    from_: dict[str, Any] = Field(alias="from")
+    to: dict[str, Any]
+    trigger: Any = None
 
 
 ContentBlockParam = Annotated[
@@ -180,6 +209,8 @@ ContentBlockParam = Annotated[
     | ToolResultBlockParam
     | ThinkingBlockParam
     | RedactedThinkingBlockParam
+    | CompactionBlockParam
+    | FallbackBlockParam
     | ServerToolBlockParam,
     Field(discriminator="type"),
 ]
@@ -282,38 +313,8 @@ ToolChoice = Annotated[
 ]
 
 
-class ThinkingEnabled(_Strict):
-    type: Literal["enabled"]
-    budget_tokens: int
-    display: Literal["summarized", "omitted"] | None = None
-
-
-class ThinkingDisabled(_Strict):
-    type: Literal["disabled"]
-
-
-class ThinkingAdaptive(_Strict):
-    type: Literal["adaptive"]
-    display: Literal["summarized", "omitted"] | None = None
-
-
-class ThinkingBetweenTools(_Strict):
-    type: Literal["between_tools"]
-
-
-Thinking = Annotated[
-    ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive | ThinkingBetweenTools,
-    Field(discriminator="type"),
-]
-
-
 class Metadata(_Strict):
     user_id: str | None = Field(default=None, max_length=512)
-
-
-class OutputConfig(_Open):
-    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
-    format: JsonOutputFormat | None = None
 
 
 class ThreadCreate(_Strict):
@@ -349,6 +350,8 @@ class _Conversation(_Strict):
     mcp_servers: list[dict[str, Any]] | None = None
     container: str | dict[str, Any] | None = None
     diagnostics: dict[str, Any] | None = None
+    billing_policy: BillingPolicy | None = None
+    compaction: CompactionConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -388,6 +391,12 @@ class _Conversation(_Strict):
             raise ValueError(f"tool_choice: Tool '{choice.name}' not found in provided tools")
         if not continued:
             _check_tool_results(self.messages)
+        if self.billing_policy is not None and self.billing_policy.bill_to == "user_profile":
+            raise ValueError(
+                'billing_policy.bill_to: "user_profile" is not available for your organization: this '
+                "server has no user profiles to bill. Omit billing_policy, or send "
+                '"bill_to": "self", to be billed as usual.'
+            )
         _check_strict_schemas(self)
         breakpoints = _count_breakpoints(self)
         if breakpoints > 4:
@@ -417,16 +426,18 @@ class _Conversation(_Strict):
 class MessagesRequest(_Conversation):
     """The body of ``POST /v1/messages``."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: Integer = Field(ge=0)  # 0: fill the prompt cache, generate nothing (SDK 2.10)
     stream: bool | None = None
     stop_sequences: list[str] | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=0)
+    temperature: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: Integer | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
     service_tier: Literal["auto", "standard_only"] | None = None
     inference_geo: str | None = None
     thread: ThreadParam | None = None
+    fallbacks: list[FallbackEntry] | Literal["default"] | None = None
+    fallback_credit_token: str | FallbackCreditToken | None = None
 
     @field_validator("stop_sequences")
     @classmethod
@@ -435,6 +446,14 @@ class MessagesRequest(_Conversation):
             if not seq.strip():
                 raise ValueError("each stop sequence must contain non-whitespace")
         return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> MessagesRequest:
+        if self.compaction is not None and self.context_management is not None:
+            raise ValueError("compaction: cannot be combined with context_management")
+        if self.fallback_credit_token is not None and self.fallbacks is not None:
+            raise ValueError("fallback_credit_token: cannot be combined with fallbacks")
+        return self
 
     @model_validator(mode="after")
     def _check_thinking(self) -> MessagesRequest:
@@ -503,6 +522,10 @@ def _count_breakpoints(conv: _Conversation) -> int:
     return count
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
 class CacheCreation(BaseModel):
     ephemeral_5m_input_tokens: int = 0
     ephemeral_1h_input_tokens: int = 0
@@ -517,6 +540,9 @@ class Usage(BaseModel):
     server_tool_use: dict[str, int] | None = None
     service_tier: Literal["standard", "priority", "batch"] | None = "standard"
     inference_geo: str | None = None
+    # Per-model (fallbacks) or per-operation (compaction) breakdown; absent on a plain answer.
+    iterations: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent)
+    fallback_credit: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
 
 
 class TextBlock(BaseModel):
@@ -543,7 +569,32 @@ class RedactedThinkingBlock(BaseModel):
     data: str
 
 
-ContentBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
+class CompactionBlock(BaseModel):
+    """The summary a ``compaction`` request produced; sent back first in later requests' ``messages``."""
+
+    type: Literal["compaction"] = "compaction"
+    content: str | None = None
+    encrypted_content: str | None = None
+
+
+class FallbackInfo(BaseModel):
+    model: str
+
+
+class FallbackBlock(BaseModel):
+    """Where the output of a model that declined gives way to the fallback model's."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    type: Literal["fallback"] = "fallback"
+    from_: FallbackInfo = Field(alias="from")
+    to: FallbackInfo
+    trigger: dict[str, Any] = Field(default_factory=lambda: {"type": "refusal", "category": None})
+
+
+ContentBlock = (
+    TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock | CompactionBlock | FallbackBlock
+)
 
 StopReason = Literal[
     "end_turn",
@@ -551,6 +602,7 @@ StopReason = Literal[
     "stop_sequence",
     "tool_use",
     "pause_turn",
+    "compaction",
     "refusal",
     "model_context_window_exceeded",
 ]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
 T = TypeVar("T")
+
+
+def rfc3339(value: datetime, *, whole_seconds: bool = False) -> str:
+    """A moment as the Claude API writes it: RFC 3339 in UTC with ``Z`` (``2025-01-01T00:00:00.123456Z``;
+    fractional seconds only when it has them, and never with ``whole_seconds``)."""
+    spec = "seconds" if whole_seconds else "auto"
+    return value.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 class CapabilitySupport(BaseModel):

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.numbers import Integer
+
 STRING_FORMATS = frozenset(
     {"date-time", "time", "date", "duration", "email", "hostname", "uri", "ipv4", "ipv6", "uuid", "text"}
 )
@@ -86,3 +88,21 @@ def _check(node: Any, where: str, definitions: dict[str, Any], refs: tuple[str, 
     for key in ("anyOf", "allOf", "oneOf"):
         for index, child in enumerate(node.get(key) or []):
             _check(child, f"{where}.{key}.{index}", definitions, refs)
+
+
+class TaskBudget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["tokens"]
+    total: Integer
+    remaining: Integer | None = None
+
+
+class OutputConfig(BaseModel):
+    """``output_config``: effort, the answer's format, the task budget (newer fields pass along)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    format: JsonOutputFormat | None = None
+    task_budget: TaskBudget | None = None

@@ -33,3 +33,4 @@ class ApiKey:
     status: str
     created_at: datetime
     created_by_user_id: str | None = None  # the console user who made it (None: the CLI or the Admin API)
+    service_account_id: str | None = None  # the service account whose key it is

@@ -28,6 +28,7 @@ def key_from_row(row: ApiKeyRow) -> ApiKey:
         row.status,
         aware(row.created_at),
         row.created_by_user_id,
+        row.service_account_id,
     )
 
 
@@ -36,7 +37,7 @@ def _workspace(row: WorkspaceRow) -> Workspace:
     return Workspace(row.id, row.organization_id, row.name, aware(row.created_at), archived)
 
 
-def _usage(row: UsageRecordRow) -> UsageRecord:
+def usage_from_row(row: UsageRecordRow) -> UsageRecord:
     values = {f: getattr(row, f) for f in UsageRecord.__slots__}
     values["created_at"] = aware(row.created_at)
     return UsageRecord(**values)
@@ -112,6 +113,7 @@ class TenancyRepo:
                     status=key.status,
                     created_at=key.created_at,
                     created_by_user_id=key.created_by_user_id,
+                    service_account_id=key.service_account_id,
                 )
             )
 
@@ -192,11 +194,11 @@ class UsageRepo:
             row = (
                 await session.execute(select(UsageRecordRow).where(UsageRecordRow.request_id == request_id))
             ).scalar_one_or_none()
-        return _usage(row) if row else None
+        return usage_from_row(row) if row else None
 
     async def list_recent(self, workspace_id: str | None = None, limit: int = 100) -> list[UsageRecord]:
         query = select(UsageRecordRow).order_by(UsageRecordRow.id.desc()).limit(limit)
         if workspace_id:
             query = query.where(UsageRecordRow.workspace_id == workspace_id)
         async with self._db.read() as session:
-            return [_usage(row) for row in (await session.execute(query)).scalars()]
+            return [usage_from_row(row) for row in (await session.execute(query)).scalars()]

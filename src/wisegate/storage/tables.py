@@ -71,6 +71,8 @@ class ApiKeyRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by_user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # 0009: the service account whose key this is (None: a person's or the operator's key)
+    service_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
 
 
 class UsageRecordRow(Base):
@@ -100,6 +102,7 @@ class UsageRecordRow(Base):
     __table_args__ = (
         Index("ix_usage_records_workspace_created", "workspace_id", "created_at"),
         Index("ix_usage_records_organization_created", "organization_id", "created_at"),  # 0002: reports
+        Index("ix_usage_records_api_key_created", "api_key_id", "created_at"),  # 0009: request log
     )
 
 
@@ -416,3 +419,72 @@ class MessageThreadRow(Base):
         Index("ix_message_threads_workspace", "workspace_id"),
         Index("ix_message_threads_expires", "expires_at"),
     )
+
+
+class ServiceAccountRow(Base):
+    """A non-human principal (migration 0009): it holds API keys in the workspaces it is a member of."""
+
+    __tablename__ = "service_accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(1024), default="")
+    organization_role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by_actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by_actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    archived_by_actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_service_accounts_name"),)
+
+
+class ServiceAccountMemberRow(Base):
+    """A service account's explicit membership of a workspace (0009)."""
+
+    __tablename__ = "service_account_members"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_account_id: Mapped[str] = mapped_column(ForeignKey("service_accounts.id"), primary_key=True)
+    workspace_role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by_actor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class SpendLimitRequestRow(Base):
+    """A person's request for a higher monthly spend limit of a workspace (0009)."""
+
+    __tablename__ = "spend_limit_increase_requests"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    requested_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reason: Mapped[str] = mapped_column(String(1024), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_by_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    resolved_by_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    approved_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_spend_limit_requests_organization_created", "organization_id", "created_at"),)
+
+
+class SavedPromptRow(Base):
+    """A workbench prompt a person (or an admin-key session) saved: the form's state as JSON (0009)."""
+
+    __tablename__ = "saved_prompts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(String(64))
+    owner_id: Mapped[str] = mapped_column(String(64))  # a user id, or an admin key id
+    name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_saved_prompts_owner", "owner_id", "updated_at"),)

@@ -1,4 +1,5 @@
-"""What a running Wisegate tells its operator: Prometheus metrics and OpenTelemetry traces.
+"""What a running Wisegate tells its operator: logs (JSON or text), Prometheus metrics and OpenTelemetry
+traces.
 
-Every room may record into it (like ``logs``); it imports nothing of ours but ``errors``.
+Every room may record into it; it imports nothing of ours but ``errors``.
 """

@@ -46,11 +46,11 @@ from wisegate.errors import (
     RateLimited,
     from_validation_error,
 )
-from wisegate.logs import request_id_var
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
 from wisegate.records.batches import BatchOwner, Claim, Completion
 from wisegate.telemetry import metrics
+from wisegate.telemetry.logs import request_id_var
 
 log = logging.getLogger("wisegate.batches")
 
@@ -87,31 +87,43 @@ class BatchWorker:
         self._owners: dict[str, BatchOwner | None] = {}
         self._canceling: set[str] = set()
         self._stopping = asyncio.Event()
+        self._draining = False
         self._suspect_waiting = False  # finish what runs, then claim a suspect alone
         self._suspect_running = False
         self.waiting_for_interactive = 0
 
     async def run(self) -> None:
-        """Work until :meth:`stop`; then give back what is unfinished and flush what is done."""
+        """Work until :meth:`stop`, or after :meth:`drain` until what is running has finished; then give
+        back what is unfinished and flush what is done."""
+        claiming = asyncio.create_task(self._claim_loop(), name="batch-claim")
         loops = [
-            asyncio.create_task(self._claim_loop(), name="batch-claim"),
             asyncio.create_task(self._flush_loop(), name="batch-flush"),
             asyncio.create_task(self._heartbeat_loop(), name="batch-heartbeat"),
             asyncio.create_task(self._sweep_loop(), name="batch-sweep"),
         ]
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await self._stopping.wait()
+            await asyncio.wait([claiming, stopping], return_when=asyncio.FIRST_COMPLETED)
+            while self._active and not self._stopping.is_set():  # draining: let them finish
+                await asyncio.wait([stopping, *self._active.values()], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopping.cancel()
+            claiming.cancel()
             for task in loops:
                 task.cancel()
             running = list(self._active.values())
             for task in running:
                 task.cancel()
-            await asyncio.gather(*loops, *running, return_exceptions=True)
+            await asyncio.gather(stopping, claiming, *loops, *running, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._shutdown())
 
+    def drain(self) -> None:
+        """Stop claiming; the requests already claimed run to completion (until :meth:`stop`)."""
+        self._draining = True
+
     def stop(self) -> None:
+        """Stop now: requests still running are cancelled and given back to the queue."""
         self._stopping.set()
 
     async def _shutdown(self) -> None:
@@ -119,7 +131,8 @@ class BatchWorker:
         await self._batches.release(self.name, list(self._unfinished))
 
     async def _claim_loop(self) -> None:
-        while True:
+        """Claim and start requests until :meth:`drain`."""
+        while not self._draining:
             free = self._concurrency - len(self._active)
             want = min(free, _CLAIM_CHUNK)
             claims: list[Claim] = []

@@ -37,7 +37,6 @@ from wisegate.backends.local.cache import Boundary
 from wisegate.backends.local.grammar import GrammarBook, GrammarUnsupported, answer_gbnf, schema_gbnf
 from wisegate.backends.local.prompt import TOOL_CALL_OPEN, Prompt, PromptRenderer
 from wisegate.errors import ApiInternal, InvalidRequest, ModelCrashed, Overloaded
-from wisegate.logs import request_id_var
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -66,6 +65,7 @@ from wisegate.protocol.messages import (
     new_id,
 )
 from wisegate.telemetry import metrics
+from wisegate.telemetry.logs import request_id_var
 
 if TYPE_CHECKING:
     from wisegate.backends.local.engine import ToolMode

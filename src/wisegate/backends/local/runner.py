@@ -147,7 +147,7 @@ def _job(spec: dict[str, Any]) -> Job:
 def main(argv: list[str]) -> None:
     from llama_cpp import Llama
 
-    from wisegate.logs import configure
+    from wisegate.telemetry.logs import configure
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the supervisor decides
     sock = socket.socket(fileno=int(argv[1]))

@@ -363,7 +363,7 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> None:
-    from wisegate.logs import configure
+    from wisegate.telemetry.logs import configure
 
     config = json.loads(argv[1])
     configure(config["log_level"], config["log_format"])

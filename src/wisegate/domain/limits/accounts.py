@@ -16,7 +16,7 @@ from wisegate.domain.storable import storable
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.bounds import MAX_BALANCE_USD, NOTE_LENGTH
 from wisegate.records.billing import BillingAccount, WorkspaceLimits, billing_period
-from wisegate.tiers import TierConfig
+from wisegate.settings.tiers import TierConfig
 
 NO_LIMIT = 10**12
 """What a rate-limit dimension left blank stores: no limit in practice."""

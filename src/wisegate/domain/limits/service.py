@@ -33,9 +33,9 @@ from wisegate.protocol.bounds import PICO_PER_USD
 from wisegate.protocol.messages import Usage
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.records.usage import UsageRecord
+from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
 from wisegate.storage.billing import BillingRepo, SpendRefused
 from wisegate.telemetry import metrics
-from wisegate.tiers import LimitsConfig, RateLimits, TierConfig
 
 log = logging.getLogger("wisegate.limits")
 T = TypeVar("T")

@@ -149,3 +149,57 @@ def test_invites_create_prints_a_link_that_works_once(
             await services.db.close()
 
     assert asyncio.run(accept()) == ("developer", ("workspace_admin",))
+
+
+def test_service_accounts_and_spend_requests_commands(runner: CliRunner) -> None:
+    from wisegate.domain.scope import Scope
+    from wisegate.services import Services
+
+    workspace_id = _ok(runner, "workspaces", "create", "--name", "Bots").split("\t")[0]
+    account_id, name, role = (
+        _ok(runner, "service-accounts", "create", "--name", "ci-runner").strip().split("\t")
+    )
+    assert account_id.startswith("svac_") and (name, role) == ("ci-runner", "developer")
+    refused = runner.invoke(
+        main, ["service-accounts", "key", account_id, "--workspace", workspace_id, "--name", "k"]
+    )
+    assert refused.exit_code == 1 and "not a member of workspace" in refused.output
+    added = _ok(runner, "service-accounts", "add-workspace", account_id, "--workspace", workspace_id)
+    assert added.strip() == f"{account_id}\t{workspace_id}\tworkspace_developer"
+    key_id, key_workspace, secret = (
+        _ok(runner, "service-accounts", "key", account_id, "--workspace", workspace_id, "--name", "k")
+        .strip()
+        .split("\t")
+    )
+    assert key_workspace == workspace_id and secret.startswith("sk-wg-api01-")
+    assert f"{account_id}\tci-runner\tdeveloper\tactive" in _ok(runner, "service-accounts", "list")
+
+    async def ask() -> str:
+        services = Services.from_settings(Settings())
+        try:
+            org = await services.keys.bootstrap()
+            scope = Scope(org.id, None)
+            key = await services.keys.authenticate(secret)
+            assert key.key.service_account_id == account_id and key.key.id == key_id
+            invite = await services.people.create_invite(scope, "sam@example.com", "developer", [])
+            _, user = await services.people.accept_invite(scope, invite.id, "Sam")
+            first = await services.spend_limits.ask(org.id, user.id, workspace_id, 80 * 10**12, "demo")
+            return first.request.id
+        finally:
+            await services.db.close()
+
+    request_id = asyncio.run(ask())
+    listed = _ok(runner, "spend-requests", "list", "--status", "pending")
+    assert (
+        f"{request_id}\tpending\t{workspace_id}\tsam@example.com\t$80" in listed
+        and listed.rstrip().endswith("demo")
+    )
+    approved = _ok(runner, "spend-requests", "approve", request_id, "--usd", "60")
+    assert approved.startswith(f"{request_id}\tapproved\t{workspace_id}\t$60")
+    again = runner.invoke(main, ["spend-requests", "deny", request_id])
+    assert again.exit_code == 1 and "already approved" in again.output
+    assert _ok(runner, "spend-requests", "list", "--status", "pending") == ""
+
+    assert _ok(runner, "service-accounts", "archive", account_id).strip() == f"{account_id}\tarchived"
+    assert f"{key_id}\t{workspace_id}\tapi\tarchived" in _ok(runner, "keys", "list")
+    assert account_id not in _ok(runner, "service-accounts", "list")

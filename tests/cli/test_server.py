@@ -10,7 +10,7 @@ import time
 import uvicorn
 from starlette.applications import Starlette
 
-from wisegate.server import _Server
+from wisegate.cli.server import _Server
 
 
 def test_startup_freezes_what_is_alive() -> None:

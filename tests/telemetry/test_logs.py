@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wisegate.logs import JsonFormatter, configure, request_id_var
+from wisegate.telemetry.logs import JsonFormatter, configure, request_id_var
 
 
 def record(created: float, **extra: object) -> logging.LogRecord:

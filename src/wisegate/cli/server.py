@@ -19,11 +19,13 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
 
+from wisegate.cli.connections import ConnectionLimits, protocol_for
 from wisegate.domain.drain import Drain
 from wisegate.telemetry import metrics
 
@@ -60,12 +62,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 class _Server(uvicorn.Server):
     def __init__(
-        self, config: uvicorn.Config, drain: Drain | None, drain_seconds: float, grace: float
+        self,
+        config: uvicorn.Config,
+        drain: Drain | None,
+        drain_seconds: float,
+        grace: float,
+        on_started: Callable[[], None] | None,
     ) -> None:
         super().__init__(config)
         self._drain = drain
         self._drain_seconds = drain_seconds
         self._grace = grace
+        self._on_started = on_started
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -81,6 +89,8 @@ class _Server(uvicorn.Server):
         # 2,000 requests/s, and a stall for every request in flight).
         gc.collect()
         gc.freeze()
+        if self.started and self._on_started is not None:
+            self._on_started()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's: it would re-raise the signal after shutdown (exit status 143, not 0), and it
@@ -121,6 +131,23 @@ class _Server(uvicorn.Server):
             self._drain.cut()
 
 
+def server_config(
+    app: ASGIApp, host: str, port: int, limits: ConnectionLimits, drain_seconds: float = 30.0
+) -> uvicorn.Config:
+    """uvicorn's configuration: our bounded HTTP protocol, no access log (``api/context.py`` logs)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        http=protocol_for(limits),
+        timeout_keep_alive=limits.keep_alive_seconds,  # type: ignore[arg-type]  # float works
+        # A backstop only: the drain's own deadline ends every response before this.
+        timeout_graceful_shutdown=int(drain_seconds) + 10,
+    )
+
+
 def run_server(
     app: ASGIApp,
     host: str,
@@ -130,18 +157,14 @@ def run_server(
     drain: Drain | None = None,
     drain_seconds: float = 30.0,
     drain_grace_seconds: float = 0.0,
+    limits: ConnectionLimits | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Serve ``app`` until SIGTERM/SIGINT, draining as the module says (``drain``: the app's)."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        # A backstop only: the drain's own deadline ends every response before this.
-        timeout_graceful_shutdown=int(drain_seconds + drain_grace_seconds) + 10,
-    )
-    server = _Server(config, drain, drain_seconds, drain_grace_seconds)
+    """Serve ``app`` until SIGTERM/SIGINT, draining as the module says (``drain``: the app's), each
+    connection within ``limits`` (``connections.py``). ``on_started`` is called once the app has
+    started and the socket accepts."""
+    config = server_config(app, host, port, limits or ConnectionLimits(), drain_seconds + drain_grace_seconds)
+    server = _Server(config, drain, drain_seconds, drain_grace_seconds, on_started)
     try:
         server.run(sockets=[sock] if sock is not None else None)
     except KeyboardInterrupt:

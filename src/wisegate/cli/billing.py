@@ -4,47 +4,31 @@ reseller's) hands on tiers, prepaid credits and spend limits. Running servers se
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from wisegate.cli.services import open_services
 from wisegate.settings import Settings
 
 if TYPE_CHECKING:
     from wisegate.domain.limits.accounts import BillingAccounts
+    from wisegate.domain.scope import Scope
     from wisegate.records.billing import BillingAccount
+    from wisegate.services import Services
 
 T = TypeVar("T")
 
 
 def _run(work: Callable[[BillingAccounts, str], Awaitable[T]]) -> T:
-    """``work(BillingAccounts, organization_id)`` against the configured database (migrated first)."""
-    from wisegate.domain.keys import KeyService
-    from wisegate.domain.limits import LimitService, MemoryLimiter
-    from wisegate.domain.limits.accounts import BillingAccounts
-    from wisegate.domain.pricing import PriceTable
-    from wisegate.storage.billing import BillingRepo
-    from wisegate.storage.db import Database, migrate
-    from wisegate.storage.repos import TenancyRepo
+    """``work(BillingAccounts, organization_id)`` through :func:`open_services`."""
 
-    settings = Settings()
-    migrate(settings.resolved_database_url)
+    async def run(services: Services, scope: Scope) -> T:
+        return await work(services.billing, scope.organization_id)
 
-    async def run() -> T:
-        db = Database(settings.resolved_database_url)
-        try:
-            org = await KeyService(TenancyRepo(db)).bootstrap()
-            service = LimitService(
-                settings.limits, MemoryLimiter(), BillingRepo(db), PriceTable(settings.prices)
-            )
-            return await work(BillingAccounts(service), org.id)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
+    return open_services(run)
 
 
 def _pico(usd: str) -> int:

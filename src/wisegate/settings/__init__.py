@@ -7,6 +7,7 @@ each time it is built.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from wisegate.tiers import LimitsConfig
+from wisegate.settings.tiers import LimitsConfig
 
 
 class DeploymentConfig(BaseModel):
@@ -64,6 +65,10 @@ class ModelConfig(BaseModel):
     max_output_tokens: int | None = None
     clamp_max_tokens: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+    # Server-side fallbacks (domain/fallbacks.py): the models ``fallbacks: "default"`` tries, in
+    # order, when this one declines; with fallback_on_overload also when it is overloaded (529).
+    fallbacks: list[str] = Field(default_factory=list)
+    fallback_on_overload: bool = False
 
     def deployment_list(self) -> list[DeploymentConfig]:
         """``deployments``, or the single ``backend`` as one deployment."""
@@ -151,6 +156,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # API processes ``wisegate serve`` runs on the port (supervisor.py); more than one needs the
+    # rate-limit buckets in Redis (``redis_url``) unless limits are off.
+    workers: int = Field(default=1, ge=1)
     data_dir: Path = Path("wisegate-data")
     database_url: str | None = None
     log_level: str = "INFO"
@@ -160,6 +168,18 @@ class Settings(BaseSettings):
     ledger_journal: bool = True
 
     max_messages_request_bytes: int = 32 * 1024 * 1024
+    # Each connection (connections.py; docs/operations.md, "Limits on requests"): the request line and
+    # headers at most max_header_bytes (431 past it) arriving within header_timeout_seconds (408), an
+    # idle kept-alive connection closed after keep_alive_seconds, at most max_connections open (529).
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    keep_alive_seconds: float = Field(default=5.0, gt=0)
+    max_connections: int = Field(default=1024, ge=1)
+    # PDF documents read as text for models that cannot read PDFs (domain/attachments.py): at most
+    # pdf_max_pages pages and pdf_max_text_chars characters, extracted within pdf_extract_seconds.
+    pdf_max_pages: int = Field(default=100, ge=1)
+    pdf_max_text_chars: int = Field(default=1_000_000, ge=1)
+    pdf_extract_seconds: float = Field(default=10.0, gt=0)
     key_cache_seconds: float = 5.0
 
     # Files and Skills (domain/files.py, domain/skills.py)
@@ -220,6 +240,11 @@ class Settings(BaseSettings):
             for deployment in model.deployment_list():
                 if deployment.backend not in self.backends:
                     raise ValueError(f"model {model.id!r} names unknown backend {deployment.backend!r}")
+        served = {m.id for m in self.models} | {a for m in self.models for a in m.aliases}
+        for model in self.models:
+            for fallback in model.fallbacks:
+                if fallback not in served and not any(fnmatch.fnmatchcase(fallback, a) for a in served):
+                    raise ValueError(f"model {model.id!r} falls back to {fallback!r}, which is not served")
         if self.files_store == "s3" and not self.files_s3_bucket:
             raise ValueError("files_store = 's3' needs files_s3_bucket")
         if self.console_sso_issuer and not (self.console_sso_client_id and self.console_sso_client_secret):

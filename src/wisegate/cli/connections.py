@@ -1,0 +1,168 @@
+"""What one TCP connection may cost the HTTP server before the app sees a request.
+
+uvicorn's httptools protocol, bounded (``run_server`` installs it; docs/operations.md, "Limits on
+requests"):
+
+- the request head (request line and headers) is at most ``max_header_bytes``: past it the
+  connection gets 431 ``request_header_fields_too_large`` and is closed, so the parser never holds
+  more than that per connection;
+- the head must arrive within ``header_timeout_seconds`` of the connection opening (or of the first
+  byte of the next request on a kept-alive connection): a slow sender is answered 408 and closed, a
+  connection that sends nothing is closed;
+- a kept-alive connection idle for ``keep_alive_seconds`` after a response is closed (uvicorn's own);
+- at most ``max_connections`` are open at once: one more is answered 529 ``overloaded_error`` with
+  ``retry-after`` and closed at once.
+
+These answers carry Anthropic's error envelope and a ``request-id``, like every other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from wisegate.protocol.messages import new_id
+from wisegate.protocol.resources import error_envelope
+
+log = logging.getLogger("wisegate.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    max_header_bytes: int = 64 * 1024
+    header_timeout_seconds: float = 10.0
+    keep_alive_seconds: float = 5.0
+    max_connections: int = 1024
+
+
+_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 529: "Overloaded"}
+
+
+def _refusal(status: int, error_type: str, message: str, retry_after: int | None = None) -> bytes:
+    request_id = new_id("req")
+    body = json.dumps(error_envelope(error_type, message, request_id)).encode()
+    head = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        f"request-id: {request_id}",
+        "connection: close",
+    ]
+    if retry_after is not None:
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class LimitedHttpProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` within ``limits`` (set on the subclass ``protocol_for`` makes)."""
+
+    limits = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._reset_head()
+
+    def _reset_head(self) -> None:
+        self._in_head = True  # bytes received are counted against max_header_bytes
+        self._head_bytes = 0
+        self._head_started = False  # a byte of the request has arrived
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            log.warning("connection refused: %d connections are open", self.limits.max_connections)
+            self._refuse(
+                _refusal(
+                    529,
+                    "overloaded_error",
+                    f"The server has its maximum of {self.limits.max_connections} connections open; "
+                    "retry shortly.",
+                    retry_after=1,
+                )
+            )
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            room = self.limits.max_header_bytes - self._head_bytes
+            if len(data) > room:
+                # The head may end inside what fits: parse that much, and the rest only if it did.
+                super().data_received(data[: max(room, 0)])
+                if self._in_head and not self.transport.is_closing():
+                    self._refuse(
+                        _refusal(
+                            431,
+                            "request_header_fields_too_large",
+                            f"The request line and headers exceed {self.limits.max_header_bytes} bytes.",
+                        )
+                    )
+                    return
+                data = data[max(room, 0) :]
+                if self.transport.is_closing() or not data:
+                    return
+            else:
+                self._head_bytes += len(data)
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_started = True
+        if self._head_timer is None:  # the next request on a kept-alive connection
+            self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # What follows is the next request's head; until its first byte uvicorn's keep-alive
+        # timeout bounds the wait.
+        self._reset_head()
+
+    def _arm_head_timer(self) -> None:
+        self._disarm_head_timer()
+        self._head_timer = self.loop.call_later(self.limits.header_timeout_seconds, self._head_timed_out)
+
+    def _disarm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
+        if not self._head_started:
+            self.transport.close()  # nothing was sent: nobody to answer
+            return
+        self._refuse(
+            _refusal(
+                408,
+                "timeout_error",
+                f"The request line and headers did not arrive within {self.limits.header_timeout_seconds:g} "
+                "seconds.",
+            )
+        )
+
+    def _refuse(self, response: bytes) -> None:
+        self._disarm_head_timer()
+        self.transport.write(response)
+        self.transport.close()
+
+
+def protocol_for(limits: ConnectionLimits) -> type[LimitedHttpProtocol]:
+    """The protocol class uvicorn is given (``Config(http=...)``), bound to ``limits``."""
+    return type("LimitedHttpProtocol", (LimitedHttpProtocol,), {"limits": limits})

@@ -1,0 +1,89 @@
+"""The nesting bound of JSON documents, checked on the bytes before (or while) a parser reads them.
+
+A parser's memory and stack grow with nesting (ijson's prefixes with its square), so a few hundred
+kilobytes of ``[[[[…`` could exhaust the server before any validation ran. ``DepthGuard`` scans the
+text as it arrives and raises ``TooDeep`` once an array or object opens deeper than the bound, in
+constant memory whatever the chunking, at C speed (bytes methods, one regular expression, no
+per-character Python loop). It does not validate the JSON: the parser after it does.
+
+    guard = DepthGuard()
+    for chunk in chunks:
+        guard.feed(chunk)       # raises TooDeep past the bound
+        parser.feed(chunk)
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from itertools import accumulate
+
+MAX_JSON_DEPTH = 128
+
+# Once escapes are gone, every quote delimits a string: a whole one, or one still open at the end.
+_STRINGS = re.compile(rb'"[^"]*(?:"|\Z)')
+# Brackets as signed bytes (+1 opens, -1 closes); everything else dropped.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_LEAF_AFTER_CLOSE = b"\xff\x01\xff"  # ``][]``: the leaf is no deeper than the sibling before it
+_LEAF_BEFORE_OPEN = b"\x01\xff\x01"  # ``[][``: nor deeper than the sibling after it
+_SLICE = 1024 * 1024
+
+
+class TooDeep(ValueError):
+    """A JSON document nests arrays and objects deeper than the bound."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"JSON nested deeper than {limit} levels")
+        self.limit = limit
+
+
+class DepthGuard:
+    """Incremental nesting check over a JSON text fed in chunks of any size."""
+
+    def __init__(self, limit: int = MAX_JSON_DEPTH) -> None:
+        self.limit = limit
+        self._depth = 0
+        self._in_string = False
+        self._backslash = False  # the previous chunk ended on an unpaired backslash
+
+    def feed(self, chunk: bytes) -> None:
+        for start in range(0, len(chunk), _SLICE):
+            self._feed(chunk[start : start + _SLICE])
+
+    def _feed(self, chunk: bytes) -> None:
+        data = b"\\" + chunk if self._backslash else chunk
+        # Backslashes pair from the left; an odd run at the end waits for the byte it escapes.
+        self._backslash = (len(data) - len(data.rstrip(b"\\"))) % 2 == 1
+        if self._backslash:
+            data = data[:-1]
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+        if self._in_string:
+            data = b'"' + data
+        self._in_string = data.count(b'"') % 2 == 1
+        steps = _STRINGS.sub(b"", data).translate(_STEPS, _NOT_BRACKETS)
+        opened = steps.count(1)
+        if self._depth + opened > self.limit and self._depth + _highest(steps) > self.limit:
+            raise TooDeep(self.limit)
+        self._depth += 2 * opened - len(steps)
+
+
+def _highest(steps: bytes) -> int:
+    """The deepest level the brackets reach, relative to where they start."""
+    while True:  # drop leaves that cannot be the deepest point, while that shrinks the work a lot
+        pruned = steps.replace(_LEAF_AFTER_CLOSE, b"\xff").replace(_LEAF_BEFORE_OPEN, b"\x01")
+        if len(pruned) > len(steps) * 3 // 4:
+            steps = pruned
+            break
+        steps = pruned
+    levels = array("b")
+    levels.frombytes(steps)
+    return max(accumulate(levels), default=0)
+
+
+def check_depth(text: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise ``TooDeep`` when the JSON ``text`` nests deeper than ``limit`` (a whole document)."""
+    data = text.encode() if isinstance(text, str) else text
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return  # cannot be deeper: the common case, at the speed of a byte count
+    DepthGuard(limit).feed(data)
