@@ -167,12 +167,22 @@ class Sandbox:
             (resource.RLIMIT_CORE, 0),
         ]
 
+        started = time.monotonic()
+        fds = {name: _open_dir(root / name) for name in (*WRITABLE, "skills")}
+        keep = set(fds.values())
+
         def limit() -> None:
+            # uvloop's spawn leaves the server's descriptors open across exec (the API's listening
+            # socket, connections, pipes) whatever close_fds says: mark every one but the bound
+            # directories close-on-exec here, in the child, before bwrap starts.
+            for name in os.listdir("/proc/self/fd"):
+                fd = int(name)
+                if fd > 2 and fd not in keep:
+                    with contextlib.suppress(OSError):
+                        os.set_inheritable(fd, False)
             for kind, value in rlimits:
                 resource.setrlimit(kind, (value, value))
 
-        started = time.monotonic()
-        fds = {name: _open_dir(root / name) for name in (*WRITABLE, "skills")}
         argv = self.argv(fds, command)
         argv[0] = shutil.which(self.bwrap) or self.bwrap
         try:
