@@ -1,5 +1,7 @@
 """Tokens/s of the embedded model through Wisegate (HTTP + SSE) vs llama-cpp-python called directly.
 
+Through Wisegate, the model runs in its model runner process: the API process sends the job over
+the supervisor's Unix socket and relays each token back (docs/operations.md, "The model runner").
 Same prompts, same greedy sampling, same prompt tokens (rendered with the same chat template), one
 request at a time. The server is ``wisegate serve`` in its own process, read by a minimal streaming
 HTTP client (the official SDK's event parsing would compete for the 2 cores with the model and

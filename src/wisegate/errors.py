@@ -11,6 +11,7 @@ ApiError (500 api_error)
 ├── RequestTooLarge       413 request_too_large
 ├── RateLimited           429 rate_limit_error (retry_after seconds)
 ├── ApiInternal           500 api_error
+│   └── ModelCrashed      500 api_error (the embedded model's runner died; a retry may succeed)
 ├── GatewayTimeout        504 timeout_error
 └── Overloaded            529 overloaded_error
 """
@@ -87,6 +88,10 @@ class RateLimited(ApiError):
 class ApiInternal(ApiError):
     status = 500
     type = "api_error"
+
+
+class ModelCrashed(ApiInternal):
+    """The embedded model's runner died while serving the request; it restarts, so a retry may succeed."""
 
 
 class GatewayTimeout(ApiError):

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 
 from wisegate.backends.base import Backend
+from wisegate.backends.local.supervisor import with_runner_sockets
 from wisegate.backends.registry import BackendRegistry
 from wisegate.domain.accounts import AccountService
 from wisegate.domain.attachments import Attachments
@@ -102,7 +103,7 @@ class Services:
     ) -> Services:
         """Wire the services; ``backends`` replaces configured backends by name (tests, embedding)."""
         db = Database(settings.resolved_database_url)
-        registry = BackendRegistry(settings.backends, settings.models, backends)
+        registry = BackendRegistry(with_runner_sockets(settings), settings.models, backends)
         files, skills = _files_and_skills(settings, db)
         attachments = Attachments(
             files,

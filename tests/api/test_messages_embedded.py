@@ -325,15 +325,15 @@ def test_non_streaming_disconnect_stops_generation(embedded_server: LiveServer) 
 
 def test_a_prompt_is_tokenized_once(embedded_server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Admission counts the prompt exactly and generation feeds the same text: one tokenization."""
-    engine = embedded_server.backend._engine
-    real = engine.tokenize
+    vocab = embedded_server.backend._vocab
+    real = vocab.tokenize
     seen: list[str] = []
 
     def counting(text: str) -> list[int]:
         seen.append(text)
         return real(text)
 
-    monkeypatch.setattr(engine, "tokenize", counting)
+    monkeypatch.setattr(vocab, "tokenize", counting)
     question = f"Say the number {time.time_ns()}."  # a prompt no earlier test tokenized
     message = embedded_server.client().messages.create(
         model=EMBEDDED_MODEL, max_tokens=3, messages=[{"role": "user", "content": question}]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,8 +30,17 @@ def host_services(settings: Settings, workers: int) -> Iterator[None]:
     - With more than one worker: the directory in which ``prometheus_client`` (multi-process mode)
       keeps every worker's values, so that ``/metrics`` of any of them reports the server as one — a
       fresh one per server, removed at exit, unless ``PROMETHEUS_MULTIPROC_DIR`` names one already.
+    - The model runner of each ``local`` backend (``backends/local/supervisor.py``).
     """
+    from wisegate.backends.local.supervisor import start_model_runners, stop_model_runners
+
     load_secret(settings.console_secret, settings.data_dir)
+    try:
+        # One model runner per local backend for the host: every worker reaches it by its socket.
+        runners = start_model_runners(settings)
+    except RuntimeError as exc:
+        print(f"wisegate: {exc}", file=sys.stderr)
+        sys.exit(2)
     directory: Path | None = None
     if workers > 1 and not os.environ.get(metrics.MULTIPROC_ENV):
         directory = Path(tempfile.mkdtemp(prefix="wisegate-metrics-"))
@@ -38,6 +48,7 @@ def host_services(settings: Settings, workers: int) -> Iterator[None]:
     try:
         yield
     finally:
+        stop_model_runners(runners)
         if directory is not None:
             os.environ.pop(metrics.MULTIPROC_ENV, None)
             shutil.rmtree(directory, ignore_errors=True)

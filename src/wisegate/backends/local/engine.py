@@ -1,6 +1,6 @@
-"""The thread side of the embedded model: sampling, detokenising, stop sequences and tool calls.
+"""The model runner's side of the embedded model: sampling, detokenising, stop sequences and tool calls.
 
-``Engine.run(job)`` is a plain generator executed on the backend's single generation thread. It
+``Engine.run(job)`` is a plain generator executed on the runner's generation thread (``runner.py``). It
 yields :data:`Chunk` tuples that the async side turns into protocol events:
 
     ("text", str)                      visible text
@@ -19,7 +19,7 @@ import ctypes
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,19 +123,6 @@ class Engine:
         self._grammars: dict[str, LlamaGrammar] = {}
         self._grammar_lock = threading.Lock()
         self._grammar_capacity = 256
-        self._token_sizes: dict[int, int] = {}
-
-    def token_ends(self, tokens: Sequence[int]) -> list[int]:
-        """The UTF-8 byte offset at which each token ends when the tokens are detokenised in order."""
-        ends: list[int] = []
-        total = 0
-        for token in tokens:
-            size = self._token_sizes.get(token)
-            if size is None:
-                size = self._token_sizes[token] = len(self.llm.detokenize([token], special=True))
-            total += size
-            ends.append(total)
-        return ends
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``, special tokens (the chat template's markers) included."""
@@ -143,14 +130,6 @@ class Engine:
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
-
-    def parses(self, grammar: str) -> bool:
-        """Whether llama.cpp's own parser accepts ``grammar`` (built with this model's vocabulary)."""
-        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
-        if not sampler:
-            return False
-        llama_cpp.llama_sampler_free(sampler)
-        return True
 
     def run(self, job: Job) -> Iterator[Chunk]:
         if job.cache is not None and job.cache_plan is not None:
