@@ -117,7 +117,7 @@ test('errors arrive as the SDK error classes', async () => {
     (err) => err instanceof Anthropic.NotFoundError && err.error.error.type === 'not_found_error',
   );
   await assert.rejects(
-    client.messages.create({ model, max_tokens: 0, messages: hello }),
+    client.messages.create({ model, max_tokens: -1, messages: hello }),
     (err) => err instanceof Anthropic.BadRequestError && /max_tokens/.test(err.message),
   );
 });
