@@ -26,7 +26,7 @@ from wisegate.protocol.events import (
     MessageStop,
     TextDelta,
 )
-from wisegate.protocol.messages import Message, TextBlock, Usage, new_id
+from wisegate.protocol.messages import MAX_FALLBACKS, Message, TextBlock, Usage, new_id
 from wisegate.settings import BackendConfig, ModelConfig
 
 PRIMARY = "scripted-1"
@@ -373,6 +373,14 @@ def test_unknown_fallback_model_is_a_400(server: LiveServer) -> None:
         {"model": PRIMARY, "max_tokens": 5, "messages": hello(), "fallbacks": [{"model": "x", "top_k": 1}]},
     )
     assert bad.status_code == 400 and "fallbacks" in bad.json()["error"]["message"]
+
+
+def test_a_long_fallbacks_list_is_a_400_before_anything_runs(server: LiveServer) -> None:
+    entries = [{"model": BACKUP}] * (MAX_FALLBACKS + 1)
+    answer = post(server, {"model": PRIMARY, "max_tokens": 5, "messages": hello(), "fallbacks": entries})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"].startswith("fallbacks")
+    assert str(MAX_FALLBACKS) in answer.json()["error"]["message"]
 
 
 def test_overload_falls_back_where_configured(server: LiveServer) -> None:

@@ -29,6 +29,9 @@ _BASE58 = bytes(_ALPHABET[b % 58].encode()[0] for b in range(256))
 _UNEVEN = bytes(range(232, 256))
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 
+MAX_FALLBACKS = 8  # models one request may name in ``fallbacks``
+FallbackList = Annotated[list[FallbackEntry], Field(max_length=MAX_FALLBACKS)]
+
 
 def new_id(prefix: str, length: int = 24) -> str:
     """An Anthropic-looking id: ``prefix`` + ``_01`` + base58 characters (e.g. ``msg_01Xf…``)."""
@@ -441,7 +444,10 @@ class MessagesRequest(_Conversation):
     service_tier: Literal["auto", "standard_only"] | None = None
     inference_geo: str | None = None
     thread: ThreadParam | None = None
-    fallbacks: list[FallbackEntry] | Literal["default"] | None = None
+    # Each entry may run a model and recurse once: a request-controlled length is bounded up front.
+    fallbacks: Annotated[list[FallbackEntry], Field(max_length=MAX_FALLBACKS)] | Literal["default"] | None = (
+        None
+    )
     fallback_credit_token: str | FallbackCreditToken | None = None
 
     @field_validator("stop_sequences")
