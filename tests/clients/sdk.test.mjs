@@ -3,7 +3,7 @@
 // WISEGATE_TEST_MODEL set; the client is built exactly as an application builds it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import Anthropic from '@anthropic-ai/sdk';
+import Anthropic, { toFile } from '@anthropic-ai/sdk';
 import { jsonSchemaOutputFormat } from '@anthropic-ai/sdk/helpers/json-schema';
 import { betaTool } from '@anthropic-ai/sdk/helpers/beta/json-schema';
 
@@ -117,7 +117,7 @@ test('errors arrive as the SDK error classes', async () => {
     (err) => err instanceof Anthropic.NotFoundError && err.error.error.type === 'not_found_error',
   );
   await assert.rejects(
-    client.messages.create({ model, max_tokens: 0, messages: hello }),
+    client.messages.create({ model, max_tokens: -1, messages: hello }),
     (err) => err instanceof Anthropic.BadRequestError && /max_tokens/.test(err.message),
   );
 });
@@ -183,4 +183,97 @@ test('toolRunner with default settings finishes a two-tool conversation (scripte
   const sent = runner.params.messages;
   const results = sent.flatMap((m) => (Array.isArray(m.content) ? m.content : [])).filter((b) => b.type === 'tool_result');
   assert.deepEqual(results.map((r) => (typeof r.content === 'string' ? r.content : r.content[0].text)), ['Sunny in Rome', '12:00 in Europe/Rome']);
+});
+
+// Batches and files run on the scripted server (tests/clients/test_typescript_sdk.py): it answers each
+// request with its own text after a short delay, runs one batch request at a time, and lets uploads be
+// downloaded (WISEGATE_FILES_DOWNLOADABLE_UPLOADS).
+const scriptedModel = process.env.WISEGATE_SCRIPTED_MODEL;
+const scriptedClient = () => new Anthropic({ maxRetries: 0, baseURL: process.env.WISEGATE_SCRIPTED_BASE_URL, apiKey: process.env.WISEGATE_SCRIPTED_KEY });
+const batchRequest = (customId, text) => ({
+  custom_id: customId,
+  params: { model: scriptedModel, max_tokens: 32, messages: [{ role: 'user', content: text }] },
+});
+
+async function untilEnded(scripted, id) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const batch = await scripted.messages.batches.retrieve(id);
+    if (batch.processing_status === 'ended') return batch;
+    assert.ok(Date.now() < deadline, JSON.stringify(batch));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+test('messages.batches: create two requests, retrieve until ended, stream the results, list', async () => {
+  const scripted = scriptedClient();
+  const batch = await scripted.messages.batches.create({
+    requests: [batchRequest('first', 'hello from the first request'), batchRequest('second', 'and the second one')],
+  });
+  assert.match(batch.id, /^msgbatch_/);
+  assert.equal(batch.type, 'message_batch');
+  assert.equal(batch.processing_status, 'in_progress');
+  const counts = batch.request_counts;
+  assert.equal(counts.processing + counts.succeeded + counts.errored + counts.canceled + counts.expired, 2);
+  const ended = await untilEnded(scripted, batch.id);
+  assert.deepEqual(ended.request_counts, { processing: 0, succeeded: 2, errored: 0, canceled: 0, expired: 0 });
+  assert.ok(ended.ended_at && ended.results_url.endsWith(`/v1/messages/batches/${batch.id}/results`));
+  const results = {};
+  for await (const entry of await scripted.messages.batches.results(batch.id)) results[entry.custom_id] = entry.result;
+  assert.deepEqual(Object.keys(results).sort(), ['first', 'second']);
+  assert.equal(results.first.type, 'succeeded');
+  assert.equal(results.first.message.content[0].text, 'hello from the first request');
+  assert.equal(results.second.message.content[0].text, 'and the second one');
+  assert.equal(results.second.message.usage.service_tier, 'batch');
+  const listed = [];
+  for await (const item of scripted.messages.batches.list()) listed.push(item.id);
+  assert.ok(listed.includes(batch.id), `${batch.id} not in ${listed}`);
+});
+
+test('messages.batches: cancel, then delete once ended', async () => {
+  const scripted = scriptedClient();
+  const texts = ['one', 'two', 'three', 'four', 'five'];
+  const batch = await scripted.messages.batches.create({ requests: texts.map((text) => batchRequest(text, text)) });
+  await assert.rejects(
+    scripted.messages.batches.delete(batch.id),
+    (err) => err instanceof Anthropic.BadRequestError && /cancel it and wait/.test(err.message),
+  );
+  const canceling = await scripted.messages.batches.cancel(batch.id);
+  assert.equal(canceling.processing_status, 'canceling');
+  assert.ok(canceling.cancel_initiated_at);
+  const ended = await untilEnded(scripted, batch.id);
+  const { succeeded, canceled } = ended.request_counts;
+  assert.ok(canceled >= 1, JSON.stringify(ended.request_counts));
+  assert.equal(succeeded + canceled, texts.length);
+  const kinds = {};
+  for await (const entry of await scripted.messages.batches.results(batch.id)) {
+    kinds[entry.result.type] = (kinds[entry.result.type] ?? 0) + 1;
+    if (entry.result.type === 'succeeded') assert.equal(entry.result.message.content[0].text, entry.custom_id);
+  }
+  assert.deepEqual(kinds, succeeded ? { succeeded, canceled } : { canceled });
+  const deleted = await scripted.messages.batches.delete(batch.id);
+  assert.deepEqual({ id: deleted.id, type: deleted.type }, { id: batch.id, type: 'message_batch_deleted' });
+  await assert.rejects(scripted.messages.batches.retrieve(batch.id), (err) => err instanceof Anthropic.NotFoundError);
+});
+
+test('beta.files: upload, list, retrieveMetadata, download, delete', async () => {
+  const scripted = scriptedClient();
+  const bytes = Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 256));
+  const uploaded = await scripted.beta.files.upload({ file: await toFile(bytes, 'blob.bin', { type: 'application/octet-stream' }) });
+  assert.match(uploaded.id, /^file_/);
+  assert.equal(uploaded.type, 'file');
+  assert.equal(uploaded.filename, 'blob.bin');
+  assert.equal(uploaded.mime_type, 'application/octet-stream');
+  assert.equal(uploaded.size_bytes, bytes.length);
+  assert.equal(uploaded.downloadable, true);
+  const listed = [];
+  for await (const file of scripted.beta.files.list()) listed.push(file.id);
+  assert.ok(listed.includes(uploaded.id), `${uploaded.id} not in ${listed}`);
+  assert.deepEqual(await scripted.beta.files.retrieveMetadata(uploaded.id), uploaded);
+  const response = await scripted.beta.files.download(uploaded.id);
+  assert.equal(response.headers.get('content-type'), 'application/octet-stream');
+  assert.deepEqual(Buffer.from(await response.arrayBuffer()), bytes);
+  const deleted = await scripted.beta.files.delete(uploaded.id);
+  assert.deepEqual({ id: deleted.id, type: deleted.type }, { id: uploaded.id, type: 'file_deleted' });
+  await assert.rejects(scripted.beta.files.retrieveMetadata(uploaded.id), (err) => err instanceof Anthropic.NotFoundError);
 });
