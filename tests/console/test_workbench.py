@@ -184,3 +184,11 @@ def test_saved_prompts_belong_to_their_owner(server: LiveServer, console: httpx.
     recorded = json.dumps([e.detail for e in events])
     assert "Paris" not in recorded and "a saved system prompt" not in recorded and "draft" not in recorded
     assert any(e.action == "console.save_prompt" for e in events)
+
+
+def test_deeply_nested_turns_or_tools_are_a_400(console: httpx.Client) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    for field in ("turns", "tools"):
+        answer = console.post("/console/playground/count_tokens", data=_form(console, **{field: deep}))
+        assert answer.status_code == 400, (field, answer.text)
+        assert "deeper than 128" in answer.json()["error"]["message"]

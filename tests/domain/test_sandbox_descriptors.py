@@ -22,7 +22,7 @@ def test_the_servers_descriptors_are_closed_in_the_sandbox(tmp_path: Path) -> No
         sandbox = sandbox_of(Settings(data_dir=tmp_path / "data"))
         root = tmp_path / "container"
         sandbox.prepare(root)
-        # Each open descriptor's target, one per line (find holds a few of its own: directories, never sockets or pipes).
+        # Each open descriptor's target, one per line (find holds a few of its own: directories).
         command = ["/usr/bin/find", "/proc/self/fd", "-mindepth", "1", "-printf", "%f %l\n"]
         result = uvloop.run(sandbox.run(root, command, 0))
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.json_depth import MAX_JSON_DEPTH, TooDeep, check_depth
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
 from wisegate.records.workbench import SavedPrompt
 from wisegate.storage.prompts import PromptRepo
@@ -40,6 +41,10 @@ TS_PARAMS = "Anthropic.MessageCreateParamsNonStreaming"
 
 
 def _json(text: str, label: str) -> Any:
+    try:
+        check_depth(text)
+    except TooDeep:
+        raise InvalidRequest(f"{label}: nests JSON deeper than {MAX_JSON_DEPTH} levels") from None
     try:
         return json.loads(text)
     except ValueError as exc:
