@@ -159,5 +159,13 @@ def csv_of(page: LogPage) -> str:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for entry in page.entries:
-        writer.writerow(entry.row())
+        writer.writerow([inert_cell(cell) for cell in entry.row()])
     return out.getvalue()
+
+
+def inert_cell(cell: object) -> object:
+    """A text cell a spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``, tab, CR) gets a
+    leading ``'`` (OWASP's CSV injection advice); numbers stay numbers."""
+    if isinstance(cell, str) and cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + cell
+    return cell
