@@ -84,3 +84,28 @@ def test_expired_and_archived_state_is_gone(db_url: str) -> None:
             await db.close()
 
     asyncio.run(run())
+
+
+def test_a_retention_lowered_since_applies_to_state_written_before(db_url: str) -> None:
+    async def run() -> None:
+        migrate(db_url)
+        db = Database(db_url)
+        repo = ThreadRepo(db)
+        try:
+            await repo.add(record("msg_old", hours=24 * 7))  # written at NOW under a week's retention
+            await repo.add(record("msg_kept", hours=24 * 7))
+            later = NOW + timedelta(minutes=5)
+            stale = later - timedelta(minutes=15)
+            # The retention is now one minute: state written five minutes ago is gone.
+            lowered = later - timedelta(minutes=1)
+            assert await repo.claim("wrkspc_a", "msg_old", later, stale, written_after=lowered) == "not_found"
+            kept = await repo.claim(
+                "wrkspc_a", "msg_kept", later, stale, written_after=later - timedelta(hours=1)
+            )
+            assert isinstance(kept, ThreadRecord)
+            assert await repo.delete_expired(later, written_before=lowered) == 2
+            assert await repo.count("wrkspc_a") == 0
+        finally:
+            await db.close()
+
+    asyncio.run(run())

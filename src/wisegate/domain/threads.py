@@ -91,7 +91,11 @@ class ThreadService:
             return ThreadTurn(None, _validated(fields), _conversation(fields))
         now = self._clock.now()
         claimed = await self._repo.claim(
-            principal.workspace_id, thread.previous_message_id, now, now - _CLAIM_STALE
+            principal.workspace_id,
+            thread.previous_message_id,
+            now,
+            now - _CLAIM_STALE,
+            written_after=now - self._retention,  # today's retention, also for state written before it
         )
         if claimed == "not_found":
             raise NotFound(
@@ -171,7 +175,8 @@ class ThreadService:
         if time.monotonic() - self._last_sweep < _SWEEP_EVERY:
             return
         self._last_sweep = time.monotonic()
-        removed = await self._repo.delete_expired(self._clock.now())
+        now = self._clock.now()
+        removed = await self._repo.delete_expired(now, written_before=now - self._retention)
         if removed:
             log.info("expired thread state deleted", extra={"threads_deleted": removed})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, true, update
 
 from wisegate.records.threads import ThreadRecord
 from wisegate.storage.db import Database
@@ -44,7 +44,12 @@ class ThreadRepo:
             )
 
     async def claim(
-        self, workspace_id: str, message_id: str, now: datetime, stale_before: datetime
+        self,
+        workspace_id: str,
+        message_id: str,
+        now: datetime,
+        stale_before: datetime,
+        written_after: datetime | None = None,
     ) -> ThreadRecord | Refusal:
         """Claim the response ``message_id`` for one continuation, or say why it cannot be.
 
@@ -57,6 +62,7 @@ class ThreadRepo:
                     MessageThreadRow.id == message_id,
                     MessageThreadRow.workspace_id == workspace_id,
                     MessageThreadRow.expires_at > now,
+                    true() if written_after is None else MessageThreadRow.created_at > written_after,
                     MessageThreadRow.state.is_not(None),
                     or_(
                         MessageThreadRow.continued.is_(None),
@@ -71,6 +77,7 @@ class ThreadRepo:
                 row is None
                 or row.workspace_id != workspace_id
                 or row.expires_at.replace(tzinfo=now.tzinfo) <= now
+                or (written_after is not None and row.created_at.replace(tzinfo=now.tzinfo) <= written_after)
             ):
                 return "not_found"
             if getattr(claimed, "rowcount", 0) != 1 or row.state is None:
@@ -101,9 +108,14 @@ class ThreadRepo:
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    async def delete_expired(self, now: datetime) -> int:
+    async def delete_expired(self, now: datetime, written_before: datetime | None = None) -> int:
+        """Delete state past its ``expires_at``, or written before ``written_before`` (a retention
+        lowered since it was written applies to it too)."""
+        expired = MessageThreadRow.expires_at <= now
+        if written_before is not None:
+            expired = or_(expired, MessageThreadRow.created_at <= written_before)
         async with self._db.write() as session:
-            result = await session.execute(delete(MessageThreadRow).where(MessageThreadRow.expires_at <= now))
+            result = await session.execute(delete(MessageThreadRow).where(expired))
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def count(self, workspace_id: str) -> int:
