@@ -25,6 +25,11 @@ def one_round(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     yield from serve(settings)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect (issue #18 open): the forced bash_code_execution call on the embedded model "
+    "reaches the loop with an empty input ({}), not the grammar-constrained command",
+)
 def test_forced_code_execution_on_the_embedded_model(one_round: LiveServer) -> None:
     if shutil.which("bwrap") is None:
         pytest.fail("bubblewrap is not installed: scripts/test installs it")
