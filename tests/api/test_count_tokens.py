@@ -7,7 +7,8 @@ for every request below.
 
 from __future__ import annotations
 
-import threading
+import os
+import signal
 from typing import Any
 
 import anthropic
@@ -220,19 +221,18 @@ def test_count_tokens_errors(scripted_server: LiveServer) -> None:
 
 
 def test_counting_never_waits_for_the_generation_thread(embedded_server: LiveServer) -> None:
-    """With the model's only generation thread held busy, counting still answers."""
+    """With the model runner (where generation happens) stopped, counting still answers."""
     backend = embedded_server.backend
-    release = threading.Event()
-    busy = backend._executor.submit(release.wait, 60)
+    state = embedded_server.run(backend.runner_status())
+    assert state is not None and state["state"] == "up"
+    os.kill(state["pid"], signal.SIGSTOP)
     try:
         counted = embedded_server.client(timeout=30).messages.count_tokens(
             model=EMBEDDED_MODEL, messages=[{"role": "user", "content": "Hello " * 2000}]
         )
         assert counted.input_tokens > 2000
-        assert not busy.done()
     finally:
-        release.set()
-        busy.result(10)
+        os.kill(state["pid"], signal.SIGCONT)
 
 
 def test_counting_is_not_billed(scripted_server: LiveServer) -> None:
