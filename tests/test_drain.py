@@ -34,11 +34,11 @@ def _server(tmp_path: Path, **extra: object) -> tuple[ServerProcess, str]:
     return ServerProcess(env, key, tmp_path / "server.log"), key
 
 
-async def _streams(
-    server: ServerProcess, key: str, words: int, started: asyncio.Event
+async def open_streams(
+    base_url: str, key: str, words: int, started: asyncio.Event
 ) -> list[tuple[str, list[str]]]:
     """``STREAMS`` streams at once; ``started`` is set when every one has its first text delta."""
-    client = anthropic.AsyncAnthropic(base_url=server.base_url, api_key=key, max_retries=0)
+    client = anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
     text = " ".join(f"w{i}" for i in range(words))
     begun = 0
 
@@ -86,7 +86,10 @@ def test_sigterm_lets_20_streams_finish_settles_them_and_exits_0(tmp_path: Path)
 
     async def run() -> tuple[list[tuple[str, list[str]]], int, bool]:
         started = asyncio.Event()
-        streams = asyncio.create_task(_streams(server, key, 120, started))  # 120 words: ~6 s each
+        # 120 words: ~6 s each
+        streams = asyncio.create_task(
+            open_streams(server.base_url, key, 120, started)
+        )  # 120 words: ~6 s each
         await asyncio.wait_for(started.wait(), 60)
         server.proc.send_signal(signal.SIGTERM)
         async with httpx.AsyncClient(base_url=server.base_url) as probe:
@@ -117,7 +120,7 @@ def test_a_second_sigterm_cuts_the_streams_off_with_an_error_event_and_settles_t
 
     async def run() -> tuple[list[tuple[str, list[str]]], float]:
         started = asyncio.Event()
-        streams = asyncio.create_task(_streams(server, key, 1000, started))  # ~50 s each
+        streams = asyncio.create_task(open_streams(server.base_url, key, 1000, started))  # ~50 s each
         await asyncio.wait_for(started.wait(), 60)
         server.proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(1.0)
@@ -146,7 +149,7 @@ def test_the_drain_deadline_cuts_off_what_is_still_running(tmp_path: Path) -> No
 
     async def run() -> list[tuple[str, list[str]]]:
         started = asyncio.Event()
-        streams = asyncio.create_task(_streams(server, key, 1000, started))
+        streams = asyncio.create_task(open_streams(server.base_url, key, 1000, started))
         await asyncio.wait_for(started.wait(), 60)
         server.proc.send_signal(signal.SIGTERM)
         return await asyncio.wait_for(streams, 30)

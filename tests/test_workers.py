@@ -29,6 +29,7 @@ from sqlalchemy import text
 from tests.api.test_health import samples, value
 from tests.conftest import SCRIPTED_MODEL, make_key, postgres_database, settings_for
 from tests.processes import ServerProcess, api_workers, connections, scripted_env
+from tests.test_drain import STREAMS, open_streams
 from wisegate.storage.db import Database, migrate
 
 T = TypeVar("T")
@@ -200,39 +201,6 @@ def test_two_workers_share_the_port_and_read_as_one_server(tmp_path: Path, datab
     assert sum(1 for rid in rows if rid.startswith("msgbatch_")) == 40 and max(rows.values()) == 1
 
 
-STREAMS = 20
-
-
-async def _streams(base_url: str, key: str, words: int, opened: asyncio.Event) -> list[tuple[str, list[str]]]:
-    """``STREAMS`` streams at once; ``opened`` is set when every one has its first text delta."""
-    client = anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
-    prompt = " ".join(f"w{i}" for i in range(words))
-    begun = 0
-
-    async def one() -> tuple[str, list[str]]:
-        nonlocal begun
-        kinds: list[str] = []
-        async with client.messages.with_streaming_response.create(
-            model=SCRIPTED_MODEL,
-            max_tokens=words + 10,
-            stream=True,
-            messages=[{"role": "user", "content": prompt}],
-        ) as response:
-            async for line in response.iter_lines():
-                if line.startswith("event: "):
-                    kinds.append(line[7:])
-                    if kinds.count("content_block_delta") == 1:
-                        begun += 1
-                        if begun == STREAMS:
-                            opened.set()
-            return response.headers["request-id"], kinds
-
-    try:
-        return await asyncio.gather(*(one() for _ in range(STREAMS)))
-    finally:
-        await client.close()
-
-
 def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     database_url = settings_for(tmp_path).resolved_database_url
     server, key = _start(tmp_path, database_url, token_delay=0.05, drain_grace_seconds=2.0)
@@ -240,7 +208,7 @@ def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     async def run() -> tuple[list[tuple[str, list[str]]], list[int], int, bool]:
         workers = _until(lambda: len(_workers(server)) == 2 and _workers(server), 60, "two workers")
         opened = asyncio.Event()
-        streams = asyncio.create_task(_streams(server.base_url, key, 80, opened))  # 80 words: ~4 s each
+        streams = asyncio.create_task(open_streams(server.base_url, key, 80, opened))  # 80 words: ~4 s each
         await asyncio.wait_for(opened.wait(), 60)
         held = [connections(pid, server.port) for pid in workers]
         server.proc.send_signal(signal.SIGTERM)
