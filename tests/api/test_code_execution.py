@@ -15,6 +15,18 @@ from tests.api.code_execution_support import BETAS, TOOL, bash, call, result_of,
 from tests.api.files_support import bundle, other_workspace_client
 from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, postgres_database, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
+from wisegate.protocol.events import (
+    ContentBlockDelta,
+    ContentBlockStart,
+    ContentBlockStop,
+    InputJsonDelta,
+    MessageDelta,
+    MessageDeltaBody,
+    MessageDeltaUsage,
+    MessageStart,
+    MessageStop,
+)
+from wisegate.protocol.messages import Message, ToolUseBlock, Usage, new_id
 
 pytestmark = pytest.mark.usefixtures("bwrap")
 
@@ -170,6 +182,57 @@ def test_pause_turn_and_continuing_the_turn(live: LiveServer) -> None:
     )
     assert second.stop_reason == "end_turn"
     assert [result_of(second, i).stdout for i in range(2)] == ["4\n", "5\n"]
+
+
+def test_max_tokens_bounds_the_output_of_all_rounds(live: LiveServer) -> None:
+    client = live.client()
+    # A scripted call costs one output token: two rounds spend the budget of 2, the third never starts.
+    steps = "\n".join(call("bash_code_execution", command=f"echo {i}") for i in range(3))
+    message = run(client, steps, max_tokens=2)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 2
+    assert [result_of(message, i).stdout for i in range(2)] == ["0\n", "1\n"]
+    assert len(message.content) == 4
+    # The answer after the call gets what the call left: 3 of 4 tokens (words, on this backend).
+    message = run(client, call("bash_code_execution", command="echo one two three four five"), max_tokens=4)
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 4
+    assert live.backend.calls[-1].max_tokens == 3
+    assert message.content[-1].text == "exit code 0\nstdout:\none"
+
+
+def test_a_call_cut_off_by_max_tokens_is_not_run(live: LiveServer) -> None:
+    cut = '{"command": "touch /mnt/user-data/outputs/cut.txt'
+    live.backend.enqueue(
+        events=[
+            MessageStart(
+                message=Message(id=new_id("msg"), model=SCRIPTED_MODEL, usage=Usage(input_tokens=5))
+            ),
+            ContentBlockStart(
+                index=0, content_block=ToolUseBlock(id=new_id("toolu"), name="bash_code_execution", input={})
+            ),
+            ContentBlockDelta(index=0, delta=InputJsonDelta(partial_json=cut)),
+            ContentBlockStop(index=0),
+            MessageDelta(
+                delta=MessageDeltaBody(stop_reason="max_tokens"), usage=MessageDeltaUsage(output_tokens=8)
+            ),
+            MessageStop(),
+        ]
+    )
+    client = live.client()
+    with client.beta.messages.stream(
+        model=SCRIPTED_MODEL,
+        max_tokens=8,
+        tools=[TOOL],
+        betas=BETAS,
+        messages=[{"role": "user", "content": "make a file"}],
+    ) as stream:
+        events = list(stream)
+        message = stream.get_final_message()
+    deltas = [e.delta.partial_json for e in events if e.type == "content_block_delta" and e.index == 0]
+    assert message.stop_reason == "max_tokens" and message.usage.output_tokens == 8
+    assert [b.type for b in message.content] == ["server_tool_use"]  # returned as generated, not run
+    assert "".join(deltas) == cut  # the input as far as it was generated
+    listing = bash(client, "ls /mnt/user-data/outputs", container=message.container.id)
+    assert result_of(listing).stdout == ""
 
 
 def test_streaming_carries_the_same_blocks(live: LiveServer) -> None:

@@ -6,7 +6,11 @@ blocks as ``tool_use``/``tool_result`` turns. Its calls of those tools reach the
 ``server_tool_use`` blocks, each followed by its result block; then the backend is asked again with
 the results, until it answers without calling them (its ``stop_reason``), calls a client tool
 (``tool_use``), or ``max_rounds`` rounds ran (``pause_turn``: the client sends the turn back to go
-on). One ``message_start``, one ``message_delta`` with the usage of all rounds, one ``message_stop``.
+on). The request's ``max_tokens`` bounds the output of all rounds together: each round may use what
+the earlier ones left, and the turn ends with ``max_tokens`` once it is spent. Calls run only when
+their round ended with ``tool_use``; a round cut short (``max_tokens``, a stop sequence …) may hold a
+call whose input is incomplete, which is returned as generated and never run. One
+``message_start``, one ``message_delta`` with the usage of all rounds, one ``message_stop``.
 """
 
 from __future__ import annotations
@@ -177,6 +181,7 @@ class Run:
         self, backend: Backend, request: MessagesRequest, route: ModelRoute, usage: Usage
     ) -> AsyncGenerator[StreamEvent]:
         """The merged stream of every round (see the module docstring)."""
+        budget = request.max_tokens
         offset = 0
         rounds = calls = 0
         stop: str | None = None
@@ -186,6 +191,8 @@ class Run:
                 round_usage = Usage()
                 blocks: dict[int, Any] = {}
                 partial: dict[int, str] = {}
+                stop = None
+                request = request.model_copy(update={"max_tokens": budget - usage.output_tokens})
                 admission = None
                 if rounds and self.rounds is not None:
                     admission = await self.rounds[0](request, rounds + 1)
@@ -220,6 +227,8 @@ class Run:
                     blocks[index].input = _parse(text)
                 content = [blocks[i] for i in sorted(blocks)]
                 offset += len(content)
+                if stop != "tool_use":
+                    break
                 server = [b for b in content if isinstance(b, ServerToolUseBlock)]
                 results = []
                 for call in server:
@@ -239,6 +248,9 @@ class Run:
                 if not server or any(isinstance(b, ToolUseBlock) for b in content):
                     break
                 rounds += 1
+                if usage.output_tokens >= budget:
+                    stop = "max_tokens"
+                    break
                 if rounds >= self.max_rounds:
                     stop = "pause_turn"
                     break
