@@ -7,9 +7,9 @@ blocks as ``tool_use``/``tool_result`` turns. Its calls of those tools reach the
 the results, until it answers without calling them (its ``stop_reason``), calls a client tool
 (``tool_use``), or ``max_rounds`` rounds ran (``pause_turn``: the client sends the turn back to go
 on). The request's ``max_tokens`` bounds the output of all rounds together: each round may use what
-the earlier ones left, and the turn ends with ``max_tokens`` once it is spent. Calls run only when
-their round ended with ``tool_use``; a round cut short (``max_tokens``, a stop sequence …) may hold a
-call whose input is incomplete, which is returned as generated and never run. One
+the earlier ones left, and the turn ends with ``max_tokens`` once it is spent. A round cut off by a
+limit (``max_tokens``, ``model_context_window_exceeded``) may hold a call whose input is unfinished:
+its calls are returned as generated and not run, and the turn ends with that reason. One
 ``message_start``, one ``message_delta`` with the usage of all rounds, one ``message_stop``.
 """
 
@@ -66,6 +66,9 @@ from wisegate.protocol.messages import (
     Usage,
     new_id,
 )
+
+# Stop reasons of a round that ended mid-generation: a call in it may be unfinished.
+_CUT_OFF = frozenset({"max_tokens", "model_context_window_exceeded"})
 
 LoadSkills = Callable[[Principal, Any], Awaitable[Sequence[LoadedSkill]]]
 AdmitRound = Callable[[MessagesRequest, int], Awaitable[Any]]
@@ -227,7 +230,7 @@ class Run:
                     blocks[index].input = _parse(text)
                 content = [blocks[i] for i in sorted(blocks)]
                 offset += len(content)
-                if stop != "tool_use":
+                if stop in _CUT_OFF:
                     break
                 server = [b for b in content if isinstance(b, ServerToolUseBlock)]
                 results = []
