@@ -228,7 +228,9 @@ def test_sigterm_drains_every_worker_and_exits_0(tmp_path: Path) -> None:
     finally:
         server.stop()
     log = (tmp_path / "server.log").read_text()
-    assert sum(held) == STREAMS and all(held), held  # both workers had streams in flight
+    # Every stream was held by a worker. How a burst spreads over the workers is the kernel's choice (one
+    # worker's accept loop may take all of it on a loaded machine), so that is not asserted here.
+    assert sum(held) == STREAMS, held
     assert ready == 503 and refused
     assert [kinds[-1] for _, kinds in results] == ["message_stop"] * STREAMS
     assert all(kinds.count("content_block_delta") == 80 for _, kinds in results)
