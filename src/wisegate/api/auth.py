@@ -6,6 +6,7 @@ from starlette.requests import Request
 
 from wisegate.domain.keys import KeyService, Principal
 from wisegate.errors import AuthenticationFailed, InvalidRequest
+from wisegate.protocol.bounds import echo
 
 # 2026-10-21 is what the anthropic 2.10 SDKs send; 2023-06-01 is what older clients and the docs send.
 VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})
@@ -26,7 +27,7 @@ def check_version(request: Request) -> None:
     """``anthropic-version`` is optional (absent means 2023-06-01); an unknown value is a 400."""
     version = request.headers.get("anthropic-version")
     if version is not None and version not in VERSIONS:
-        raise InvalidRequest(f'anthropic-version: "{version}" is not a valid version')
+        raise InvalidRequest(f'anthropic-version: "{echo(version)}" is not a valid version')
 
 
 async def authenticate(request: Request, keys: KeyService, *, kind: str = "api") -> Principal:
@@ -36,7 +37,7 @@ async def authenticate(request: Request, keys: KeyService, *, kind: str = "api")
     principal = await keys.authenticate(presented_key(request), kind="any" if kind == "api" else kind)
     if kind == "api" and principal.key.kind != "api":
         raise AuthenticationFailed(
-            f"This is an Admin API key (sk-wg-admin01-…); {request.url.path} needs an API key "
+            f"This is an Admin API key (sk-wg-admin01-…); {echo(request.url.path)} needs an API key "
             "(sk-wg-api01-…). Create one with: wisegate keys create --name NAME"
         )
     request.state.organization_id = principal.organization_id  # read by api/context.py for the header

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from wisegate.api.body import too_deep
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 from wisegate.protocol.batches import BatchRequestEnvelope
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.json_depth import DepthGuard, TooDeep
 from wisegate.protocol.numbers import ascii_integer
 
@@ -137,14 +138,14 @@ def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int
     if index >= max_requests:
         raise InvalidRequest(f"requests: a batch may contain at most {max_requests} requests")
     custom_id = item.get("custom_id") if isinstance(item, dict) else None
-    named = f"requests.{index}" + (f" (custom_id {custom_id!r})" if isinstance(custom_id, str) else "")
+    named = f"requests.{index}" + (f" (custom_id {echo(custom_id)!r})" if isinstance(custom_id, str) else "")
     try:
         envelope = BatchRequestEnvelope.model_validate(item)
     except ValidationError as exc:
         raise InvalidRequest(f"{named}: {from_validation_error(exc).message}") from None
     if envelope.custom_id in seen:
         raise InvalidRequest(
-            f"{named}: custom_id {envelope.custom_id!r} is used by more than one request; "
+            f"{named}: custom_id {echo(envelope.custom_id)!r} is used by more than one request; "
             "each custom_id must be unique within the batch"
         )
     seen.add(envelope.custom_id)

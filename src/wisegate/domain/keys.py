@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from wisegate.domain.storable import storable
 from wisegate.errors import AuthenticationFailed, NotFound
-from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH
+from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.tenancy import ApiKey, Organization, Workspace
 from wisegate.storage.repos import TenancyRepo
@@ -75,7 +75,7 @@ class KeyService:
     async def default_workspace(self, organization_id: str) -> Workspace:
         workspaces = await self._repo.list_workspaces(organization_id)
         if not workspaces:
-            raise NotFound(f"organization {organization_id} has no workspace")
+            raise NotFound(f"organization {echo(organization_id)} has no workspace")
         return workspaces[0]
 
     async def create_key(
@@ -91,7 +91,7 @@ class KeyService:
         storable("name", name, KEY_NAME_LENGTH)
         workspace = await self._repo.get_workspace(workspace_id)
         if workspace is None or workspace.archived_at is not None:
-            raise NotFound(f"workspace {workspace_id} not found")
+            raise NotFound(f"workspace {echo(workspace_id)} not found")
         secret = (ADMIN_KEY_PREFIX if admin else API_KEY_PREFIX) + secrets.token_urlsafe(32)
         key = ApiKey(
             id=new_id("apikey"),
@@ -111,7 +111,7 @@ class KeyService:
     async def set_status(self, key_id: str, status: str) -> ApiKey:
         key = await self._repo.set_key_status(key_id, status)
         if key is None:
-            raise NotFound(f"api key {key_id} not found")
+            raise NotFound(f"api key {echo(key_id)} not found")
         self._cache.clear()
         return key
 
@@ -121,7 +121,7 @@ class KeyService:
             storable("name", name, KEY_NAME_LENGTH)
         key = await self._repo.update_key(key_id, name=name, status=status)
         if key is None:
-            raise NotFound(f"api key {key_id} not found")
+            raise NotFound(f"api key {echo(key_id)} not found")
         self._cache.clear()
         return key
 

@@ -26,7 +26,7 @@ from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
 from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
-from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH
+from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.files import Position, SkillRecord, SkillVersionRecord
 from wisegate.storage.files import NameTaken, SkillRepo
@@ -245,7 +245,7 @@ class SkillService:
     async def get(self, principal: Principal, skill_id: str) -> SkillRecord:
         skill = await self._repo.get(principal.workspace_id, skill_id)
         if skill is None:
-            raise NotFound(f"Skill not found: {skill_id}")
+            raise NotFound(f"Skill not found: {echo(skill_id)}")
         return skill
 
     async def page(
@@ -263,7 +263,7 @@ class SkillService:
     async def delete(self, principal: Principal, skill_id: str) -> None:
         deleted = await self._repo.delete(principal.workspace_id, skill_id)
         if deleted is None:
-            raise NotFound(f"Skill not found: {skill_id}")
+            raise NotFound(f"Skill not found: {echo(skill_id)}")
         if not deleted:
             raise InvalidRequest(
                 f"Cannot delete skill {skill_id}: it still has versions. Delete all of its versions first."
@@ -274,7 +274,7 @@ class SkillService:
         wanted = skill.latest_version if version == "latest" else version
         record = await self._repo.version(skill.id, wanted) if wanted else None
         if record is None:
-            raise NotFound(f"Skill version not found: {skill_id} version {version}")
+            raise NotFound(f"Skill version not found: {echo(skill_id)} version {echo(version)}")
         return record
 
     async def versions(
@@ -290,7 +290,7 @@ class SkillService:
         skill = await self.get(principal, skill_id)
         record = await self._repo.delete_version(skill.id, version)
         if record is None:
-            raise NotFound(f"Skill version not found: {skill_id} version {version}")
+            raise NotFound(f"Skill version not found: {echo(skill_id)} version {echo(version)}")
         await self._blobs.delete(record.blob_key)
         return record
 

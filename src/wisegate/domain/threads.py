@@ -34,6 +34,7 @@ from wisegate.domain.clock import Clock
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService, MessageStream, accumulate
 from wisegate.errors import Conflict, InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.events import MessageStop, StreamEvent
 from wisegate.protocol.messages import Message, MessagesRequest, ThreadContinue
 from wisegate.records.threads import ThreadRecord
@@ -99,20 +100,20 @@ class ThreadService:
         )
         if claimed == "not_found":
             raise NotFound(
-                f"thread.previous_message_id: no thread state for '{thread.previous_message_id}'; replay "
-                'the full conversation with thread: {"type": "create"}',
+                f"thread.previous_message_id: no thread state for '{echo(thread.previous_message_id)}'; "
+                'replay the full conversation with thread: {"type": "create"}',
                 details={"error_code": "thread_not_found"},
             )
         if claimed == "already_continued":
             raise Conflict(
-                f"thread.previous_message_id: '{thread.previous_message_id}' has already been continued; "
-                "continue from the thread's most recent response id",
+                f"thread.previous_message_id: '{echo(thread.previous_message_id)}' has already been "
+                "continued; continue from the thread's most recent response id",
                 details={"error_code": "thread_already_continued"},
             )
         if claimed == "in_flight":
             raise Conflict(
                 f"thread.previous_message_id: another request is continuing from "
-                f"'{thread.previous_message_id}'; wait for it and continue from its response id",
+                f"'{echo(thread.previous_message_id)}'; wait for it and continue from its response id",
                 details={"error_code": "thread_continue_in_flight"},
             )
         try:

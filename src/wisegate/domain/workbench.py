@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.json_depth import MAX_JSON_DEPTH, TooDeep, check_depth
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
 from wisegate.records.workbench import SavedPrompt
@@ -58,7 +59,7 @@ def _number(state: Mapping[str, str], name: str, kind: type[int] | type[float]) 
     try:
         return kind(raw)
     except ValueError:
-        raise InvalidRequest(f"{name}: '{raw}' is not a number") from None
+        raise InvalidRequest(f"{name}: '{echo(raw)}' is not a number") from None
 
 
 def request_body(state: Mapping[str, str]) -> dict[str, Any]:
@@ -185,7 +186,7 @@ class WorkbenchService:
             or found.owner_id != owner.owner_id
             or found.organization_id != owner.organization_id
         ):
-            raise NotFound(f"saved prompt {prompt_id} not found")
+            raise NotFound(f"saved prompt {echo(prompt_id)} not found")
         return found
 
     async def save(self, owner: PromptOwner, name: str, state: Mapping[str, str]) -> SavedPrompt:

@@ -38,6 +38,16 @@ MAX_BALANCE_PICO = MAX_BALANCE_USD * PICO_PER_USD
 
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
 
+ECHO_LENGTH = ID_LENGTH  # every id we issue is echoed whole; nothing longer can name anything
+
+
+def echo(value: object) -> str:
+    """``value`` as an error message repeats it (an id, a model, a path a client sent): whole up to
+    ``ECHO_LENGTH`` characters, else its first ``ECHO_LENGTH`` and an ellipsis, so that a 100 KB id is
+    not sent back (and logged) whole."""
+    text = str(value)
+    return text if len(text) <= ECHO_LENGTH else text[:ECHO_LENGTH] + "…"
+
 
 def text_problem(value: str, max_length: int) -> str | None:
     """What keeps ``value`` out of a column of ``max_length`` characters, or ``None`` if it fits."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from wisegate.protocol.bounds import IdText, ModelName
+from wisegate.protocol.bounds import IdText, ModelName, echo
 from wisegate.protocol.code_execution import (
     CodeExecutionResultBlock,
     ContainerUploadBlock,
@@ -396,7 +396,7 @@ class _Conversation(_Strict):
                 f"tool_choice: tool_choice.type '{choice.type}' may only be specified while providing tools"
             )
         if isinstance(choice, ToolChoiceTool) and choice.name not in names:
-            raise ValueError(f"tool_choice: Tool '{choice.name}' not found in provided tools")
+            raise ValueError(f"tool_choice: Tool '{echo(choice.name)}' not found in provided tools")
         if not continued:
             _check_tool_results(self.messages)
         if self.billing_policy is not None and self.billing_policy.bill_to == "user_profile":
