@@ -193,7 +193,7 @@ class AccountService:
         for throttle in await self._repo.throttles(subjects):
             if throttle.blocked_until is not None and throttle.blocked_until > now:
                 wait = max(1, int((throttle.blocked_until - now).total_seconds() + 0.999))
-                raise RateLimited(f"Too many failed sign-ins. Try again in {wait} seconds.")
+                raise RateLimited(f"Too many failed sign-ins. Try again in {wait} seconds.", retry_after=wait)
 
     async def _failed(self, organization_id: str, email: str, client: Client, reason: str) -> None:
         now = self._clock.now()
