@@ -32,9 +32,11 @@ def query_int(request: Request, name: str, default: int | None, low: int, high: 
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    value = ascii_integer(raw)
+    value = ascii_integer(raw.removeprefix("-"))
     if value is None:
         raise InvalidRequest(f"{name}: Input should be a valid integer, got '{echo(raw)}'")
+    if raw.startswith("-"):
+        value = -value
     if not low <= value <= high:
         raise InvalidRequest(f"{name}: Input should be between {low} and {high}, got {value}")
     return value
