@@ -145,6 +145,27 @@ def _user_blocks(content: str | list[Any] | None) -> list[dict[str, Any]]:
     return blocks
 
 
+def _check_nonempty(content: str | list[Any] | None, index: int) -> None:
+    """A user message has content, and none of its text parts is empty (in OpenAI's words)."""
+    where = f"messages[{index}].content"
+    if content == "":
+        raise InvalidRequest(
+            f"Invalid '{where}': string too short. Expected a string with minimum length 1, but got an "
+            "empty string instead."
+        )
+    if content == []:
+        raise InvalidRequest(
+            f"Invalid '{where}': empty array. Expected an array with minimum length 1, but got an empty "
+            "array instead."
+        )
+    for position, part in enumerate(content if isinstance(content, list) else ()):
+        if isinstance(part, TextPart) and not part.text:
+            raise InvalidRequest(
+                f"Invalid '{where}[{position}].text': string too short. Expected a string with minimum "
+                "length 1, but got an empty string instead."
+            )
+
+
 def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     text = _text(message.content)
@@ -189,6 +210,7 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
         elif message.role == "assistant":
             role, blocks = "assistant", _assistant_blocks(message, index)
         else:
+            _check_nonempty(message.content, index)
             role, blocks = "user", _user_blocks(message.content)
         if not blocks:
             continue
