@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import AuthenticationFailed, NotFound
 from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
@@ -61,7 +61,7 @@ class KeyService:
         return org
 
     async def create_workspace(self, organization_id: str, name: str) -> Workspace:
-        storable("name", name, NAME_LENGTH)
+        storable_name("name", name, NAME_LENGTH)
         workspace = Workspace(
             id=new_id("wrkspc"),
             organization_id=organization_id,
@@ -88,7 +88,7 @@ class KeyService:
         service_account_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret; the secret is returned once and only its hash is stored."""
-        storable("name", name, KEY_NAME_LENGTH)
+        storable_name("name", name, KEY_NAME_LENGTH)
         workspace = await self._repo.get_workspace(workspace_id)
         if workspace is None or workspace.archived_at is not None:
             raise NotFound(f"workspace {echo(workspace_id)} not found")
@@ -118,7 +118,7 @@ class KeyService:
     async def update(self, key_id: str, *, name: str | None = None, status: str | None = None) -> ApiKey:
         """Rename a key and/or change its status; cached verifications are dropped at once."""
         if name is not None:
-            storable("name", name, KEY_NAME_LENGTH)
+            storable_name("name", name, KEY_NAME_LENGTH)
         key = await self._repo.update_key(key_id, name=name, status=status)
         if key is None:
             raise NotFound(f"api key {echo(key_id)} not found")

@@ -47,6 +47,7 @@ from wisegate.protocol.openai import (
     ToolCallDelta,
     ToolCallDeltaFunction,
 )
+from wisegate.protocol.surrogates import problem, surrogate_path
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -182,6 +183,8 @@ def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
             raise InvalidRequest(f"{where}: not valid JSON") from None
         if not isinstance(arguments, dict):
             raise InvalidRequest(f"{where}: must be a JSON object")
+        if (lone := surrogate_path(arguments)) is not None:
+            raise InvalidRequest(f"{where}: {problem(lone[1], 'it')}")
         blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
     return blocks
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from wisegate.domain.roles import WORKSPACE_ROLES
 from wisegate.domain.scope import Scope
 from wisegate.domain.secret import ConsoleSecret, digest
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
@@ -38,7 +38,7 @@ def _now() -> datetime:
 
 
 def normalize_email(email: str) -> str:
-    email = storable("email", email.strip().lower(), EMAIL_LENGTH)
+    email = storable_name("email", email.strip().lower(), EMAIL_LENGTH)
     if not _EMAIL.match(email):
         raise InvalidRequest(f"email: '{email}' is not a valid email address")
     return email
@@ -239,7 +239,7 @@ class PeopleService:
             raise InvalidRequest(f"invite {invite_id} is {invite.status}, not pending")
         if not name.strip():
             raise InvalidRequest("name: must not be empty")
-        storable("name", name.strip(), NAME_LENGTH)
+        storable_name("name", name.strip(), NAME_LENGTH)
         user = User(new_id("user"), scope.organization_id, invite.email, name.strip(), invite.role, _now())
         accepted = await self._directory.accept_invite(invite_id, user)
         if accepted is None:

@@ -14,9 +14,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from wisegate.domain.scope import Scope
+from wisegate.domain.storable import storable_name
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.bounds import echo
+from wisegate.protocol.bounds import ID_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.principals import ServiceAccount, ServiceAccountMember
 from wisegate.records.tenancy import ApiKey
@@ -40,6 +41,7 @@ class ServiceAccountService:
         actor_id: str | None,
     ) -> ServiceAccount:
         scope.require_admin()
+        storable_name("name", name, ID_LENGTH)
         if await self._repo.by_name(scope.organization_id, name) is not None:
             raise InvalidRequest(f"name: a service account named '{echo(name)}' already exists")
         now = datetime.now(UTC)

@@ -24,7 +24,7 @@ import yaml
 
 from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable, storable_name
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
 from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH, echo
 from wisegate.protocol.messages import new_id
@@ -80,7 +80,9 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
             + ", ".join(sorted(directories))
             + ")"
         )
-    directory = storable("files: the top-level directory name", directories.pop(), SKILL_DIRECTORY_LENGTH)
+    directory = storable_name(
+        "files: the top-level directory name", directories.pop(), SKILL_DIRECTORY_LENGTH
+    )
     paths = [f.path for f in files]
     if len(paths) != len(set(paths)):
         raise InvalidRequest("files: the same path appears more than once")
@@ -196,7 +198,7 @@ class SkillService:
         title = (display_name or "").strip() or bundle.name
         if len(title) > 255 or "\n" in title:
             raise InvalidRequest("display_name: must be a single line of at most 255 characters")
-        storable("display_name", title, NAME_LENGTH)
+        storable_name("display_name", title, NAME_LENGTH)
         now = datetime.now(UTC)
         skill = SkillRecord(
             id=new_id("skill"),

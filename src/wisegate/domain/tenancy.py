@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import KeyService
 from wisegate.domain.scope import Scope
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.bounds import NAME_LENGTH, echo
 from wisegate.records.directory import WorkspaceMember, WorkspaceSettings
@@ -151,7 +151,7 @@ class TenancyService:
             allowed = self._check_models(allowed_models)
         workspace = view.workspace
         if name is not None:
-            storable("name", name, NAME_LENGTH)
+            storable_name("name", name, NAME_LENGTH)
             updated = await self._repo.update_workspace(workspace_id, name=name)
             assert updated is not None
             workspace = updated

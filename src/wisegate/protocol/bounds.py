@@ -9,6 +9,7 @@ routing (``api/urls.py``).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -37,6 +38,10 @@ MAX_AMOUNT_PICO = MAX_AMOUNT_USD * PICO_PER_USD
 MAX_BALANCE_PICO = MAX_BALANCE_USD * PICO_PER_USD
 
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
+SURROGATE_MESSAGE = "must not contain lone UTF-16 surrogates (\\ud800-\\udfff): they encode no character"
+CONTROL_MESSAGE = "must not contain control characters (\\u0000-\\u001f, \\u007f)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 ECHO_LENGTH = ID_LENGTH  # every id we issue is echoed whole; nothing longer can name anything
 
@@ -50,25 +55,46 @@ def echo(value: object) -> str:
 
 
 def text_problem(value: str, max_length: int) -> str | None:
-    """What keeps ``value`` out of a column of ``max_length`` characters, or ``None`` if it fits."""
+    """What keeps ``value`` out of a column of ``max_length`` characters, or ``None`` if it fits: a NUL
+    (PostgreSQL refuses it), a lone UTF-16 surrogate (no database can encode it), its length."""
     if "\x00" in value:
         return NUL_MESSAGE
+    if _SURROGATE.search(value):
+        return SURROGATE_MESSAGE
     if len(value) > max_length:
         return f"must be at most {max_length} characters long, got {len(value)}"
     return None
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError(NUL_MESSAGE)
+def name_problem(value: str, max_length: int) -> str | None:
+    """``text_problem``, and control characters: a name is shown to people (pages, CSV, logs, the
+    Admin API), where a control character hides or forges what follows it."""
+    problem = text_problem(value, max_length)
+    if problem is None and _CONTROL.search(value):
+        return CONTROL_MESSAGE
+    return problem
+
+
+def _text(value: str) -> str:
+    if (problem := text_problem(value, len(value))) is not None:
+        raise ValueError(problem)
     return value
 
 
-_NoNul = AfterValidator(_no_nul)
+def _name(value: str) -> str:
+    if (problem := name_problem(value, len(value))) is not None:
+        raise ValueError(problem)
+    return value
 
-# Strings of the wire that are stored: their column's length at most, no NUL.
-ModelName = Annotated[str, StringConstraints(max_length=MODEL_LENGTH), _NoNul]
-KeyName = Annotated[str, StringConstraints(min_length=1, max_length=KEY_NAME_LENGTH), _NoNul]
-Email = Annotated[str, StringConstraints(max_length=EMAIL_LENGTH), _NoNul]
-WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=WORKSPACE_NAME_LENGTH), _NoNul]
-IdText = Annotated[str, StringConstraints(max_length=ID_LENGTH), _NoNul]
+
+_Text = AfterValidator(_text)
+_Name = AfterValidator(_name)
+
+# Strings of the wire that are stored: their column's length at most, no NUL nor lone surrogate; names
+# no control character either.
+ModelName = Annotated[str, StringConstraints(max_length=MODEL_LENGTH), _Text]
+KeyName = Annotated[str, StringConstraints(min_length=1, max_length=KEY_NAME_LENGTH), _Name]
+Email = Annotated[str, StringConstraints(max_length=EMAIL_LENGTH), _Name]
+WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=WORKSPACE_NAME_LENGTH), _Name]
+IdText = Annotated[str, StringConstraints(max_length=ID_LENGTH), _Text]
+Description = Annotated[str, StringConstraints(max_length=1024), _Text]
