@@ -29,8 +29,9 @@ MODEL_LENGTH = 256  # a model id as a request names it (stored with its usage)
 NOTE_LENGTH = 256  # the note kept with a credit grant
 
 # Money, in picodollars (10**-12 USD) held in 64-bit integers (at most ~9.22e18): one amount typed by a
-# person (a top-up, a spend limit) is at most $1,000,000, and a credit balance or purchased total stays
-# within $5,000,000, which leaves room for the monthly spend counters.
+# person (a top-up, a correction, a spend limit) is at most $1,000,000 either way; a top-up may not carry
+# the credit balance past $5,000,000, nor a correction below $0; the purchased total (it only picks the
+# tier) stops growing at $5,000,000. That leaves room for the monthly spend counters.
 PICO_PER_USD = 10**12
 MAX_AMOUNT_USD = 1_000_000
 MAX_BALANCE_USD = 5_000_000
