@@ -104,6 +104,27 @@ class Overloaded(ApiError):
     type = "overloaded_error"
 
 
+# Every ``type`` the tree above gives an error (the Claude API's error types).
+ERROR_TYPES = tuple(
+    dict.fromkeys(
+        cls.type
+        for cls in (
+            InvalidRequest,
+            AuthenticationFailed,
+            BillingError,
+            PermissionDenied,
+            NotFound,
+            Conflict,
+            RequestTooLarge,
+            RateLimited,
+            ApiInternal,
+            GatewayTimeout,
+            Overloaded,
+        )
+    )
+)
+
+
 def from_validation_error(exc: ValidationError) -> InvalidRequest:
     """The deepest error as ``"<dotted.path>: <message>"``, the way the Claude API words it.
 

@@ -333,3 +333,36 @@ def test_request_log_through_the_api(server: AdminServer) -> None:
         admin.get("/v1/organizations/request_log", cast_to=object, options={"params": {"page": "garbage!"}})
     with pytest.raises(anthropic.BadRequestError):
         admin.get("/v1/organizations/request_log", cast_to=object, options={"params": {"limit": 0}})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"status": "bogus"}, "status: Input should be one of 'ok', 'error', 'invalid_request_error'"),
+        ({"limit": "-5"}, "limit: Input should be between 1 and 1000, got -5"),
+        ({"limit": "ten"}, "limit: Input should be a valid integer, got 'ten'"),
+        ({"starting_at": "2025-13-01T00:00:00Z"}, "starting_at: '2025-13-01T00:00:00Z' is not an RFC 3339"),
+        ({"ending_at": "yesterday"}, "ending_at: 'yesterday' is not an RFC 3339 datetime"),
+        (
+            {"starting_at": "2025-03-02T00:00:00Z", "ending_at": "2025-03-01T00:00:00Z"},
+            "ending_at: must be after starting_at",
+        ),
+        ({"format": "xml"}, "format: Input should be 'json' or 'csv', got 'xml'"),
+    ],
+    ids=["status", "negative limit", "limit", "starting_at", "ending_at", "reversed range", "format"],
+)
+def test_request_log_query_values_are_checked(
+    server: AdminServer, params: dict[str, str], message: str
+) -> None:
+    refused = server.get("/v1/organizations/request_log", **params)
+    body = refused.json()
+    assert refused.status_code == 400 and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"].startswith(message), body["error"]["message"]
+
+
+def test_request_log_status_takes_every_error_type(server: AdminServer) -> None:
+    for status in ("ok", "error", "overloaded_error", "rate_limit_error", "client_disconnected"):
+        answer = server.get("/v1/organizations/request_log", status=status, limit=1)
+        assert answer.status_code == 200, (status, answer.text)
+    listed = server.get("/v1/organizations/request_log", status="bogus").json()["error"]["message"]
+    assert "'overloaded_error'" in listed and "'client_disconnected'" in listed

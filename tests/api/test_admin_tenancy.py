@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import httpx
 import pytest
 
 from tests.api.admin_support import AdminServer, admin_server
@@ -53,11 +54,40 @@ def test_api_keys_are_refused_by_the_admin_api(server: AdminServer) -> None:
     for path in ("/v1/organizations/usage_report/messages", "/v1/organizations/cost_report"):
         report = server.get(path, server.live.key, starting_at="2025-03-01T00:00:00Z")
         assert _error(report)[:2] == (401, "authentication_error")
-    # An admin key is no inference key.
-    with pytest.raises(anthropic.AuthenticationError):
-        server.admin().messages.create(
+
+
+def test_admin_keys_are_told_to_use_an_api_key(server: AdminServer) -> None:
+    """The mirror of the above: an admin key is no inference key, and the 401 says which key to use."""
+    admin = server.admin()
+    calls = {
+        "/v1/messages": lambda: admin.messages.create(
             model="scripted-1", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
-        )
+        ),
+        "/v1/messages/count_tokens": lambda: admin.messages.count_tokens(
+            model="scripted-1", messages=[{"role": "user", "content": "hi"}]
+        ),
+        "/v1/models": lambda: admin.models.list(),
+        "/v1/files": lambda: admin.beta.files.list(),
+    }
+    for path, call in calls.items():
+        with pytest.raises(anthropic.AuthenticationError) as refused:
+            call()
+        assert refused.value.body["error"] == {  # type: ignore[index]
+            "type": "authentication_error",
+            "message": f"This is an Admin API key (sk-wg-admin01-…); {path} needs an API key "
+            "(sk-wg-api01-…). "
+            "Create one with: wisegate keys create --name NAME",
+        }
+    chat = httpx.post(
+        server.base_url + "/v1/chat/completions",
+        json={"model": "scripted-1", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {server.admin_key}"},
+    )
+    assert (
+        chat.status_code == 401 and "/v1/chat/completions needs an API key" in chat.json()["error"]["message"]
+    )
+    unknown = server.post("/v1/messages", {"model": "scripted-1"}, key="sk-wg-admin01-nope")
+    assert _error(unknown)[1:] == ("authentication_error", "invalid x-api-key")
 
 
 def test_workspace_lifecycle(server: AdminServer) -> None:

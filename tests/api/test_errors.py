@@ -365,3 +365,96 @@ def test_every_request_is_recorded(scripted_server: LiveServer) -> None:
     response = post(scripted_server, body(model="claude-nope"))
     record = scripted_server.run(scripted_server.services.usage.for_request(response.headers["request-id"]))
     assert record is not None and record.error_type == "not_found_error" and record.output_tokens == 0
+
+
+NONEMPTY = "all messages must have non-empty content except for the optional final assistant message"
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+@pytest.mark.parametrize(
+    ("messages", "system", "message"),
+    [
+        ([{"role": "user", "content": ""}], None, f"messages.0.content: {NONEMPTY}"),
+        ([{"role": "user", "content": []}], None, f"messages.0.content: {NONEMPTY}"),
+        (
+            [{"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": ""}]}],
+            None,
+            "messages.0.content.1.text: text content blocks must be non-empty",
+        ),
+        (
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}, USER[0]],
+            None,
+            f"messages.1.content: {NONEMPTY}",
+        ),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+            ],
+            None,
+            "messages.1.content.0.text: text content blocks must be non-empty",
+        ),
+        (USER, [{"type": "text", "text": ""}], "system.0.text: text content blocks must be non-empty"),
+    ],
+    ids=[
+        "empty string",
+        "no blocks",
+        "empty text block",
+        "empty middle turn",
+        "empty prefill block",
+        "system",
+    ],
+)
+def test_empty_content_is_400_naming_the_message(
+    scripted_server: LiveServer, path: str, messages: Any, system: Any, message: str
+) -> None:
+    payload = {"model": SCRIPTED_MODEL, "messages": messages, **({"system": system} if system else {})}
+    if path == "/v1/messages":
+        payload["max_tokens"] = 16
+    assert assert_envelope(post(scripted_server, payload, path=path), 400, "invalid_request_error") == message
+
+
+def test_the_final_assistant_message_may_be_empty(scripted_server: LiveServer) -> None:
+    client = scripted_server.client()
+    for prefill in ("", []):
+        turns: Any = [{"role": "user", "content": "echo this"}, {"role": "assistant", "content": prefill}]
+        assert client.messages.create(model=SCRIPTED_MODEL, max_tokens=16, messages=turns).content
+        assert client.messages.count_tokens(model=SCRIPTED_MODEL, messages=turns).input_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "Invalid 'messages[1].content': string too short. Expected a string with minimum length 1"),
+        ([], "Invalid 'messages[1].content': empty array. Expected an array with minimum length 1"),
+        (
+            [{"type": "text", "text": "hi"}, {"type": "text", "text": ""}],
+            "Invalid 'messages[1].content[1].text': string too short.",
+        ),
+    ],
+    ids=["empty string", "no parts", "empty text part"],
+)
+def test_empty_content_is_400_on_chat_completions(
+    scripted_server: LiveServer, content: Any, message: str
+) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}]
+    answer = post(
+        scripted_server, {"model": SCRIPTED_MODEL, "messages": messages}, path="/v1/chat/completions"
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"].startswith(message), error
+    # An assistant turn that only calls tools has no text, as OpenAI allows.
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    turns = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+    ]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    ok = post(
+        scripted_server,
+        {"model": SCRIPTED_MODEL, "messages": turns, "tools": tools},
+        path="/v1/chat/completions",
+    )
+    assert ok.status_code == 200, ok.text

@@ -84,7 +84,12 @@ def test_raw_utf8_and_latin1_filenames(live: LiveServer) -> None:
 
 @pytest.mark.parametrize(
     "disposition",
-    [b"filename*=UTF-8''%FF%FE.txt", b"filename*=koi8-r''%E1.txt", b"filename*=no-quotes.txt"],
+    [
+        b"filename*=UTF-8''%FF%FE.txt",
+        b"filename*=UTF-8''a%ED%A0%80.txt",  # a lone surrogate, encoded: no UTF-8 and no text
+        b"filename*=koi8-r''%E1.txt",
+        b"filename*=no-quotes.txt",
+    ],
 )
 def test_malformed_rfc_5987_filename_is_400(live: LiveServer, disposition: bytes) -> None:
     response = upload_raw(live, disposition)

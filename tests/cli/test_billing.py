@@ -43,8 +43,9 @@ def test_credits_and_limits_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_money_has_a_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """One amount is at most $1,000,000 and a balance at most $5,000,000 (64-bit picodollars): past
-    either, a clean refusal and nothing changed — never a database overflow."""
+    """One amount is at most $1,000,000 either way; a top-up may not carry the balance past $5,000,000
+    nor a correction below $0 (64-bit picodollars): past either, a clean refusal and nothing changed —
+    never a database overflow. Top-ups go on once $5,000,000 have been bought over time."""
     monkeypatch.setenv("WISEGATE_DATA_DIR", str(tmp_path))
     runner = CliRunner()
     for args in (["credits", "add", "--usd", "10000000"], ["limits", "spend", "--usd", "1000000.01"]):
@@ -54,7 +55,18 @@ def test_money_has_a_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     for _ in range(5):
         assert runner.invoke(main, ["credits", "add", "--usd", "1000000"]).exit_code == 0
     over = runner.invoke(main, ["credits", "add", "--usd", "0.01"])
-    assert over.exit_code == 1 and "may not pass $5,000,000" in over.output, over.output
+    assert over.exit_code == 1 and "may hold at most $5,000,000; it is $5000000.000000" in over.output
     shown = runner.invoke(main, ["credits", "show"]).output
     assert "credit balance\t$5000000.000000" in shown
     assert runner.invoke(main, ["credits", "add", "--usd", "-1000000"]).exit_code == 0
+    again = runner.invoke(main, ["credits", "add", "--usd", "1000000"])  # $5M bought already: still fine
+    assert again.exit_code == 0 and again.output.startswith("balance $5000000.000000\tpurchased $5000000"), (
+        again.output
+    )
+    for _ in range(5):
+        assert runner.invoke(main, ["credits", "add", "--usd", "-1000000"]).exit_code == 0
+    below = runner.invoke(main, ["credits", "add", "--usd", "-0.01"])
+    assert (
+        below.exit_code == 1 and "may not take the credit balance below $0; it is $0.000000" in below.output
+    )
+    assert "credit balance\t$0.000000" in runner.invoke(main, ["credits", "show"]).output

@@ -1,5 +1,6 @@
 """``wisegate serve``'s HTTP server bounds each connection: header size (431), time for the request
-head (408), idle keep-alive, and the number of connections (529), over raw sockets."""
+head (408), the pace of the body (408), idle keep-alive, and the number of connections (529), and answers
+what HTTP cannot parse with the error envelope (400), over raw sockets."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, scripted_settings
+from tests.conftest import SCRIPTED_MODEL, free_port, make_key, scripted_settings
 from wisegate.app import create_app
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.cli.connections import ConnectionLimits
@@ -21,15 +22,22 @@ from wisegate.cli.server import _Server, server_config
 from wisegate.storage.db import migrate
 
 LIMITS = ConnectionLimits(
-    max_header_bytes=4096, header_timeout_seconds=1.0, keep_alive_seconds=0.5, max_connections=3
+    max_header_bytes=4096,
+    header_timeout_seconds=1.0,
+    keep_alive_seconds=0.5,
+    max_connections=3,
+    body_timeout_seconds=1.0,
+    body_min_bytes_per_second=1000,
 )
 GET = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+KEY: list[str] = []
 
 
 @pytest.fixture(scope="module")
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     settings = scripted_settings(Path(tmp_path_factory.mktemp("connections")))
     migrate(settings.resolved_database_url)
+    KEY[:] = [make_key(settings)]
     app = create_app(settings, backends={"scripted": ScriptedBackend()})
     number = free_port()
     thresholds = gc.get_threshold()
@@ -109,6 +117,73 @@ def test_a_slow_sender_is_cut_off_even_while_bytes_trickle_in(port: int) -> None
             pass  # closed under us: what we want
         reply = read_all(sock)
     assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
+
+
+def _post_head(length: int) -> bytes:
+    return (
+        f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY[0]}\r\nanthropic-version: 2023-06-01\r\n"
+        f"content-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+    ).encode()
+
+
+def test_a_stalled_body_is_408_and_the_connection_closes(port: int) -> None:
+    with connect(port) as sock:
+        sock.sendall(_post_head(1000) + b'{"model": ')  # and nothing more
+        started = time.monotonic()
+        status, body, head = status_and_body(read_all(sock))
+        waited = time.monotonic() - started
+    assert status == 408 and b"connection: close" in head and 0.8 < waited < 5
+    assert body["error"] == {
+        "type": "timeout_error",
+        "message": "No byte of the request body arrived for 1 seconds.",
+    }
+
+
+def test_a_body_trickled_byte_by_byte_is_cut_off(port: int) -> None:
+    with connect(port) as sock:
+        sock.sendall(_post_head(1000))
+        started = time.monotonic()
+        try:
+            for _ in range(40):  # 10 bytes a second: never idle for 1 s, far below 1,000 bytes a second
+                sock.sendall(b" ")
+                time.sleep(0.1)
+        except OSError:
+            pass  # closed under us: what we want
+        status, body, _ = status_and_body(read_all(sock))
+    assert status == 408 and time.monotonic() - started < 3.5
+    assert body["error"]["type"] == "timeout_error"  # type: ignore[index]
+    assert "slower than 1000 bytes per second" in body["error"]["message"]  # type: ignore[index]
+
+
+def test_a_body_arriving_at_a_fair_rate_is_served_past_the_timeout(port: int) -> None:
+    padding = "x" * 20_000
+    payload = json.dumps(
+        {"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": padding}]}
+    ).encode()
+    with connect(port) as sock:
+        sock.sendall(_post_head(len(payload)))
+        started = time.monotonic()
+        for offset in range(0, len(payload), 2000):  # ~10 KB a second for 2 s: twice the idle bound
+            sock.sendall(payload[offset : offset + 2000])
+            time.sleep(0.2)
+        assert time.monotonic() - started > 1.5
+        reply = sock.recv(65536)
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+
+
+@pytest.mark.parametrize(
+    "request_line", [b"GARBAGE\r\n\r\n", b"GET / HTTP/9\r\n\r\n", b"GET /\x00 HTTP/1.1\r\n\r\n"]
+)
+def test_what_http_cannot_parse_is_400_with_the_error_envelope(port: int, request_line: bytes) -> None:
+    with connect(port) as sock:
+        sock.sendall(request_line)
+        status, body, head = status_and_body(read_all(sock))
+    assert status == 400 and b"content-type: application/json" in head and b"connection: close" in head
+    assert body["type"] == "error" and str(body["request_id"]).startswith("req_")
+    assert body["error"] == {
+        "type": "invalid_request_error",
+        "message": "The request is not valid HTTP/1.1: its request line or a header is malformed.",
+    }
 
 
 def test_an_idle_kept_alive_connection_is_closed(port: int) -> None:

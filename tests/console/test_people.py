@@ -15,6 +15,7 @@ from tests.conftest import SCRIPTED_MODEL, LiveServer, scripted_settings, serve
 from tests.console.support import PASSWORD, csrf_of, flash, invite, join, login, sign_in
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.console.session import COOKIE
+from wisegate.domain.accounts import ACCOUNT_FREE
 from wisegate.domain.scope import Scope
 
 PAGES = {
@@ -293,6 +294,17 @@ def test_sign_in_answers_alike_and_a_copied_cookie_dies_with_logout(
         assert copy.get("/console/account").status_code == 303  # at once: the session ended on the server
     client.close()
     assert caplog.records and PASSWORD not in caplog.text and "not her password" not in caplog.text
+
+
+def test_a_throttled_sign_in_says_when_to_retry(server: LiveServer) -> None:
+    for _ in range(ACCOUNT_FREE):
+        client, wrong = sign_in(server, "mallory@example.com", "a guess")
+        client.close()
+        assert wrong.status_code == 401
+    client, throttled = sign_in(server, "mallory@example.com", "a guess")
+    client.close()
+    assert throttled.status_code == 429 and "Too many failed sign-ins. Try again in" in throttled.text
+    assert 1 <= int(throttled.headers["retry-after"]) <= 2
 
 
 def test_password_change_ends_every_session(server: LiveServer) -> None:

@@ -22,8 +22,10 @@ from starlette.requests import Request
 from wisegate.api.body import too_deep
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 from wisegate.protocol.batches import BatchRequestEnvelope
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.json_depth import DepthGuard, TooDeep
 from wisegate.protocol.numbers import ascii_integer
+from wisegate.protocol.surrogates import LoneSurrogate, SurrogateGuard
 
 _SPOOL_IN_MEMORY = 8 * 1024 * 1024
 
@@ -52,13 +54,15 @@ class SpooledRequests:
 class _Body:
     """The request stream as the ``async read`` ijson wants, refused past ``limit`` bytes and past
     ``MAX_JSON_DEPTH`` levels of nesting (before ijson sees the chunk: its memory grows with the
-    square of the depth)."""
+    square of the depth), and stopped just before a lone UTF-16 surrogate (which ijson's C backend
+    would turn into ``?``, or fail on): ijson has then read what precedes the string that holds it."""
 
     def __init__(self, chunks: AsyncIterator[bytes], limit: int) -> None:
         self._chunks = chunks
         self._limit = limit
         self._size = 0
         self._guard = DepthGuard()
+        self._text = SurrogateGuard()
 
     async def read(self, n: int = -1) -> bytes:
         if n == 0:  # ijson probes the type of the stream with read(0)
@@ -73,8 +77,10 @@ class _Body:
                 self._guard.feed(chunk)
             except TooDeep as exc:
                 raise too_deep(exc) from None
-            return chunk
-        return b""
+            clean = self._text.feed(chunk)
+            if clean:
+                return clean
+        return self._text.end()
 
 
 def _too_large(limit: int) -> RequestTooLarge:
@@ -101,6 +107,7 @@ async def _parse(body: _Body, spool: SpooledRequests, max_requests: int) -> None
     seen: set[str] = set()
     has_requests = False
     builder: Any = None
+    event = ""
     try:
         async for prefix, event, value in ijson.parse_async(body, use_float=True):
             if builder is not None:
@@ -126,10 +133,35 @@ async def _parse(body: _Body, spool: SpooledRequests, max_requests: int) -> None
                     _add(value, spool, seen, max_requests)
     except ijson.JSONError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid JSON: it is not UTF-8 text") from None
+    except LoneSurrogate as exc:
+        where = ".".join(["requests", str(spool.count), *_open_path(builder, event)]) if builder else ""
+        raise InvalidRequest(
+            f"{where}: {exc} (byte {exc.offset})" if where else f"{exc} (byte {exc.offset})"
+        ) from None
     if not has_requests:
         raise InvalidRequest("requests: Field required")
     if spool.count == 0:
         raise InvalidRequest("requests: List should have at least 1 item after validation, not 0")
+
+
+def _open_path(builder: Any, last_event: str) -> list[str]:
+    """The path, inside the request being built, of the value ijson is about to read: each open
+    container's place in its parent, then the pending key or the next index."""
+    parts: list[str] = []
+    containers: list[Any] = builder.containers
+    for parent, child in zip(containers, containers[1:], strict=False):
+        if isinstance(parent, list):
+            parts.append(str(len(parent) - 1))
+        else:
+            parts.append(next(str(k) for k, v in reversed(parent.items()) if v is child))
+    top = containers[-1] if containers else None
+    if isinstance(top, list):
+        parts.append(str(len(top)))
+    elif last_event == "map_key":  # else the next thing in the object is a key: the object is the place
+        parts.append(str(builder.key))
+    return parts
 
 
 def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int) -> None:
@@ -137,14 +169,14 @@ def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int
     if index >= max_requests:
         raise InvalidRequest(f"requests: a batch may contain at most {max_requests} requests")
     custom_id = item.get("custom_id") if isinstance(item, dict) else None
-    named = f"requests.{index}" + (f" (custom_id {custom_id!r})" if isinstance(custom_id, str) else "")
+    named = f"requests.{index}" + (f" (custom_id {echo(custom_id)!r})" if isinstance(custom_id, str) else "")
     try:
         envelope = BatchRequestEnvelope.model_validate(item)
     except ValidationError as exc:
         raise InvalidRequest(f"{named}: {from_validation_error(exc).message}") from None
     if envelope.custom_id in seen:
         raise InvalidRequest(
-            f"{named}: custom_id {envelope.custom_id!r} is used by more than one request; "
+            f"{named}: custom_id {echo(envelope.custom_id)!r} is used by more than one request; "
             "each custom_id must be unique within the batch"
         )
     seen.add(envelope.custom_id)

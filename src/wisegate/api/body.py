@@ -6,6 +6,7 @@ Every JSON body is refused (400) as soon as it nests arrays and objects deeper t
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -14,6 +15,7 @@ from starlette.requests import Request
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 from wisegate.protocol.json_depth import DepthGuard, TooDeep
 from wisegate.protocol.numbers import ascii_integer
+from wisegate.protocol.surrogates import find_lone_surrogate, position, problem, surrogate_path
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,4 +66,29 @@ async def parse_with_bytes(request: Request, model: type[M], limit: int) -> tupl
     try:
         return model.model_validate_json(body), body
     except ValidationError as exc:
-        raise from_validation_error(exc) from None
+        surrogate = _lone_surrogate(body) if _escape_error(exc) else None
+        raise surrogate or from_validation_error(exc) from None
+
+
+def _escape_error(exc: ValidationError) -> bool:
+    """Whether the parser stopped at a ``\\u`` escape (where a lone surrogate stops it)."""
+    first = exc.errors(include_url=False)[0]
+    return first["type"] == "json_invalid" and "escape" in str(first.get("ctx", {}).get("error", ""))
+
+
+def _lone_surrogate(body: bytes) -> InvalidRequest | None:
+    """The 400 for a JSON body whose strings hold a lone UTF-16 surrogate (``"\\ud800"``), naming the
+    field and the place; ``None`` when there is none. Called once parsing has failed: costs nothing on
+    the way of a valid body."""
+    found = find_lone_surrogate(body)
+    if found is None:
+        return None
+    offset, code = found
+    message = f"{problem(code)}: {position(body, offset)}"
+    try:
+        located = surrogate_path(json.loads(body))  # the standard parser keeps lone surrogates
+    except ValueError:  # RecursionError cannot happen: the depth is bounded while reading
+        located = None
+    if located is not None and located[0]:
+        message = f"{located[0]}: {message}"
+    return InvalidRequest(message)

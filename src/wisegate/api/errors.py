@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.errors import ApiError, MethodNotAllowed, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.resources import error_envelope
 
 # The ``retry-after`` of a 529 whose cause does not say how long to wait (the local model's queue is
@@ -39,7 +40,7 @@ def error_response(exc: ApiError, request_id: str | None) -> Response:
 
 def from_http_exception(exc: HTTPException, method: str, path: str) -> ApiError:
     if exc.status_code == 404:
-        return NotFound(f"Not Found: no route for {method} {path}")
+        return NotFound(f"Not Found: no route for {method} {echo(path)}")
     if exc.status_code == 405:
         return MethodNotAllowed(f"Method Not Allowed: {method} is not supported on {path}")
     error = ApiError(exc.detail or "error")

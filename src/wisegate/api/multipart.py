@@ -25,6 +25,7 @@ from starlette.requests import Request
 
 from wisegate.api.disposition import decode_header, disposition_params
 from wisegate.errors import InvalidRequest, RequestTooLarge
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.numbers import ascii_integer
 
 _MAX_BOUNDARY = 70
@@ -62,12 +63,14 @@ class MultipartReader:
         self._max_body = max_body
         self._events = self._parse(params[b"boundary"])
         self._in_part = False
+        self._part_name = ""
 
     async def next_part(self) -> Part | None:
         """The next part's headers (skipping what is left of the current one), or ``None`` at the end."""
         async for event in self._events:
             if isinstance(event, Part):
                 self._in_part = True
+                self._part_name = event.name
                 return event
             if isinstance(event, _End):
                 self._in_part = False
@@ -93,12 +96,13 @@ class MultipartReader:
         async for chunk in self.data():
             size += len(chunk)
             if size > limit:
-                raise InvalidRequest(f"a form field is longer than {limit} bytes")
+                raise InvalidRequest(f"{echo(self._part_name)}: a form field is longer than {limit} bytes")
             chunks.append(chunk)
         try:
             return b"".join(chunks).decode()
         except UnicodeDecodeError:
-            raise InvalidRequest("a form field is not valid UTF-8") from None
+            # Surrogates encoded as UTF-8 bytes (CESU-8) are refused here too: they are not UTF-8.
+            raise InvalidRequest(f"{echo(self._part_name)}: the form field is not valid UTF-8") from None
 
     async def _parse(self, boundary: bytes) -> AsyncIterator[_Event]:
         pending: list[_Event] = []

@@ -24,6 +24,7 @@ from wisegate.backends.registry import ServedModel
 from wisegate.domain.messages import MessageStream
 from wisegate.domain.openai_chat import ChatCompletionService, chunks
 from wisegate.errors import ApiError, NotFound, from_validation_error
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.openai import ChatCompletionRequest, OpenAIModel, OpenAIModelList, openai_error
 from wisegate.services import services_of
@@ -110,7 +111,7 @@ async def openai_get_model(request: Request) -> Response:
 
 @_openai_errors
 async def not_found(request: Request) -> Response:
-    raise NotFound(f"Not Found: no route for {request.method} {request.url.path}")
+    raise NotFound(f"Not Found: no route for {request.method} {echo(request.url.path)}")
 
 
 async def _chunk_lines(stream: MessageStream, include_usage: bool) -> AsyncIterator[bytes]:

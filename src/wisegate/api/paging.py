@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from starlette.requests import Request
 
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.numbers import ascii_integer
 
 
@@ -31,9 +32,11 @@ def query_int(request: Request, name: str, default: int | None, low: int, high: 
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    value = ascii_integer(raw)
+    value = ascii_integer(raw.removeprefix("-"))
     if value is None:
-        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{raw}'")
+        raise InvalidRequest(f"{name}: Input should be a valid integer, got '{echo(raw)}'")
+    if raw.startswith("-"):
+        value = -value
     if not low <= value <= high:
         raise InvalidRequest(f"{name}: Input should be between {low} and {high}, got {value}")
     return value
@@ -42,7 +45,7 @@ def query_int(request: Request, name: str, default: int | None, low: int, high: 
 def query_bool(request: Request, name: str) -> bool:
     raw = request.query_params.get(name, "false").lower()
     if raw not in ("true", "false", "1", "0"):
-        raise InvalidRequest(f"{name}: Input should be a valid boolean, got '{raw}'")
+        raise InvalidRequest(f"{name}: Input should be a valid boolean, got '{echo(raw)}'")
     return raw in ("true", "1")
 
 
@@ -59,12 +62,13 @@ def query_datetime(request: Request, name: str, *, required: bool) -> datetime |
     try:
         moment = datetime.fromisoformat(raw.replace("z", "Z"))
     except ValueError:
-        raise InvalidRequest(f"{name}: '{raw}' is not an RFC 3339 datetime") from None
+        raise InvalidRequest(f"{name}: '{echo(raw)}' is not an RFC 3339 datetime") from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     if not _EARLIEST <= moment < _LATEST:
         # Buckets are counted forward from it: near year 9999 that arithmetic would overflow.
         raise InvalidRequest(
-            f"{name}: '{raw}' is out of range; it must be from {_EARLIEST:%Y-%m-%d} up to {_LATEST:%Y-%m-%d}"
+            f"{name}: '{echo(raw)}' is out of range; it must be from {_EARLIEST:%Y-%m-%d} up to "
+            f"{_LATEST:%Y-%m-%d}"
         )
     return moment
 
@@ -74,7 +78,9 @@ def query_enum(request: Request, name: str, allowed: Sequence[str]) -> str | Non
     if value is None or value == "":
         return None
     if value not in allowed:
-        raise InvalidRequest(f"{name}: Input should be {', '.join(repr(a) for a in allowed)}, got '{value}'")
+        raise InvalidRequest(
+            f"{name}: Input should be {', '.join(repr(a) for a in allowed)}, got '{echo(value)}'"
+        )
     return value
 
 

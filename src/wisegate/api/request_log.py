@@ -16,6 +16,7 @@ from wisegate.api.admin import _scope
 from wisegate.api.paging import query_datetime, query_int
 from wisegate.domain.request_log import LogEntry, csv_of, query_of
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 
 
 def entry_json(entry: LogEntry) -> dict[str, Any]:
@@ -52,12 +53,14 @@ async def request_log(request: Request) -> Response:
     params = request.query_params
     fmt = params.get("format") or "json"
     if fmt not in ("json", "csv"):
-        raise InvalidRequest(f"format: Input should be 'json' or 'csv', got '{fmt}'")
+        raise InvalidRequest(f"format: Input should be 'json' or 'csv', got '{echo(fmt)}'")
     limit = query_int(request, "limit", 100 if fmt == "json" else 1000, 1, 1000)
     assert limit is not None
     query = query_of(params, scope.organization_id, limit)
     since = query_datetime(request, "starting_at", required=False)
     until = query_datetime(request, "ending_at", required=False)
+    if since is not None and until is not None and until <= since:
+        raise InvalidRequest("ending_at: must be after starting_at")
     query = replace(query, since=since, until=until)
     page = await services.request_log.page(scope, query, page=params.get("page") or None)
     if fmt == "csv":

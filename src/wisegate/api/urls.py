@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wisegate.api.errors import error_response
 from wisegate.errors import ApiError, InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -35,7 +36,7 @@ class UrlGuard:
 
 def _refusal(path: str, query: bytes) -> ApiError | None:
     if _CONTROL.search(path):
-        return NotFound(f"Not Found: {path!r} names no resource (it contains a control character)")
+        return NotFound(f"Not Found: {echo(path)!r} names no resource (it contains a control character)")
     if not query:
         return None
     for name, value in parse_qsl(

@@ -12,6 +12,7 @@ from wisegate.backends.base import Backend, ModelRoute
 from wisegate.backends.routing import CircuitBreaker, Deployment, routed
 from wisegate.backends.upstream import KeyPool
 from wisegate.errors import NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.settings import BackendConfig, ModelConfig
 
 BackendFactory = Callable[[str, dict[str, Any]], Backend]
@@ -154,7 +155,7 @@ class BackendRegistry:
         for pattern, candidate in self._patterns:
             if fnmatchcase(model_id, pattern):
                 return candidate
-        raise NotFound(f"model: {model_id}")
+        raise NotFound(f"model: {echo(model_id)}")
 
     def preflight(self) -> list[str]:
         """Problems that would stop a backend from starting (a backend may define ``preflight() ->

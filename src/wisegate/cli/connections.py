@@ -9,6 +9,13 @@ requests"):
 - the head must arrive within ``header_timeout_seconds`` of the connection opening (or of the first
   byte of the next request on a kept-alive connection): a slow sender is answered 408 and closed, a
   connection that sends nothing is closed;
+- the body must keep arriving: no gap longer than ``body_timeout_seconds`` between two of its bytes,
+  and, past its first ``body_timeout_seconds``, at least ``body_min_bytes_per_second`` on average (so a
+  large upload on a good link is never cut, and a body trickled a byte at a time is): otherwise 408
+  and closed (closed only, if the app has already answered). The clock stops while the server itself
+  is not reading (the app has not yet taken what arrived);
+- a request the parser cannot read (a malformed request line or header, ``HTTP/9``) is answered 400
+  ``invalid_request_error`` and closed, instead of uvicorn's plain-text 400;
 - a kept-alive connection idle for ``keep_alive_seconds`` after a response is closed (uvicorn's own);
 - at most ``max_connections`` are open at once: one more is answered 529 ``overloaded_error`` with
   ``retry-after`` and closed at once.
@@ -38,9 +45,16 @@ class ConnectionLimits:
     header_timeout_seconds: float = 10.0
     keep_alive_seconds: float = 5.0
     max_connections: int = 1024
+    body_timeout_seconds: float = 30.0
+    body_min_bytes_per_second: int = 16 * 1024
 
 
-_REASONS = {408: "Request Timeout", 431: "Request Header Fields Too Large", 529: "Overloaded"}
+_REASONS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    431: "Request Header Fields Too Large",
+    529: "Overloaded",
+}
 
 
 def _refusal(status: int, error_type: str, message: str, retry_after: int | None = None) -> bytes:
@@ -66,6 +80,10 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_started = 0.0  # loop time the body's clock started (or restarted)
+        self._body_last = 0.0  # loop time of its latest byte (or of the start)
+        self._body_bytes = 0  # bytes since the clock started
         self._reset_head()
 
     def _reset_head(self) -> None:
@@ -91,6 +109,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -125,8 +144,18 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._in_head = False
         self._disarm_head_timer()
         super().on_headers_complete()
+        # A request without a body completes at once (on_message_complete disarms this again).
+        self._body_started = self._body_last = self.loop.time()
+        self._body_bytes = 0
+        self._arm_body_timer(self.limits.body_timeout_seconds)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        self._body_last = self.loop.time()
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._disarm_body_timer()
         super().on_message_complete()
         # What follows is the next request's head; until its first byte uvicorn's keep-alive
         # timeout bounds the wait.
@@ -157,8 +186,69 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             )
         )
 
+    def _arm_body_timer(self, delay: float) -> None:
+        self._disarm_body_timer()
+        self._body_timer = self.loop.call_later(delay, self._body_check)
+
+    def _disarm_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_check(self) -> None:
+        """The body's deadline as of now: the latest byte plus the idle bound, and the start plus the
+        idle bound plus what the bytes so far earn at the minimum rate; re-armed until one passes."""
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        now = self.loop.time()
+        limits = self.limits
+        waiting_on_us = self.flow.read_paused or (
+            self.cycle is not None and self.cycle.waiting_for_100_continue
+        )
+        if waiting_on_us:  # the app has not taken what came, or not asked for it: not the client's delay
+            self._body_started = self._body_last = now
+            self._body_bytes = 0
+            self._arm_body_timer(limits.body_timeout_seconds)
+            return
+        idle_until = self._body_last + limits.body_timeout_seconds
+        rate_until = (
+            self._body_started
+            + limits.body_timeout_seconds
+            + self._body_bytes / limits.body_min_bytes_per_second
+        )
+        if now < min(idle_until, rate_until):
+            self._arm_body_timer(min(idle_until, rate_until) - now)
+            return
+        if now >= idle_until:
+            message = f"No byte of the request body arrived for {limits.body_timeout_seconds:g} seconds."
+        else:
+            message = (
+                f"The request body arrived slower than {limits.body_min_bytes_per_second} bytes per second "
+                f"(the least this server accepts after the first {limits.body_timeout_seconds:g} seconds)."
+            )
+        log.warning("request body timed out: %s", message)
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()  # the app has answered: nothing more to say
+            return
+        self._refuse(_refusal(408, "timeout_error", message))
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser cannot read, as Anthropic's envelope."""
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        self._refuse(
+            _refusal(
+                400,
+                "invalid_request_error",
+                "The request is not valid HTTP/1.1: its request line or a header is malformed.",
+            )
+        )
+
     def _refuse(self, response: bytes) -> None:
         self._disarm_head_timer()
+        self._disarm_body_timer()
         self.transport.write(response)
         self.transport.close()
 

@@ -137,6 +137,8 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         header_timeout_seconds=settings.header_timeout_seconds,
         keep_alive_seconds=settings.keep_alive_seconds,
         max_connections=settings.max_connections,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        body_min_bytes_per_second=settings.body_min_bytes_per_second,
     )
 
 

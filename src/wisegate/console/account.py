@@ -16,6 +16,7 @@ from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import ROLES
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.records.tenancy import ApiKey
 
 OWN_KEYS = (P.CREATE_OWN_KEYS, P.MANAGE_KEYS)
@@ -126,7 +127,7 @@ async def update_my_key(op: Operator) -> Response:
     key_id = op.request.path_params["key_id"]
     key = await op.services.tenancy.get_key(op.scope, key_id)
     if key.created_by_user_id != op.user_id:
-        raise NotFound(f"api key {key_id} is not one of your keys")
+        raise NotFound(f"api key {echo(key_id)} is not one of your keys")
     if not any(op.allows(p, key.workspace_id) for p in OWN_KEYS):
         raise InvalidRequest("Your role no longer lets you manage keys in that workspace")
     status = op.text("status") or None
@@ -144,7 +145,7 @@ async def ask_spend_limit(op: Operator) -> Response:
     assert op.viewer.user is not None
     workspace_id = op.text("workspace_id", required=True, label="Workspace")
     if workspace_id not in op.viewer.access.workspace_roles:
-        raise NotFound(f"workspace {workspace_id} not found")
+        raise NotFound(f"workspace {echo(workspace_id)} not found")
     amount = op.usd_pico("usd", label="Monthly limit asked for")
     reason = op.text("reason", required=True, label="Reason")
     await op.services.spend_limits.ask(op.organization_id, op.viewer.user.id, workspace_id, amount, reason)

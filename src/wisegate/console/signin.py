@@ -7,6 +7,7 @@ CSRF. A successful sign-in always makes a new session (the one the browser held,
 from __future__ import annotations
 
 import html
+import math
 import secrets
 from typing import Any
 
@@ -111,7 +112,10 @@ async def login(request: Request) -> Response:
                 replaces=_digest_or_none(replaces),
             )
     except ApiError as exc:
-        return _login_page(request, next_path, exc.message, exc.status)
+        refused = _login_page(request, next_path, exc.message, exc.status)
+        if exc.retry_after is not None:  # throttled: when to try again, as the API's 429s say it
+            refused.headers["retry-after"] = str(math.ceil(exc.retry_after))
+        return refused
     return _signed_in(request, services, token, next_path)
 
 

@@ -34,7 +34,7 @@ from wisegate.domain.people import PeopleService
 from wisegate.domain.roles import Access
 from wisegate.domain.secret import digest
 from wisegate.domain.sso import Identity, SingleSignOn
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
 from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
@@ -193,7 +193,7 @@ class AccountService:
         for throttle in await self._repo.throttles(subjects):
             if throttle.blocked_until is not None and throttle.blocked_until > now:
                 wait = max(1, int((throttle.blocked_until - now).total_seconds() + 0.999))
-                raise RateLimited(f"Too many failed sign-ins. Try again in {wait} seconds.")
+                raise RateLimited(f"Too many failed sign-ins. Try again in {wait} seconds.", retry_after=wait)
 
     async def _failed(self, organization_id: str, email: str, client: Client, reason: str) -> None:
         now = self._clock.now()
@@ -373,7 +373,7 @@ class AccountService:
         name = name.strip()
         if not name or len(name) > NAME_LENGTH:
             raise InvalidRequest(f"Name: between 1 and {NAME_LENGTH} characters")
-        storable("Name", name, NAME_LENGTH)
+        storable_name("Name", name, NAME_LENGTH)
         updated = await self._repo.set_name(user.id, name)
         assert updated is not None
         await self.audit(
@@ -393,7 +393,7 @@ class AccountService:
         name = name.strip()
         if not name or len(name) > NAME_LENGTH:
             raise InvalidRequest(f"Name: between 1 and {NAME_LENGTH} characters")
-        storable("Name", name, NAME_LENGTH)
+        storable_name("Name", name, NAME_LENGTH)
         password_hash = await self.hash_password(password)
         user = await self._people.accept_by_token(invite, name, password_hash=password_hash)
         await self.audit(

@@ -30,6 +30,7 @@ from wisegate.domain.keys import Principal
 from wisegate.domain.pdf_text import PdfLimits, PdfText
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.messages import (
     Base64ImageSource,
     Base64PdfSource,
@@ -193,8 +194,8 @@ class Attachments:
         for spec in specs:
             if spec.type == "anthropic":
                 raise NotFound(
-                    f"container.skills: Anthropic skill '{spec.skill_id}' is not available on this server; "
-                    "only custom skills can be used"
+                    f"container.skills: Anthropic skill '{echo(spec.skill_id)}' is not available on this "
+                    "server; only custom skills can be used"
                 )
             try:
                 version = await self._skills.version(principal, spec.skill_id, spec.version or "latest")

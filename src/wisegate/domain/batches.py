@@ -16,6 +16,7 @@ from datetime import timedelta
 from wisegate.domain.clock import Clock
 from wisegate.domain.keys import Principal
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.batches import Batch, BatchOwner, Claim, Completion, NewBatch
 from wisegate.storage.batches import BatchRepo
@@ -64,7 +65,7 @@ class BatchService:
     async def get(self, principal: Principal, batch_id: str) -> Batch:
         batch = await self.repo.get(batch_id, principal.workspace_id)
         if batch is None:
-            raise NotFound(f"message batch {batch_id} not found")
+            raise NotFound(f"message batch {echo(batch_id)} not found")
         return batch
 
     async def page(
@@ -82,7 +83,7 @@ class BatchService:
         """Start canceling: requests not yet running end as ``canceled`` now, running ones finish."""
         now = self.clock.now()
         if not await self.repo.cancel(batch_id, principal.workspace_id, now, now - self.lease):
-            raise NotFound(f"message batch {batch_id} not found")
+            raise NotFound(f"message batch {echo(batch_id)} not found")
         await self.repo.finish_if_done(batch_id, now)
         return await self.get(principal, batch_id)
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain.keys import Principal
 from wisegate.errors import NotFound
+from wisegate.protocol.bounds import echo
 
 AllowList = tuple[str, ...] | None
 AllowListLookup = Callable[[str], Awaitable[AllowList]]
@@ -64,7 +65,7 @@ class ModelCatalog:
         served = self._registry.resolve(model_id)
         allowed = await self._allowed(principal)
         if allowed is not None and served.config.id not in allowed:
-            raise NotFound(f"model: {model_id}")
+            raise NotFound(f"model: {echo(model_id)}")
         return served
 
     async def for_request(self, principal: Principal | None, model_id: str) -> ServedModel:
@@ -76,7 +77,7 @@ class ModelCatalog:
         if config.lifecycle == "retired" or retired_on:
             when = f" on {retired_on[:10]}" if retired_on else ""
             raise NotFound(
-                f"model: {model_id} — this model was retired{when}; GET /v1/models lists the models "
+                f"model: {echo(model_id)} — this model was retired{when}; GET /v1/models lists the models "
                 "you can use"
             )
         return served

@@ -38,7 +38,7 @@ import anyio.to_thread
 from wisegate.domain.keys import Principal
 from wisegate.domain.storable import storable
 from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
-from wisegate.protocol.bounds import FILENAME_LENGTH, MIME_TYPE_LENGTH
+from wisegate.protocol.bounds import FILENAME_LENGTH, MIME_TYPE_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.files import FileRecord, Position
 from wisegate.storage.files import FileRepo
@@ -368,7 +368,7 @@ class FileService:
     async def get(self, principal: Principal, file_id: str) -> FileRecord:
         record = await self._repo.get(principal.workspace_id, file_id)
         if record is None:
-            raise NotFound(f"File not found: {file_id}")
+            raise NotFound(f"File not found: {echo(file_id)}")
         return record
 
     async def page(
@@ -390,7 +390,7 @@ class FileService:
     async def _position(self, principal: Principal, field: str, file_id: str) -> Position:
         record = await self._repo.get(principal.workspace_id, file_id)
         if record is None:
-            raise InvalidRequest(f"{field}: unknown file '{file_id}'")
+            raise InvalidRequest(f"{field}: unknown file '{echo(file_id)}'")
         return record.created_at, record.id
 
     async def download(self, principal: Principal, file_id: str) -> tuple[FileRecord, AsyncIterator[bytes]]:
@@ -398,7 +398,7 @@ class FileService:
         record = await self.get(principal, file_id)
         if not record.downloadable:
             raise InvalidRequest(
-                f"File {file_id} is not downloadable: only files produced by the platform can be "
+                f"File {echo(file_id)} is not downloadable: only files produced by the platform can be "
                 "downloaded, uploaded files cannot.",
                 details={"error_code": "file_not_downloadable"},
             )
@@ -411,7 +411,7 @@ class FileService:
         _check_expiry(record)
         if record.size_bytes > limit:
             raise InvalidRequest(
-                f"File {file_id} is {record.size_bytes} bytes; files used in a message may be at most "
+                f"File {echo(file_id)} is {record.size_bytes} bytes; files used in a message may be at most "
                 f"{limit} bytes."
             )
         chunks = [chunk async for chunk in await _opened(record, self.blobs.read(record.blob_key))]
@@ -420,7 +420,7 @@ class FileService:
     async def delete(self, principal: Principal, file_id: str) -> FileRecord:
         record = await self._repo.delete(principal.workspace_id, file_id)
         if record is None:
-            raise NotFound(f"File not found: {file_id}")
+            raise NotFound(f"File not found: {echo(file_id)}")
         await self.blobs.delete(record.blob_key)
         return record
 

@@ -10,9 +10,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import AuthenticationFailed, NotFound
-from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH
+from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.tenancy import ApiKey, Organization, Workspace
 from wisegate.storage.repos import TenancyRepo
@@ -61,7 +61,7 @@ class KeyService:
         return org
 
     async def create_workspace(self, organization_id: str, name: str) -> Workspace:
-        storable("name", name, NAME_LENGTH)
+        storable_name("name", name, NAME_LENGTH)
         workspace = Workspace(
             id=new_id("wrkspc"),
             organization_id=organization_id,
@@ -75,7 +75,7 @@ class KeyService:
     async def default_workspace(self, organization_id: str) -> Workspace:
         workspaces = await self._repo.list_workspaces(organization_id)
         if not workspaces:
-            raise NotFound(f"organization {organization_id} has no workspace")
+            raise NotFound(f"organization {echo(organization_id)} has no workspace")
         return workspaces[0]
 
     async def create_key(
@@ -88,10 +88,10 @@ class KeyService:
         service_account_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """A new key and its secret; the secret is returned once and only its hash is stored."""
-        storable("name", name, KEY_NAME_LENGTH)
+        storable_name("name", name, KEY_NAME_LENGTH)
         workspace = await self._repo.get_workspace(workspace_id)
         if workspace is None or workspace.archived_at is not None:
-            raise NotFound(f"workspace {workspace_id} not found")
+            raise NotFound(f"workspace {echo(workspace_id)} not found")
         secret = (ADMIN_KEY_PREFIX if admin else API_KEY_PREFIX) + secrets.token_urlsafe(32)
         key = ApiKey(
             id=new_id("apikey"),
@@ -111,17 +111,17 @@ class KeyService:
     async def set_status(self, key_id: str, status: str) -> ApiKey:
         key = await self._repo.set_key_status(key_id, status)
         if key is None:
-            raise NotFound(f"api key {key_id} not found")
+            raise NotFound(f"api key {echo(key_id)} not found")
         self._cache.clear()
         return key
 
     async def update(self, key_id: str, *, name: str | None = None, status: str | None = None) -> ApiKey:
         """Rename a key and/or change its status; cached verifications are dropped at once."""
         if name is not None:
-            storable("name", name, KEY_NAME_LENGTH)
+            storable_name("name", name, KEY_NAME_LENGTH)
         key = await self._repo.update_key(key_id, name=name, status=status)
         if key is None:
-            raise NotFound(f"api key {key_id} not found")
+            raise NotFound(f"api key {echo(key_id)} not found")
         self._cache.clear()
         return key
 

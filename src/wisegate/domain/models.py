@@ -10,6 +10,7 @@ from wisegate.backends.registry import ServedModel
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import Principal
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.resources import (
     CapabilitySupport,
     ContextManagementCapability,
@@ -66,13 +67,13 @@ class ModelPages:
         try:
             served = await self._catalog.resolve(principal, model_id)
         except NotFound:
-            raise NotFound(f"model: {model_id}") from None
+            raise NotFound(f"model: {echo(model_id)}") from None
         return model_info(served)
 
 
 def _position(ids: list[str], model_id: str, field: str) -> int:
     if model_id not in ids:
-        raise InvalidRequest(f"{field}: unknown model '{model_id}'")
+        raise InvalidRequest(f"{field}: unknown model '{echo(model_id)}'")
     return ids.index(model_id)
 
 

@@ -47,6 +47,7 @@ from wisegate.protocol.openai import (
     ToolCallDelta,
     ToolCallDeltaFunction,
 )
+from wisegate.protocol.surrogates import problem, surrogate_path
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -145,6 +146,27 @@ def _user_blocks(content: str | list[Any] | None) -> list[dict[str, Any]]:
     return blocks
 
 
+def _check_nonempty(content: str | list[Any] | None, index: int) -> None:
+    """A user message has content, and none of its text parts is empty (in OpenAI's words)."""
+    where = f"messages[{index}].content"
+    if content == "":
+        raise InvalidRequest(
+            f"Invalid '{where}': string too short. Expected a string with minimum length 1, but got an "
+            "empty string instead."
+        )
+    if content == []:
+        raise InvalidRequest(
+            f"Invalid '{where}': empty array. Expected an array with minimum length 1, but got an empty "
+            "array instead."
+        )
+    for position, part in enumerate(content if isinstance(content, list) else ()):
+        if isinstance(part, TextPart) and not part.text:
+            raise InvalidRequest(
+                f"Invalid '{where}[{position}].text': string too short. Expected a string with minimum "
+                "length 1, but got an empty string instead."
+            )
+
+
 def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     text = _text(message.content)
@@ -161,6 +183,8 @@ def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
             raise InvalidRequest(f"{where}: not valid JSON") from None
         if not isinstance(arguments, dict):
             raise InvalidRequest(f"{where}: must be a JSON object")
+        if (lone := surrogate_path(arguments)) is not None:
+            raise InvalidRequest(f"{where}: {problem(lone[1], 'it')}")
         blocks.append({"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments})
     return blocks
 
@@ -189,6 +213,7 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
         elif message.role == "assistant":
             role, blocks = "assistant", _assistant_blocks(message, index)
         else:
+            _check_nonempty(message.content, index)
             role, blocks = "user", _user_blocks(message.content)
         if not blocks:
             continue

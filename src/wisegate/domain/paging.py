@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 
 T = TypeVar("T")
 
@@ -31,12 +32,12 @@ def paginate(
     ids = [id_of(item) for item in items]
     if after_id:
         if after_id not in ids:
-            raise InvalidRequest(f"after_id: no object with id '{after_id}'")
+            raise InvalidRequest(f"after_id: no object with id '{echo(after_id)}'")
         start = ids.index(after_id) + 1
         return Page(list(items[start : start + limit]), start + limit < len(items))
     if before_id:
         if before_id not in ids:
-            raise InvalidRequest(f"before_id: no object with id '{before_id}'")
+            raise InvalidRequest(f"before_id: no object with id '{echo(before_id)}'")
         end = ids.index(before_id)
         return Page(list(items[max(0, end - limit) : end]), end - limit > 0)
     return Page(list(items[:limit]), limit < len(items))

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from wisegate.domain.roles import WORKSPACE_ROLES
 from wisegate.domain.scope import Scope
 from wisegate.domain.secret import ConsoleSecret, digest
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
+from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.directory import Invite, User
 from wisegate.storage.directory import DirectoryRepo
@@ -38,7 +38,7 @@ def _now() -> datetime:
 
 
 def normalize_email(email: str) -> str:
-    email = storable("email", email.strip().lower(), EMAIL_LENGTH)
+    email = storable_name("email", email.strip().lower(), EMAIL_LENGTH)
     if not _EMAIL.match(email):
         raise InvalidRequest(f"email: '{email}' is not a valid email address")
     return email
@@ -122,7 +122,7 @@ class PeopleService:
     async def get_user(self, scope: Scope, user_id: str) -> User:
         user = await self._directory.get_user(user_id)
         if user is None or user.organization_id != scope.organization_id:
-            raise NotFound(f"user {user_id} not found")
+            raise NotFound(f"user {echo(user_id)} not found")
         return user
 
     async def update_user(self, scope: Scope, user_id: str, role: str) -> User:
@@ -154,7 +154,7 @@ class PeopleService:
                 raise InvalidRequest(f"workspace_role: '{workspace_role}' is not one of {allowed}")
             workspace = await self._tenancy.get_workspace(workspace_id)
             if workspace is None or workspace.organization_id != scope.organization_id:
-                raise NotFound(f"workspace {workspace_id} not found")
+                raise NotFound(f"workspace {echo(workspace_id)} not found")
             if workspace.archived_at is not None:
                 raise InvalidRequest(f"workspace {workspace_id} is archived")
             checked[workspace_id] = workspace_role
@@ -221,7 +221,7 @@ class PeopleService:
     async def get_invite(self, scope: Scope, invite_id: str) -> Invite:
         invite = await self._directory.get_invite(invite_id)
         if invite is None or invite.organization_id != scope.organization_id or invite.status == "deleted":
-            raise NotFound(f"invite {invite_id} not found")
+            raise NotFound(f"invite {echo(invite_id)} not found")
         return self._current(invite)
 
     async def delete_invite(self, scope: Scope, invite_id: str) -> None:
@@ -239,7 +239,7 @@ class PeopleService:
             raise InvalidRequest(f"invite {invite_id} is {invite.status}, not pending")
         if not name.strip():
             raise InvalidRequest("name: must not be empty")
-        storable("name", name.strip(), NAME_LENGTH)
+        storable_name("name", name.strip(), NAME_LENGTH)
         user = User(new_id("user"), scope.organization_id, invite.email, name.strip(), invite.role, _now())
         accepted = await self._directory.accept_invite(invite_id, user)
         if accepted is None:

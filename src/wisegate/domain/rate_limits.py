@@ -21,6 +21,7 @@ from wisegate.domain.limits.accounts import NO_LIMIT, BillingAccounts
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 
 LIMITERS = {
     "requests_per_minute": "rpm",
@@ -97,14 +98,14 @@ class RateLimitService:
         if model is not None:
             entries = [e for e in entries if model in e.models]
             if not entries:
-                raise NotFound(f"model: no rate limits for model '{model}' in this organization")
+                raise NotFound(f"model: no rate limits for model '{echo(model)}' in this organization")
         return entries
 
     async def _entry(self, scope: Scope, rate_limit_id: str) -> RateLimitEntry:
         for entry in await self.organization(scope):
             if entry.id == rate_limit_id:
                 return entry
-        raise NotFound(f"rate limit {rate_limit_id} not found")
+        raise NotFound(f"rate limit {echo(rate_limit_id)} not found")
 
     async def workspace(
         self,

@@ -17,6 +17,7 @@ from wisegate.domain.people import PeopleService
 from wisegate.domain.roles import ORGANIZATION_ROLES, ROLES, Permission, Role
 from wisegate.domain.scope import Scope
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.records.directory import User
 
 GROUP_PREFIX = "rbacgrp_"
@@ -43,7 +44,7 @@ class RbacService:
         scope.require_admin()
         found = ROLES.get(role_id)
         if found is None:
-            raise NotFound(f"rbac role {role_id} not found")
+            raise NotFound(f"rbac role {echo(role_id)} not found")
         return found
 
     def permissions(self, scope: Scope, role_id: str) -> list[Permission]:
@@ -58,7 +59,7 @@ class RbacService:
         scope.require_admin()
         role_id = rbac_group_id.removeprefix(GROUP_PREFIX)
         if not rbac_group_id.startswith(GROUP_PREFIX) or role_id not in ORGANIZATION_ROLES:
-            raise NotFound(f"rbac group {rbac_group_id} not found")
+            raise NotFound(f"rbac group {echo(rbac_group_id)} not found")
         return ROLES[role_id]
 
     async def members(self, scope: Scope, rbac_group_id: str) -> list[User]:
@@ -86,7 +87,7 @@ class RbacService:
         role = self.group(scope, rbac_group_id)
         user = await self._people.get_user(scope, user_id)
         if user.role != role.id:
-            raise NotFound(f"user {user_id} is not a member of rbac group {rbac_group_id}")
+            raise NotFound(f"user {echo(user_id)} is not a member of rbac group {echo(rbac_group_id)}")
         raise InvalidRequest(
             f"every person holds one organization role: add user {user_id} to another group (their role "
             f"changes to that group's) instead of removing them from {rbac_group_id}"

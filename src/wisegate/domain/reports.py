@@ -29,6 +29,7 @@ from wisegate.protocol.admin import (
     UsageReport,
     UsageResult,
 )
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.usage import UsageFilter, UsageSum
 from wisegate.storage.reports import UsageReportRepo
@@ -191,7 +192,7 @@ def _matches(row: UsageSum, query: ReportQuery) -> bool:
 def _check_values(name: str, values: Sequence[str], allowed: Sequence[str]) -> None:
     for value in values:
         if value not in allowed:
-            raise InvalidRequest(f"{name}: '{value}' is not one of {', '.join(allowed)}")
+            raise InvalidRequest(f"{name}: '{echo(value)}' is not one of {', '.join(allowed)}")
 
 
 @dataclass

@@ -16,11 +16,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from wisegate.domain.scope import Scope
-from wisegate.errors import InvalidRequest
+from wisegate.errors import ERROR_TYPES, InvalidRequest
+from wisegate.protocol.bounds import echo
 from wisegate.records.usage import UsageRecord
 from wisegate.storage.request_log import LogQuery, RequestLogRepo
 
 MAX_PAGE = 1000
+# What ``status`` filters by: every request, those that failed, or those that failed with one error type
+# (a client that left before the end is ``client_disconnected``).
+STATUSES = ("ok", "error", *ERROR_TYPES, "client_disconnected")
 CSV_COLUMNS = (
     "created_at",
     "request_id",
@@ -141,14 +145,20 @@ class RequestLogService:
 
 
 def query_of(params: Mapping[str, str], organization_id: str, limit: int) -> LogQuery:
-    """The filters of a request log query string (shared with the console's page and CSV)."""
+    """The filters of a request log query string (shared with the console's page and CSV); 400 for a
+    ``status`` that is none of :data:`STATUSES`."""
     workspace = params.get("workspace_id") or None
+    status = params.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(
+            f"status: Input should be one of {', '.join(repr(s) for s in STATUSES)}, got '{echo(status)}'"
+        )
     return LogQuery(
         organization_id,
         workspace_ids=frozenset({workspace}) if workspace else None,
         api_key_id=params.get("api_key_id") or None,
         model=params.get("model") or None,
-        status=params.get("status") or None,
+        status=status,
         request_id=(params.get("request_id") or "").strip() or None,
         limit=limit,
     )

@@ -14,8 +14,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from wisegate.domain.scope import Scope
+from wisegate.domain.storable import storable_name
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import ID_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.principals import ServiceAccount, ServiceAccountMember
 from wisegate.records.tenancy import ApiKey
@@ -39,8 +41,9 @@ class ServiceAccountService:
         actor_id: str | None,
     ) -> ServiceAccount:
         scope.require_admin()
+        storable_name("name", name, ID_LENGTH)
         if await self._repo.by_name(scope.organization_id, name) is not None:
-            raise InvalidRequest(f"name: a service account named '{name}' already exists")
+            raise InvalidRequest(f"name: a service account named '{echo(name)}' already exists")
         now = datetime.now(UTC)
         account = ServiceAccount(
             new_id("svac"),
@@ -70,7 +73,7 @@ class ServiceAccountService:
         scope.require_admin()
         account = await self._repo.get(account_id)
         if account is None or account.organization_id != scope.organization_id:
-            raise NotFound(f"service account {account_id} not found")
+            raise NotFound(f"service account {echo(account_id)} not found")
         return account
 
     async def _active(self, scope: Scope, account_id: str) -> ServiceAccount:
@@ -154,12 +157,14 @@ class ServiceAccountService:
         default_id = await self._workspace(scope, workspace_id)
         account = await self.get(scope, account_id)
         if account.archived_at is not None:
-            raise NotFound(f"service account {account_id} not found")
+            raise NotFound(f"service account {echo(account_id)} not found")
         for member in await self._repo.members(workspace_id=workspace_id, service_account_id=account_id):
             return member
         if workspace_id == default_id:
             return self._implicit(account, default_id)
-        raise NotFound(f"service account {account_id} is not a member of workspace {workspace_id}")
+        raise NotFound(
+            f"service account {echo(account_id)} is not a member of workspace {echo(workspace_id)}"
+        )
 
     async def add(
         self, scope: Scope, workspace_id: str, account_id: str, role: str, *, actor_id: str | None
@@ -201,7 +206,8 @@ class ServiceAccountService:
         members = await self._repo.members(workspace_id=workspace_id, service_account_id=account_id)
         if not members and workspace_id != default_id:
             raise InvalidRequest(
-                f"service account {account_id} is not a member of workspace {workspace_id}; add it first "
-                f"(POST /v1/organizations/service_accounts/{account_id}/workspaces)"
+                f"service account {echo(account_id)} is not a member of workspace {echo(workspace_id)}; "
+                "add it first "
+                f"(POST /v1/organizations/service_accounts/{echo(account_id)}/workspaces)"
             )
         return await self._tenancy.create_key(scope, workspace_id, name, service_account_id=account_id)

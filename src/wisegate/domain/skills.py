@@ -24,9 +24,9 @@ import yaml
 
 from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable, storable_name
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
-from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH
+from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.files import Position, SkillRecord, SkillVersionRecord
 from wisegate.storage.files import NameTaken, SkillRepo
@@ -80,7 +80,9 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
             + ", ".join(sorted(directories))
             + ")"
         )
-    directory = storable("files: the top-level directory name", directories.pop(), SKILL_DIRECTORY_LENGTH)
+    directory = storable_name(
+        "files: the top-level directory name", directories.pop(), SKILL_DIRECTORY_LENGTH
+    )
     paths = [f.path for f in files]
     if len(paths) != len(set(paths)):
         raise InvalidRequest("files: the same path appears more than once")
@@ -196,7 +198,7 @@ class SkillService:
         title = (display_name or "").strip() or bundle.name
         if len(title) > 255 or "\n" in title:
             raise InvalidRequest("display_name: must be a single line of at most 255 characters")
-        storable("display_name", title, NAME_LENGTH)
+        storable_name("display_name", title, NAME_LENGTH)
         now = datetime.now(UTC)
         skill = SkillRecord(
             id=new_id("skill"),
@@ -245,7 +247,7 @@ class SkillService:
     async def get(self, principal: Principal, skill_id: str) -> SkillRecord:
         skill = await self._repo.get(principal.workspace_id, skill_id)
         if skill is None:
-            raise NotFound(f"Skill not found: {skill_id}")
+            raise NotFound(f"Skill not found: {echo(skill_id)}")
         return skill
 
     async def page(
@@ -263,7 +265,7 @@ class SkillService:
     async def delete(self, principal: Principal, skill_id: str) -> None:
         deleted = await self._repo.delete(principal.workspace_id, skill_id)
         if deleted is None:
-            raise NotFound(f"Skill not found: {skill_id}")
+            raise NotFound(f"Skill not found: {echo(skill_id)}")
         if not deleted:
             raise InvalidRequest(
                 f"Cannot delete skill {skill_id}: it still has versions. Delete all of its versions first."
@@ -274,7 +276,7 @@ class SkillService:
         wanted = skill.latest_version if version == "latest" else version
         record = await self._repo.version(skill.id, wanted) if wanted else None
         if record is None:
-            raise NotFound(f"Skill version not found: {skill_id} version {version}")
+            raise NotFound(f"Skill version not found: {echo(skill_id)} version {echo(version)}")
         return record
 
     async def versions(
@@ -290,7 +292,7 @@ class SkillService:
         skill = await self.get(principal, skill_id)
         record = await self._repo.delete_version(skill.id, version)
         if record is None:
-            raise NotFound(f"Skill version not found: {skill_id} version {version}")
+            raise NotFound(f"Skill version not found: {echo(skill_id)} version {echo(version)}")
         await self._blobs.delete(record.blob_key)
         return record
 

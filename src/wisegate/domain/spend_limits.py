@@ -25,7 +25,7 @@ from wisegate.domain.limits.service import usd_to_pico
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD
+from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.billing import billing_period
 from wisegate.records.directory import User
@@ -236,7 +236,7 @@ class SpendLimitService:
 
     async def get(self, scope: Scope, request_id: str) -> RequestView:
         request = await self._repo.get(request_id)
-        missing = f"spend limit increase request {request_id} not found"
+        missing = f"spend limit increase request {echo(request_id)} not found"
         if request is None:
             raise NotFound(missing)
         scope.require(request.organization_id, request.workspace_id, missing)

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.keys import KeyService
 from wisegate.domain.scope import Scope
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.bounds import NAME_LENGTH
+from wisegate.protocol.bounds import NAME_LENGTH, echo
 from wisegate.records.directory import WorkspaceMember, WorkspaceSettings
 from wisegate.records.tenancy import ApiKey, Organization, Workspace
 from wisegate.storage.directory import DirectoryRepo
@@ -108,7 +108,7 @@ class TenancyService:
 
     async def get_workspace(self, scope: Scope, workspace_id: str) -> WorkspaceView:
         workspace = await self._repo.get_workspace(workspace_id)
-        missing = f"workspace {workspace_id} not found"
+        missing = f"workspace {echo(workspace_id)} not found"
         if workspace is None:
             raise NotFound(missing)
         scope.require(workspace.organization_id, workspace.id, missing)
@@ -151,7 +151,7 @@ class TenancyService:
             allowed = self._check_models(allowed_models)
         workspace = view.workspace
         if name is not None:
-            storable("name", name, NAME_LENGTH)
+            storable_name("name", name, NAME_LENGTH)
             updated = await self._repo.update_workspace(workspace_id, name=name)
             assert updated is not None
             workspace = updated
@@ -211,7 +211,7 @@ class TenancyService:
 
     async def get_key(self, scope: Scope, key_id: str) -> ApiKey:
         key = await self._repo.get_key(key_id)
-        missing = f"api key {key_id} not found"
+        missing = f"api key {echo(key_id)} not found"
         if key is None or key.kind != "api":
             raise NotFound(missing)
         scope.require(key.organization_id, key.workspace_id, missing)
@@ -268,7 +268,7 @@ class TenancyService:
         await self.get_workspace(scope, workspace_id)
         member = await self._directory.get_member(workspace_id, user_id)
         if member is None:
-            raise NotFound(f"user {user_id} is not a member of workspace {workspace_id}")
+            raise NotFound(f"user {echo(user_id)} is not a member of workspace {echo(workspace_id)}")
         return member
 
     async def add_member(self, scope: Scope, workspace_id: str, user_id: str, role: str) -> WorkspaceMember:
@@ -280,9 +280,11 @@ class TenancyService:
             raise InvalidRequest("workspace_role: workspace_billing cannot be assigned through the API")
         user = await self._directory.get_user(user_id)
         if user is None or user.organization_id != scope.organization_id:
-            raise NotFound(f"user {user_id} not found")
+            raise NotFound(f"user {echo(user_id)} not found")
         if await self._directory.get_member(workspace_id, user_id) is not None:
-            raise InvalidRequest(f"user {user_id} is already a member of workspace {workspace_id}")
+            raise InvalidRequest(
+                f"user {echo(user_id)} is already a member of workspace {echo(workspace_id)}"
+            )
         member = WorkspaceMember(workspace_id, user_id, role, datetime.now(UTC))
         await self._directory.add_member(member)
         return member

@@ -34,8 +34,9 @@ from wisegate.domain.clock import Clock
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService, MessageStream, accumulate
 from wisegate.errors import Conflict, InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.events import MessageStop, StreamEvent
-from wisegate.protocol.messages import Message, MessagesRequest, ThreadContinue
+from wisegate.protocol.messages import Message, MessagesRequest, TextBlock, ThreadContinue
 from wisegate.records.threads import ThreadRecord
 from wisegate.storage.threads import ThreadRepo
 
@@ -99,20 +100,20 @@ class ThreadService:
         )
         if claimed == "not_found":
             raise NotFound(
-                f"thread.previous_message_id: no thread state for '{thread.previous_message_id}'; replay "
-                'the full conversation with thread: {"type": "create"}',
+                f"thread.previous_message_id: no thread state for '{echo(thread.previous_message_id)}'; "
+                'replay the full conversation with thread: {"type": "create"}',
                 details={"error_code": "thread_not_found"},
             )
         if claimed == "already_continued":
             raise Conflict(
-                f"thread.previous_message_id: '{thread.previous_message_id}' has already been continued; "
-                "continue from the thread's most recent response id",
+                f"thread.previous_message_id: '{echo(thread.previous_message_id)}' has already been "
+                "continued; continue from the thread's most recent response id",
                 details={"error_code": "thread_already_continued"},
             )
         if claimed == "in_flight":
             raise Conflict(
                 f"thread.previous_message_id: another request is continuing from "
-                f"'{thread.previous_message_id}'; wait for it and continue from its response id",
+                f"'{echo(thread.previous_message_id)}'; wait for it and continue from its response id",
                 details={"error_code": "thread_continue_in_flight"},
             )
         try:
@@ -146,7 +147,7 @@ class ThreadService:
     async def finish(self, principal: Principal, turn: ThreadTurn, message: Message) -> None:
         """Store the conversation with ``message`` under ``message.id`` (and retire what it continued)."""
         state = dict(turn.stored)
-        state["messages"] = [*_with_auto_breakpoint(turn), _as_param(message)]
+        state["messages"] = [*_with_auto_breakpoint(turn), *_as_params(message)]
         now = self._clock.now()
         record = ThreadRecord(
             message.id,
@@ -274,8 +275,14 @@ def _keep_breakpoints(fields: dict[str, Any], limit: int = 4) -> None:
         del block["cache_control"]
 
 
-def _as_param(message: Message) -> dict[str, Any]:
-    content = [b.model_dump(mode="json", exclude_none=True) for b in message.content]
+def _as_params(message: Message) -> list[dict[str, Any]]:
+    """The response as the assistant turn a continuation replays: its empty text blocks left out (the
+    API refuses them in a request), and no turn at all for a response without content."""
+    content = [
+        b.model_dump(mode="json", exclude_none=True)
+        for b in message.content
+        if not isinstance(b, TextBlock) or b.text
+    ]
     for block in content:
         block.pop("citations", None)
-    return {"role": "assistant", "content": content}
+    return [{"role": "assistant", "content": content}] if content else []

@@ -17,9 +17,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.json_depth import MAX_JSON_DEPTH, TooDeep, check_depth
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
+from wisegate.protocol.surrogates import problem, surrogate_path
 from wisegate.records.workbench import SavedPrompt
 from wisegate.storage.prompts import PromptRepo
 
@@ -46,9 +49,12 @@ def _json(text: str, label: str) -> Any:
     except TooDeep:
         raise InvalidRequest(f"{label}: nests JSON deeper than {MAX_JSON_DEPTH} levels") from None
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError as exc:
         raise InvalidRequest(f"{label}: not valid JSON ({exc})") from None
+    if (lone := surrogate_path(value)) is not None:
+        raise InvalidRequest(f"{label}: {problem(lone[1], 'it')}")
+    return value
 
 
 def _number(state: Mapping[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:
@@ -58,7 +64,7 @@ def _number(state: Mapping[str, str], name: str, kind: type[int] | type[float]) 
     try:
         return kind(raw)
     except ValueError:
-        raise InvalidRequest(f"{name}: '{raw}' is not a number") from None
+        raise InvalidRequest(f"{name}: '{echo(raw)}' is not a number") from None
 
 
 def request_body(state: Mapping[str, str]) -> dict[str, Any]:
@@ -185,7 +191,7 @@ class WorkbenchService:
             or found.owner_id != owner.owner_id
             or found.organization_id != owner.organization_id
         ):
-            raise NotFound(f"saved prompt {prompt_id} not found")
+            raise NotFound(f"saved prompt {echo(prompt_id)} not found")
         return found
 
     async def save(self, owner: PromptOwner, name: str, state: Mapping[str, str]) -> SavedPrompt:
@@ -193,6 +199,7 @@ class WorkbenchService:
         name = name.strip()
         if not name or len(name) > 200:
             raise InvalidRequest("Name: 1 to 200 characters")
+        storable_name("Name", name, 200)
         kept = {k: str(state.get(k) or "") for k in FIELDS}
         text = json.dumps(kept)
         if len(text) > MAX_STATE:

@@ -9,6 +9,7 @@ routing (``api/urls.py``).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -28,8 +29,9 @@ MODEL_LENGTH = 256  # a model id as a request names it (stored with its usage)
 NOTE_LENGTH = 256  # the note kept with a credit grant
 
 # Money, in picodollars (10**-12 USD) held in 64-bit integers (at most ~9.22e18): one amount typed by a
-# person (a top-up, a spend limit) is at most $1,000,000, and a credit balance or purchased total stays
-# within $5,000,000, which leaves room for the monthly spend counters.
+# person (a top-up, a correction, a spend limit) is at most $1,000,000 either way; a top-up may not carry
+# the credit balance past $5,000,000, nor a correction below $0; the purchased total (it only picks the
+# tier) stops growing at $5,000,000. That leaves room for the monthly spend counters.
 PICO_PER_USD = 10**12
 MAX_AMOUNT_USD = 1_000_000
 MAX_BALANCE_USD = 5_000_000
@@ -37,28 +39,63 @@ MAX_AMOUNT_PICO = MAX_AMOUNT_USD * PICO_PER_USD
 MAX_BALANCE_PICO = MAX_BALANCE_USD * PICO_PER_USD
 
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
+SURROGATE_MESSAGE = "must not contain lone UTF-16 surrogates (\\ud800-\\udfff): they encode no character"
+CONTROL_MESSAGE = "must not contain control characters (\\u0000-\\u001f, \\u007f)"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+ECHO_LENGTH = ID_LENGTH  # every id we issue is echoed whole; nothing longer can name anything
+
+
+def echo(value: object) -> str:
+    """``value`` as an error message repeats it (an id, a model, a path a client sent): whole up to
+    ``ECHO_LENGTH`` characters, else its first ``ECHO_LENGTH`` and an ellipsis, so that a 100 KB id is
+    not sent back (and logged) whole."""
+    text = str(value)
+    return text if len(text) <= ECHO_LENGTH else text[:ECHO_LENGTH] + "…"
 
 
 def text_problem(value: str, max_length: int) -> str | None:
-    """What keeps ``value`` out of a column of ``max_length`` characters, or ``None`` if it fits."""
+    """What keeps ``value`` out of a column of ``max_length`` characters, or ``None`` if it fits: a NUL
+    (PostgreSQL refuses it), a lone UTF-16 surrogate (no database can encode it), its length."""
     if "\x00" in value:
         return NUL_MESSAGE
+    if _SURROGATE.search(value):
+        return SURROGATE_MESSAGE
     if len(value) > max_length:
         return f"must be at most {max_length} characters long, got {len(value)}"
     return None
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError(NUL_MESSAGE)
+def name_problem(value: str, max_length: int) -> str | None:
+    """``text_problem``, and control characters: a name is shown to people (pages, CSV, logs, the
+    Admin API), where a control character hides or forges what follows it."""
+    problem = text_problem(value, max_length)
+    if problem is None and _CONTROL.search(value):
+        return CONTROL_MESSAGE
+    return problem
+
+
+def _text(value: str) -> str:
+    if (problem := text_problem(value, len(value))) is not None:
+        raise ValueError(problem)
     return value
 
 
-_NoNul = AfterValidator(_no_nul)
+def _name(value: str) -> str:
+    if (problem := name_problem(value, len(value))) is not None:
+        raise ValueError(problem)
+    return value
 
-# Strings of the wire that are stored: their column's length at most, no NUL.
-ModelName = Annotated[str, StringConstraints(max_length=MODEL_LENGTH), _NoNul]
-KeyName = Annotated[str, StringConstraints(min_length=1, max_length=KEY_NAME_LENGTH), _NoNul]
-Email = Annotated[str, StringConstraints(max_length=EMAIL_LENGTH), _NoNul]
-WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=WORKSPACE_NAME_LENGTH), _NoNul]
-IdText = Annotated[str, StringConstraints(max_length=ID_LENGTH), _NoNul]
+
+_Text = AfterValidator(_text)
+_Name = AfterValidator(_name)
+
+# Strings of the wire that are stored: their column's length at most, no NUL nor lone surrogate; names
+# no control character either.
+ModelName = Annotated[str, StringConstraints(max_length=MODEL_LENGTH), _Text]
+KeyName = Annotated[str, StringConstraints(min_length=1, max_length=KEY_NAME_LENGTH), _Name]
+Email = Annotated[str, StringConstraints(max_length=EMAIL_LENGTH), _Name]
+WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=WORKSPACE_NAME_LENGTH), _Name]
+IdText = Annotated[str, StringConstraints(max_length=ID_LENGTH), _Text]
+Description = Annotated[str, StringConstraints(max_length=1024), _Text]

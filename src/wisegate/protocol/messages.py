@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from wisegate.protocol.bounds import IdText, ModelName
+from wisegate.protocol.bounds import IdText, ModelName, echo
 from wisegate.protocol.code_execution import (
     CodeExecutionResultBlock,
     ContainerUploadBlock,
@@ -396,7 +396,8 @@ class _Conversation(_Strict):
                 f"tool_choice: tool_choice.type '{choice.type}' may only be specified while providing tools"
             )
         if isinstance(choice, ToolChoiceTool) and choice.name not in names:
-            raise ValueError(f"tool_choice: Tool '{choice.name}' not found in provided tools")
+            raise ValueError(f"tool_choice: Tool '{echo(choice.name)}' not found in provided tools")
+        _check_content(self.messages, self.system)
         if not continued:
             _check_tool_results(self.messages)
         if self.billing_policy is not None and self.billing_policy.bill_to == "user_profile":
@@ -502,6 +503,25 @@ def _check_strict_schemas(request: _Conversation) -> None:
         raise ValueError(str(exc)) from None
 
 
+def _check_content(messages: list[MessageParam], system: str | list[TextBlockParam] | None) -> None:
+    """The Claude API's rule: every message has content, except that the final assistant message (a
+    prefill) may be empty; and no text block is empty (a prefill's included)."""
+    for index, message in enumerate(messages):
+        if not message.content and not (index == len(messages) - 1 and message.role == "assistant"):
+            raise ValueError(
+                f"messages.{index}.content: all messages must have non-empty content except for the "
+                "optional final assistant message"
+            )
+        for position, block in enumerate(message.content if isinstance(message.content, list) else ()):
+            if isinstance(block, TextBlockParam) and not block.text:
+                raise ValueError(
+                    f"messages.{index}.content.{position}.text: text content blocks must be non-empty"
+                )
+    for position, block in enumerate(system if isinstance(system, list) else ()):
+        if not block.text:
+            raise ValueError(f"system.{position}.text: text content blocks must be non-empty")
+
+
 def _check_tool_results(messages: list[MessageParam]) -> None:
     previous_tool_ids: set[str] = set()
     for index, message in enumerate(messages):
@@ -515,7 +535,8 @@ def _check_tool_results(messages: list[MessageParam]) -> None:
         if unknown:
             raise ValueError(
                 f"messages.{index}.content: unexpected `tool_use_id` found in `tool_result` blocks: "
-                f"{', '.join(unknown)}. Each `tool_result` block must have a corresponding `tool_use` "
+                f"{', '.join(echo(u) for u in unknown[:10])}. Each `tool_result` block must have a "
+                "corresponding `tool_use` "
                 "block in the previous message."
             )
         if message.role == "assistant":

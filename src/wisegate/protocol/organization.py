@@ -4,22 +4,15 @@ and their increase requests, service accounts, RBAC roles and groups. Lists of t
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-from wisegate.protocol.bounds import ID_LENGTH, NUL_MESSAGE, IdText
+from wisegate.protocol.bounds import ID_LENGTH, Description, IdText
 
 T = TypeVar("T")
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError(NUL_MESSAGE)
-    return value
-
-
-Description = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_no_nul)]
 MAX_LIMIT = 10**12 - 1  # a rate-limit value (the column holds JSON; 10**12 means "no override")
 
 LimiterType = Literal[

@@ -170,11 +170,15 @@ class Settings(BaseSettings):
     max_messages_request_bytes: int = 32 * 1024 * 1024
     # Each connection (connections.py; docs/operations.md, "Limits on requests"): the request line and
     # headers at most max_header_bytes (431 past it) arriving within header_timeout_seconds (408), an
-    # idle kept-alive connection closed after keep_alive_seconds, at most max_connections open (529).
+    # idle kept-alive connection closed after keep_alive_seconds, at most max_connections open (529);
+    # the body with no gap longer than body_timeout_seconds and, after that long, at
+    # body_min_bytes_per_second at least (408).
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     keep_alive_seconds: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=1024, ge=1)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    body_min_bytes_per_second: int = Field(default=16 * 1024, ge=1)
     # PDF documents read as text for models that cannot read PDFs (domain/attachments.py): at most
     # pdf_max_pages pages and pdf_max_text_chars characters, extracted within pdf_extract_seconds.
     pdf_max_pages: int = Field(default=100, ge=1)

@@ -20,7 +20,7 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -128,21 +128,23 @@ class BillingRepo:
             )
 
     async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount | None:
-        """Top up the prepaid balance (a first top-up turns the organization prepaid); ``None``, and
-        nothing changed, when the balance or the purchased total would leave ±``MAX_BALANCE_PICO``
-        (``protocol/bounds.py``) — checked in the same statement that adds."""
+        """Top up the prepaid balance, or correct it (negative); a first top-up turns the organization
+        prepaid. ``None``, and nothing changed, when the new balance would leave its range
+        (``protocol/bounds.py``): a top-up may not carry it past ``MAX_BALANCE_PICO``, a correction
+        may not carry it below zero — checked in the same statement that adds. The purchased total
+        (which only picks the tier) stops growing at ``MAX_BALANCE_PICO`` rather than refuse a top-up."""
         a = BillingAccountRow
         balance = func.coalesce(a.credit_balance_pico, 0) + amount_pico
-        purchased = a.credits_purchased_pico + max(amount_pico, 0)
+        in_range = balance <= MAX_BALANCE_PICO if amount_pico >= 0 else balance >= 0
+        purchased = case(
+            (a.credits_purchased_pico > MAX_BALANCE_PICO - max(amount_pico, 0), MAX_BALANCE_PICO),
+            else_=a.credits_purchased_pico + max(amount_pico, 0),
+        )
         async with self._db.write() as session:
             await self._ensure_account(session, organization_id)
             added = await (await session.connection()).execute(
                 update(a)
-                .where(
-                    a.organization_id == organization_id,
-                    balance.between(-MAX_BALANCE_PICO, MAX_BALANCE_PICO),
-                    purchased <= MAX_BALANCE_PICO,
-                )
+                .where(a.organization_id == organization_id, in_range)
                 .values(
                     credit_balance_pico=balance,
                     credits_purchased_pico=purchased,

@@ -32,6 +32,7 @@ from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.messages import new_id
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.containers import ContainerRecord
@@ -91,15 +92,15 @@ class ContainerService:
         if wanted:
             record = await self._repo.get(principal.workspace_id, str(wanted))
             if record is None:
-                raise NotFound(f"container: Container not found: {wanted}")
+                raise NotFound(f"container: Container not found: {echo(wanted)}")
             if record.expires_at.replace(tzinfo=record.expires_at.tzinfo or UTC) <= now:
                 raise NotFound(
-                    f"container: Container {wanted} has expired; omit `container` to start a new one",
+                    f"container: Container {echo(wanted)} has expired; omit `container` to start a new one",
                     details={"error_code": "container_expired"},
                 )
             if record.node != self.node:
                 raise InvalidRequest(
-                    f"container: Container {wanted} lives on node '{record.node}' and this is node "
+                    f"container: Container {echo(wanted)} lives on node '{record.node}' and this is node "
                     f"'{self.node}'; send requests that reuse it to the node that created it",
                     details={"error_code": "container_on_other_node"},
                 )

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from wisegate.domain.limits.service import LimitService
+from wisegate.domain.pricing import format_usd
 from wisegate.domain.storable import storable
 from wisegate.errors import InvalidRequest
-from wisegate.protocol.bounds import MAX_BALANCE_USD, NOTE_LENGTH
+from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, MAX_BALANCE_USD, NOTE_LENGTH
 from wisegate.records.billing import BillingAccount, WorkspaceLimits, billing_period
 from wisegate.settings.tiers import TierConfig
 
@@ -64,13 +65,26 @@ class BillingAccounts:
     async def add_credits(self, organization_id: str, amount_pico: int, note: str) -> BillingAccount:
         """Top up (or, negative, correct) the prepaid balance; a first top-up makes it prepaid.
 
-        400 when the balance or the credits purchased would pass the range money may take."""
+        400 naming the amount when it is past ``MAX_AMOUNT_USD`` either way, when a top-up would carry
+        the balance past ``MAX_BALANCE_USD``, or a correction below zero (refused atomically: nothing
+        changes). Spending may still take the balance below zero; a top-up then brings it back."""
         storable("note", note, NOTE_LENGTH)
+        if abs(amount_pico) > MAX_AMOUNT_PICO:
+            raise InvalidRequest(
+                f"Amount: a top-up or correction may be at most ${MAX_AMOUNT_USD:,} either way, got "
+                f"{format_usd(amount_pico)}"
+            )
         account = await self._billing.add_credits(organization_id, amount_pico, note)
         if account is None:
+            balance = format_usd((await self._billing.account(organization_id)).credit_balance_pico or 0)
+            if amount_pico >= 0:
+                raise InvalidRequest(
+                    f"Amount: the credit balance may hold at most ${MAX_BALANCE_USD:,}; it is {balance}, "
+                    f"and this top-up of {format_usd(amount_pico)} would carry it past that"
+                )
             raise InvalidRequest(
-                f"Amount: the credit balance and the credits purchased may not pass ${MAX_BALANCE_USD:,}; "
-                "this top-up would carry them past it"
+                f"Amount: a correction may not take the credit balance below $0; it is {balance}, and "
+                f"this correction is {format_usd(amount_pico)}"
             )
         self._limits.forget_cached()
         return account
