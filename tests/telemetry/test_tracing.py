@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.backends.fakes import FakeUpstream, run_fake
@@ -21,6 +23,17 @@ from wisegate.telemetry.logs import JsonFormatter
 
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+
+
+def finished(exporter: InMemorySpanExporter, *names: str) -> dict[str, ReadableSpan]:
+    """The finished spans by name, once ``names`` are among them: a request's span ends after its
+    response has been sent, so the client may read before the server has ended it."""
+    deadline = time.monotonic() + 10
+    while True:
+        spans = {s.name: s for s in exporter.get_finished_spans()}
+        if set(names) <= spans.keys() or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -45,7 +58,7 @@ def test_a_request_is_a_span_with_admission_backend_and_settlement_children(
         model=SCRIPTED_MODEL, max_tokens=20, messages=[{"role": "user", "content": "a b c"}]
     )
     request_id = raw.headers["request-id"]
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    spans = finished(exporter, "POST /v1/messages")
     root = spans["POST /v1/messages"]
     assert format(root.context.trace_id, "032x") == CLIENT_TRACE  # the client's trace continues
     assert root.parent is not None and format(root.parent.span_id, "016x") == "00f067aa0ba902b7"
@@ -92,7 +105,7 @@ def test_upstream_calls_carry_the_traceparent_of_the_upstream_span(
     sent = fake.seen[-1].headers["traceparent"]
     _, trace_id, span_id, _ = sent.split("-")
     assert trace_id == CLIENT_TRACE
-    spans = {s.name: s for s in exporter.get_finished_spans()}
+    spans = finished(exporter, "upstream")
     assert format(spans["upstream"].context.span_id, "016x") == span_id
 
 
