@@ -4,16 +4,25 @@
 #   docker run -p 8080:8080 -v wisegate-data:/var/lib/wisegate wisegate
 #
 # The builder stage compiles llama-cpp-python (the embedded model's engine) into a wheel and installs
-# Wisegate into a virtual environment; the runtime stage copies that environment onto a slim base and
-# runs it as an unprivileged user. BASE: any Debian 12 (bookworm) image, e.g. one made offline with
-# debootstrap and `podman import` (docs/operations.md). PIP_CERT / PIP_INDEX_URL: for a build behind a
-# TLS-inspecting proxy or a private index (passed to pip only, never kept in the image).
+# Wisegate into a virtual environment; the runtime stage copies that environment onto the same base and
+# runs it as an unprivileged user. Build arguments (none is kept in the image):
+#   BASE             any Debian 12 (bookworm) image; default docker.io/library/debian:bookworm-slim.
+#                    Without a registry, one made with debootstrap and `podman import`
+#                    (deploy/check-image.sh, docs/operations.md "Container images").
+#   PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_CERT
+#                    the package index pip uses (a private mirror) and a CA bundle for a TLS-inspecting
+#                    proxy; unset, pip uses PyPI with the base's CA certificates.
+#   CMAKE_ARGS       llama.cpp's build options. Unset, llama.cpp compiles for the build machine's CPU
+#                    (GGML_NATIVE): fastest there, and may stop with SIGILL on an older CPU. For an
+#                    image to run elsewhere, choose the CPU level, e.g. CMAKE_ARGS=-DGGML_NATIVE=OFF
+#                    (llama.cpp's options; not tried by deploy/check-image.sh).
 ARG BASE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE} AS builder
 ARG PIP_CERT
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
+ARG CMAKE_ARGS
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential cmake \
       ca-certificates \

@@ -6,9 +6,11 @@ Same prompts, same greedy sampling, same prompt tokens (rendered with the same c
 request at a time. The server is ``wisegate serve`` in its own process, read by a minimal streaming
 HTTP client (the official SDK's event parsing would compete for the 2 cores with the model and
 measure the client, not the gateway). The direct side runs while the server idles.
-Run: ``.venv/bin/python bench/embedded_throughput.py [--rounds 3] [--max-tokens 128]``.
+Run: ``.venv/bin/python bench/embedded_throughput.py [--rounds 3] [--max-tokens 128] [--threads N]``.
 Prints wall-clock tokens/s (request start to last token) for each side and their ratio; rounds
-alternate sides so machine noise hits both.
+alternate sides so machine noise hits both. ``--threads`` (default: the CPU count) sets llama.cpp's
+threads on both sides: on a machine whose cores are busy with other work, llama.cpp's threads wait
+on each other and 2 threads can be several times slower than 1.
 """
 
 from __future__ import annotations
@@ -77,12 +79,20 @@ def through_wisegate(url: str, key: str, prompt: str, max_tokens: int) -> tuple[
     return produced, time.perf_counter() - started
 
 
-def start_server(data_dir: str) -> tuple[subprocess.Popen[str], str, str]:
+def start_server(
+    data_dir: str, threads: int, options: str | None = None
+) -> tuple[subprocess.Popen[str], str, str]:
+    """``wisegate serve`` on a free port with the local backend's ``options`` (TOML inline-table body)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    config = os.path.join(data_dir, "wisegate.toml")
+    with open(config, "w") as file:
+        inline = options or f"threads = {threads}"
+        file.write(f'[backends.local]\ntype = "local"\noptions = {{ {inline} }}\n')
     env = {
         **os.environ,
+        "WISEGATE_CONFIG": config,
         "WISEGATE_DATA_DIR": data_dir,
         "WISEGATE_PORT": str(port),
         "WISEGATE_LOG_LEVEL": "WARNING",
@@ -107,16 +117,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 2, help="llama.cpp threads, both sides"
+    )
     args = parser.parse_args()
 
-    threads = os.cpu_count() or 2
+    threads = args.threads
     llm = Llama(
         model_path=str(default_model_path()), n_ctx=8192, n_threads=threads, n_batch=512, verbose=False
     )
     renderer = PromptRenderer(llm.metadata["tokenizer.chat_template"])
     results: dict[str, list[float]] = {"wisegate": [], "direct": []}
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url, key = start_server(tmp)
+        proc, url, key = start_server(tmp, threads)
         try:
             through_wisegate(url, key, PROMPTS[0], 8)
             for round_no in range(args.rounds):
@@ -133,7 +146,7 @@ def main() -> None:
     raw = statistics.median(results["direct"])
     print(f"direct llama-cpp-python : {raw:7.1f} tokens/s (median of {len(results['direct'])})")
     print(f"through wisegate (SSE)  : {via:7.1f} tokens/s (median of {len(results['wisegate'])})")
-    print(f"ratio wisegate/direct   : {via / raw:7.3f}")
+    print(f"ratio wisegate/direct   : {via / raw:7.3f}  ({threads} llama.cpp threads)")
 
 
 if __name__ == "__main__":

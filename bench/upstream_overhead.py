@@ -10,7 +10,9 @@ per open stream.
     .venv/bin/python bench/upstream_overhead.py --seconds 6 --rounds 3 --concurrency 1 16 64
 
 ``--workers 1 2 4`` runs one Wisegate per count (``wisegate serve --workers N``), measured side by
-side in the same rounds (``wisegate×N`` in the table).
+side in the same rounds (``wisegate×N`` in the table). ``--tree before=/path/to/src`` also runs
+Wisegate from another source tree (``wisegate[before]``), in the same interleaved rounds: a before /
+after comparison in one sitting (``git archive <commit> src | tar -x -C /tmp/before`` makes one).
 """
 
 from __future__ import annotations
@@ -392,8 +394,9 @@ def start_wisegate(
     limits: bool,
     workers: int,
     redis_url: str | None,
+    tree: tuple[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    tmp = tmp / f"wisegate-{workers}"
+    tmp = tmp / f"wisegate-{workers}-{tree[0] if tree else ''}"
     tmp.mkdir()
     config = tmp / "wisegate.toml"
     config.write_text(
@@ -412,7 +415,10 @@ backend = "anthropic"
            "WISEGATE_LOG_LEVEL": log_level, "WISEGATE_PORT": str(port),
            "WISEGATE_WORKERS": str(workers)}  # fmt: skip
     if redis_url:
-        env.update(WISEGATE_REDIS_URL=redis_url, WISEGATE_REDIS_PREFIX=f"bench-{os.getpid()}-{workers}")
+        prefix = f"bench-{os.getpid()}-{workers}-{tree[0] if tree else ''}"
+        env.update(WISEGATE_REDIS_URL=redis_url, WISEGATE_REDIS_PREFIX=prefix)
+    if tree:  # that tree's package first on the path, ahead of the installed one
+        env["PYTHONPATH"] = tree[1]
     wisegate = str(Path(PYTHON).parent / "wisegate")
     subprocess.run([wisegate, "migrate"], env=env, check=True, capture_output=True)
     created = subprocess.run(
@@ -447,6 +453,13 @@ def main() -> None:
     parser.add_argument("--limits", action="store_true", help="rate limits and a spend cap on too")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="one Wisegate per count")
     parser.add_argument("--redis-url", default=None, help="rate-limit buckets there (--limits with workers)")
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="also run Wisegate from the source tree SRC (a src/ directory), as wisegate[NAME]",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -478,30 +491,44 @@ def main() -> None:
             pids = {"direct": mock.pid, "bare": bare.pid}
             keys = {"direct": "k", "bare": "k"}
             targets = [t for t in args.targets if t != "wisegate"]
+            trees: list[tuple[str, str] | None] = [None]
+            trees += [(name, str(Path(src).resolve())) for name, src in (t.split("=", 1) for t in args.tree)]
             for workers in args.workers if "wisegate" in args.targets else []:
-                name = "wisegate" if workers == 1 else f"wisegate×{workers}"
-                ports[name] = free_port()
-                wisegate, keys[name] = start_wisegate(
-                    tmp, mock_port, ports[name], args.log_level, args.limits, workers, args.redis_url
-                )
-                procs.append(wisegate)
-                pids[name] = wisegate.pid
-                targets.append(name)
+                for tree in trees:
+                    name = "wisegate" if workers == 1 else f"wisegate×{workers}"
+                    name += f"[{tree[0]}]" if tree else ""
+                    ports[name] = free_port()
+                    wisegate, keys[name] = start_wisegate(
+                        tmp,
+                        mock_port,
+                        ports[name],
+                        args.log_level,
+                        args.limits,
+                        workers,
+                        args.redis_url,
+                        tree,
+                    )
+                    procs.append(wisegate)
+                    pids[name] = wisegate.pid
+                    targets.append(name)
             print(
                 f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run, "
                 f"limits {'on (spend cap, leases)' if args.limits else 'off'}"
             )
             print(
-                "| mode | conc | target | req/s | last byte p50 / p99 ms | first byte p50 / p99 ms "
-                "| added p50 ms (last / first byte) | server CPU µs/request | cores busy | n | err |"
+                "| mode | conc | target | req/s | req/s per round | last byte p50 / p99 ms "
+                "| first byte p50 / p99 ms | added p50 ms (last / first byte) | server CPU µs/request "
+                "| cores busy | n | err |"
             )
-            print("|---|---|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for stream in (False, True):
                 for concurrency in args.concurrency:
                     runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
                     cpu: dict[str, float] = dict.fromkeys(targets, 0.0)
-                    for _ in range(args.rounds):  # interleaved, so drifting machine load hits all alike
-                        for target in targets:
+                    for round_number in range(args.rounds):
+                        # Interleaved, so drifting machine load hits all alike; every other round in
+                        # reverse order, so no target always runs first.
+                        for target in targets if round_number % 2 == 0 else targets[::-1]:
                             before = cpu_seconds(pids[target])
                             runs[target].append(
                                 asyncio.run(
@@ -526,9 +553,13 @@ def main() -> None:
                             else "-"
                         )
                         mode = "stream" if stream else "json"
+                        rounds = " / ".join(
+                            f"{len(run['lasts']) / run['elapsed']:.0f}" for run in runs[target]
+                        )
                         print(
-                            f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {r['p50']:.2f} / "
-                            f"{r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | {added} | "
+                            f"| {mode} | {concurrency} | {target} | {r['rps']:.0f} | {rounds} | "
+                            f"{r['p50']:.2f} / {r['p99']:.2f} | {r['ttfb50']:.2f} / {r['ttfb99']:.2f} | "
+                            f"{added} | "
                             f"{cpu[target] / max(1.0, r['n']) * 1e6:.0f} | {busy:.2f} | {r['n']:.0f} | "
                             f"{r['errors']:.0f} |",
                             flush=True,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
 from tests.processes import scripted_env
 
@@ -69,10 +71,34 @@ def test_several_workers_without_redis_is_one_line_and_exit_2(tmp_path: Path) ->
     assert not (tmp_path / "wisegate.db").exists()
 
 
-def test_an_invalid_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, workers="0")
-    line = _one_line(_serve(env, "--port", "0"))
-    assert line == "wisegate: invalid setting WISEGATE_WORKERS: Input should be greater than or equal to 1"
+@pytest.mark.parametrize(
+    ("setting", "value", "line"),
+    [
+        ("workers", "0", "WISEGATE_WORKERS: Input should be greater than or equal to 1"),
+        (
+            "thread_retention_seconds",
+            "0",
+            "WISEGATE_THREAD_RETENTION_SECONDS: Input should be greater than or equal to 60",
+        ),
+        ("models", "[{", "WISEGATE_MODELS: not a valid JSON value (Expecting property name enclosed in"),
+    ],
+    ids=["workers", "thread_retention", "json"],
+)
+def test_an_invalid_setting_is_one_line_and_exit_2(
+    tmp_path: Path, setting: str, value: str, line: str
+) -> None:
+    env = scripted_env(tmp_path, backends={"scripted": {"type": "scripted"}}, **{setting: value})
+    assert _one_line(_serve(env, "--port", "0")).startswith(f"wisegate: invalid setting {line}")
+    assert not (tmp_path / "wisegate.db").exists()
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["worker"], ["keys", "list"], ["backends", "list"]])
+def test_every_command_refuses_an_invalid_setting_in_one_line(tmp_path: Path, command: list[str]) -> None:
+    env = scripted_env(tmp_path, backends="{", thread_retention_seconds="0")
+    result = subprocess.run(
+        [sys.executable, "-m", "wisegate", *command], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert _one_line(result).startswith("wisegate: invalid setting WISEGATE_BACKENDS: not a valid JSON value")
 
 
 def test_redis_out_of_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from wisegate.protocol.bounds import ECHO_LENGTH, echo
+
 
 class ApiError(Exception):
     status: int = 500
@@ -140,7 +142,11 @@ def from_validation_error(exc: ValidationError) -> InvalidRequest:
     message = first["msg"]
     if first["type"] == "value_error":
         message = str(first.get("ctx", {}).get("error", message))
-    path = ".".join(str(part) for part in first["loc"] if _is_path_part(part))
+    # Some messages repeat what was sent ("Input tag '…' found"): at most its first characters.
+    for sent in (first.get("input"), *first.get("ctx", {}).values()):
+        if isinstance(sent, str) and len(sent) > ECHO_LENGTH and sent in message:
+            message = message.replace(sent, echo(sent))
+    path = ".".join(echo(part) for part in first["loc"] if _is_path_part(part))  # a key may be 30 KB
     if path and not message.startswith(path.split(".")[0] + ":") and not message.startswith(path + "."):
         return InvalidRequest(f"{path}: {message}")
     return InvalidRequest(message)

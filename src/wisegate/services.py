@@ -274,7 +274,7 @@ _SAMPLE_SECONDS = 2.0
 
 
 def serial_backends(settings: Settings) -> list[str]:
-    """Backends with one generation thread (the embedded model), where batch work must take turns."""
+    """Backends of one host-wide model (the embedded model), where batch work takes turns with interactive."""
     return [name for name, config in settings.backends.items() if config.type == "local"]
 
 

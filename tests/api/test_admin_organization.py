@@ -5,6 +5,7 @@ of Admin API changes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -299,6 +300,10 @@ def test_request_log_through_the_api(server: AdminServer) -> None:
     ]
 
     admin = server.admin()
+    deadline = time.monotonic() + 10  # usage is settled just after each response is sent
+    while len(server.get("/v1/organizations/request_log", workspace_id=ws.id).json()["data"]) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     page: Any = admin.get(
         "/v1/organizations/request_log",
         cast_to=object,

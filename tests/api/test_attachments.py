@@ -10,7 +10,7 @@ import pytest
 
 from tests.api.files_support import bundle, make_pdf, other_workspace_client
 from tests.conftest import EMBEDDED_MODEL, SCRIPTED_MODEL, LiveServer
-from wisegate.protocol.messages import (
+from wisegate.protocol.content import (
     Base64ImageSource,
     DocumentBlockParam,
     ImageBlockParam,

@@ -14,11 +14,10 @@ import httpx
 import pytest
 
 from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, scripted_settings, serve
-from wisegate.backends.base import ModelRoute
+from wisegate.backends.base import BackendItem, ModelRoute
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.clock import ManualClock
-from wisegate.protocol.events import StreamEvent
-from wisegate.protocol.messages import MessagesRequest, Usage
+from wisegate.protocol.messages import MessagesRequest
 
 
 class GatedBackend(ScriptedBackend):
@@ -30,14 +29,14 @@ class GatedBackend(ScriptedBackend):
         self.started = 0
 
     async def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
         self.started += 1
         if self.gate is None:
             self.gate = asyncio.Event()
         await self.gate.wait()
-        async for event in super().stream(request, route, usage):
-            yield event
+        async for item in super().stream(request, route, batch=batch):
+            yield item
 
 
 def _request(custom_id: str, text: str, model: str = SCRIPTED_MODEL) -> dict[str, Any]:

@@ -75,6 +75,25 @@ def test_missing_or_unknown_key(scripted_server: LiveServer, key: str) -> None:
     assert_envelope(post(scripted_server, body(), key=key), 401, "authentication_error")
 
 
+def test_a_bad_key_is_named_by_the_header_it_came_in(scripted_server: LiveServer) -> None:
+    bearer = post(scripted_server, body(), key="", headers={"authorization": "Bearer sk-wg-api01-nope"})
+    assert assert_envelope(bearer, 401, "authentication_error") == "invalid Authorization: Bearer"
+    sdk = anthropic.Anthropic(
+        base_url=scripted_server.base_url, api_key=None, auth_token="sk-wg-api01-nope", max_retries=0
+    )
+    with pytest.raises(anthropic.AuthenticationError) as refused:
+        sdk.models.list()
+    assert refused.value.body["error"]["message"] == "invalid Authorization: Bearer"  # type: ignore[index]
+    plain = post(scripted_server, body(), key="sk-wg-api01-nope")
+    assert assert_envelope(plain, 401, "authentication_error") == "invalid x-api-key"
+    basic = post(scripted_server, body(), key="", headers={"authorization": "Basic dXNlcjpwYXNz"})
+    assert assert_envelope(basic, 401, "authentication_error").startswith(
+        "Authorization: only 'Bearer <key>'"
+    )
+    none = post(scripted_server, body(), key="")
+    assert assert_envelope(none, 401, "authentication_error") == "x-api-key header is required"
+
+
 def test_disabled_key(scripted_server: LiveServer) -> None:
     from tests.conftest import make_key
 
@@ -458,3 +477,51 @@ def test_empty_content_is_400_on_chat_completions(
         path="/v1/chat/completions",
     )
     assert ok.status_code == 200, ok.text
+
+
+def _chat(server: LiveServer, payload: Any) -> tuple[int, str]:
+    """(status, error message) of a Chat Completions answer (OpenAI's error shape)."""
+    headers = {"content-type": "application/json"}
+    answer = post(server, payload, path="/v1/chat/completions", headers=headers)
+    return answer.status_code, answer.json()["error"]["message"]
+
+
+NOT_FINITE = "The request body is not valid JSON: NaN and Infinity are not JSON numbers"
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_are_not_json(scripted_server: LiveServer, literal: bytes) -> None:
+    """Python's and pydantic's parsers take them; JSON and the Claude API do not."""
+    head = b'{"model": "scripted-1", "max_tokens": 16, '
+    for path, payload in (
+        ("/v1/messages", head + b'"temperature": %s, "messages": []}'),
+        ("/v1/messages", head + b'"metadata": {"x": [%s]}, "messages": []}'),
+        ("/v1/messages/count_tokens", b'{"model": "scripted-1", "messages": [], "x": %s}'),
+        ("/v1/messages/batches", b'{"requests": [{"custom_id": "a", "params": {"temperature": %s}}]}'),
+    ):
+        answer = post(
+            scripted_server, payload % literal, path=path, headers={"content-type": "application/json"}
+        )
+        assert assert_envelope(answer, 400, "invalid_request_error") == NOT_FINITE
+    chat = b'{"model": "scripted-1", "temperature": %s, "messages": []}' % literal
+    assert _chat(scripted_server, chat) == (400, NOT_FINITE)
+    words = [{"role": "user", "content": "NaN Infinity"}]
+    assert post(scripted_server, body(messages=words)).status_code == 200  # in strings they are only words
+    arguments = '{"a": ' + literal.decode() + "}"
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    turns = [{"role": "user", "content": "go"}, {"role": "assistant", "tool_calls": [call]}]
+    assert _chat(scripted_server, {"model": SCRIPTED_MODEL, "messages": turns}) == (
+        400,
+        "messages.1.tool_calls.0.function.arguments: not valid JSON: NaN and Infinity are not JSON numbers",
+    )
+
+
+@pytest.mark.parametrize("role", ["user", "system", "developer", "tool", "assistant"])
+def test_null_content_on_chat_completions_names_the_field(scripted_server: LiveServer, role: str) -> None:
+    turn: dict[str, Any] = {"role": role, "content": None}
+    if role == "tool":
+        turn["tool_call_id"] = "call_1"
+    messages = [{"role": "user", "content": "hi"}, turn]
+    status, message = _chat(scripted_server, {"model": SCRIPTED_MODEL, "messages": messages})
+    assert status == 400 and message.startswith("Invalid value for 'messages[1].content': expected a string")
+    assert message.endswith("got null."), message

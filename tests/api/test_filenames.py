@@ -76,10 +76,30 @@ def test_rfc_5987_filename_wins_over_the_plain_one(live: LiveServer) -> None:
     assert latin1.json()["filename"] == "déjà.txt"
 
 
-def test_raw_utf8_and_latin1_filenames(live: LiveServer) -> None:
+def test_raw_utf8_filenames_and_part_headers_that_are_not_text(live: LiveServer) -> None:
     assert upload_raw(live, 'filename="名前.txt"'.encode()).json()["filename"] == "名前.txt"
-    # Not UTF-8: read as Latin-1, HTTP's historical charset, rather than mangled into U+FFFD.
-    assert upload_raw(live, b'filename="r\xe9sum\xe9.txt"').json()["filename"] == "résumé.txt"
+    # Not UTF-8 (RFC 7578 says it is): a 400, not a guess at what the client meant.
+    for disposition in (b'filename="r\xe9sum\xe9.txt"', b'filename="a\xed\xa0\x80.txt"'):
+        response = upload_raw(live, disposition)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == {
+            "type": "invalid_request_error",
+            "message": "A multipart part's Content-Disposition header is not valid UTF-8.",
+        }
+    for content_type in (b"text/plain\x1b[2J", "text/\u0085plain".encode(), b"text/plain\x7f"):
+        body, headers = multipart(b'filename="a.txt"')
+        body = body.replace(b"Content-Type: text/plain", b"Content-Type: " + content_type)
+        response = httpx.post(
+            f"{live.base_url}/v1/files", content=body, headers={"x-api-key": live.key, **headers}, timeout=30
+        )
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]["message"]
+        assert message == "A multipart part's Content-Type header must not contain control characters.", (
+            message
+        )
+    for disposition in ('filename="invoice\u202etxt.exe"'.encode(), b"filename*=UTF-8''a%C2%85b.txt"):
+        response = upload_raw(live, disposition)
+        assert response.status_code == 400 and "file: the filename" in response.text, response.text
 
 
 @pytest.mark.parametrize(

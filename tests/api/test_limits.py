@@ -285,7 +285,9 @@ def test_ledger_rows_carry_cost_and_batch_flag(tmp_path: Path) -> None:
         async def batch() -> Any:
             keys = await TenancyRepo(live.services.db).list_keys(live.services.organization_id)
             request = MessagesRequest.model_validate(body(max_tokens=5))
-            await live.services.messages.create(Principal(keys[0]), request, "req_batch_1", batch=True)
+            messages = live.services.messages
+            call = await messages.call(Principal(keys[0]), request, "req_batch_1", streamed=False, batch=True)
+            await messages.create(call)
             return await live.services.usage.for_request("req_batch_1")
 
         row = live.run(batch())

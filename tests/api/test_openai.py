@@ -307,6 +307,27 @@ def test_errors_in_openais_shape(scripted_server: LiveServer) -> None:
     assert unknown.status_code == 404 and "error" in unknown.json() and "type" in unknown.json()["error"]
 
 
+def test_a_refused_model_is_recorded_also_without_max_tokens(scripted_server: LiveServer) -> None:
+    """Without max_tokens the model's output limit is the default: the model is resolved for that, and
+    that one resolution refuses (and records) a model the key cannot use, as with max_tokens."""
+    for extra in ({}, {"max_tokens": 5}):
+        response = httpx.post(
+            f"{scripted_server.base_url}/v1/chat/completions",
+            headers={"authorization": f"Bearer {scripted_server.key}"},
+            json={"model": "gpt-nonexistent", "messages": [{"role": "user", "content": "x"}], **extra},
+        )
+        assert response.status_code == 404 and response.json()["error"]["code"] == "model_not_found"
+        record = scripted_server.run(
+            scripted_server.services.usage.for_request(response.headers["request-id"])
+        )
+        assert record is not None, extra
+        assert (record.model, record.error_type, record.output_tokens) == (
+            "gpt-nonexistent",
+            "not_found_error",
+            0,
+        )
+
+
 def test_models_in_openais_shape(scripted_server: LiveServer) -> None:
     for prefix in ("/v1", "/openai/v1"):
         models = list(client(scripted_server, prefix).models.list())

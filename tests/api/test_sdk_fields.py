@@ -40,7 +40,7 @@ def fields_server(data_dir: Path, **overrides: Any) -> Iterator[LiveServer]:
         backends={"scripted": BackendConfig(type="scripted"), "backup": BackendConfig(type="scripted")},
         models=[
             ModelConfig(id=PRIMARY, backend="scripted", aliases=["claude-*"], fallbacks=[BACKUP]),
-            ModelConfig(id=BACKUP, backend="backup", aliases=["backup-latest"]),
+            ModelConfig(id=BACKUP, backend="backup", aliases=["backup-latest"], max_output_tokens=64),
             ModelConfig(id=BUSY, backend="scripted", fallbacks=["backup-latest"], fallback_on_overload=True),
         ],
         **overrides,
@@ -248,6 +248,29 @@ def test_compaction_answers_with_one_compaction_block(server: LiveServer) -> Non
     ]
 
 
+def test_a_refusal_to_summarize_is_a_failed_compaction(server: LiveServer) -> None:
+    server.backend.enqueue(events=refusal(PRIMARY, "I will not summarize this"))
+    message = server.client().beta.messages.create(
+        model=PRIMARY, max_tokens=50, messages=hello("Some chat."), compaction={"type": "summarize"}
+    )
+    assert message.stop_reason == "compaction"
+    assert [b.type for b in message.content] == ["compaction"]
+    assert message.content[0].content is None  # type: ignore[union-attr]
+    assert message.usage.output_tokens == 5  # the declining model's output is still billed
+    # Sent back, the failed block changes nothing.
+    server.client().beta.messages.create(
+        model=PRIMARY,
+        max_tokens=20,
+        messages=[
+            {"role": "user", "content": "Some chat."},
+            {"role": "assistant", "content": [message.content[0].to_dict()]},  # type: ignore[list-item]
+            {"role": "user", "content": "Go on."},
+        ],
+    )
+    follow = server.backend.calls[-1]
+    assert [b.text for m in follow.messages for b in m.blocks()] == ["Some chat.", "Go on."]  # type: ignore[union-attr]
+
+
 def test_compaction_streams_as_the_claude_api_does(server: LiveServer) -> None:
     server.backend.enqueue(text="A short summary.")
     client = server.client()
@@ -367,12 +390,111 @@ def test_unknown_fallback_model_is_a_400(server: LiveServer) -> None:
         server, {"model": PRIMARY, "max_tokens": 5, "messages": hello(), "fallbacks": [{"model": "nope"}]}
     )
     assert answer.status_code == 400
-    assert answer.json()["error"]["message"].startswith("fallbacks.0.model: model: nope")
+    assert answer.json()["error"]["message"] == "fallbacks.0.model: nope"
     bad = post(
         server,
         {"model": PRIMARY, "max_tokens": 5, "messages": hello(), "fallbacks": [{"model": "x", "top_k": 1}]},
     )
     assert bad.status_code == 400 and "fallbacks" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {
+                "model": BACKUP,
+                "output_config": {
+                    "format": {"type": "json_schema", "schema": {"type": "number", "maximum": 3}}
+                },
+            },
+            "fallbacks.1.output_config.format.schema: For 'number' type, property 'maximum' is not supported",
+        ),
+        (
+            {"model": BACKUP, "thinking": {"type": "enabled", "budget_tokens": 2048}},
+            "fallbacks.1: `max_tokens` must be greater than `thinking.budget_tokens`",
+        ),
+        (
+            {"model": BACKUP, "max_tokens": 0},
+            "fallbacks.1.max_tokens: Input should be greater than or equal to 1",
+        ),
+    ],
+    ids=["output_config", "thinking", "max_tokens"],
+)
+def test_every_fallback_entry_is_checked_before_any_model_runs(
+    server: LiveServer, entry: dict[str, Any], message: str
+) -> None:
+    calls = len(server.backend.calls), len(backup(server).calls)
+    answer = post(
+        server,
+        {"model": PRIMARY, "max_tokens": 20, "messages": hello(), "fallbacks": [{"model": BACKUP}, entry]},
+    )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["message"].startswith(message)
+    assert "pydantic" not in error["message"] and "validation error" not in error["message"]
+    assert (len(server.backend.calls), len(backup(server).calls)) == calls  # nothing ran
+
+
+def test_each_fallback_entry_overrides_the_original_request(server: LiveServer) -> None:
+    server.backend.enqueue(events=refusal(PRIMARY, "No"))
+    backup(server).enqueue(events=refusal(BACKUP, "Nor I"))
+    backup(server).enqueue(text="Fine")
+    message = server.client().beta.messages.create(
+        model=PRIMARY,
+        max_tokens=20,
+        messages=hello(),
+        fallbacks=[{"model": BACKUP, "max_tokens": 7}, {"model": "backup-latest"}],
+    )
+    assert message.content[-1].text == "Fine"  # type: ignore[union-attr]
+    # The second entry leaves max_tokens out: the request's, not the first entry's.
+    assert [c.max_tokens for c in backup(server).calls[-2:]] == [7, 20]
+
+
+def test_max_tokens_past_a_fallbacks_limit(server: LiveServer) -> None:
+    named = post(
+        server,
+        {"model": PRIMARY, "max_tokens": 100, "messages": hello(), "fallbacks": [{"model": BACKUP}]},
+    )
+    assert named.status_code == 400
+    assert named.json()["error"]["message"] == (
+        f"fallbacks.0.max_tokens: 100 > 64, which is the maximum allowed number of output tokens for {BACKUP}"
+    )
+    # "default" is the server's choice: the fallback runs within its own limit.
+    server.backend.enqueue(events=refusal(PRIMARY, "No"))
+    backup(server).enqueue(text="Within limits")
+    message = server.client().beta.messages.create(
+        model=PRIMARY, max_tokens=100, messages=hello(), fallbacks="default"
+    )
+    assert message.content[-1].text == "Within limits"  # type: ignore[union-attr]
+    assert backup(server).calls[-1].max_tokens == 64
+
+
+def test_a_default_fallback_the_key_may_not_use_is_a_404_that_does_not_name_it(server: LiveServer) -> None:
+    admin = make_key(server.settings, admin=True)
+    created = httpx.post(
+        f"{server.base_url}/v1/organizations/workspaces",
+        headers={"x-api-key": admin},
+        json={"name": "primary only", "allowed_models": [PRIMARY]},
+    )
+    assert created.status_code == 200, created.text
+    key = make_key(server.settings, workspace=created.json()["id"])
+    calls = len(server.backend.calls)
+    client = server.client(api_key=key)
+    with pytest.raises(anthropic.NotFoundError) as hidden:
+        client.beta.messages.create(model=PRIMARY, max_tokens=5, messages=hello(), fallbacks="default")
+    error = hidden.value.body["error"]  # type: ignore[index]
+    assert error["type"] == "not_found_error" and "backup" not in error["message"]
+    assert error["message"].startswith(
+        'fallbacks: "default": a fallback model of scripted-1 is not available'
+    )
+    assert len(server.backend.calls) == calls  # checked before the first model ran
+    with pytest.raises(anthropic.BadRequestError) as named:
+        client.beta.messages.create(
+            model=PRIMARY, max_tokens=5, messages=hello(), fallbacks=[{"model": BACKUP}]
+        )
+    assert named.value.body["error"]["message"] == f"fallbacks.0.model: {BACKUP}"  # type: ignore[index]
+    assert client.beta.messages.create(model=PRIMARY, max_tokens=5, messages=hello()).model == PRIMARY
 
 
 def test_a_long_fallbacks_list_is_a_400_before_anything_runs(server: LiveServer) -> None:

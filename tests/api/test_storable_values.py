@@ -7,8 +7,13 @@ exist is a 404, a bad value a 400 naming the field — never a 500, and never a 
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import html
+import re
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +23,11 @@ import pytest
 
 from tests.api.files_support import bundle, skill_md
 from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key, postgres_database, scripted_settings, serve
+from tests.console.support import csrf_of, flash, join, login
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.scope import Scope
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import KEY_NAME_LENGTH
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -261,7 +268,7 @@ def test_names_refuse_control_characters(live: LiveServer, admin_key: str) -> No
         with pytest.raises(anthropic.BadRequestError) as refused:
             client.beta.skills.create(display_name=title, files=bundle("greeter"))
         said = refused.value.body["error"]["message"]  # type: ignore[index]
-        assert said == f"display_name: {control} (\\u0000-\\u001f, \\u007f)", said
+        assert said == f"display_name: {control} (\\u0000-\\u001f, \\u007f-\\u009f)", said
     assert (
         client.beta.skills.create(display_name="Grüße ✓", files=bundle("greeter")).display_title == "Grüße ✓"
     )
@@ -284,3 +291,168 @@ def test_an_invite_name_with_nul_or_control_characters_is_refused(live: LiveServ
         "name: must not contain control"
     )
     assert live.run(invite_and_accept("ok@example.com", "Zoë")) == "accepted"
+
+
+def test_skill_front_matter_escapes_are_checked_like_any_stored_text(live: LiveServer) -> None:
+    """YAML escapes make characters the UTF-8 text of SKILL.md cannot hold: a lone surrogate, a NUL."""
+    client = live.client()
+    for field, front, problem in (
+        ("description", 'description: "hi \\ud800"', "lone UTF-16 surrogates"),
+        ("description", 'description: "a\\0b"', "NUL"),
+        ("name", 'name: "g\\udc00"', "lone UTF-16 surrogates"),
+        ("name", 'name: "greeter\\n"', "lowercase letters"),
+    ):
+        text = (
+            skill_md()
+            .decode()
+            .replace("description: Greets people" if field == "description" else "name: greeter", front)
+        )
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            client.beta.skills.create(files=[("greeter/SKILL.md", text.encode(), "text/markdown")])
+        said = refused.value.body["error"]["message"]  # type: ignore[index]
+        assert said.startswith("SKILL.md: ") and field in said and problem in said, said
+
+
+def _token(text: str, prefix: str = "") -> str:
+    return prefix + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_forged_page_cursors_are_400(live: LiveServer, admin_key: str) -> None:
+    """A page token is the client's to send back: whatever it decodes to, a bad one is a 400 naming
+    ``page`` — an id past 64 bits, other scripts' digits, a moment out of range — never a 500."""
+    client = live.client()
+    client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    client.messages.create(model=SCRIPTED_MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}])
+    deadline = time.monotonic() + 10  # usage is settled just after the response is sent
+    while not (first := _get(live, "/v1/organizations/request_log", admin_key, limit=1).json())["next_page"]:
+        assert time.monotonic() < deadline, first
+        time.sleep(0.05)
+    moment = base64.urlsafe_b64decode(first["next_page"] + "==").decode().split("|")[0]
+    second = _get(live, "/v1/organizations/request_log", admin_key, limit=1, page=first["next_page"])
+    assert second.status_code == 200 and second.json()["data"][0]["id"] != first["data"][0]["id"]
+    console = login(live, admin_key)
+    log_tokens = [
+        _token(f"{moment}|{2**63}"),
+        _token(f"{moment}|{10**30}"),
+        _token(f"{moment}|١٢"),
+        _token(f"{moment}|1_000"),
+        _token("9999-12-31T23:59:59-23:59|1"),
+        _token("|1"),
+        "x" * 30_000,
+    ]
+    for token in log_tokens:
+        status, kind, message = _error(_get(live, "/v1/organizations/request_log", admin_key, page=token))
+        assert (status, kind) == (400, "invalid_request_error"), message
+        assert message.startswith("page: invalid page cursor") and len(message) < 200, message
+        for path in ("/console/requests", "/console/requests.csv"):
+            page = console.get(path, params={"page": token})
+            assert page.status_code == 400 and "invalid page cursor" in page.text, (path, page.text[:300])
+    for token in (_token(f"{moment}|x"), _token(f"0001-01-01T00:00:00+23:59|{'f' * 10}", "page_")):
+        files = _get(live, "/v1/files", page=token)
+        assert _error(files)[:2] == (400, "invalid_request_error"), files.text
+    for token in ("page_" + "9" * 30, "page_²", "page_" + "x" * 30_000):
+        listed = _get(live, "/v1/organizations/rate_limits", admin_key, page=token)
+        status, kind, message = _error(listed)
+        assert (status, kind) == (400, "invalid_request_error") and len(message) < 200, message
+
+
+def test_long_values_are_not_echoed_whole(live: LiveServer, admin_key: str) -> None:
+    """A 30 KB page token or filter value is named in the 400 by its first 64 characters, not sent back
+    (and logged) whole."""
+    long = "z" * 30_000
+    for path, params in (
+        ("/v1/organizations/usage_report/messages", {"starting_at": "2025-03-01T00:00:00Z", "page": long}),
+        ("/v1/organizations/cost_report", {"starting_at": "2025-03-01T00:00:00Z", "page": long}),
+        ("/v1/organizations/spend_limit_increase_requests", {"status[]": long}),
+        ("/v1/organizations/spend_limits/effective", {"period[]": long}),
+        ("/v1/organizations/invites", {"statuses[]": long}),
+    ):
+        status, kind, message = _error(_get(live, path, admin_key, **params))
+        assert (status, kind) == (400, "invalid_request_error"), message
+        assert "z" * 64 + "…" in message and len(message) < 300, (path, message[:300])
+    listed = _get(live, "/v1/messages/batches", after_id="msgbatch_" + long)
+    assert "z" * 55 + "…" in _error(listed)[2] and len(_error(listed)[2]) < 300
+    for path, body in (
+        ("/v1/messages", {"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": [], long: 1}),
+        ("/v1/messages/batches", {long: []}),
+        (
+            "/v1/messages/count_tokens",
+            {"model": SCRIPTED_MODEL, "messages": [{"role": "user", "content": [{"type": long}]}]},
+        ),
+    ):
+        status, kind, message = _error(_post(live, path, body))
+        assert (status, kind) == (400, "invalid_request_error"), message
+        assert "z" * 64 + "…" in message and len(message) < 300, (path, message[:300])
+
+
+def test_names_refuse_bidi_overrides_c1_controls_and_blanks(live: LiveServer, admin_key: str) -> None:
+    """What hides or forges the text people read (``U+202E`` shows ``exe.txt`` as ``txt.exe``, C1
+    controls are terminal escapes) and a name of only spaces are refused wherever a name is taken."""
+    workspace_id = _get(live, "/v1/organizations/workspaces", admin_key).json()["data"][0]["id"]
+    for name, problem in (
+        ("invoice\u202etxt.exe", "bidirectional"),
+        ("a\u2066b", "bidirectional"),
+        ("a\u009bb", "control characters"),
+        ("a\x85b", "control characters"),
+        ("   ", "empty or only whitespace"),
+        ("\t", "empty or only whitespace"),
+    ):
+        for path, body in (
+            ("/v1/organizations/workspaces", {"name": name}),
+            (f"/v1/organizations/workspaces/{workspace_id}", {"name": name}),
+            ("/v1/organizations/api_keys", {"name": name, "workspace_id": workspace_id}),
+        ):
+            status, kind, message = _error(_post(live, path, body, admin_key))
+            assert (status, kind) == (400, "invalid_request_error"), message
+            assert message.startswith("name: ") and problem in message, (path, message)
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        live.client().beta.skills.create(display_name="a\u202eb", files=bundle("greeter"))
+    assert "bidirectional" in refused.value.body["error"]["message"]  # type: ignore[index]
+    kept = _post(live, "/v1/organizations/workspaces", {"name": "Équipe ✓ 日本"}, admin_key)
+    assert kept.status_code == 200 and kept.json()["name"] == "Équipe ✓ 日本"
+
+
+def test_console_key_names_take_the_api_bound(live: LiveServer) -> None:
+    """A person's own key in Account Settings takes a name as long as the Admin API takes (500), no
+    more, refused alike; the form's maxlength says the same."""
+    with closing(join(live, "keys-bound@example.com", "developer")) as person:
+        page = person.get("/console/account").text
+        assert f'maxlength="{KEY_NAME_LENGTH}"' in page
+        workspace = re.search(r'<option value="(wrkspc_[^"]+)">', page)
+        assert workspace is not None
+        for name, said in (
+            ("k" * 300, None),
+            ("k" * 501, "name: must be at most 500 characters long, got 501"),
+            ("a\u202eb", "name: must not contain bidirectional formatting characters"),
+        ):
+            data = {"csrf_token": csrf_of(page), "name": name, "workspace_id": workspace.group(1)}
+            made = person.post("/console/account/keys", data={**data, "back": "/console/account"})
+            if said is None:
+                assert made.status_code == 200 and 'data-copy="new-key-secret"' in made.text
+            else:
+                shown = html.unescape(flash(person, made))
+                assert shown.startswith(said), shown
+
+
+def test_a_spend_request_reason_is_refused_whole_not_cut(live: LiveServer, admin_key: str) -> None:
+    """The reason is shown to billing (console) and by ``wisegate spend-requests list``: past 1024
+    characters or with a control character (an ESC would drive the terminal) it is refused, not cut
+    or stored as sent; the form's maxlength is the same bound."""
+    workspace_id = _get(live, "/v1/organizations/workspaces", admin_key).json()["data"][0]["id"]
+    grants = [(workspace_id, "workspace_developer")]
+    with closing(join(live, "asks-more@example.com", "developer", grants)) as person:
+        page = person.get("/console/account").text
+        assert 'name="reason" required maxlength="1024"' in page
+        for reason, said in (
+            ("r" * 1025, "Reason: must be at most 1024 characters long, got 1025"),
+            ("load \x1b]0;owned\x07test", "Reason: must not contain control characters"),
+        ):
+            data = {"csrf_token": csrf_of(page), "back": "/console/account", "workspace_id": workspace_id}
+            asked = person.post("/console/account/spend-request", data={**data, "reason": reason, "usd": "5"})
+            shown = html.unescape(flash(person, asked))
+            assert shown.startswith(said), shown
+        listed = _get(live, "/v1/organizations/spend_limit_increase_requests", admin_key).json()["data"]
+        assert listed == []
+        data = {"csrf_token": csrf_of(page), "back": "/console/account", "workspace_id": workspace_id}
+        asked = person.post("/console/account/spend-request", data={**data, "reason": "r" * 1024, "usd": "5"})
+        assert "Asked for a higher spend limit" in html.unescape(flash(person, asked))

@@ -7,6 +7,7 @@ it, so "answered 400, then answered the next request" is the survival check.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any, Literal
 
@@ -308,3 +309,199 @@ def test_chat_completions_response_format_reaches_the_model_as_output_config(
         },
     )
     assert scripted_server.backend.calls[-1].output_config.format.json_schema == schema
+
+
+# Literals a JSON string escapes: the grammar must write them escaped, as JSON.
+AWKWARD = ['say "yes"', "back\\slash", "tab\there"]
+
+
+def test_enum_values_with_quotes_and_backslashes_are_enforced(embedded_server: LiveServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"pick": {"type": "string", "enum": AWKWARD}},
+        "required": ["pick"],
+        "additionalProperties": False,
+    }
+    message = embedded_server.client().messages.create(
+        model=EMBEDDED_MODEL,
+        max_tokens=30,
+        messages=[{"role": "user", "content": "Pick one."}],
+        output_config={"format": {"type": "json_schema", "schema": schema}},
+        extra_body=GREEDY,
+    )
+    assert message.stop_reason == "end_turn"
+    assert json.loads(message.content[0].text)["pick"] in AWKWARD  # type: ignore[union-attr]
+
+
+def test_a_strict_tool_with_quoted_const_and_enum_gets_one_of_them(embedded_server: LiveServer) -> None:
+    tool = {
+        "name": "choose",
+        "strict": True,
+        "input_schema": {
+            "type": "object",
+            "properties": {"pick": {"enum": AWKWARD}, "tag": {"const": 'a "b" \\c'}},
+            "required": ["pick", "tag"],
+            "additionalProperties": False,
+        },
+    }
+    message = embedded_server.client().messages.create(
+        model=EMBEDDED_MODEL,
+        max_tokens=40,
+        messages=[{"role": "user", "content": "Choose."}],
+        tools=[tool],  # type: ignore[list-item]
+        tool_choice={"type": "tool", "name": "choose"},
+        extra_body=GREEDY,
+    )
+    (call,) = [b for b in message.content if b.type == "tool_use"]
+    assert call.input["pick"] in AWKWARD and call.input["tag"] == 'a "b" \\c'  # type: ignore[index]
+
+
+def test_an_unanchored_pattern_is_a_search(embedded_server: LiveServer) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}\\d"}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
+    response = httpx.post(
+        f"{embedded_server.base_url}/v1/messages",
+        headers=headers(embedded_server),
+        json={
+            "model": EMBEDDED_MODEL,
+            "max_tokens": 30,
+            "messages": [{"role": "user", "content": "Give a product code like AB1."}],
+            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            **GREEDY,
+        },
+        timeout=120,
+    )
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["stop_reason"] == "end_turn", answer
+    code = json.loads(answer["content"][0]["text"])["code"]
+    assert re.search("^[A-Z]{2}\\d", code), code
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("(?=a)b", "(?...) groups, lookarounds and flags are not supported"),
+        ("a\\sb", "the escape \\s is not supported"),
+        ("a(b", "a '(' is not closed with ')'"),
+        ("x{3,1}", "the repetition {3,1} has its maximum below its minimum"),
+    ],
+)
+def test_a_pattern_the_grammar_cannot_enforce_is_a_400_in_our_words(
+    embedded_server: LiveServer, pattern: str, reason: str
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"x": {"type": "string", "pattern": pattern}},
+        "required": ["x"],
+    }
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        embedded_server.client().messages.create(
+            model=EMBEDDED_MODEL,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "x"}],
+            output_config={
+                "format": {"type": "json_schema", "schema": {**schema, "additionalProperties": False}}
+            },
+        )
+    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    assert message.startswith(f"output_config.format.schema.properties.x.pattern: {reason}"), message
+    assert "Pattern must" not in message and "Unsupported pattern syntax" not in message
+
+
+def test_a_grammar_llama_refuses_stays_out_of_stderr(
+    embedded_server: LiveServer, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "Zanzibar7Q"
+    schema = {
+        "type": "object",
+        "properties": {"x": {"type": "string", "pattern": "^a**$"}, "y": {"const": secret}},
+        "required": ["x", "y"],
+        "additionalProperties": False,
+    }
+    capfd.readouterr()
+    with caplog.at_level("WARNING", logger="wisegate.local"):
+        response = httpx.post(
+            f"{embedded_server.base_url}/v1/messages",
+            headers=headers(embedded_server),
+            json={
+                "model": EMBEDDED_MODEL,
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "x"}],
+                "output_config": {"format": {"type": "json_schema", "schema": schema}},
+            },
+        )
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "output_config.format.schema: the embedded model cannot build a grammar for this schema"
+    )
+    captured = capfd.readouterr()  # llama.cpp printed "unsupported grammar, left recursion …" here
+    assert secret not in captured.err and "grammar" not in captured.err, captured.err
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("llama.cpp refused")]
+    assert record.field == "output_config.format.schema" and secret not in record.getMessage()  # type: ignore[attr-defined]
+    still_answers(embedded_server)
+
+
+def test_chat_completions_errors_name_the_openai_requests_fields(embedded_server: LiveServer) -> None:
+    client = openai_client(embedded_server)
+    bad = {
+        "type": "object",
+        "properties": {"n": {"type": "integer", "minimum": 1}},
+        "additionalProperties": False,
+    }
+    with pytest.raises(openai.BadRequestError) as schema_error:
+        client.chat.completions.create(
+            model=EMBEDDED_MODEL,
+            max_tokens=5,
+            messages=[{"role": "user", "content": "n?"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "n", "schema": bad, "strict": True},
+            },
+        )
+    assert schema_error.value.body["message"].startswith(  # type: ignore[index]
+        "response_format.json_schema.schema.properties.n: For 'integer' type, property 'minimum'"
+    )
+    with pytest.raises(openai.BadRequestError) as tool_error:
+        client.chat.completions.create(
+            model=EMBEDDED_MODEL,
+            max_tokens=5,
+            messages=[{"role": "user", "content": "call f"}],
+            tools=[{"type": "function", "function": {"name": "f", "parameters": BIG_ARRAY}}],
+            tool_choice="required",
+        )
+    assert tool_error.value.body["message"].startswith(  # type: ignore[index]
+        "tools.0.function.parameters.properties.a.maxItems: 20000 is more than"
+    )
+    with pytest.raises(openai.BadRequestError) as limit_error:
+        client.chat.completions.create(
+            model=EMBEDDED_MODEL, max_completion_tokens=100_000, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert limit_error.value.body["message"].startswith("max_completion_tokens: 100000 > 2048")  # type: ignore[index]
+    assert all(
+        "output_config" not in str(e.value) and "input_schema" not in str(e.value)
+        for e in (schema_error, tool_error)
+    )
+
+
+def test_strict_must_be_a_boolean(scripted_server: LiveServer) -> None:
+    response = httpx.post(
+        f"{scripted_server.base_url}/v1/messages",
+        headers=headers(scripted_server),
+        json={
+            "model": SCRIPTED_MODEL,
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"name": "f", "strict": "yes", "input_schema": {"type": "object"}}],
+        },
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error == {
+        "type": "invalid_request_error",
+        "message": "tools.0.custom.strict: Input should be a valid boolean",
+    }

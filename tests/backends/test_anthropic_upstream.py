@@ -26,6 +26,7 @@ PNG = base64.b64decode(
 )
 UPSTREAM_KEY = "sk-ant-operator-secret-0001"
 MODEL = "claude-sonnet-4-5"
+CLAMPED, LIMITED = "claude-opus-4-1", "claude-opus-4-0"
 UPSTREAM_MODEL = "claude-sonnet-4-5-20250929"
 
 MESSAGE_JSON = (
@@ -52,6 +53,9 @@ def upstream_settings(data_dir: Path, base_url: str, **backend: Any) -> Any:
         models=[
             ModelConfig(id=MODEL, backend="up", upstream_model=UPSTREAM_MODEL, routing=fast),
             ModelConfig(id="claude-haiku-4-5", backend="up", routing=fast),
+            # Output limits: asking more is clamped to the limit, or refused.
+            ModelConfig(id=CLAMPED, backend="up", routing=fast, max_output_tokens=64, clamp_max_tokens=True),
+            ModelConfig(id=LIMITED, backend="up", routing=fast, max_output_tokens=64),
         ],
     )
 
@@ -149,6 +153,29 @@ def test_same_model_id_forwards_the_original_bytes(server: LiveServer, fake: Fak
     )
     assert response.json() == {"input_tokens": 3}
     assert fake.seen[1].body == counted
+
+
+def test_max_tokens_above_the_models_limit_is_clamped_in_the_bytes_or_refused(
+    server: LiveServer, fake: FakeUpstream
+) -> None:
+    fake.answer(body=MESSAGE_JSON)
+    raw = (
+        b'{"model": "%s", "max_tokens": 5000, "messages": [{"role": "user", "content": "x"}],'
+        b' "metadata": {"user_id": "u1"}}'
+    )
+    headers = {"x-api-key": server.key, "content-type": "application/json"}
+    response = httpx.post(server.base_url + "/v1/messages", content=raw % CLAMPED.encode(), headers=headers)
+    assert response.status_code == 200, response.text
+    (seen,) = fake.seen
+    assert json.loads(seen.body) == {**json.loads(raw % CLAMPED.encode()), "max_tokens": 64}
+    response = httpx.post(server.base_url + "/v1/messages", content=raw % LIMITED.encode(), headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        f"max_tokens: 5000 > 64, which is the maximum allowed number of output tokens for {LIMITED}"
+    )
+    assert len(fake.seen) == 1  # refused before it went up, and recorded as refused
+    record = usage_of(server, response.headers["request-id"])
+    assert (record.model, record.error_type, record.output_tokens) == (LIMITED, "invalid_request_error", 0)
 
 
 @pytest.mark.parametrize("name", ["anthropic_text.sse", "anthropic_tool_use.sse", "anthropic_thinking.sse"])
@@ -376,7 +403,9 @@ def test_typed_path_over_the_relay(server: LiveServer, fake: FakeUpstream) -> No
     request = MessagesRequest.model_validate(
         {"model": MODEL, "max_tokens": 4096, "messages": [{"role": "user", "content": "27 * 453?"}]}
     )
-    message = server.run(server.services.messages.create(principal, request, "req_typed_1"))
+    messages = server.services.messages
+    call = server.run(messages.call(principal, request, "req_typed_1", streamed=False))
+    message = server.run(messages.create(call))
     assert message.content[0].type == "thinking" and message.content[0].signature.startswith("EqQB")
     assert message.content[-1].text == "27 * 453 = 12,231"  # type: ignore[union-attr]
     assert message.usage.output_tokens == 312 and message.stop_reason == "end_turn"

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from wisegate.backends.local.grammar import (
     REPETITION_LIMIT,
     GrammarRefused,
+    GrammarUnsupported,
     answer_gbnf,
     check_schema,
     group_depth,
     schema_gbnf,
 )
+from wisegate.backends.local.patterns import whole_string
 from wisegate.backends.local.text import SpanFilter
 
 
@@ -60,6 +64,39 @@ def test_answer_grammar_with_tools_also_allows_the_tool_call_marker() -> None:
     text = answer_gbnf({"type": "boolean"}, "s", tool_call_open="<tool_call>")
     assert 'root ::= answer-json | "<tool_call>"' in text
     assert text.count("root ::=") == 1
+
+
+@pytest.mark.parametrize(
+    ("pattern", "whole"),
+    [
+        ("b", "^.*(b).*$"),
+        ("^a", "^(a).*$"),
+        ("a$", "^.*(a)$"),
+        ("^a|b$", "^a|b$"),
+        ("", "^.*$"),
+        ("\\d+\\.x", "^.*([0-9]+[\\x2E]x).*$"),
+        ("^[^a]$", '^[^a"\\\\\\x00-\\x1F]$'),
+        ("a]", "^.*(a[\\x5D]).*$"),
+    ],
+)
+def test_patterns_are_searches_rewritten_for_the_whole_string(pattern: str, whole: str) -> None:
+    assert whole_string(pattern) == whole
+
+
+@pytest.mark.parametrize(
+    "pattern", ["(?:a)", "(?=a)", "\\1", "\\s", "a^b", "a(b", "a)b", "x{3,1}", "{2}", 'a"', "[]", "[a"]
+)
+def test_patterns_the_grammar_cannot_enforce_are_refused_naming_the_field(pattern: str) -> None:
+    with pytest.raises(GrammarUnsupported) as caught:
+        schema_gbnf({"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}}, "s")
+    assert caught.value.message.startswith("s.properties.p.pattern: ")
+
+
+def test_literals_are_escaped_as_json_in_the_grammar() -> None:
+    values = ['a "b"', "c\\d", "e\tf"]
+    # Each value's JSON text, as a GBNF literal: its backslashes and quotes escaped once more.
+    literals = ['"' + json.dumps(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    assert schema_gbnf({"enum": values}, "s").splitlines()[0] == "root ::= " + " | ".join(literals)
 
 
 def test_group_depth_ignores_literals_and_classes() -> None:

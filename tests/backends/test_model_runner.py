@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -235,3 +237,16 @@ def test_a_batch_request_that_crashed_the_runner_3_times_ends_as_api_error(serve
     assert results["poison"].error.error.type == "api_error"  # type: ignore[union-attr]
     assert "3 times" in results["poison"].error.error.message  # type: ignore[union-attr]
     assert results["innocent"].type == "succeeded"
+
+
+def test_nodes_sharing_a_data_directory_each_reach_their_own_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two nodes (hosts or containers) with one data volume: a supervisor unlinks its socket path as it
+    starts and as it stops, so one shared path let a stopping node take the other's runner away."""
+    paths = []
+    for host in ("node-a", "node-b"):
+        monkeypatch.setattr(socket, "gethostname", lambda host=host: host)
+        paths.append(supervisor.runner_socket(tmp_path, "local"))
+    assert paths[0] != paths[1]
+    assert paths[0].parent.parent == paths[1].parent.parent == tmp_path.resolve() / "runners"

@@ -46,6 +46,16 @@ def test_workspaces_commands(runner: CliRunner) -> None:
 
     bad = runner.invoke(main, ["workspaces", "create", "--name", "x", "--model", "nope"])
     assert bad.exit_code == 1 and "allowed_models: unknown model 'nope'" in bad.output
+    for name, why in (
+        ("x" * 41, "at most 40 characters"),
+        ("\u202egpj.exe", "bidirectional"),
+        ("  ", "empty"),
+    ):
+        refused = runner.invoke(main, ["workspaces", "create", "--name", name])  # as the Admin API refuses it
+        assert refused.exit_code == 1 and "name: must" in refused.output and why in refused.output, (
+            refused.output
+        )
+    assert _ok(runner, "workspaces", "create", "--name", "x" * 40).strip().endswith("x" * 40)
     missing = runner.invoke(main, ["workspaces", "archive", "wrkspc_nope"])
     assert missing.exit_code == 1 and "not found" in missing.output
 

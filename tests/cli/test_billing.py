@@ -70,3 +70,21 @@ def test_money_has_a_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         below.exit_code == 1 and "may not take the credit balance below $0; it is $0.000000" in below.output
     )
     assert "credit balance\t$0.000000" in runner.invoke(main, ["credits", "show"]).output
+
+
+def test_amounts_and_notes_are_refused_as_the_console_refuses_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WISEGATE_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    for amount in ("1_000", "1e3", "٢٥", " 25", "+5", "Infinity"):
+        refused = runner.invoke(main, ["credits", "add", "--usd", amount])
+        assert refused.exit_code == 2 and "is not an amount in USD" in refused.output, (
+            amount,
+            refused.output,
+        )
+    for note, why in (("n" * 257, "at most 256 characters"), ("a\x1b[2Jb", "control characters")):
+        refused = runner.invoke(main, ["credits", "add", "--usd", "1", "--note", note])
+        assert refused.exit_code == 1 and "note: " in refused.output and why in refused.output, refused.output
+    assert "credit balance\tnone" in runner.invoke(main, ["credits", "show"]).output
+    assert runner.invoke(main, ["credits", "add", "--usd", "1", "--note", "n" * 256]).exit_code == 0

@@ -186,6 +186,49 @@ def test_what_http_cannot_parse_is_400_with_the_error_envelope(port: int, reques
     }
 
 
+BAD = b"GARBAGE\r\n\r\n"
+
+
+def _replies(data: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of each response in ``data``, in order (all have a content-length)."""
+    replies = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        replies.append((int(head.split(b" ")[1]), rest[:length]))
+        data = rest[length:]
+    return replies
+
+
+def test_a_malformed_request_on_a_kept_alive_connection_is_400(port: int) -> None:
+    with connect(port) as sock:
+        sock.sendall(GET)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        sock.sendall(BAD)
+        status, body, _head = status_and_body(read_all(sock))
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+def test_requests_pipelined_before_a_malformed_one_are_answered_first(port: int) -> None:
+    with connect(port) as sock:
+        sock.sendall(GET + GET + BAD + GET)  # one write: the parser reads all of it at once
+        replies = _replies(read_all(sock))
+    assert [status for status, _ in replies] == [200, 200, 400]
+    assert json.loads(replies[2][1])["error"]["type"] == "invalid_request_error"
+    payload = json.dumps(
+        {"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "pipelined"}]}
+    ).encode()
+    with connect(port) as sock:  # a request with a body, answered by the app, then the bad bytes
+        sock.sendall(_post_head(len(payload)) + payload + BAD)
+        replies = _replies(read_all(sock))
+    assert [status for status, _ in replies] == [200, 400]
+    assert json.loads(replies[0][1])["content"][0]["text"] == "pipelined"
+
+
 def test_an_idle_kept_alive_connection_is_closed(port: int) -> None:
     with connect(port) as sock:
         sock.sendall(GET)

@@ -28,9 +28,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield from serve(settings, backends={"scripted": ScriptedBackend()})
 
 
-def _credit(console: httpx.Client, usd: str) -> str:
+def _credit(console: httpx.Client, usd: str, **more: str) -> str:
     return html.unescape(
-        flash(console, post(console, "/console/limits", "/console/limits/credits", {"usd": usd}))
+        flash(console, post(console, "/console/limits", "/console/limits/credits", {"usd": usd, **more}))
     )
 
 
@@ -65,3 +65,20 @@ def test_top_ups_and_corrections_stay_in_range(server: LiveServer) -> None:
             _credit(console, "-1000000")
         assert "below $0; it is $0.000000" in _credit(console, "-0.01")
         assert _account(server) == (0, MAX_BALANCE_PICO)
+
+
+def test_amounts_are_plain_ascii_decimals_and_notes_are_bounded(server: LiveServer) -> None:
+    """``1_000``, ``1e3`` and other scripts' digits are no amount (Python's ``Decimal`` takes them); a
+    note is refused past 256 characters or with a control character, as the CLI refuses it."""
+    with closing(login(server)) as console:
+        before = _account(server)
+        for amount in ("1_000", "1e3", "٢٥", "２５", "Infinity", "NaN"):
+            said = _credit(console, amount)
+            assert "is not an amount in USD" in said, (amount, said)
+        for note, why in (("n" * 257, "at most 256 characters"), ("a\x1b[2Jb", "control characters")):
+            said = _credit(console, "1", note=note)
+            assert said.startswith("note: ") and why in said, said
+        assert _account(server) == before
+        said = _credit(console, "1", note="n" * 256)
+        assert said.startswith("Credits added"), said
+        assert 'maxlength="256"' in console.get("/console/limits").text

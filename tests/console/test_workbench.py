@@ -192,3 +192,20 @@ def test_deeply_nested_turns_or_tools_are_a_400(console: httpx.Client) -> None:
         answer = console.post("/console/playground/count_tokens", data=_form(console, **{field: deep}))
         assert answer.status_code == 400, (field, answer.text)
         assert "deeper than 128" in answer.json()["error"]["message"]
+
+
+def test_nan_infinity_and_loose_numbers_are_a_400(console: httpx.Client) -> None:
+    """The form's JSON is JSON (no ``NaN``/``Infinity``) and its numbers plain ASCII, as over the API."""
+    tools = json.dumps(TOOLS).replace('"Weather of a city"', "NaN")
+    answer = console.post("/console/playground/count_tokens", data=_form(console, tools=tools))
+    assert answer.status_code == 400, answer.text
+    assert "NaN and Infinity are not JSON numbers" in answer.json()["error"]["message"]
+    for field, value in (
+        ("temperature", "nan"),
+        ("temperature", "inf"),
+        ("top_k", "١٢"),
+        ("max_tokens", "4_0"),
+    ):
+        answer = console.post("/console/playground/count_tokens", data=_form(console, **{field: value}))
+        assert answer.status_code == 400, (field, value, answer.text)
+        assert answer.json()["error"]["message"] == f"{field}: '{value}' is not a number"

@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from tests.api.files_support import blob_files, bundle
 from tests.conftest import LiveServer, free_port, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
-from wisegate.protocol.messages import DocumentBlockParam, PlainTextSource
+from wisegate.protocol.content import DocumentBlockParam, PlainTextSource
 
 BUCKET = "wisegate-test"
 

@@ -33,12 +33,13 @@ def test_batch_yields_to_interactive_requests(tmp_path: Path) -> None:
             workspace = await services.keys.default_workspace(org.id)
             key, _ = await services.keys.create_key(workspace.id, "k")
             principal = Principal(key)
-            interactive = await services.messages.open_stream(
+            call = await services.messages.call(
                 principal,
                 MessagesRequest.model_validate_json(_params("interactive")),
                 "req_interactive",
                 streamed=True,
             )
+            interactive = await services.messages.open_stream(call)
             assert services.messages.interactive_in_flight["scripted"] == 1
             batch = await services.batches.create(principal, [(f"r{i}", _params(f"b{i}")) for i in range(3)])
             worker = BatchWorker(services.batches, services.messages, serial_backends=["scripted"])

@@ -54,6 +54,7 @@ from wisegate.protocol.admin import (
     WorkspaceOut,
     WorkspaceScope,
 )
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.resources import ListPage, rfc3339
 from wisegate.records.directory import Invite, User, WorkspaceMember
 from wisegate.records.tenancy import ApiKey
@@ -328,7 +329,7 @@ async def list_invites(request: Request) -> Response:
     statuses = query_values(request, "statuses")
     for status in statuses:
         if status not in ("pending", "accepted", "expired"):
-            raise InvalidRequest(f"statuses: '{status}' is not one of pending, accepted, expired")
+            raise InvalidRequest(f"statuses: '{echo(status)}' is not one of pending, accepted, expired")
     invites = await services.people.list_invites(
         scope,
         email=request.query_params.get("email") or None,

@@ -12,15 +12,17 @@ from wisegate.protocol.bounds import echo
 VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})
 
 
-def presented_key(request: Request) -> str | None:
+def presented_key(request: Request) -> tuple[str | None, str]:
+    """The secret the caller presents and the header it came in (named in a 401): ``x-api-key``, else
+    an ``Authorization: Bearer`` token."""
     key = request.headers.get("x-api-key")
     if key:
-        return key
+        return key, "x-api-key"
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+        return token.strip(), "Authorization: Bearer"
+    return None, "x-api-key"
 
 
 def check_version(request: Request) -> None:
@@ -34,7 +36,12 @@ async def authenticate(request: Request, keys: KeyService, *, kind: str = "api")
     """The caller's principal; 401 unless it presents an active key of ``kind`` (``api``: an API key;
     an admin key is told what it is and what to use instead, as the Admin API tells an API key)."""
     check_version(request)
-    principal = await keys.authenticate(presented_key(request), kind="any" if kind == "api" else kind)
+    secret, header = presented_key(request)
+    if secret is None and request.headers.get("authorization", "").strip():
+        raise AuthenticationFailed(
+            "Authorization: only 'Bearer <key>' is accepted; or send the key in the x-api-key header"
+        )
+    principal = await keys.authenticate(secret, kind="any" if kind == "api" else kind, header=header)
     if kind == "api" and principal.key.kind != "api":
         raise AuthenticationFailed(
             f"This is an Admin API key (sk-wg-admin01-…); {echo(request.url.path)} needs an API key "

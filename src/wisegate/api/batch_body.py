@@ -19,11 +19,11 @@ import ijson
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from wisegate.api.body import too_deep
+from wisegate.api.body import not_finite, too_deep
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
 from wisegate.protocol.batches import BatchRequestEnvelope
 from wisegate.protocol.bounds import echo
-from wisegate.protocol.json_depth import DepthGuard, TooDeep
+from wisegate.protocol.json_depth import DepthGuard, NotFinite, TooDeep
 from wisegate.protocol.numbers import ascii_integer
 from wisegate.protocol.surrogates import LoneSurrogate, SurrogateGuard
 
@@ -61,7 +61,7 @@ class _Body:
         self._chunks = chunks
         self._limit = limit
         self._size = 0
-        self._guard = DepthGuard()
+        self._guard = DepthGuard(finite=True)
         self._text = SurrogateGuard()
 
     async def read(self, n: int = -1) -> bytes:
@@ -77,6 +77,8 @@ class _Body:
                 self._guard.feed(chunk)
             except TooDeep as exc:
                 raise too_deep(exc) from None
+            except NotFinite as exc:
+                raise not_finite(exc) from None
             clean = self._text.feed(chunk)
             if clean:
                 return clean
@@ -118,7 +120,7 @@ async def _parse(body: _Body, spool: SpooledRequests, max_requests: int) -> None
             elif prefix == "":
                 if event == "map_key":
                     if value != "requests":
-                        raise InvalidRequest(f"{value}: Extra inputs are not permitted")
+                        raise InvalidRequest(f"{echo(value)}: Extra inputs are not permitted")
                     has_requests = True
                 elif event not in ("start_map", "end_map"):
                     raise InvalidRequest("The request body must be a JSON object.")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
 from wisegate.errors import InvalidRequest, RequestTooLarge, from_validation_error
-from wisegate.protocol.json_depth import DepthGuard, TooDeep
+from wisegate.protocol.json_depth import DepthGuard, NotFinite, TooDeep
 from wisegate.protocol.numbers import ascii_integer
 from wisegate.protocol.surrogates import find_lone_surrogate, position, problem, surrogate_path
 
@@ -24,6 +24,10 @@ def too_deep(exc: TooDeep, where: str = "The request body") -> InvalidRequest:
     return InvalidRequest(
         f"{where} nests JSON arrays and objects deeper than {exc.limit} levels, the most this server accepts."
     )
+
+
+def not_finite(exc: NotFinite, where: str = "The request body") -> InvalidRequest:
+    return InvalidRequest(f"{where} is not valid JSON: {exc}")
 
 
 def _too_large(limit: int) -> RequestTooLarge:
@@ -40,7 +44,7 @@ async def read_json(request: Request, limit: int) -> bytes:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    guard = DepthGuard()
+    guard = DepthGuard(finite=True)
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
@@ -49,6 +53,8 @@ async def read_json(request: Request, limit: int) -> bytes:
             guard.feed(chunk)
         except TooDeep as exc:
             raise too_deep(exc) from None
+        except NotFinite as exc:
+            raise not_finite(exc) from None
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from wisegate.api.paging import query_int
 from wisegate.errors import InvalidRequest
+from wisegate.protocol import cursors
 from wisegate.protocol.organization import PageCursor
 
 T = TypeVar("T")
@@ -24,9 +25,10 @@ def cursor_page(
     raw = request.query_params.get("page") or ""
     start = 0
     if raw:
-        if not raw.startswith("page_") or not raw[5:].isdigit():
-            raise InvalidRequest(f"page: '{raw}' is not a page token of this list")
-        start = int(raw[5:])
+        offset = cursors.integer(raw.removeprefix("page_")) if raw.startswith("page_") else None
+        if offset is None:
+            raise InvalidRequest(cursors.problem("page", raw))
+        start = offset
     end = len(items) if limit is None else start + limit
     body: PageCursor[Any] = PageCursor(
         data=[render(item) for item in items[start:end]],

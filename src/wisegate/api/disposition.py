@@ -13,19 +13,25 @@ import re
 from urllib.parse import quote, unquote
 
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 
 _PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)', re.DOTALL)
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _EXTENDED = re.compile(r"^([A-Za-z0-9!#$%&+^_`{}~-]+)'[^']*'(.*)$", re.DOTALL)
 _UNSAFE_ASCII = re.compile(r'[^\x20-\x7e]|["\\]')
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # of C0, DEL and C1, a header value may hold a tab
 
 
-def decode_header(raw: bytes) -> str:
-    """A part header's value: UTF-8 when it is, else Latin-1 (HTTP's historical charset)."""
+def decode_header(name: str, raw: bytes) -> str:
+    """A part header's value, which must be UTF-8 (RFC 7578 §5.1) without control characters: 400
+    naming the header otherwise (Latin-1 would store another name than the client's)."""
     try:
-        return raw.decode("utf-8")
+        value = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")
+        raise InvalidRequest(f"A multipart part's {echo(name)} header is not valid UTF-8.") from None
+    if _CONTROL.search(value):
+        raise InvalidRequest(f"A multipart part's {echo(name)} header must not contain control characters.")
+    return value
 
 
 def disposition_params(value: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
 from wisegate.api.render import json_response
 from wisegate.api.sse import SSEResponse
+from wisegate.domain.call import Wire
 from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
 from wisegate.domain.messages import accumulate
@@ -38,18 +39,12 @@ async def create_message(request: Request) -> Response:
             principal, body, request_id, streamed=bool(body.stream)
         )
         return await _respond(request, body, stream)
-    relayed = await services.messages.open_relay(
-        principal,
-        body,
-        raw,
-        request_id,
-        beta=request.headers.get("anthropic-beta"),
-        version=request.headers.get("anthropic-version"),
-    )
-    if relayed is not None:
+    wire = Wire(raw, request.headers.get("anthropic-beta"), request.headers.get("anthropic-version"))
+    call = await services.messages.call(principal, body, request_id, streamed=bool(body.stream), wire=wire)
+    if call.relays:
+        relayed = await services.messages.open_relay(call)
         return relayed_response(relayed, rate_limit_headers(relayed.rate_limits), services.drain)
-    stream = await services.messages.open_stream(principal, body, request_id, streamed=bool(body.stream))
-    return await _respond(request, body, stream)
+    return await _respond(request, body, await services.messages.open_stream(call))
 
 
 class EventStream(Protocol):
@@ -130,13 +125,8 @@ async def count_tokens(request: Request) -> Response:
     body, raw = await parse_with_bytes(request, CountTokensRequest, limit)
     request.state.model = body.model
     limits = await services.limits.admit_count_tokens(principal)
-    count = await services.messages.count_tokens(
-        body,
-        principal,
-        raw,
-        beta=request.headers.get("anthropic-beta"),
-        version=request.headers.get("anthropic-version"),
-    )
+    wire = Wire(raw, request.headers.get("anthropic-beta"), request.headers.get("anthropic-version"))
+    count = await services.messages.count_tokens(body, principal, wire)
     return JSONResponse(
         MessageTokensCount(input_tokens=count).model_dump(), headers=rate_limit_headers(limits)
     )

@@ -121,8 +121,8 @@ class MultipartReader:
             header_value.append(data[start:end])
 
         def on_header_end() -> None:
-            name = b"".join(header_field).decode("latin-1").lower()
-            headers[name] = decode_header(b"".join(header_value))
+            field = b"".join(header_field).decode("latin-1")
+            headers[field.lower()] = decode_header(field, b"".join(header_value))
             header_field.clear()
             header_value.clear()
 

@@ -11,7 +11,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,10 +21,9 @@ from wisegate.api.render import json_response
 from wisegate.api.sse import SSEResponse
 from wisegate.backends.registry import ServedModel
 from wisegate.domain.messages import MessageStream
-from wisegate.domain.openai_chat import ChatCompletionService, chunks
-from wisegate.errors import ApiError, NotFound, from_validation_error
+from wisegate.domain.openai_chat import ChatCompletionService, chunks, in_openai_terms
+from wisegate.errors import ApiError, NotFound
 from wisegate.protocol.bounds import echo
-from wisegate.protocol.messages import MessagesRequest
 from wisegate.protocol.openai import ChatCompletionRequest, OpenAIModel, OpenAIModelList, openai_error
 from wisegate.services import services_of
 
@@ -73,18 +71,18 @@ async def chat_completions(request: Request) -> Response:
     body = await parse(request, ChatCompletionRequest, services.settings.max_messages_request_bytes)
     request.state.model = body.model
     chat = ChatCompletionService(services.messages)
-    try:
-        messages = MessagesRequest.model_validate(chat.to_messages(body))
-    except ValidationError as exc:
-        raise from_validation_error(exc) from None
     request_id = request_id_of(request) or ""
-    if body.stream:
-        stream = await chat.open_stream(principal, messages, request_id)
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return SSEResponse(
-            _chunk_lines(stream, include_usage), stream, None, services.drain, error_tail=_openai_error_line
-        )
-    completion = await chat.create(principal, messages, request_id)
+    try:  # the errors name fields of the Messages request made from this one: named as sent here
+        call = await chat.call(principal, body, request_id)
+        if body.stream:
+            stream = await chat.open_stream(call)
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+            lines = _chunk_lines(stream, include_usage)
+            return SSEResponse(lines, stream, None, services.drain, error_tail=_openai_error_line)
+        completion = await chat.create(call)
+    except ApiError as exc:
+        exc.message = in_openai_terms(exc.message, body)
+        raise
     return json_response(completion)
 
 

@@ -27,6 +27,7 @@ from wisegate.domain.rbac import UNAVAILABLE_GROUPS
 from wisegate.domain.roles import Role
 from wisegate.domain.spend_limits import Actor, RequestView, Summary, cents, pico_of_cents
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.organization import (
     AddGroupMemberBody,
     ApproveBody,
@@ -194,7 +195,7 @@ async def effective_spend_limits(request: Request) -> Response:
     periods = query_values(request, "period")
     for period in periods:
         if period not in ("daily", "weekly", "monthly"):
-            raise InvalidRequest(f"period: '{period}' is not one of daily, weekly, monthly")
+            raise InvalidRequest(f"period: '{echo(period)}' is not one of daily, weekly, monthly")
     user_ids = query_values(request, "user_ids")
     if len(user_ids) > 100:
         raise InvalidRequest("user_ids: at most 100 entries")

@@ -1,8 +1,10 @@
 """The backend contract: one async event stream per request, plus declared capabilities.
 
-A backend turns a validated :class:`MessagesRequest` into protocol stream events::
+A backend turns a validated :class:`MessagesRequest` into protocol stream events, and reports what
+it used as it goes (``Usage`` items between the events); :func:`tallied` keeps the caller's tally::
 
-    async for event in backend.stream(request, route, usage):
+    usage = Usage()
+    async for event in tallied(backend.stream(request, route), usage):
         ...   # MessageStart, ContentBlockStart/Delta/Stop…, MessageDelta, MessageStop
 
 The stream must start with ``MessageStart`` (input-side usage filled in), emit content blocks in index
@@ -52,6 +54,10 @@ class ModelRoute:
     api_key: str | None = None  # the upstream key chosen for this attempt (routing key pools)
 
 
+BackendItem = StreamEvent | Usage
+"""What a backend's ``stream`` yields: a protocol event, or a usage report (see ``Backend.stream``)."""
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str
@@ -64,12 +70,15 @@ class Backend(Protocol):
         """Release everything ``start`` acquired."""
 
     def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
-        """Yield protocol events for one request, ending with ``MessageStop``.
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
+        """Yield protocol events for one request, ending with ``MessageStop``; ``batch`` marks a
+        Message Batches request (a backend may schedule it behind interactive ones).
 
-        ``usage`` is the caller's tally: the backend keeps its token counts current while it works,
-        so that a stream closed early (client gone) is still accounted for exactly.
+        Between the events, a ``Usage`` reports what the request used so far: the fields it was built
+        or assigned with (``model_fields_set``), each a running total; fields it leaves unset keep the
+        caller's value. A report comes before the events it accounts for, so that a stream closed
+        early (client gone) is still accounted for exactly. Reports are the caller's, not the client's.
         """
         ...
 
@@ -81,6 +90,20 @@ class Backend(Protocol):
         API is asked; otherwise the model's tokenizer counts. Must not wait for generation.
         """
         ...
+
+
+async def tallied(items: AsyncGenerator[BackendItem], tally: Usage) -> AsyncGenerator[StreamEvent]:
+    """The events of a backend's stream, its usage reports folded into ``tally`` as they come.
+    Closing it closes the backend's stream."""
+    try:
+        async for item in items:
+            if isinstance(item, Usage):
+                for name in item.model_fields_set:
+                    setattr(tally, name, getattr(item, name))
+            else:
+                yield item
+    finally:
+        await items.aclose()
 
 
 @dataclass(frozen=True, slots=True)

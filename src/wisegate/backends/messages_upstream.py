@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from wisegate.backends.base import Capabilities, ModelRoute, RelayRequest, RelayResponse
+from wisegate.backends.base import BackendItem, Capabilities, ModelRoute, RelayRequest, RelayResponse
 from wisegate.backends.sse import UsageTap, apply_usage, typed_events
 from wisegate.backends.upstream import (
     KeyPool,
@@ -28,8 +28,7 @@ from wisegate.backends.upstream import (
     upstream_error,
 )
 from wisegate.errors import ApiError, ApiInternal
-from wisegate.protocol.events import StreamEvent
-from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, Usage
+from wisegate.protocol.messages import CountTokensRequest, MessagesRequest
 
 log = logging.getLogger("wisegate.upstream")
 
@@ -133,15 +132,15 @@ class MessagesUpstream:
                 response.close()
 
     async def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
         """The typed path (used when the request does not go through ``relay``)."""
         body = _request_json(request, route.public_id, stream=True)
         relayed = await self.relay(RelayRequest(body=body, stream=True, model=route.public_id), route)
         assert relayed.chunks is not None
         try:
-            async for event in typed_events(relayed.chunks, usage):
-                yield event
+            async for item in typed_events(relayed.chunks):
+                yield item
         finally:
             await relayed.chunks.aclose()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from wisegate.backends.base import Capabilities, ModelRoute
+from wisegate.backends.base import BackendItem, Capabilities, ModelRoute
 from wisegate.backends.upstream import (
     KeyPool,
     UpstreamUnavailable,
@@ -31,6 +31,14 @@ from wisegate.backends.upstream import (
     upstream_error,
 )
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.content import (
+    DocumentBlockParam,
+    ImageBlockParam,
+    MessageParam,
+    TextBlockParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+)
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -47,21 +55,15 @@ from wisegate.protocol.events import (
 from wisegate.protocol.messages import (
     CountTokensRequest,
     CustomTool,
-    DocumentBlockParam,
-    ImageBlockParam,
     Message,
-    MessageParam,
     MessagesRequest,
     StopReason,
     TextBlock,
-    TextBlockParam,
     ToolChoiceAny,
     ToolChoiceAuto,
     ToolChoiceNone,
     ToolChoiceTool,
-    ToolResultBlockParam,
     ToolUseBlock,
-    ToolUseBlockParam,
     Usage,
     new_id,
 )
@@ -208,8 +210,9 @@ def chat_request(request: MessagesRequest, model: str, send_top_k: bool = False)
 class _Translator:
     """Chat Completions chunks → Messages events, one chunk at a time."""
 
-    def __init__(self, request: MessagesRequest, route: ModelRoute, usage: Usage) -> None:
-        self._request, self._route, self._usage = request, route, usage
+    def __init__(self, request: MessagesRequest, route: ModelRoute) -> None:
+        self._request, self._route = request, route
+        self._usage = Usage()  # the upstream's, reported before the events of the chunk that carried it
         self._started = False
         self._index = -1
         self._open: str | None = None  # "text" or "tool:<openai index>"
@@ -232,10 +235,12 @@ class _Translator:
         events.append(ContentBlockStart(index=self._index, content_block=block))
         return events
 
-    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
-        events = self._start()
+    def feed(self, chunk: dict[str, Any]) -> list[BackendItem]:
+        events: list[BackendItem] = []
         if isinstance(chunk.get("usage"), dict):
             self._read_usage(chunk["usage"])
+            events.append(self._usage.model_copy())
+        events += self._start()
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             text = delta.get("content")
@@ -328,8 +333,8 @@ class OpenAICompatBackend:
         return max(1, len(text) // 4)
 
     async def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
         if self._session is None:
             await self.start()
         assert self._session is not None
@@ -344,7 +349,7 @@ class OpenAICompatBackend:
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
-        translator = _Translator(request, route, usage)
+        translator = _Translator(request, route)
         try:
             if response.status >= 400:
                 raise upstream_error(self.name, response.status, await response.read(), response.headers)
@@ -361,8 +366,8 @@ class OpenAICompatBackend:
                     chunk = json.loads(payload)
                     if isinstance(chunk, dict) and chunk.get("error"):
                         raise UpstreamUnavailable(f"The upstream failed: {error_message(payload)}")
-                    for event in translator.feed(chunk):
-                        yield event
+                    for item in translator.feed(chunk):
+                        yield item
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise connection_error(self.name, exc) from None
         finally:

@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from wisegate.backends.base import (
     Backend,
+    BackendItem,
     Capabilities,
     ModelRoute,
     RelayRequest,
@@ -30,7 +31,6 @@ from wisegate.backends.base import (
 )
 from wisegate.backends.upstream import KeyPool, is_fallback, is_retryable
 from wisegate.errors import ApiError, GatewayTimeout, Overloaded
-from wisegate.protocol.events import StreamEvent
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, Usage
 from wisegate.settings import RoutingConfig
 from wisegate.telemetry import metrics
@@ -182,27 +182,32 @@ class RoutedBackend:
         raise last
 
     async def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
         async def first(
             deployment: Deployment, r: ModelRoute
-        ) -> tuple[StreamEvent, AsyncGenerator[StreamEvent]]:
-            events = deployment.backend.stream(request, r, usage)
+        ) -> tuple[list[BackendItem], AsyncGenerator[BackendItem]]:
+            """A deployment's stream up to its first event (usage reports before it included)."""
+            items = deployment.backend.stream(request, r, batch=batch)
+            head: list[BackendItem] = []
             try:
-                return await events.__anext__(), events
+                while not head or isinstance(head[-1], Usage):
+                    head.append(await items.__anext__())
+                return head, items
             except StopAsyncIteration:
                 raise ApiError(f"{deployment.label} produced no response") from None
             except BaseException:
-                await events.aclose()
+                await items.aclose()
                 raise
 
-        head, events = await self._attempts(route, first)
+        head, items = await self._attempts(route, first)
         try:
-            yield head
-            async for event in events:
-                yield event
+            for item in head:
+                yield item
+            async for item in items:
+                yield item
         finally:
-            await events.aclose()
+            await items.aclose()
 
     async def count_tokens(self, request: CountTokensRequest | MessagesRequest, route: ModelRoute) -> int:
         async def call(deployment: Deployment, r: ModelRoute) -> int:

@@ -24,7 +24,8 @@ from typing import Any
 
 import anyio
 
-from wisegate.backends.base import Capabilities, ModelRoute
+from wisegate.backends.base import BackendItem, Capabilities, ModelRoute
+from wisegate.protocol.content import TextBlockParam, ToolResultBlockParam, ToolUseBlockParam
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -43,10 +44,7 @@ from wisegate.protocol.messages import (
     Message,
     MessagesRequest,
     TextBlock,
-    TextBlockParam,
-    ToolResultBlockParam,
     ToolUseBlock,
-    ToolUseBlockParam,
     Usage,
     new_id,
 )
@@ -98,8 +96,8 @@ class ScriptedBackend:
         return words
 
     async def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
         self.calls.append(request)
         if len(self.calls) > _KEEP_CALLS:  # a long-running demo or bench must not grow without bound
             del self.calls[: len(self.calls) - _KEEP_CALLS]
@@ -110,53 +108,58 @@ class ScriptedBackend:
         script = self._queue.popleft() if self._queue else _last_user_text(request)
         if isinstance(script, Exception):
             raise script
-        usage.input_tokens = await self.count_tokens(request, route)
+        input_tokens = await self.count_tokens(request, route)
+        yield Usage(input_tokens=input_tokens)
         calls = _call_lines(request) if isinstance(script, str) else []
         if calls:
             answer = _next_call(request, calls)
             if isinstance(answer, ToolUseBlock):
-                for event in _tool_call(answer, route, usage):
-                    yield event
+                for item in _tool_call(answer, route, input_tokens):
+                    yield item
                 return
             script = answer
         if isinstance(script, list):
-            for item in script:
-                if isinstance(item, Exception):
-                    raise item
-                _tally(item, usage)
-                yield item
+            for event in script:
+                if isinstance(event, Exception):
+                    raise event
+                report = _reported(event)
+                if report is not None:
+                    yield report
+                yield event
             return
         words = script.split(" ")[: request.max_tokens]
         yield MessageStart(
             message=Message(
                 id=new_id("msg"),
                 model=route.public_id,
-                usage=Usage(input_tokens=usage.input_tokens, output_tokens=1),
+                usage=Usage(input_tokens=input_tokens, output_tokens=1),
             )
         )
         yield ContentBlockStart(index=0, content_block=TextBlock(text=""))
         for i, word in enumerate(words):
             if self._delay:
                 await anyio.sleep(self._delay)
-            usage.output_tokens += 1
+            yield Usage(output_tokens=i + 1)
             yield ContentBlockDelta(index=0, delta=TextDelta(text=word if i == 0 else " " + word))
         yield ContentBlockStop(index=0)
         stop = "max_tokens" if len(script.split(" ")) > request.max_tokens else "end_turn"
         yield MessageDelta(
             delta=MessageDeltaBody(stop_reason=stop),
-            usage=MessageDeltaUsage(output_tokens=usage.output_tokens, input_tokens=usage.input_tokens),
+            usage=MessageDeltaUsage(output_tokens=len(words), input_tokens=input_tokens),
         )
         yield MessageStop()
 
 
-def _tally(event: StreamEvent, usage: Usage) -> None:
-    """Keep the caller's tally as a scripted event reports it (so usage records match the script)."""
+def _reported(event: StreamEvent) -> Usage | None:
+    """The usage a scripted event states (so usage records match the script)."""
     if isinstance(event, MessageStart):
-        usage.input_tokens = event.message.usage.input_tokens
-    elif isinstance(event, MessageDelta):
-        usage.output_tokens = event.usage.output_tokens
+        return Usage(input_tokens=event.message.usage.input_tokens)
+    if isinstance(event, MessageDelta):
+        report = Usage(output_tokens=event.usage.output_tokens)
         if event.usage.input_tokens is not None:
-            usage.input_tokens = event.usage.input_tokens
+            report.input_tokens = event.usage.input_tokens
+        return report
+    return None
 
 
 def _last_user_text(request: MessagesRequest) -> str:
@@ -205,14 +208,14 @@ def _next_call(request: MessagesRequest, lines: list[str]) -> ToolUseBlock | str
     return ToolUseBlock(id=new_id("toolu"), name=name, input=given if isinstance(given, dict) else {})
 
 
-def _tool_call(call: ToolUseBlock, route: ModelRoute, usage: Usage) -> list[StreamEvent]:
-    usage.output_tokens += 1
+def _tool_call(call: ToolUseBlock, route: ModelRoute, input_tokens: int) -> list[BackendItem]:
     return [
+        Usage(output_tokens=1),
         MessageStart(
             message=Message(
                 id=new_id("msg"),
                 model=route.public_id,
-                usage=Usage(input_tokens=usage.input_tokens, output_tokens=1),
+                usage=Usage(input_tokens=input_tokens, output_tokens=1),
             )
         ),
         ContentBlockStart(index=0, content_block=ToolUseBlock(id=call.id, name=call.name, input={})),
@@ -220,7 +223,7 @@ def _tool_call(call: ToolUseBlock, route: ModelRoute, usage: Usage) -> list[Stre
         ContentBlockStop(index=0),
         MessageDelta(
             delta=MessageDeltaBody(stop_reason="tool_use"),
-            usage=MessageDeltaUsage(output_tokens=usage.output_tokens, input_tokens=usage.input_tokens),
+            usage=MessageDeltaUsage(output_tokens=1, input_tokens=input_tokens),
         ),
         MessageStop(),
     ]

@@ -51,9 +51,13 @@ def apply_usage(usage: Usage, fields: dict[str, Any]) -> None:
             setattr(usage, name, value)
     creation = fields.get("cache_creation")
     if isinstance(creation, dict):
-        for name in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"):
-            if isinstance(creation.get(name), int):
-                setattr(usage.cache_creation, name, creation[name])
+        counts = {
+            name: creation[name]
+            for name in ("ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens")
+            if isinstance(creation.get(name), int)
+        }
+        if counts:  # assigned, not changed in place: a usage report names the fields it sets
+            usage.cache_creation = usage.cache_creation.model_copy(update=counts)
     tier = fields.get("service_tier")
     if tier in ("standard", "priority", "batch"):
         usage.service_tier = tier
@@ -153,14 +157,16 @@ class UsageTap:
             )
 
 
-async def typed_events(chunks: AsyncIterator[bytes], usage: Usage) -> AsyncIterator[StreamEvent]:
-    """Protocol events from Anthropic SSE bytes; the tally follows message_start / message_delta.
+async def typed_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[StreamEvent | Usage]:
+    """Protocol events from Anthropic SSE bytes, each ``message_start`` and ``message_delta`` preceded
+    by the usage so far (``Backend.stream``'s usage reports).
 
     An ``error`` event is raised as the matching :mod:`wisegate.errors` exception. Content blocks of
     types Wisegate has no model for (server-tool results …) are left out and the blocks after them
     renumbered, so the typed stream stays consistent; the relay path is the lossless one.
     """
     buffer = bytearray()
+    usage = Usage()
     blocks: dict[object, int | None] = {}  # upstream block index -> ours (None: left out)
     async for chunk in chunks:
         buffer += chunk
@@ -176,8 +182,10 @@ async def typed_events(chunks: AsyncIterator[bytes], usage: Usage) -> AsyncItera
                 raise error_from_event(raw.get("error") or {})
             if isinstance(raw, dict) and raw.get("type") == "message_start":
                 apply_usage(usage, (raw.get("message") or {}).get("usage") or {})
+                yield usage.model_copy()
             elif isinstance(raw, dict) and raw.get("type") == "message_delta":
                 apply_usage(usage, raw.get("usage") or {})
+                yield usage.model_copy()
             elif isinstance(raw, dict) and str(raw.get("type", "")).startswith("content_block_"):
                 upstream_index = raw.get("index")
                 if raw["type"] == "content_block_start":

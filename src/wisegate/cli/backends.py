@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wisegate.settings import Settings
+from wisegate.cli.services import load_settings
 
 
 @click.group()
@@ -15,7 +15,7 @@ def backends() -> None:
 @backends.command("list")
 def backends_list() -> None:
     """Configured backends, their types and the models they serve."""
-    settings = Settings()
+    settings = load_settings()
     for name, config in settings.backends.items():
         served = [m.id for m in settings.models if any(d.backend == name for d in m.deployment_list())]
         click.echo(f"{name}\t{config.type}\t{', '.join(served)}")

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from wisegate.cli.services import open_services
-from wisegate.settings import Settings
+from wisegate.cli.services import load_settings, open_services
 
 if TYPE_CHECKING:
     from wisegate.domain.limits.accounts import BillingAccounts
@@ -104,7 +103,7 @@ def limits() -> None:
 @click.argument("name", required=False)
 def limits_tier(name: str | None) -> None:
     """Pin the organization to tier NAME (no NAME: follow credit purchases / spend again)."""
-    known = [t.name for t in Settings().limits.tiers]
+    known = [t.name for t in load_settings().limits.tiers]
     if name is not None and name not in known:
         raise click.BadParameter(f"unknown tier {name!r}; configured: {', '.join(known)}")
 
@@ -139,7 +138,7 @@ def limits_workspace_rate(
     workspace: str, model_class: str, rpm: int | None, itpm: int | None, otpm: int | None
 ) -> None:
     """Give a workspace lower rate limits for a model class (no numbers: remove them)."""
-    if model_class not in Settings().limits.model_classes:
+    if model_class not in load_settings().limits.model_classes:
         raise click.BadParameter(f"unknown model class {model_class!r}")
 
     async def work(accounts: BillingAccounts, org: str) -> dict[str, dict[str, int]]:

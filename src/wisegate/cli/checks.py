@@ -1,5 +1,6 @@
-"""What ``wisegate serve`` checks before it starts anything (besides the port, the model files, tracing
-and the database, checked where they live): settings that cannot work together, Redis. Each check
+"""What ``wisegate serve`` checks before it starts anything (besides the settings' own values, the port,
+the model files, tracing and the database, checked where they live): settings that cannot work
+together, Redis. Each check
 returns the problem as one line (the command prints it and exits with status 2, no traceback) or
 ``None``."""
 
@@ -8,22 +9,10 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ValidationError
-
 from wisegate.domain.limits import build_limiter
 from wisegate.settings import Settings
 
 _REDIS_SECONDS = 5.0
-
-
-def settings_problem(exc: ValidationError) -> str:
-    """A setting's value the settings refuse, as one line naming the variable."""
-    parts = []
-    for error in exc.errors():
-        where = "__".join(str(p) for p in error["loc"] if p != "__root__")
-        name = f"WISEGATE_{where.upper()}" if where else "the settings"
-        parts.append(f"{name}: {error['msg']}")
-    return "invalid setting " + "; ".join(parts)
 
 
 def workers_problem(settings: Settings, workers: int) -> str | None:

@@ -15,7 +15,8 @@ requests"):
   and closed (closed only, if the app has already answered). The clock stops while the server itself
   is not reading (the app has not yet taken what arrived);
 - a request the parser cannot read (a malformed request line or header, ``HTTP/9``) is answered 400
-  ``invalid_request_error`` and closed, instead of uvicorn's plain-text 400;
+  ``invalid_request_error`` and closed, instead of uvicorn's plain-text 400 — also on a kept-alive
+  connection, and after the answers to the requests pipelined before it;
 - a kept-alive connection idle for ``keep_alive_seconds`` after a response is closed (uvicorn's own);
 - at most ``max_connections`` are open at once: one more is answered 529 ``overloaded_error`` with
   ``retry-after`` and closed at once.
@@ -84,6 +85,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._body_started = 0.0  # loop time the body's clock started (or restarted)
         self._body_last = 0.0  # loop time of its latest byte (or of the start)
         self._body_bytes = 0  # bytes since the clock started
+        self._refusal_pending: bytes | None = None  # a 400 to send once the requests before it are answered
         self._reset_head()
 
     def _reset_head(self) -> None:
@@ -113,6 +115,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal_pending is not None:
+            return  # past bytes the parser could not read: nothing after them is a request
         if self._in_head:
             room = self.limits.max_header_bytes - self._head_bytes
             if len(data) > room:
@@ -234,17 +238,36 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._refuse(_refusal(408, "timeout_error", message))
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to bytes its parser cannot read, as Anthropic's envelope."""
-        if self.cycle is not None and self.cycle.response_started:
+        """uvicorn's answer to bytes its parser cannot read, as Anthropic's envelope.
+
+        The parser reads ahead of the app: the bytes it cannot read may follow requests it has read
+        whole (pipelined on a kept-alive connection) whose answers are still to come. Those are
+        answered first, in order, and the 400 after the last of them; nothing after the bad bytes is
+        read. Only when the request being read is itself malformed is it answered at once (or the
+        connection closed, if its app has already begun a response)."""
+        if self._refusal_pending is not None:
+            return
+        refusal = _refusal(
+            400,
+            "invalid_request_error",
+            "The request is not valid HTTP/1.1: its request line or a header is malformed.",
+        )
+        cycle = self.cycle
+        if cycle is not None and not cycle.more_body and (not cycle.response_complete or self.pipeline):
+            self._refusal_pending = refusal  # sent by on_response_complete after the last answer
+            self._disarm_head_timer()
+            self._disarm_body_timer()
+            return
+        if cycle is not None and cycle.more_body and cycle.response_started:
             self.transport.close()
             return
-        self._refuse(
-            _refusal(
-                400,
-                "invalid_request_error",
-                "The request is not valid HTTP/1.1: its request line or a header is malformed.",
-            )
-        )
+        self._refuse(refusal)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refusal_pending is not None and not self.pipeline and not self.transport.is_closing():
+            if self.cycle is None or self.cycle.response_complete:
+                self._refuse(self._refusal_pending)
 
     def _refuse(self, response: bytes) -> None:
         self._disarm_head_timer()

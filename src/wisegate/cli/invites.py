@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from wisegate.cli.services import open_services
-from wisegate.settings import Settings
+from wisegate.cli.services import load_settings, open_services
 
 if TYPE_CHECKING:
     from wisegate.domain.scope import Scope
@@ -43,7 +42,7 @@ def invites() -> None:
 )
 def invites_create(email: str, role: str, workspaces: tuple[str, ...], workspace_role: str) -> None:
     """Invite someone: prints the link (valid 21 days, once) where they choose a name and password."""
-    settings = Settings()
+    settings = load_settings()
 
     async def work(services: Services, scope: Scope) -> tuple[Invite, str | None]:
         invite = await services.people.create_invite(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from wisegate.settings import Settings
+from wisegate.cli.services import load_settings
 
 # What the check runs inside the sandbox: each line must print its expected word.
 _PROBES = {
@@ -34,7 +34,7 @@ def sandbox_check() -> None:
     """Run a few probes in the sandbox and report whether code execution works here (exit 1 if not)."""
     from wisegate.services import sandbox_of
 
-    box = sandbox_of(Settings())
+    box = sandbox_of(load_settings())
     problem = box.available()
     if problem:
         click.echo(f"sandbox: unavailable: {problem}")

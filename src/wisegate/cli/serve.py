@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from wisegate.cli.services import open_services
-from wisegate.settings import Settings
+from wisegate.cli.services import load_settings, open_services
 
 if TYPE_CHECKING:
     from wisegate.cli.connections import ConnectionLimits
     from wisegate.domain.scope import Scope
     from wisegate.services import Services
+    from wisegate.settings import Settings
 
 
 @click.command()
@@ -35,8 +35,6 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     database or Redis that does not answer, several workers without Redis) is one line on stderr and
     exit status 2, before anything starts. SIGTERM drains (docs/operations.md).
     """
-    from pydantic import ValidationError
-
     from wisegate.backends.registry import BackendRegistry
     from wisegate.cli import checks
     from wisegate.cli.server import ListenError, listen
@@ -44,10 +42,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from wisegate.telemetry import tracing
     from wisegate.telemetry.logs import configure
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        _startup_failure(checks.settings_problem(exc))
+    settings = load_settings()
     configure(settings.log_level, settings.log_format)
     host, port, workers = host or settings.host, port or settings.port, workers or settings.workers
     if problem := checks.workers_problem(settings, workers):
@@ -153,7 +148,7 @@ def migrate() -> None:
     """Create or upgrade the database schema."""
     from wisegate.storage.db import migrate as run_migrations
 
-    settings = Settings()
+    settings = load_settings()
     run_migrations(settings.resolved_database_url)
     click.echo(f"database at {settings.resolved_database_url} is up to date")
 
@@ -174,7 +169,7 @@ def worker() -> None:
     from wisegate.telemetry.logs import configure
     from wisegate.workers.batches import BatchWorker
 
-    settings = Settings()
+    settings = load_settings()
     configure(settings.log_level, settings.log_format)
     try:
         check_reachable(settings.resolved_database_url)

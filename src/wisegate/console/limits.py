@@ -17,6 +17,7 @@ from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import Permission as P
 from wisegate.domain.spend_limits import Actor
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 from wisegate.records.billing import WorkspaceLimits
 
 
@@ -79,7 +80,7 @@ async def add_credits(op: Operator) -> Response:
     if amount is None or amount == 0:
         raise InvalidRequest("Amount: enter an amount in USD, e.g. 25 or 0.50")
     note = op.text("note") or "top-up"
-    account = await op.services.billing.add_credits(op.organization_id, amount, note[:200])
+    account = await op.services.billing.add_credits(op.organization_id, amount, note)
     return op.back(notice=f"Credits added: balance {format_amount(account.credit_balance_pico)}.")
 
 
@@ -89,7 +90,7 @@ async def set_tier(op: Operator) -> Response:
     name = op.text("tier") or None
     known = [t.name for t in op.services.limits.config.tiers]
     if name is not None and name not in known:
-        raise InvalidRequest(f"Tier: unknown tier '{name}'; configured: {', '.join(known)}")
+        raise InvalidRequest(f"Tier: unknown tier '{echo(name)}'; configured: {', '.join(known)}")
     await op.services.billing.pin_tier(op.organization_id, name)
     return op.back(notice=f"Tier {'pinned to ' + name if name else 'follows the thresholds again'}.")
 
@@ -120,7 +121,7 @@ async def set_workspace_rate(op: Operator) -> Response:
     view = await op.services.tenancy.get_workspace(op.scope, workspace_id)
     model_class = op.text("model_class", required=True, label="Model class")
     if model_class not in op.services.limits.config.model_classes:
-        raise InvalidRequest(f"Model class: unknown class '{model_class}'")
+        raise InvalidRequest(f"Model class: unknown class '{echo(model_class)}'")
     values = {
         dim: op.integer(dim, label=label, low=1, high=NO_LIMIT)
         for dim, label in zip(

@@ -13,6 +13,7 @@ from wisegate.domain.people import ASSIGNABLE_ROLES
 from wisegate.domain.roles import ROLES, WORKSPACE_ROLES
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 
 
 def invite_url(base: str, token: str) -> str:
@@ -69,6 +70,6 @@ async def update_member(op: Operator) -> Response:
     user_id = op.request.path_params["user_id"]
     role = op.text("role", required=True, label="Role")
     if role not in ASSIGNABLE_ROLES:
-        raise InvalidRequest(f"Role: '{role}' is not one of {', '.join(sorted(ASSIGNABLE_ROLES))}")
+        raise InvalidRequest(f"Role: '{echo(role)}' is not one of {', '.join(sorted(ASSIGNABLE_ROLES))}")
     user = await op.services.people.update_user(op.scope, user_id, role)
     return op.back(notice=f"{user.email} is now {ROLES[user.role].display_name}.")

@@ -12,6 +12,7 @@ from wisegate.console.web import Operator, page
 from wisegate.domain.request_log import LogPage, csv_of, query_of
 from wisegate.domain.roles import Permission as P
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.bounds import echo
 
 PAGE_SIZE = 50
 
@@ -23,7 +24,7 @@ def _day(op: Operator, name: str, label: str) -> datetime | None:
     try:
         return datetime.fromisoformat(raw).replace(tzinfo=UTC)
     except ValueError:
-        raise InvalidRequest(f"{label}: '{raw}' is not a date (YYYY-MM-DD)") from None
+        raise InvalidRequest(f"{label}: '{echo(raw)}' is not a date (YYYY-MM-DD)") from None
 
 
 async def _page(op: Operator, limit: int) -> tuple[LogPage, list[str] | None]:

@@ -15,6 +15,7 @@ from wisegate.domain.roles import Permission as P
 from wisegate.domain.scope import Scope
 from wisegate.domain.tenancy import WorkspaceView
 from wisegate.errors import InvalidRequest, PermissionDenied
+from wisegate.protocol.bounds import echo
 
 RANGES = (7, 14, 31)
 
@@ -151,9 +152,7 @@ async def update_key(op: Operator) -> Response:
     if status is None and name is None:
         raise InvalidRequest("Name: this field is required")
     if status is not None and status not in ("active", "inactive", "archived"):
-        raise InvalidRequest(f"Status: '{status}' is not one of active, inactive, archived")
-    if name is not None and len(name) > 500:
-        raise InvalidRequest("Name: at most 500 characters")
+        raise InvalidRequest(f"Status: '{echo(status)}' is not one of active, inactive, archived")
     key = await op.services.tenancy.update_key(op.scope, key_id, name=name, status=status)
     what = f"renamed to “{key.name}”" if name else f"now {key.status}"
     return op.back(notice=f"Key {key.id} is {what}.")

@@ -30,7 +30,16 @@ from wisegate.domain.pricing import parse_usd
 from wisegate.domain.roles import Permission
 from wisegate.domain.scope import Scope
 from wisegate.errors import ApiError, InvalidRequest, PermissionDenied
-from wisegate.protocol.bounds import NUL_MESSAGE
+from wisegate.protocol.bounds import (
+    EMAIL_LENGTH,
+    KEY_NAME_LENGTH,
+    NAME_LENGTH,
+    NOTE_LENGTH,
+    NUL_MESSAGE,
+    REASON_LENGTH,
+    WORKSPACE_NAME_LENGTH,
+    echo,
+)
 from wisegate.protocol.json_depth import check_depth
 from wisegate.protocol.numbers import ascii_integer
 from wisegate.records.tenancy import ApiKey
@@ -50,7 +59,17 @@ HEADERS = {
 
 @cache
 def templates() -> Jinja2Templates:
-    return Jinja2Templates(directory=Path(__file__).parent / "templates")
+    loaded = Jinja2Templates(directory=Path(__file__).parent / "templates")
+    # Form fields' maxlength, from the bounds the domain and the tables enforce.
+    loaded.env.globals["bounds"] = {
+        "email": EMAIL_LENGTH,
+        "key_name": KEY_NAME_LENGTH,
+        "name": NAME_LENGTH,
+        "note": NOTE_LENGTH,
+        "reason": REASON_LENGTH,
+        "workspace_name": WORKSPACE_NAME_LENGTH,
+    }
+    return loaded
 
 
 def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
@@ -227,7 +246,7 @@ class Operator:
         negative = raw.startswith("-")
         value = ascii_integer(raw[1:] if negative else raw)  # not "٣" nor "1_000"
         if value is None:
-            raise InvalidRequest(f"{label}: '{raw}' is not a whole number")
+            raise InvalidRequest(f"{label}: '{echo(raw)}' is not a whole number")
         value = -value if negative else value
         if not low <= value <= high:
             raise InvalidRequest(f"{label}: must be between {low} and {high}, got {value}")

@@ -185,7 +185,8 @@ async def run_playground(op: Operator) -> Response:
     try:
         body = messages_request(state, stream=False)
         principal = await playground_principal(op, chosen.workspace.id)
-        stream = await op.services.messages.open_stream(principal, body, request_id, streamed=False)
+        call = await op.services.messages.call(principal, body, request_id, streamed=False)
+        stream = await op.services.messages.open_stream(call)
         message = await accumulate(stream)
     except ApiError as exc:
         return await _render(op, state, exc.status, error=exc.message)
@@ -204,7 +205,8 @@ async def _sse(op: Operator, request_id: str) -> AsyncIterator[bytes]:
         _, chosen = await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)
         body = messages_request(_state(op), stream=True)
         principal = await playground_principal(op, chosen.workspace.id)
-        stream = await op.services.messages.open_stream(principal, body, request_id, streamed=True)
+        call = await op.services.messages.call(principal, body, request_id, streamed=True)
+        stream = await op.services.messages.open_stream(call)
         usage = Usage()
         async for event in stream:
             if isinstance(event, MessageStart):

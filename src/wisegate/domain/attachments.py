@@ -31,20 +31,18 @@ from wisegate.domain.pdf_text import PdfLimits, PdfText
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.bounds import echo
-from wisegate.protocol.messages import (
+from wisegate.protocol.content import (
     Base64ImageSource,
     Base64PdfSource,
-    CountTokensRequest,
     DocumentBlockParam,
     FileSource,
     ImageBlockParam,
     MessageParam,
-    MessagesRequest,
     PlainTextSource,
     TextBlockParam,
     ToolResultBlockParam,
-    new_id,
 )
+from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.files import SkillVersionRecord
 

@@ -76,7 +76,9 @@ class BatchService:
         found = await self.repo.page(principal.workspace_id, limit, before_id=before_id, after_id=after_id)
         if found is None:
             cursor = "before_id" if before_id else "after_id"
-            raise InvalidRequest(f"{cursor}: no message batch {before_id or after_id} in this workspace")
+            raise InvalidRequest(
+                f"{cursor}: no message batch {echo(before_id or after_id)} in this workspace"
+            )
         return found
 
     async def cancel(self, principal: Principal, batch_id: str) -> Batch:

@@ -6,6 +6,8 @@ The answer is one ``compaction`` block and ``stop_reason: "compaction"``, stream
 streams it (:func:`compaction_events`): ``content_block_start`` with ``content: null``, pings while the
 model writes, one ``compaction_delta`` carrying the whole summary, ``content_block_stop``. Usage is the
 summarization call's, exactly, also listed as one ``{"type": "compaction"}`` entry of ``iterations``.
+A model that declines to summarize (``stop_reason: "refusal"``) fails the compaction: the block's
+``content`` is null, as the Claude API answers a compaction that produced no valid summary.
 
 A later request sends the block back first in ``messages``; before it reaches a backend that does
 not speak the wire format itself, :func:`expand_summaries` puts the summary, as a user turn, in place of
@@ -18,6 +20,17 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
 
+from wisegate.protocol.content import (
+    CompactionBlockParam,
+    ContentBlockParam,
+    DocumentBlockParam,
+    MessageParam,
+    PlainTextSource,
+    SearchResultBlockParam,
+    TextBlockParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+)
 from wisegate.protocol.events import (
     CompactionDelta,
     ContentBlockDelta,
@@ -30,21 +43,7 @@ from wisegate.protocol.events import (
     StreamEvent,
     TextDelta,
 )
-from wisegate.protocol.messages import (
-    CompactionBlock,
-    CompactionBlockParam,
-    ContentBlockParam,
-    CountTokensRequest,
-    DocumentBlockParam,
-    MessageParam,
-    MessagesRequest,
-    PlainTextSource,
-    SearchResultBlockParam,
-    TextBlockParam,
-    ToolResultBlockParam,
-    ToolUseBlockParam,
-    Usage,
-)
+from wisegate.protocol.messages import CompactionBlock, CountTokensRequest, MessagesRequest, Usage
 
 # Small models summarize best when the task comes after the text and names what to keep; the
 # transcript's speaker labels are the ones they were trained on.
@@ -158,7 +157,10 @@ async def compaction_events(events: AsyncGenerator[StreamEvent], usage: Usage) -
                     last_ping = time.monotonic()
                     yield Ping()
             elif isinstance(event, MessageDelta):
-                text = "".join(summary).strip()
+                # A model that declines to summarize has failed the compaction: its words are no
+                # summary, and a null one is what a later request can send back as a no-op.
+                declined = event.delta.stop_reason == "refusal"
+                text = "" if declined else "".join(summary).strip()
                 yield ContentBlockDelta(index=0, delta=CompactionDelta(content=text or None))
                 yield ContentBlockStop(index=0)
                 delta_usage = event.usage.model_copy(

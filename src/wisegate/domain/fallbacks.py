@@ -10,15 +10,23 @@ that declined, a ``fallback_message`` entry for the one that answered. A model c
 and declined then, so there is no ``fallback`` block, only the ``fallback_message`` entry.
 Each model's usage is recorded under its own id, as its own request (``<request id>_fb<n>``).
 
+Every entry's request is built from the original one and checked when the request arrives, before
+any model runs (``MessageService``): a bad entry is a 400 naming ``fallbacks.<n>``, and a configured
+(``"default"``) fallback the key may not use is a 404 that does not name it.
+
 Relayed upstreams receive all of this byte for byte and apply it themselves.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from typing import Any, TypeVar
 
-from wisegate.errors import ApiError, InvalidRequest
+from pydantic import ValidationError
+
+from wisegate.errors import ApiError, InvalidRequest, from_validation_error
+from wisegate.protocol.content import FallbackBlockParam
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -29,14 +37,7 @@ from wisegate.protocol.events import (
     MessageStop,
     StreamEvent,
 )
-from wisegate.protocol.messages import (
-    CountTokensRequest,
-    FallbackBlock,
-    FallbackBlockParam,
-    FallbackInfo,
-    MessagesRequest,
-    Usage,
-)
+from wisegate.protocol.messages import CountTokensRequest, FallbackBlock, FallbackInfo, MessagesRequest, Usage
 from wisegate.protocol.options import FallbackCreditToken, FallbackEntry
 
 R = TypeVar("R", MessagesRequest, CountTokensRequest)
@@ -53,28 +54,47 @@ def chain(request: MessagesRequest, configured: list[str]) -> list[FallbackEntry
     return list(request.fallbacks)
 
 
-def next_request(request: MessagesRequest, entries: list[FallbackEntry]) -> MessagesRequest:
-    """The request for ``entries[0]``: its overrides applied, the rest of the chain as ``fallbacks``."""
-    entry, rest = entries[0], entries[1:]
+def attempt(request: MessagesRequest, entry: FallbackEntry, index: int) -> MessagesRequest:
+    """The request the ``index``-th entry runs: the original ``request`` with the entry's overrides (a
+    field left out keeps the request's value, ``null`` clears it; ``output_config`` combines field by
+    field). 400 naming ``fallbacks.<index>`` when that is not a valid request."""
     fields = request.model_dump(mode="json", exclude_unset=True, by_alias=True)
     fields.pop("fallbacks", None)
     fields["model"] = entry.model
     if entry.max_tokens is not None:
         fields["max_tokens"] = entry.max_tokens
-    for name in ("thinking", "output_config", "speed"):
-        if name in entry.model_fields_set:  # left out: the request's value; null: none
+    for name in ("thinking", "speed"):
+        if name in entry.model_fields_set:
             value = getattr(entry, name)
             fields[name] = (
                 value.model_dump(mode="json", by_alias=True) if hasattr(value, "model_dump") else value
             )
-    if rest:
-        fields["fallbacks"] = [e.model_dump(mode="json", exclude_unset=True) for e in rest]
+    if "output_config" in entry.model_fields_set:
+        override = entry.output_config
+        fields["output_config"] = (
+            None
+            if override is None
+            else {
+                **(fields.get("output_config") or {}),
+                **override.model_dump(mode="json", exclude_unset=True, by_alias=True),
+            }
+        )
     try:
         return MessagesRequest.model_validate(fields)
-    except ValueError as exc:
-        raise InvalidRequest(
-            f"fallbacks: the attempt on '{entry.model}' is not a valid request: {exc}"
-        ) from None
+    except ValidationError as exc:
+        raise in_entry(from_validation_error(exc), index) from None
+
+
+def in_entry(error: ApiError, index: int) -> InvalidRequest:
+    """``error``, about the request an entry runs, as a 400 naming the entry: ``fallbacks.0.max_tokens:
+    …`` for what the entry sets, ``fallbacks.0: …`` for the rest of the request."""
+    head = re.split(r"[.:]", error.message, maxsplit=1)[0]
+    if head in _OVERRIDES:
+        return InvalidRequest(f"fallbacks.{index}.{error.message}")
+    return InvalidRequest(f"fallbacks.{index}: {error.message}")
+
+
+_OVERRIDES = frozenset(FallbackEntry.model_fields)
 
 
 def drop_markers(request: R) -> R:

@@ -36,7 +36,7 @@ import anyio
 import anyio.to_thread
 
 from wisegate.domain.keys import Principal
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import ApiInternal, InvalidRequest, NotFound, RequestTooLarge
 from wisegate.protocol.bounds import FILENAME_LENGTH, MIME_TYPE_LENGTH, echo
 from wisegate.protocol.messages import new_id
@@ -242,7 +242,7 @@ def clean_filename(raw: str | None, mime_type: str) -> str:
         raise InvalidRequest(
             'file: the filename must not contain control characters or any of < > : " | ? * \\ /'
         )
-    return name
+    return storable_name("file: the filename", name, FILENAME_LENGTH)  # no C1 control, no bidi override
 
 
 def mime_type_of(content_type: str | None, filename: str | None) -> str:
@@ -334,7 +334,7 @@ class FileService:
         downloadable: bool | None = None,
     ) -> FileRecord:
         """Move the staged bytes into the blob store and record them; all or nothing."""
-        mime = storable(
+        mime = storable_name(
             "file: the part's Content-Type", mime_type_of(content_type, filename), MIME_TYPE_LENGTH
         )
         name = clean_filename(filename, mime)

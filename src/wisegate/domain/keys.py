@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from wisegate.domain.storable import storable_name
 from wisegate.errors import AuthenticationFailed, NotFound
-from wisegate.protocol.bounds import KEY_NAME_LENGTH, NAME_LENGTH, echo
+from wisegate.protocol.bounds import KEY_NAME_LENGTH, WORKSPACE_NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.tenancy import ApiKey, Organization, Workspace
 from wisegate.storage.repos import TenancyRepo
@@ -61,7 +61,7 @@ class KeyService:
         return org
 
     async def create_workspace(self, organization_id: str, name: str) -> Workspace:
-        storable_name("name", name, NAME_LENGTH)
+        storable_name("name", name, WORKSPACE_NAME_LENGTH)
         workspace = Workspace(
             id=new_id("wrkspc"),
             organization_id=organization_id,
@@ -157,8 +157,11 @@ class KeyService:
         future.set_result(key)
         return key
 
-    async def authenticate(self, secret: str | None, *, kind: str = "api") -> Principal:
-        """The principal for a presented secret of ``kind`` (``api``, ``admin`` or ``any``); 401 otherwise."""
+    async def authenticate(
+        self, secret: str | None, *, kind: str = "api", header: str = "x-api-key"
+    ) -> Principal:
+        """The principal for a presented secret of ``kind`` (``api``, ``admin`` or ``any``); 401 otherwise,
+        naming the ``header`` the secret came in."""
         if not secret:
             raise AuthenticationFailed("x-api-key header is required")
         key_hash = hash_key(secret)
@@ -169,7 +172,7 @@ class KeyService:
         else:
             key = await self._lookup(key_hash, now)
         if key is None or (kind != "any" and key.kind != kind):
-            raise AuthenticationFailed("invalid x-api-key")
+            raise AuthenticationFailed(f"invalid {header}")
         if key.status != "active":
             raise AuthenticationFailed(f"this API key is {key.status}")
         return Principal(key)

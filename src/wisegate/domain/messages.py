@@ -1,8 +1,10 @@
 """MessageService: route the model, check what the backend can honour, stream, and settle usage.
 
-``open_stream`` returns a :class:`MessageStream` whose first event has already been produced, so that
-every error a backend raises before generating becomes a proper HTTP error. ``create`` assembles the
-non-streaming ``Message`` from the same stream.
+``call`` resolves the model once into a :class:`~wisegate.domain.call.Call`, which every step after
+is handed. ``open_stream`` returns a :class:`MessageStream` whose first event has already been
+produced, so that every error a backend raises before generating becomes a proper HTTP error.
+``create`` assembles the non-streaming ``Message`` from the same stream; ``open_relay`` sends the
+client's bytes up as they are (``domain/relay.py``).
 """
 
 from __future__ import annotations
@@ -12,23 +14,33 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from dataclasses import replace
 from functools import partial
 
 import anyio
 
-from wisegate.backends.base import relay_of
+from wisegate.backends.base import relay_of, tallied
 from wisegate.backends.registry import BackendRegistry, ServedModel
 from wisegate.domain import fallbacks
 from wisegate.domain.attachments import Attachments
+from wisegate.domain.call import Call, Wire, tally
 from wisegate.domain.catalog import ModelCatalog
 from wisegate.domain.code_execution.loop import CodeExecution, Run, code_tool
 from wisegate.domain.compaction import compaction_events, expand_summaries, summarization_request
 from wisegate.domain.keys import Principal
 from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
-from wisegate.domain.relay import RelayedResponse, count_relayed, refers_to_stored, relay, request_bytes
-from wisegate.domain.settlement import Settlement, record_usage
-from wisegate.errors import ApiError, InvalidRequest
+from wisegate.domain.relay import (
+    RelayedResponse,
+    count_relayed,
+    refers_to_stored,
+    relay,
+    request_bytes,
+    with_body,
+)
+from wisegate.domain.settlement import Settlement, record_refusal, record_usage
+from wisegate.errors import ApiError, InvalidRequest, NotFound
 from wisegate.protocol.code_execution import ServerToolUseBlock
+from wisegate.protocol.content import DocumentBlockParam, ImageBlockParam
 from wisegate.protocol.events import (
     CompactionDelta,
     ContentBlockDelta,
@@ -46,9 +58,7 @@ from wisegate.protocol.json_depth import TooDeep, check_depth
 from wisegate.protocol.messages import (
     CompactionBlock,
     CountTokensRequest,
-    DocumentBlockParam,
     FallbackBlock,
-    ImageBlockParam,
     Message,
     MessagesRequest,
     TextBlock,
@@ -62,14 +72,20 @@ log = logging.getLogger("wisegate.messages")
 
 
 class MessageStream:
-    """The events of one response. Iterate once; closing it early stops the backend and still settles."""
+    """The events of one response. Iterate once; closing it early stops the backend and still settles.
 
-    def __init__(self, first: StreamEvent, rest: AsyncGenerator[StreamEvent], settle: Settlement) -> None:
+    ``usage`` is the tally the backend keeps current (``backends/base.py``); when the response ends,
+    however it ends, the settlement receives it."""
+
+    def __init__(
+        self, first: StreamEvent, rest: AsyncGenerator[StreamEvent], settle: Settlement, usage: Usage
+    ) -> None:
         self._first = first
         self._rest = rest
         self._settle = settle
+        self._usage = usage
         self._events = self._run()
-        self.rate_limits: RateLimitSnapshot | None = settle.admission.snapshot if settle.admission else None
+        self.rate_limits: RateLimitSnapshot | None = settle.rate_limits
 
     def __aiter__(self) -> AsyncIterator[StreamEvent]:
         return self._events
@@ -83,7 +99,7 @@ class MessageStream:
                 if isinstance(event, MessageStop):
                     # The settlement is journaled before message_stop leaves: a client that saw the
                     # end of the stream has been billed, even if the server dies right after.
-                    await self._settle.finish()
+                    await self._settle.finish(self._usage)
                 yield event
         except ApiError as exc:
             self._settle.error_type = exc.type
@@ -97,8 +113,7 @@ class MessageStream:
 
     def abort(self, error_type: str) -> None:
         """Record why the response ends before the backend finished (settled by ``aclose``)."""
-        if self._settle.stop_reason is None and self._settle.error_type is None:
-            self._settle.error_type = error_type
+        self._settle.abort(error_type)
 
     async def aclose(self) -> None:
         """Stop the backend (if still running) and write the usage record, once."""
@@ -107,7 +122,7 @@ class MessageStream:
 
     async def _finish(self) -> None:
         await self._rest.aclose()
-        await self._settle.finish()
+        await self._settle.finish(self._usage)
 
 
 class MessageService:
@@ -128,10 +143,7 @@ class MessageService:
         # Interactive (non-batch) requests being answered, by backend name: batch workers yield to them.
         self.interactive_in_flight: Counter[str] = Counter()
 
-    def resolve(self, model: str) -> ServedModel:
-        return self._registry.resolve(model)
-
-    async def open_stream(
+    async def call(
         self,
         principal: Principal,
         request: MessagesRequest,
@@ -139,39 +151,57 @@ class MessageService:
         *,
         streamed: bool,
         batch: bool = False,
-    ) -> MessageStream:
+        wire: Wire | None = None,
+        served: ServedModel | None = None,
+    ) -> Call:
+        """The call, its model resolved for this principal: the one resolution of a call (``served``:
+        already resolved by :meth:`model_for` for ``request.model``). A model it cannot use (unknown,
+        not allowed, retired) is recorded as a refused request and raised.
+
+        ``batch``: a Message Batches request (see :class:`~wisegate.domain.call.Call`). ``wire``: the
+        client's bytes, which go up as they are when the model's backend relays (:meth:`open_relay`).
+        """
+        started = time.monotonic()
+        if served is None:
+            served = await self.model_for(
+                principal, request.model, request_id, streamed=streamed, batch=batch
+            )
+        return Call(principal, request, served, request_id, streamed, batch, wire, started=started)
+
+    async def model_for(
+        self, principal: Principal, model: str, request_id: str, *, streamed: bool, batch: bool = False
+    ) -> ServedModel:
+        """The served model of a call this principal makes, for a caller that needs it before the
+        request is whole (:meth:`call` takes it as ``served``); refused as :meth:`call` refuses."""
+        started = time.monotonic()
+        try:
+            return await self._catalog.for_request(principal, model)
+        except ApiError as exc:
+            await record_usage(
+                self._limits, principal, request_id, model, tally(batch), None, exc.type, streamed, started
+            )
+            raise
+
+    async def open_stream(self, call: Call) -> MessageStream:
         """Start generation; backend errors before the first event propagate as ``ApiError``.
 
-        ``batch``: a Message Batches request — billed at half price, outside the Messages rate limits,
-        recorded with service tier ``batch``, and never counted as interactive traffic.
         ``compaction`` requests are answered with a summary (``domain/compaction.py``); ``fallbacks``
         hand a declined request to the next model (``domain/fallbacks.py``).
         """
-        return await self._open(principal, request, request_id, streamed, batch, hop=0)
+        return await self._open(call)
 
     async def _open(
-        self,
-        principal: Principal,
-        request: MessagesRequest,
-        request_id: str,
-        streamed: bool,
-        batch: bool,
-        *,
-        hop: int,
-        stands_in: bool = False,
+        self, call: Call, *, later: list[Call] | None = None, stands_in: bool = False
     ) -> MessageStream:
-        """One model's answer; ``hop`` counts the fallbacks before it, ``stands_in`` is set when it
-        answers for an overloaded model."""
-        started = time.monotonic()
+        """One model's answer. ``later`` are the calls of the fallbacks after it (built and checked from
+        ``fallbacks`` on the first hop), ``stands_in`` is set when it answers for an overloaded model."""
+        served, principal, request = call.served, call.principal, call.request
         container: dict[str, object] | None = None
-        usage = Usage(service_tier="batch") if batch else Usage()
-        hop_id = f"{request_id}_fb{hop}" if hop else request_id
+        usage = call.tally()
         run: Run | None = None
         try:
-            served = await self._catalog.for_request(principal, request.model)
-            chain = fallbacks.chain(request, served.config.fallbacks)
-            for index, entry in enumerate(chain if request.fallbacks != "default" else []):
-                await self._fallback_model(principal, entry.model, f"fallbacks.{index}.model")
+            if later is None:
+                later = await self._fallback_attempts(call)
             credit = fallbacks.credit_outcome(request)
             if self._code_execution is not None and code_tool(request) is not None:
                 # Wisegate runs the tool: a container with the skills mounted, the loop around the backend.
@@ -186,36 +216,31 @@ class MessageService:
                 request = summarization_request(request)
             request = self._fit(served, request)
             with tracing.span("admission"):
-                admission = await self._admit(principal, served, request, hop_id, batch)
+                admission = await self._admit(call, request)
         except ApiError as exc:
-            await record_usage(
-                self._limits, principal, hop_id, request.model, usage, None, exc.type, streamed, started
-            )
+            await record_refusal(self._limits, call, exc.type)
             raise
         on_finish = None
-        if not batch:
+        if not call.batch:
             self.interactive_in_flight[served.backend.name] += 1
             on_finish = partial(self.interactive_in_flight.subtract, [served.backend.name])
-        settle = Settlement(
-            self._limits, principal, hop_id, served.config.id, streamed, usage, admission, on_finish
-        )
+        settle = Settlement(self._limits, call, admission, on_finish)
         if run is not None:
 
-            async def admit_round(later: MessagesRequest, round_number: int) -> Admission:
-                rid = f"{hop_id}-round{round_number}"
-                return await self._admit(principal, served, later, rid, batch)
+            async def admit_round(round_request: MessagesRequest, round_number: int) -> Admission:
+                return await self._admit(call, round_request, round_id=f"{call.usage_id}-round{round_number}")
 
             run.rounds = (admit_round, self._limits.finish_round)
-            events = run.stream(served.backend, request, served.route, usage)
+            events = run.stream(served.backend, request, served.route, usage, batch=call.batch)
         else:
-            events = served.backend.stream(request, served.route, usage)
+            events = tallied(served.backend.stream(request, served.route, batch=call.batch), usage)
         if original.compaction is not None:
             events = compaction_events(events, usage)
-        elif chain:
+        elif later:
+            following, rest = later[0], later[1:]
 
             async def open_next() -> MessageStream:
-                following = fallbacks.next_request(original, chain)
-                return await self._open(principal, following, request_id, streamed, batch, hop=hop + 1)
+                return await self._open(_restarted(following), later=rest)
 
             events = fallbacks.on_refusal(events, usage, original.model, open_next)
         if stands_in:
@@ -228,141 +253,153 @@ class MessageService:
                 first = await events.__anext__()
         except StopAsyncIteration:
             settle.error_type = "api_error"
-            await settle.finish()
+            await settle.finish(usage)
             raise ApiError("The backend produced no response.") from None
         except BaseException as exc:
             settle.error_type = exc.type if isinstance(exc, ApiError) else "api_error"
             with anyio.CancelScope(shield=True):
                 await events.aclose()
-                await settle.finish()
-            if chain and served.config.fallback_on_overload and fallbacks.is_overload(exc):
-                following = fallbacks.next_request(original, chain)
-                return await self._open(
-                    principal, following, request_id, streamed, batch, hop=hop + 1, stands_in=True
-                )
+                await settle.finish(usage)
+            if later and served.config.fallback_on_overload and fallbacks.is_overload(exc):
+                return await self._open(_restarted(later[0]), later=later[1:], stands_in=True)
             raise
         if container is not None and isinstance(first, MessageStart):
             first.message.container = container
-        return MessageStream(first, events, settle)
+        return MessageStream(first, events, settle, usage)
 
-    async def _fallback_model(self, principal: Principal, model: str, where: str) -> None:
-        """400 naming ``where`` unless ``model`` can answer this principal's requests."""
-        try:
-            await self._catalog.for_request(principal, model)
-        except ApiError as exc:
-            raise InvalidRequest(f"{where}: {exc.message}") from None
+    async def _fallback_attempts(self, call: Call) -> list[Call]:
+        """The call of each ``fallbacks`` entry, checked before any model runs: the model is one this
+        key may use, and the request is one it can answer (400 naming ``fallbacks.<n>``). Each entry's
+        model is resolved here, once; the n-th entry's call is hop n + 1, recorded as its own.
 
-    async def open_relay(
-        self,
-        principal: Principal,
-        request: MessagesRequest,
-        raw: bytes,
-        request_id: str,
-        *,
-        beta: str | None = None,
-        version: str | None = None,
-    ) -> RelayedResponse | None:
-        """Lossless passthrough (``domain/relay.py``) when the model's backend relays bytes, else None."""
+        ``"default"`` (the served model's configured fallbacks) is the server's choice: ``max_tokens`` is
+        lowered to a fallback's limit, and a fallback the key may not use is a 404 that does not name
+        it, as for an unknown model."""
+        request = call.request
+        attempts: list[Call] = []
+        for index, entry in enumerate(fallbacks.chain(request, call.served.config.fallbacks)):
+            try:
+                target = await self._catalog.for_request(call.principal, entry.model)
+            except NotFound as exc:
+                if request.fallbacks == "default":
+                    raise NotFound(
+                        f'fallbacks: "default": a fallback model of {request.model} is not available to '
+                        "this API key; name the fallbacks to use, or leave fallbacks out"
+                    ) from None
+                raise fallbacks.in_entry(exc, index) from None
+            limit = target.route.max_output_tokens
+            if request.fallbacks == "default" and limit is not None and request.max_tokens > limit:
+                entry = entry.model_copy(update={"max_tokens": limit})
+            following = fallbacks.attempt(request, entry, index)
+            try:
+                _check_structured(target, following)
+                following = _fit_max_tokens(target, following)
+            except ApiError as exc:
+                raise fallbacks.in_entry(exc, index) from None
+            attempts.append(
+                replace(call, request=following, served=target, wire=None, container=None, hop=index + 1)
+            )
+        return attempts
+
+    async def open_relay(self, call: Call) -> RelayedResponse:
+        """Lossless passthrough (``domain/relay.py``), for a call that ``relays``: the client's bytes
+        go up, re-encoded only when they name stored files or skills, or ask more than the model's
+        ``max_tokens``."""
         try:
-            served = await self._catalog.for_request(principal, request.model)
-        except ApiError:
-            return None  # the typed path answers and records it
-        if relay_of(served.backend) is None:
-            return None
-        usage = Usage()
-        started = time.monotonic()
-        container: dict[str, object] | None = None
-        try:
-            if self._attachments is not None and refers_to_stored(request):
+            if self._attachments is not None and refers_to_stored(call.request):
                 # Wisegate's file and skill ids mean nothing upstream: sent as their content instead.
                 resolved, container = await self._attachments.resolve(
-                    principal, request, served.backend.capabilities
+                    call.principal, call.request, call.served.backend.capabilities
                 )
-                if resolved is not request:
-                    request, raw = resolved, request_bytes(resolved)
-            fitted = self._fit(served, request)
+                if resolved is not call.request:
+                    call = with_body(call, resolved)
+                call = replace(call, container=container)
+            fitted = self._fit(call.served, call.request)
+            if fitted is not call.request:  # clamped to the model's limit
+                call = with_body(call, fitted, {"max_tokens": fitted.max_tokens})
+            assert call.wire is not None
             with tracing.span("admission"):
                 admission = await self._admit(
-                    principal, served, fitted, request_id, False, input_tokens=_upper_estimate(len(raw))
+                    call, call.request, input_tokens=_upper_estimate(len(call.wire.body))
                 )
         except ApiError as exc:
-            streamed = bool(request.stream)
-            await record_usage(
-                self._limits, principal, request_id, request.model, usage, None, exc.type, streamed, started
-            )
+            await record_refusal(self._limits, call, exc.type)
             raise
-        settle = Settlement(
-            self._limits, principal, request_id, served.config.id, bool(request.stream), usage, admission
-        )
+        settle = Settlement(self._limits, call, admission)
+        served = call.served
         settle.span = tracing.start_span("upstream", backend=served.backend.name, model=served.config.id)
         with tracing.current(settle.span):
-            relayed = await relay(served, request, fitted, raw, beta, version, settle, container)
-        relayed.rate_limits = admission.snapshot if admission is not None else None
-        return relayed
+            return await relay(call, settle)
 
-    async def create(
-        self, principal: Principal, request: MessagesRequest, request_id: str, *, batch: bool = False
-    ) -> Message:
+    async def create(self, call: Call) -> Message:
         """The whole ``Message``, assembled from the stream."""
-        stream = await self.open_stream(principal, request, request_id, streamed=False, batch=batch)
+        stream = await self.open_stream(call)
         message = await accumulate(stream)
-        if batch:
+        if call.batch:
             message.usage.service_tier = "batch"
         return message
 
     async def _admit(
         self,
-        principal: Principal,
-        served: ServedModel,
+        call: Call,
         request: MessagesRequest,
-        request_id: str,
-        batch: bool,
         *,
+        round_id: str | None = None,
         input_tokens: int | None = None,
     ) -> Admission:
-        """Rate limits and spend, before the backend starts (input tokens counted exactly unless given)."""
+        """Rate limits and spend for ``request`` (the call's, as its backend will see it) before the
+        backend starts; input tokens counted exactly unless given. ``round_id``: a later round's id."""
+        served = call.served
         if input_tokens is None and served.backend.capabilities.local_token_count:
             input_tokens = await served.backend.count_tokens(request, served.route)
         elif input_tokens is None:  # counting is an upstream round trip: an upper estimate instead
             input_tokens = _upper_estimate(len(request.model_dump_json(exclude_none=True)))
         return await self._limits.admit(
-            principal, served.config.id, input_tokens, request.max_tokens, request_id, batch=batch
+            call.principal,
+            served.config.id,
+            input_tokens,
+            request.max_tokens,
+            round_id or call.usage_id,
+            batch=call.batch,
         )
 
     async def count_tokens(
-        self,
-        request: CountTokensRequest,
-        principal: Principal | None = None,
-        raw: bytes | None = None,
-        *,
-        beta: str | None = None,
-        version: str | None = None,
+        self, request: CountTokensRequest, principal: Principal | None = None, wire: Wire | None = None
     ) -> int:
-        """Input tokens; with ``raw`` (the client's bytes) a relaying backend forwards them as is."""
+        """Input tokens; with ``wire`` (the client's bytes) a relaying backend forwards them as is."""
         served = await self._catalog.for_request(principal, request.model)
         if self._attachments is not None and principal is not None:
             resolved, _ = await self._attachments.resolve(principal, request, served.backend.capabilities)
-            if resolved is not request and raw is not None:
-                raw = request_bytes(resolved)  # stored files and skills go up as their content
+            if resolved is not request and wire is not None:
+                wire = replace(wire, body=request_bytes(resolved))  # stored files and skills as their content
             request = resolved
         _check_content(served, request)
-        if raw is not None and relay_of(served.backend) is not None:
-            return await count_relayed(served, request, raw, beta, version)
+        if wire is not None and relay_of(served.backend) is not None:
+            return await count_relayed(served, request, wire)
         # ``compaction`` is ignored here: the count is for the conversation as sent.
         request = fallbacks.drop_markers(expand_summaries(request))
         return await served.backend.count_tokens(request, served.route)
 
     def _fit(self, served: ServedModel, request: MessagesRequest) -> MessagesRequest:
         _check_content(served, request)
-        limit = served.route.max_output_tokens
-        if limit is not None and request.max_tokens > limit:
-            if not served.config.clamp_max_tokens:
-                raise InvalidRequest(
-                    f"max_tokens: {request.max_tokens} > {limit}, which is the maximum allowed number of "
-                    f"output tokens for {served.config.id}"
-                )
-            request = request.model_copy(update={"max_tokens": limit})
-        return request
+        return _fit_max_tokens(served, request)
+
+
+def _restarted(call: Call) -> Call:
+    """A fallback's call as its model starts: its latency is counted from here."""
+    return replace(call, started=time.monotonic())
+
+
+def _fit_max_tokens(served: ServedModel, request: MessagesRequest) -> MessagesRequest:
+    limit = served.route.max_output_tokens
+    if limit is not None and request.max_tokens > limit:
+        if not served.config.clamp_max_tokens:
+            raise InvalidRequest(
+                f"max_tokens: {request.max_tokens} > {limit}, which is the maximum allowed number of "
+                f"output tokens for {served.config.id}"
+            )
+        request = request.model_copy(update={"max_tokens": limit})
+    return request
 
 
 def _upper_estimate(json_bytes: int) -> int:
@@ -372,18 +409,23 @@ def _upper_estimate(json_bytes: int) -> int:
     return json_bytes // 3 + 1
 
 
-def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
-    caps = served.backend.capabilities
-    if not caps.structured_outputs:
-        if request.output_config is not None and request.output_config.format is not None:
+def _check_structured(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
+    if served.backend.capabilities.structured_outputs:
+        return
+    if request.output_config is not None and request.output_config.format is not None:
+        raise InvalidRequest(
+            f"output_config.format: model '{served.config.id}' does not support structured outputs"
+        )
+    for index, tool in enumerate(request.tools or []):
+        if getattr(tool, "strict", None):
             raise InvalidRequest(
-                f"output_config.format: model '{served.config.id}' does not support structured outputs"
+                f"tools.{index}.strict: model '{served.config.id}' does not support strict tool use"
             )
-        for index, tool in enumerate(request.tools or []):
-            if getattr(tool, "strict", None):
-                raise InvalidRequest(
-                    f"tools.{index}.strict: model '{served.config.id}' does not support strict tool use"
-                )
+
+
+def _check_content(served: ServedModel, request: MessagesRequest | CountTokensRequest) -> None:
+    _check_structured(served, request)
+    caps = served.backend.capabilities
     for index, item in request.media():
         if isinstance(item, ImageBlockParam) and not caps.images:
             raise InvalidRequest(

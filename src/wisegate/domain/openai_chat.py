@@ -9,13 +9,18 @@ fields Anthropic's own OpenAI layer ignores ignored); the answer's stream events
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
 
+from pydantic import ValidationError
+
+from wisegate.backends.registry import ServedModel
+from wisegate.domain.call import Call
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService, MessageStream
-from wisegate.errors import InvalidRequest
+from wisegate.errors import InvalidRequest, from_validation_error
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -26,7 +31,7 @@ from wisegate.protocol.events import (
     StreamEvent,
     TextDelta,
 )
-from wisegate.protocol.json_depth import TooDeep, check_depth
+from wisegate.protocol.json_depth import NotFinite, TooDeep, check_depth, refuse_constant
 from wisegate.protocol.messages import Message, MessagesRequest, TextBlock, ToolUseBlock
 from wisegate.protocol.openai import (
     ChatCompletion,
@@ -68,51 +73,60 @@ class ChatCompletionService:
     def __init__(self, messages: MessageService) -> None:
         self._messages = messages
 
-    def to_messages(self, body: ChatCompletionRequest) -> dict[str, Any]:
-        """The Messages request body for ``body`` (validated by the caller as ``MessagesRequest``)."""
+    async def call(self, principal: Principal, body: ChatCompletionRequest, request_id: str) -> Call:
+        """The Messages call that answers ``body``, its model resolved once (also when the model's
+        output limit is the default ``max_tokens``)."""
         if body.n is not None and body.n != 1:
             raise InvalidRequest("n: only n=1 is supported")
+        streamed = bool(body.stream)
+        served: ServedModel | None = None
         max_tokens = body.max_completion_tokens or body.max_tokens
         if max_tokens is None:
-            route = self._messages.resolve(body.model).route
-            max_tokens = route.max_output_tokens or DEFAULT_MAX_TOKENS
-        system, messages = _conversation(body.messages)
-        request: dict[str, Any] = {"model": body.model, "max_tokens": max_tokens, "messages": messages}
-        if system:
-            request["system"] = system
-        if body.temperature is not None:
-            request["temperature"] = min(body.temperature, 1.0)
-        if body.top_p is not None:
-            request["top_p"] = body.top_p
-        stops = [body.stop] if isinstance(body.stop, str) else body.stop or []
-        if any(s.strip() for s in stops):
-            request["stop_sequences"] = [s for s in stops if s.strip()]
-        if body.tools:
-            request["tools"] = [
-                {
-                    "name": tool.function.name,
-                    "description": tool.function.description or "",
-                    "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
-                    **({"strict": True} if tool.function.strict else {}),
-                }
-                for tool in body.tools
-            ]
-        output = _output_format(body)
-        if output is not None:
-            request["output_config"] = {"format": output}
-        choice = _tool_choice(body)
-        if choice is not None:
-            request["tool_choice"] = choice
-        return request
+            served = await self._messages.model_for(principal, body.model, request_id, streamed=streamed)
+            max_tokens = served.route.max_output_tokens or DEFAULT_MAX_TOKENS
+        try:
+            request = MessagesRequest.model_validate(to_messages(body, max_tokens))
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+        return await self._messages.call(principal, request, request_id, streamed=streamed, served=served)
 
-    async def create(self, principal: Principal, request: MessagesRequest, request_id: str) -> ChatCompletion:
-        message = await self._messages.create(principal, request, request_id)
-        return completion(message)
+    async def create(self, call: Call) -> ChatCompletion:
+        return completion(await self._messages.create(call))
 
-    async def open_stream(
-        self, principal: Principal, request: MessagesRequest, request_id: str
-    ) -> MessageStream:
-        return await self._messages.open_stream(principal, request, request_id, streamed=True)
+    async def open_stream(self, call: Call) -> MessageStream:
+        return await self._messages.open_stream(call)
+
+
+def to_messages(body: ChatCompletionRequest, max_tokens: int) -> dict[str, Any]:
+    """The Messages request body for ``body``, asking at most ``max_tokens``."""
+    system, messages = _conversation(body.messages)
+    request: dict[str, Any] = {"model": body.model, "max_tokens": max_tokens, "messages": messages}
+    if system:
+        request["system"] = system
+    if body.temperature is not None:
+        request["temperature"] = min(body.temperature, 1.0)
+    if body.top_p is not None:
+        request["top_p"] = body.top_p
+    stops = [body.stop] if isinstance(body.stop, str) else body.stop or []
+    if any(s.strip() for s in stops):
+        request["stop_sequences"] = [s for s in stops if s.strip()]
+    if body.tools:
+        request["tools"] = [
+            {
+                "name": tool.function.name,
+                "description": tool.function.description or "",
+                "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
+                **({"strict": True} if tool.function.strict else {}),
+            }
+            for tool in body.tools
+        ]
+    output = _output_format(body)
+    if output is not None:
+        request["output_config"] = {"format": output}
+    choice = _tool_choice(body)
+    if choice is not None:
+        request["tool_choice"] = choice
+    return request
 
 
 def _text(content: str | list[Any] | None) -> str:
@@ -146,6 +160,13 @@ def _user_blocks(content: str | list[Any] | None) -> list[dict[str, Any]]:
     return blocks
 
 
+def _check_present(message: ChatMessage, index: int) -> None:
+    """Only an assistant message that calls tools may leave ``content`` null (in OpenAI's words)."""
+    if message.content is None and not (message.role == "assistant" and message.tool_calls):
+        expected = "a string" if message.role == "tool" else "a string or an array of content parts"
+        raise InvalidRequest(f"Invalid value for 'messages[{index}].content': expected {expected}, got null.")
+
+
 def _check_nonempty(content: str | list[Any] | None, index: int) -> None:
     """A user message has content, and none of its text parts is empty (in OpenAI's words)."""
     where = f"messages[{index}].content"
@@ -176,9 +197,11 @@ def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
         where = f"messages.{index}.tool_calls.{n}.function.arguments"
         try:
             check_depth(call.function.arguments or "{}")
-            arguments = json.loads(call.function.arguments or "{}")
+            arguments = json.loads(call.function.arguments or "{}", parse_constant=refuse_constant)
         except TooDeep as exc:
             raise InvalidRequest(f"{where}: JSON nested deeper than {exc.limit} levels") from None
+        except NotFinite as exc:
+            raise InvalidRequest(f"{where}: not valid JSON: {exc}") from None
         except json.JSONDecodeError:
             raise InvalidRequest(f"{where}: not valid JSON") from None
         if not isinstance(arguments, dict):
@@ -194,6 +217,8 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
     system: list[str] = []
     turns: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
+        if message.role != "function":
+            _check_present(message, index)
         if message.role in ("system", "developer"):
             system.append(_text(message.content))
             continue
@@ -222,6 +247,28 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
         else:
             turns.append({"role": role, "content": blocks})
     return "\n".join(s for s in system if s), turns
+
+
+def in_openai_terms(message: str, body: ChatCompletionRequest) -> str:
+    """``message``, about the Messages request made from ``body``, naming ``body``'s own fields:
+    ``tools.0.input_schema.x`` is ``tools.0.function.parameters.x`` there, ``output_config.format.schema``
+    is ``response_format.json_schema.schema``."""
+    limit = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
+    for pattern, replacement in (*_OPENAI_PATHS, (_MAX_TOKENS, limit)):
+        message, count = pattern.subn(replacement, message, count=1)
+        if count:
+            break
+    return message
+
+
+_OPENAI_PATHS = (
+    (re.compile(r"^output_config\.format\.schema(?=[.:])"), "response_format.json_schema.schema"),
+    (re.compile(r"^output_config\.format(?=[.:])"), "response_format"),
+    (re.compile(r"^tools\.(\d+)\.(?:custom\.)?input_schema(?=[.:])"), r"tools.\1.function.parameters"),
+    (re.compile(r"^tools\.(\d+)\.(?:custom\.)?(name|description|strict)(?=[.:])"), r"tools.\1.function.\2"),
+    (re.compile(r"^stop_sequences(?=[.:])"), "stop"),
+)
+_MAX_TOKENS = re.compile(r"^max_tokens(?=[.:])")
 
 
 def _output_format(body: ChatCompletionRequest) -> dict[str, Any] | None:

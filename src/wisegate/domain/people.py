@@ -40,7 +40,7 @@ def _now() -> datetime:
 def normalize_email(email: str) -> str:
     email = storable_name("email", email.strip().lower(), EMAIL_LENGTH)
     if not _EMAIL.match(email):
-        raise InvalidRequest(f"email: '{email}' is not a valid email address")
+        raise InvalidRequest(f"email: '{echo(email)}' is not a valid email address")
     return email
 
 
@@ -151,7 +151,7 @@ class PeopleService:
         for workspace_id, workspace_role in grants:
             if workspace_role not in WORKSPACE_ROLES or workspace_role == "workspace_billing":
                 allowed = ", ".join(r for r in WORKSPACE_ROLES if r != "workspace_billing")
-                raise InvalidRequest(f"workspace_role: '{workspace_role}' is not one of {allowed}")
+                raise InvalidRequest(f"workspace_role: '{echo(workspace_role)}' is not one of {allowed}")
             workspace = await self._tenancy.get_workspace(workspace_id)
             if workspace is None or workspace.organization_id != scope.organization_id:
                 raise NotFound(f"workspace {echo(workspace_id)} not found")
@@ -167,7 +167,7 @@ class PeopleService:
         memberships the person gets on accepting."""
         scope.require_admin()
         if role not in ASSIGNABLE_ROLES:
-            raise InvalidRequest(f"role: '{role}' is not one of {', '.join(sorted(ASSIGNABLE_ROLES))}")
+            raise InvalidRequest(f"role: '{echo(role)}' is not one of {', '.join(sorted(ASSIGNABLE_ROLES))}")
         grants = await self._check_grants(scope, workspace_grants)
         email = normalize_email(email)
         if await self._directory.user_by_email(scope.organization_id, email) is not None:

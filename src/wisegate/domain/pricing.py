@@ -8,10 +8,11 @@ integer cost, and the batch discount (50 %) stays exact too. Never floats.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, PICO_PER_USD
+from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, PICO_PER_USD, echo
 from wisegate.protocol.messages import Usage
 from wisegate.settings import PriceConfig
 
@@ -99,19 +100,20 @@ def format_amount(picodollars: int | None) -> str:
     return "none" if picodollars is None else format_usd(picodollars)
 
 
+_AMOUNT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def parse_usd(text: str) -> int:
     """An amount typed by a person (``25``, ``0.50``) in picodollars, exactly; ``ValueError`` says what
-    is wrong with it."""
-    try:
-        value = Decimal(text) * PICO_PER_USD
-    except InvalidOperation:
-        raise ValueError(f"'{text}' is not an amount in USD (e.g. 25 or 0.50)") from None
-    if not value.is_finite():
-        raise ValueError(f"'{text}' is not an amount in USD (e.g. 25 or 0.50)")
+    is wrong with it. Only ASCII digits with an optional sign and decimal point: ``Decimal`` alone would
+    also take ``1_000``, ``1e3``, ``Infinity`` and other scripts' digits (``"٢٥"``)."""
+    if not _AMOUNT.fullmatch(text):
+        raise ValueError(f"'{echo(text)}' is not an amount in USD (e.g. 25 or 0.50)")
+    value = Decimal(text) * PICO_PER_USD
     if abs(value) > MAX_AMOUNT_PICO:
         raise ValueError(
-            f"'{text}' is out of range: an amount may be at most ${MAX_AMOUNT_USD:,} (either sign)"
+            f"'{echo(text)}' is out of range: an amount may be at most ${MAX_AMOUNT_USD:,} (either sign)"
         )
     if value != value.to_integral_value():
-        raise ValueError(f"'{text}' has more than 12 decimals")
+        raise ValueError(f"'{echo(text)}' has more than 12 decimals")
     return int(value)

@@ -145,7 +145,8 @@ class RateLimitService:
         unknown = [t for t in changes if t not in LIMITERS]
         if unknown:
             raise InvalidRequest(
-                f"limits: limiter type '{unknown[0]}' is not limited by Wisegate; use {', '.join(LIMITERS)}"
+                f"limits: limiter type '{echo(unknown[0])}' is not limited by Wisegate; use "
+                f"{', '.join(LIMITERS)}"
             )
         for limiter, value in changes.items():
             if value is not None and value < 1:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -14,10 +15,12 @@ import anyio
 from wisegate.backends.base import RelayRequest, relay_of
 from wisegate.backends.upstream import rewrite_json
 from wisegate.errors import ApiError, ApiInternal
-from wisegate.protocol.messages import FileSource
+from wisegate.protocol.content import FileSource
+from wisegate.protocol.messages import Usage
 
 if TYPE_CHECKING:
     from wisegate.backends.registry import ServedModel
+    from wisegate.domain.call import Call, Wire
     from wisegate.domain.limits import RateLimitSnapshot
     from wisegate.domain.settlement import Settlement
     from wisegate.protocol.messages import CountTokensRequest, MessagesRequest
@@ -33,60 +36,51 @@ class RelayedResponse:
         body: bytes | None,
         chunks: AsyncGenerator[bytes] | None,
         settle: Settlement,
+        usage: Usage,
     ) -> None:
         self.status = status
         self.content_type = content_type
         self.body = body
         self.chunks = chunks
         self._settle = settle
-        self.rate_limits: RateLimitSnapshot | None = None
+        self._usage = usage  # the upstream's, kept current by the backend while ``chunks`` is read
+        self.rate_limits: RateLimitSnapshot | None = settle.rate_limits
 
     def abort(self, error_type: str) -> None:
         """Record why the response ends before the upstream finished (settled by ``aclose``)."""
-        if self._settle.stop_reason is None and self._settle.error_type is None:
-            self._settle.error_type = error_type
+        self._settle.abort(error_type)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             if self.chunks is not None:
                 await self.chunks.aclose()
-            await self._settle.finish()
+            await self._settle.finish(self._usage)
 
 
-async def relay(
-    served: ServedModel,
-    request: MessagesRequest,
-    fitted: MessagesRequest,
-    raw: bytes,
-    beta: str | None,
-    version: str | None,
-    settle: Settlement,
-    container: dict[str, object] | None = None,
-) -> RelayedResponse:
-    """Send the client's bytes through ``served``'s relay; errors before the answer propagate, settled.
-    ``container``: the skills the request loaded, put into a JSON answer as on the typed path."""
-    backend = relay_of(served.backend)
-    assert backend is not None
-    if fitted.max_tokens != request.max_tokens:  # clamped to the model's limit
-        raw = rewrite_json(raw, {"max_tokens": fitted.max_tokens})
+async def relay(call: Call, settle: Settlement) -> RelayedResponse:
+    """Send the call's bytes (``call.wire``) through its model's relay; ``settle`` receives the usage
+    the upstream reports when the answer ends. Errors before the answer propagate, settled."""
+    backend = relay_of(call.served.backend)
+    wire = call.wire
+    assert backend is not None and wire is not None
+    request = call.request
     outgoing = RelayRequest(
-        body=raw, stream=bool(request.stream), model=request.model, beta=beta, version=version
+        body=wire.body, stream=bool(request.stream), model=request.model, beta=wire.beta, version=wire.version
     )
     try:
-        response = await backend.relay(outgoing, served.route)
+        response = await backend.relay(outgoing, call.served.route)
     except BaseException as exc:
         settle.error_type = exc.type if isinstance(exc, ApiError) else "api_error"
         with anyio.CancelScope(shield=True):
-            await settle.finish()
+            await settle.finish(Usage())
         raise
-    settle.usage = response.usage
     if response.chunks is None:
         settle.stop_reason = response.stop_reason
-        await settle.finish()
+        await settle.finish(response.usage)
         body = response.body
-        if container is not None and body is not None and response.status == 200:
-            body = rewrite_json(body, {"container": container})
-        return RelayedResponse(response.status, response.content_type, body, None, settle)
+        if call.container is not None and body is not None and response.status == 200:
+            body = rewrite_json(body, {"container": call.container})
+        return RelayedResponse(response.status, response.content_type, body, None, settle, response.usage)
 
     upstream = response.chunks
 
@@ -96,7 +90,7 @@ async def relay(
                 if response.stopped:
                     # Settled (journaled) before the end of the stream leaves, as on the typed path.
                     settle.stop_reason = response.stop_reason
-                    await settle.finish()
+                    await settle.finish(response.usage)
                 yield chunk
         except ApiError as exc:
             settle.error_type = exc.type
@@ -110,9 +104,17 @@ async def relay(
                 settle.error_type = response.error_type
             with anyio.CancelScope(shield=True):
                 await upstream.aclose()
-                await settle.finish()
+                await settle.finish(response.usage)
 
-    return RelayedResponse(response.status, response.content_type, None, chunks(), settle)
+    return RelayedResponse(response.status, response.content_type, None, chunks(), settle, response.usage)
+
+
+def with_body(call: Call, request: MessagesRequest, fields: dict[str, object] | None = None) -> Call:
+    """``call`` asking ``request`` instead; the bytes that go up follow: ``fields`` rewritten in them,
+    or (without ``fields``) the whole request encoded again."""
+    assert call.wire is not None
+    body = rewrite_json(call.wire.body, fields) if fields is not None else request_bytes(request)
+    return replace(call, request=request, wire=replace(call.wire, body=body))
 
 
 def refers_to_stored(request: MessagesRequest) -> bool:
@@ -132,14 +134,17 @@ def request_bytes(request: MessagesRequest | CountTokensRequest) -> bytes:
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def count_relayed(
-    served: ServedModel, request: CountTokensRequest, raw: bytes, beta: str | None, version: str | None
-) -> int:
+async def count_relayed(served: ServedModel, request: CountTokensRequest, wire: Wire) -> int:
     """count_tokens through the relay: the client's bytes and betas go up, ``input_tokens`` comes back."""
     backend = relay_of(served.backend)
     assert backend is not None
     outgoing = RelayRequest(
-        body=raw, stream=False, model=request.model, beta=beta, version=version, count_tokens=True
+        body=wire.body,
+        stream=False,
+        model=request.model,
+        beta=wire.beta,
+        version=wire.version,
+        count_tokens=True,
     )
     response = await backend.relay(outgoing, served.route)
     try:

@@ -9,8 +9,6 @@ integer picodollars (halved for ``batch``), rendered as decimal strings in cents
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,7 @@ from decimal import Decimal
 from wisegate.domain.pricing import Price, PriceTable
 from wisegate.domain.scope import Scope
 from wisegate.errors import InvalidRequest
+from wisegate.protocol import cursors
 from wisegate.protocol.admin import (
     CacheCreation,
     CostBucket,
@@ -114,20 +113,15 @@ def _ceil(moment: datetime, width: str) -> datetime:
 
 
 def encode_page(moment: datetime) -> str:
-    return "page_" + base64.urlsafe_b64encode(rfc3339(moment, whole_seconds=True).encode()).decode().rstrip(
-        "="
-    )
+    return cursors.encode(rfc3339(moment, whole_seconds=True), prefix="page_")
 
 
 def decode_page(token: str) -> datetime:
+    text = cursors.decode(token, prefix="page_")
     try:
-        if not token.startswith("page_"):
-            raise ValueError(token)
-        raw = token[5:]
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest(f"page: '{token}' is not a page token of this report") from None
+        return datetime.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise InvalidRequest(cursors.problem("page", token, "this report")) from None
 
 
 def _window(query: ReportQuery, now: datetime) -> _Window:
@@ -148,7 +142,7 @@ def _window(query: ReportQuery, now: datetime) -> _Window:
     if query.page:
         cursor = decode_page(query.page)
         if cursor < start or cursor >= end or (cursor - start) % length:
-            raise InvalidRequest(f"page: '{query.page}' does not belong to this query's time range")
+            raise InvalidRequest(f"page: '{echo(query.page)}' does not belong to this query's time range")
     buckets: list[tuple[datetime, datetime]] = []
     while cursor < end and len(buckets) < limit:
         buckets.append((cursor, cursor + length))

@@ -7,8 +7,6 @@ its CSV download and ``GET /v1/organizations/request_log`` (a Wisegate extension
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
 from collections.abc import Iterable, Mapping
@@ -17,6 +15,7 @@ from datetime import datetime
 
 from wisegate.domain.scope import Scope
 from wisegate.errors import ERROR_TYPES, InvalidRequest
+from wisegate.protocol import cursors
 from wisegate.protocol.bounds import echo
 from wisegate.records.usage import UsageRecord
 from wisegate.storage.request_log import LogQuery, RequestLogRepo
@@ -94,16 +93,15 @@ class LogPage:
 
 
 def _cursor(at: datetime, row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+    return cursors.encode(f"{at.isoformat()}|{row_id}")
 
 
 def _parse_cursor(token: str) -> tuple[datetime, int]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        at, row_id = raw.split("|")
-        return datetime.fromisoformat(at), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest(f"page: '{token[:40]}' is not a page token of the request log") from None
+    at, _, row_id = (cursors.decode(token) or "").partition("|")
+    moment, number = cursors.moment(at), cursors.integer(row_id)
+    if moment is None or number is None:
+        raise InvalidRequest(cursors.problem("page", token, "the request log"))
+    return moment, number
 
 
 class RequestLogService:

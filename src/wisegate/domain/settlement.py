@@ -1,11 +1,12 @@
 """Settlement: what one response used, written to the ledger exactly once.
 
-A :class:`Settlement` is made when a response starts (after admission) and handed to whatever carries
-the response — :class:`~wisegate.domain.messages.MessageStream` or
-:class:`~wisegate.domain.relay.RelayedResponse`. They note the stop reason or error as events pass and
-call :meth:`Settlement.finish` when the response ends, however it ends; ``finish`` runs ``on_finish``
-(e.g. the interactive-traffic count going down), ends the backend's trace span and settles the usage
-with the limit service. Usage of a request refused before it started is written by :func:`record_usage`.
+A :class:`Settlement` is made for a :class:`~wisegate.domain.call.Call` when its response starts
+(after admission) and handed to whatever carries the response —
+:class:`~wisegate.domain.messages.MessageStream` or :class:`~wisegate.domain.relay.RelayedResponse`.
+They note the stop reason or error as events pass and, when the response ends (however it ends),
+hand it the usage the backend reported: :meth:`Settlement.finish` runs ``on_finish`` (e.g. the
+interactive-traffic count going down), ends the backend's trace span and settles that usage with the
+limit service. A call refused before its backend started is recorded by :func:`record_refusal`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from datetime import UTC, datetime
 
 import anyio
 
+from wisegate.domain.call import Call
 from wisegate.domain.keys import Principal
-from wisegate.domain.limits import Admission, LimitService
+from wisegate.domain.limits import Admission, LimitService, RateLimitSnapshot
 from wisegate.protocol.events import MessageDelta, StreamEvent
 from wisegate.protocol.messages import Usage
 from wisegate.records.usage import UsageRecord
@@ -28,21 +30,16 @@ log = logging.getLogger("wisegate.messages")
 
 
 class Settlement:
-    """Collects what a response used and writes its usage record exactly once."""
+    """Notes how a call's response ends and writes its usage record exactly once."""
 
     def __init__(
         self,
         limits: LimitService,
-        principal: Principal,
-        request_id: str,
-        model: str,
-        streamed: bool,
-        usage: Usage,
+        call: Call,
         admission: Admission | None = None,
         on_finish: Callable[[], None] | None = None,
     ) -> None:
-        self._limits, self._principal, self._request_id = limits, principal, request_id
-        self._model, self._streamed, self.usage = model, streamed, usage
+        self._limits, self._call = limits, call
         self.admission = admission
         self._on_finish = on_finish
         self._started = time.monotonic()
@@ -51,11 +48,22 @@ class Settlement:
         self._done = False
         self.span: object = None  # the backend call's trace span, ended here (tracing on)
 
+    @property
+    def rate_limits(self) -> RateLimitSnapshot | None:
+        """The limits the admission saw, for the response's headers."""
+        return self.admission.snapshot if self.admission is not None else None
+
     def observe(self, event: StreamEvent) -> None:
         if isinstance(event, MessageDelta) and event.delta.stop_reason is not None:
             self.stop_reason = event.delta.stop_reason
 
-    async def finish(self) -> None:
+    def abort(self, error_type: str) -> None:
+        """Record why the response ends before the backend finished (unless it ended already)."""
+        if self.stop_reason is None and self.error_type is None:
+            self.error_type = error_type
+
+    async def finish(self, usage: Usage) -> None:
+        """Settle ``usage``, what the response used; only the first call counts."""
         if self._done:
             return
         self._done = True
@@ -66,23 +74,41 @@ class Settlement:
         tracing.end_span(
             self.span,
             error=self.error_type,
-            input_tokens=self.usage.input_tokens,
-            output_tokens=self.usage.output_tokens,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
             stop_reason=self.stop_reason,
         )
+        call = self._call
         with anyio.CancelScope(shield=True):
             await record_usage(
                 self._limits,
-                self._principal,
-                self._request_id,
-                self._model,
-                self.usage,
+                call.principal,
+                call.usage_id,
+                call.served.config.id,
+                usage,
                 self.stop_reason,
                 self.error_type,
-                self._streamed,
+                call.streamed,
                 self._started,
                 self.admission,
             )
+
+
+async def record_refusal(limits: LimitService, call: Call, error_type: str) -> None:
+    """The usage record of a call refused before its backend started (nothing used): the request
+    is invalid for its model, or admission refused it."""
+    model = call.request.model
+    await record_usage(
+        limits,
+        call.principal,
+        call.usage_id,
+        model,
+        call.tally(),
+        None,
+        error_type,
+        call.streamed,
+        call.started,
+    )
 
 
 async def record_usage(

@@ -8,7 +8,6 @@ are kept in the database for use in Messages (see :mod:`wisegate.domain.attachme
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import re
@@ -26,7 +25,8 @@ from wisegate.domain.files import BlobStore, Staging
 from wisegate.domain.keys import Principal
 from wisegate.domain.storable import storable, storable_name
 from wisegate.errors import ApiInternal, Conflict, InvalidRequest, NotFound
-from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DIRECTORY_LENGTH, echo
+from wisegate.protocol import cursors
+from wisegate.protocol.bounds import NAME_LENGTH, SKILL_DESCRIPTION_LENGTH, SKILL_DIRECTORY_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.files import Position, SkillRecord, SkillVersionRecord
 from wisegate.storage.files import NameTaken, SkillRepo
@@ -67,10 +67,10 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
     for item in files:
         parts = item.path.replace("\\", "/").split("/")
         if item.path.startswith("/") or "\x00" in item.path or any(p in ("", ".", "..") for p in parts):
-            raise InvalidRequest(f"files: invalid file path '{item.path}'")
+            raise InvalidRequest(f"files: invalid file path '{echo(item.path)}'")
         if len(parts) < 2:
             raise InvalidRequest(
-                f"files: '{item.path}' is not inside a folder; all files must be in the same top-level "
+                f"files: '{echo(item.path)}' is not inside a folder; all files must be in the same top-level "
                 "directory, which must contain SKILL.md"
             )
         directories.add(parts[0])
@@ -89,7 +89,7 @@ def parse_bundle(files: list[SkillFile]) -> Bundle:
     skill_md = next((f for f in files if f.path == f"{directory}/SKILL.md"), None)
     if skill_md is None:
         raise InvalidRequest(
-            f"files: SKILL.md is required at the root of the top-level directory '{directory}'"
+            f"files: SKILL.md is required at the root of the top-level directory '{echo(directory)}'"
         )
     name, description, instructions = parse_skill_md(skill_md.data)
     return Bundle(directory, name, description, instructions, files)
@@ -137,18 +137,22 @@ def parse_skill_md(data: bytes) -> tuple[str, str, str]:
     name, description = front.get("name"), front.get("description")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("SKILL.md: front matter 'name' is required (a string)")
-    if not NAME.match(name):
+    storable("SKILL.md: front matter 'name'", name, len(name))  # YAML escapes ("\\0", "\\ud800")
+    if not NAME.fullmatch(name):
         raise InvalidRequest(
-            f"SKILL.md: name '{name}' must be at most 64 characters of lowercase letters, digits and hyphens"
+            f"SKILL.md: name '{echo(name)}' must be at most 64 characters of lowercase letters, digits "
+            "and hyphens"
         )
     for word in RESERVED:
         if word in name:
-            raise InvalidRequest(f"SKILL.md: name '{name}' must not contain the reserved word '{word}'")
+            raise InvalidRequest(f"SKILL.md: name '{echo(name)}' must not contain the reserved word '{word}'")
     if not isinstance(description, str) or not description.strip():
         raise InvalidRequest("SKILL.md: front matter 'description' is required (a non-empty string)")
-    if len(description) > 1024:
+    storable("SKILL.md: front matter 'description'", description, len(description))
+    if len(description) > SKILL_DESCRIPTION_LENGTH:
         raise InvalidRequest(
-            f"SKILL.md: description is {len(description)} characters; at most 1024 are allowed"
+            f"SKILL.md: description is {len(description)} characters; at most {SKILL_DESCRIPTION_LENGTH} "
+            "are allowed"
         )
     if XML_TAG.search(description) or XML_TAG.search(name):
         raise InvalidRequest("SKILL.md: name and description must not contain XML tags")
@@ -157,18 +161,14 @@ def parse_skill_md(data: bytes) -> tuple[str, str, str]:
 
 def encode_cursor(value: str) -> str:
     """An opaque ``page_…`` cursor."""
-    return "page_" + base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
+    return cursors.encode(value, prefix="page_")
 
 
 def decode_cursor(page: str) -> str:
-    try:
-        raw = page.removeprefix("page_")
-        value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        if "\x00" in value:
-            raise ValueError("NUL")
-        return value
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
+    value = cursors.decode(page, prefix="page_")
+    if value is None:
+        raise InvalidRequest(cursors.problem("page", page))
+    return value
 
 
 def position_cursor(created_at: datetime, item_id: str) -> str:
@@ -178,10 +178,10 @@ def position_cursor(created_at: datetime, item_id: str) -> str:
 
 def decode_position(page: str) -> Position:
     created, _, item_id = decode_cursor(page).partition("|")
-    try:
-        return datetime.fromisoformat(created), item_id
-    except ValueError:
-        raise InvalidRequest(f"page: invalid page cursor '{page}'") from None
+    moment = cursors.moment(created)
+    if moment is None or not item_id:
+        raise InvalidRequest(cursors.problem("page", page))
+    return moment, item_id
 
 
 class SkillService:
@@ -254,7 +254,7 @@ class SkillService:
         self, principal: Principal, limit: int, page: str | None, source: str | None
     ) -> tuple[list[SkillRecord], str | None]:
         if source not in (None, "", "custom", "anthropic"):
-            raise InvalidRequest(f"source: must be 'custom' or 'anthropic', not '{source}'")
+            raise InvalidRequest(f"source: must be 'custom' or 'anthropic', not '{echo(source)}'")
         if source == "anthropic":
             return [], None  # Wisegate ships no Anthropic-published skills
         after = decode_position(page) if page else None

@@ -23,9 +23,10 @@ from wisegate.domain.limits import LimitService
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.limits.service import usd_to_pico
 from wisegate.domain.scope import Scope
+from wisegate.domain.storable import storable_name
 from wisegate.domain.tenancy import TenancyService
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, echo
+from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, REASON_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.records.billing import billing_period
 from wisegate.records.directory import User
@@ -191,6 +192,8 @@ class SpendLimitService:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
         if requested_pico is not None and not 0 < requested_pico <= MAX_AMOUNT_PICO:
             raise InvalidRequest(f"Amount: ask for more than $0 and at most ${MAX_AMOUNT_USD:,}")
+        # Shown on the Limits page and by `wisegate spend-requests list`: refused whole, never cut.
+        reason = storable_name("Reason", reason.strip(), REASON_LENGTH)
         for existing in await self._repo.list_requests(organization_id):
             if (
                 existing.status == "pending"
@@ -207,7 +210,7 @@ class SpendLimitService:
             workspace_id,
             user_id,
             requested_pico,
-            reason.strip()[:1024],
+            reason,
             "pending",
             self._clock.now(),
         )
@@ -220,7 +223,7 @@ class SpendLimitService:
         """Newest first; requests of people no longer in the organization are left out."""
         for status in statuses:
             if status not in STATUSES:
-                raise InvalidRequest(f"status: '{status}' is not one of {', '.join(STATUSES)}")
+                raise InvalidRequest(f"status: '{echo(status)}' is not one of {', '.join(STATUSES)}")
         views = []
         for request in await self._repo.list_requests(scope.organization_id):
             if actor_ids and request.user_id not in actor_ids:
@@ -248,7 +251,9 @@ class SpendLimitService:
         """Set the workspace's monthly spend limit to ``amount_pico`` and mark the request approved.
         The caller checked that ``by`` may set that workspace's limits."""
         if period not in (None, "monthly"):
-            raise InvalidRequest(f"period: Wisegate's spend limits are monthly; '{period}' is not available")
+            raise InvalidRequest(
+                f"period: Wisegate's spend limits are monthly; '{echo(period)}' is not available"
+            )
         if not 0 <= amount_pico <= MAX_AMOUNT_PICO:
             raise InvalidRequest(f"amount: between 0 and {MAX_AMOUNT_USD * 100} cents (${MAX_AMOUNT_USD:,})")
         current = await self.get(scope, request_id)

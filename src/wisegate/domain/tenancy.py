@@ -16,7 +16,7 @@ from wisegate.domain.keys import KeyService
 from wisegate.domain.scope import Scope
 from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
-from wisegate.protocol.bounds import NAME_LENGTH, echo
+from wisegate.protocol.bounds import WORKSPACE_NAME_LENGTH, echo
 from wisegate.records.directory import WorkspaceMember, WorkspaceSettings
 from wisegate.records.tenancy import ApiKey, Organization, Workspace
 from wisegate.storage.directory import DirectoryRepo
@@ -151,7 +151,7 @@ class TenancyService:
             allowed = self._check_models(allowed_models)
         workspace = view.workspace
         if name is not None:
-            storable_name("name", name, NAME_LENGTH)
+            storable_name("name", name, WORKSPACE_NAME_LENGTH)
             updated = await self._repo.update_workspace(workspace_id, name=name)
             assert updated is not None
             workspace = updated
@@ -185,7 +185,7 @@ class TenancyService:
         unknown = [m for m in models if m not in served]
         if unknown:
             raise InvalidRequest(
-                f"allowed_models: unknown model '{unknown[0]}' (served: {', '.join(sorted(served))})"
+                f"allowed_models: unknown model '{echo(unknown[0])}' (served: {', '.join(sorted(served))})"
             )
         return tuple(dict.fromkeys(models))
 

@@ -70,7 +70,8 @@ class ThreadService:
         """Answer a request with ``thread``: restore, generate, and store the turn at ``message_stop``."""
         turn = await self.begin(principal, request)
         try:
-            stream = await self._messages.open_stream(principal, turn.request, request_id, streamed=streamed)
+            call = await self._messages.call(principal, turn.request, request_id, streamed=streamed)
+            stream = await self._messages.open_stream(call)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self.abandon(turn)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pprint
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.bounds import echo
-from wisegate.protocol.json_depth import MAX_JSON_DEPTH, TooDeep, check_depth
+from wisegate.protocol.json_depth import MAX_JSON_DEPTH, TooDeep, check_depth, refuse_constant
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
 from wisegate.protocol.surrogates import problem, surrogate_path
 from wisegate.records.workbench import SavedPrompt
@@ -49,22 +50,26 @@ def _json(text: str, label: str) -> Any:
     except TooDeep:
         raise InvalidRequest(f"{label}: nests JSON deeper than {MAX_JSON_DEPTH} levels") from None
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = json.loads(text, parse_constant=refuse_constant)
+    except ValueError as exc:  # NotFinite included
         raise InvalidRequest(f"{label}: not valid JSON ({exc})") from None
     if (lone := surrogate_path(value)) is not None:
         raise InvalidRequest(f"{label}: {problem(lone[1], 'it')}")
     return value
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+
+
 def _number(state: Mapping[str, str], name: str, kind: type[int] | type[float]) -> int | float | None:
     raw = (state.get(name) or "").strip()
     if not raw:
         return None
-    try:
-        return kind(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name}: '{echo(raw)}' is not a number") from None
+    # int() and float() also take "1_0", "nan", "inf" and other scripts' digits ("٣").
+    if not (_INTEGER if kind is int else _DECIMAL).fullmatch(raw):
+        raise InvalidRequest(f"{name}: '{echo(raw)}' is not a number")
+    return kind(raw)
 
 
 def request_body(state: Mapping[str, str]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ SKILL_DESCRIPTION_LENGTH = 1024
 SKILL_DIRECTORY_LENGTH = 256
 MODEL_LENGTH = 256  # a model id as a request names it (stored with its usage)
 NOTE_LENGTH = 256  # the note kept with a credit grant
+REASON_LENGTH = 1024  # the reason given with a spend limit increase request
 
 # Money, in picodollars (10**-12 USD) held in 64-bit integers (at most ~9.22e18): one amount typed by a
 # person (a top-up, a correction, a spend limit) is at most $1,000,000 either way; a top-up may not carry
@@ -40,9 +41,15 @@ MAX_BALANCE_PICO = MAX_BALANCE_USD * PICO_PER_USD
 
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
 SURROGATE_MESSAGE = "must not contain lone UTF-16 surrogates (\\ud800-\\udfff): they encode no character"
-CONTROL_MESSAGE = "must not contain control characters (\\u0000-\\u001f, \\u007f)"
+CONTROL_MESSAGE = "must not contain control characters (\\u0000-\\u001f, \\u007f-\\u009f)"
+BIDI_MESSAGE = (
+    "must not contain bidirectional formatting characters (\\u200e, \\u200f, \\u202a-\\u202e, "
+    "\\u2066-\\u2069, \\u061c): they reorder how the text after them is shown"
+)
+BLANK_MESSAGE = "must not be empty or only whitespace"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 ECHO_LENGTH = ID_LENGTH  # every id we issue is echoed whole; nothing longer can name anything
 
@@ -68,12 +75,19 @@ def text_problem(value: str, max_length: int) -> str | None:
 
 
 def name_problem(value: str, max_length: int) -> str | None:
-    """``text_problem``, and control characters: a name is shown to people (pages, CSV, logs, the
-    Admin API), where a control character hides or forges what follows it."""
+    """``text_problem``, and what a name shown to people (pages, CSV, logs, the Admin API) must not be:
+    blank, or holding a control character (C0, DEL, C1) or a bidirectional override, which hide or
+    forge what follows them ("invoice\u202etxt.exe")."""
     problem = text_problem(value, max_length)
-    if problem is None and _CONTROL.search(value):
+    if problem is not None:
+        return problem
+    if not value.strip():
+        return BLANK_MESSAGE
+    if _CONTROL.search(value):
         return CONTROL_MESSAGE
-    return problem
+    if _BIDI.search(value):
+        return BIDI_MESSAGE
+    return None
 
 
 def _text(value: str) -> str:

@@ -4,7 +4,9 @@ A parser's memory and stack grow with nesting (ijson's prefixes with its square)
 kilobytes of ``[[[[…`` could exhaust the server before any validation ran. ``DepthGuard`` scans the
 text as it arrives and raises ``TooDeep`` once an array or object opens deeper than the bound, in
 constant memory whatever the chunking, at C speed (bytes methods, one regular expression, no
-per-character Python loop). It does not validate the JSON: the parser after it does.
+per-character Python loop). It does not validate the JSON: the parser after it does — except, with
+``finite=True``, for ``NaN``, ``Infinity`` and ``-Infinity``, which are no JSON but which Python's and
+pydantic's parsers accept (the Claude API refuses them): ``NotFinite`` as soon as one appears.
 
     guard = DepthGuard()
     for chunk in chunks:
@@ -38,11 +40,25 @@ class TooDeep(ValueError):
         self.limit = limit
 
 
-class DepthGuard:
-    """Incremental nesting check over a JSON text fed in chunks of any size."""
+class NotFinite(ValueError):
+    """A JSON text holds ``NaN`` or ``Infinity`` outside its strings."""
 
-    def __init__(self, limit: int = MAX_JSON_DEPTH) -> None:
+    def __init__(self) -> None:
+        super().__init__("NaN and Infinity are not JSON numbers")
+
+
+def refuse_constant(_literal: str) -> object:
+    """``json.loads(text, parse_constant=refuse_constant)``: ``NotFinite`` instead of ``nan``/``inf``."""
+    raise NotFinite()
+
+
+class DepthGuard:
+    """Incremental nesting check over a JSON text fed in chunks of any size (and, ``finite``, no
+    ``NaN`` / ``Infinity`` literal)."""
+
+    def __init__(self, limit: int = MAX_JSON_DEPTH, *, finite: bool = False) -> None:
         self.limit = limit
+        self._finite = finite
         self._depth = 0
         self._in_string = False
         self._backslash = False  # the previous chunk ended on an unpaired backslash
@@ -61,7 +77,11 @@ class DepthGuard:
         if self._in_string:
             data = b'"' + data
         self._in_string = data.count(b'"') % 2 == 1
-        steps = _STRINGS.sub(b"", data).translate(_STEPS, _NOT_BRACKETS)
+        outside = _STRINGS.sub(b"", data)
+        # Outside strings JSON has no capital letter: an ``N`` or ``I`` starts ``NaN`` or ``Infinity``.
+        if self._finite and (b"N" in outside or b"I" in outside):
+            raise NotFinite()
+        steps = outside.translate(_STEPS, _NOT_BRACKETS)
         opened = steps.count(1)
         if self._depth + opened > self.limit and self._depth + _highest(steps) > self.limit:
             raise TooDeep(self.limit)

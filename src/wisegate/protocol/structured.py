@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.bounds import echo
 from wisegate.protocol.numbers import Integer
 
 STRING_FORMATS = frozenset(
@@ -61,22 +62,26 @@ def _check(node: Any, where: str, definitions: dict[str, Any], refs: tuple[str, 
         if ref == "#" or ref in refs:
             raise SchemaUnsupported(f"{where}: Recursive schemas are not supported")
         if ref not in definitions:
-            raise SchemaUnsupported(f"{where}: $ref '{ref}' does not name a definition in $defs")
+            raise SchemaUnsupported(f"{where}: $ref '{echo(ref)}' does not name a definition in $defs")
         _check(definitions[ref], where, definitions, (*refs, ref))
     for key in _ANYWHERE:
         if key in node and not (key == "oneOf" and isinstance(node[key], list)):
-            raise SchemaUnsupported(f"{where}: property '{key}' is not supported")
+            raise SchemaUnsupported(f"{where}: property '{echo(key)}' is not supported")
     types = node.get("type")
     for kind in types if isinstance(types, list) else [types] if isinstance(types, str) else []:
         for key in _UNSUPPORTED.get(kind, ()):
             if key in node:
-                raise SchemaUnsupported(f"{where}: For '{kind}' type, property '{key}' is not supported")
+                raise SchemaUnsupported(
+                    f"{where}: For '{echo(kind)}' type, property '{echo(key)}' is not supported"
+                )
         if kind == "array" and node.get("minItems") not in (None, 0, 1):
             raise SchemaUnsupported(
                 f"{where}: For 'array' type, 'minItems' values other than 0 or 1 are not supported"
             )
         if kind == "string" and "format" in node and node["format"] not in STRING_FORMATS:
-            raise SchemaUnsupported(f"{where}: For 'string' type, format '{node['format']}' is not supported")
+            raise SchemaUnsupported(
+                f"{where}: For 'string' type, format '{echo(node['format'])}' is not supported"
+            )
         if kind == "object" and node.get("additionalProperties", False) is not False:
             raise SchemaUnsupported(
                 f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"

@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     sandbox_python_path: list[str] = Field(default_factory=list)  # PYTHONPATH inside the sandbox
     node_name: str | None = None  # this node's name in scaled mode (default: the host name)
 
+    # Requests each embedded model (``local`` backend) decodes together; each slot holds n_ctx tokens
+    # of KV cache. A backend's ``slots`` option overrides it.
+    embedded_slots: int = Field(default=4, ge=1, le=64)
     backends: dict[str, BackendConfig] = Field(default_factory=_default_backends)
     models: list[ModelConfig] = Field(default_factory=_default_models)
     prices: dict[str, PriceConfig] = Field(default_factory=_default_prices)

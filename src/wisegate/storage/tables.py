@@ -30,6 +30,7 @@ from wisegate.protocol.bounds import (
     MODEL_LENGTH,
     NAME_LENGTH,
     NOTE_LENGTH,
+    REASON_LENGTH,
     SKILL_DESCRIPTION_LENGTH,
     SKILL_DIRECTORY_LENGTH,
     SKILL_NAME_LENGTH,
@@ -465,7 +466,7 @@ class SpendLimitRequestRow(Base):
     workspace_id: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[str] = mapped_column(String(64))
     requested_pico: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    reason: Mapped[str] = mapped_column(String(1024), default="")
+    reason: Mapped[str] = mapped_column(String(REASON_LENGTH), default="")
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

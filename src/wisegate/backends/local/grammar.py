@@ -19,18 +19,25 @@ module serves tool inputs (``tool_choice`` any/tool, strict tools, the chat comp
 
 Grammars end where the JSON value ends: the converter's trailing optional whitespace is removed,
 so a streamed tool input never ends with a ``" "`` delta and an answer ends with its closing brace.
+Literals (``enum``, ``const``, property names) are escaped as JSON, and each ``pattern`` is first
+rewritten into one the converter enforces (``patterns.py``); what it cannot is a 400 in our words,
+naming the field, never the converter's or llama.cpp's.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from wisegate.backends.local import patterns
 from wisegate.errors import InvalidRequest
+
+log = logging.getLogger("wisegate.local")
 
 REPETITION_LIMIT = 256
 """The largest ``min/max`` Items/Length/Properties (and ``{m,n}`` in patterns) a grammar expands."""
@@ -106,22 +113,89 @@ def schema_gbnf(schema: dict[str, Any], where: str) -> str:
     """The GBNF grammar of JSON valid for ``schema``, bounded; raises ``GrammarRefused`` past a bound
     and ``GrammarUnsupported`` when the converter cannot express the schema."""
     check_schema(schema, where)
+    schema = _with_whole_string_patterns(schema, where)
     try:
         text = _convert(json.dumps(schema))
     except RecursionError:
         raise GrammarRefused(f"{where}: the schema is too deeply nested for the embedded model") from None
-    except Exception as exc:
-        raise GrammarUnsupported(f"{where}: the embedded model cannot express this schema ({exc})") from exc
+    except Exception:  # the converter's own words name neither the field nor what to do
+        raise GrammarUnsupported(
+            f"{where}: the embedded model cannot build a grammar for this schema"
+        ) from None
     check_gbnf(text, where)
     return text
 
 
+def _with_whole_string_patterns(node: Any, path: str) -> Any:
+    """``node`` with every subschema's ``pattern`` rewritten by :func:`patterns.whole_string`."""
+    if isinstance(node, list):
+        return [_with_whole_string_patterns(item, f"{path}.{index}") for index, item in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    copy = dict(node)
+    if isinstance(node.get("pattern"), str):
+        try:
+            copy["pattern"] = patterns.whole_string(node["pattern"])
+        except ValueError as exc:
+            raise GrammarUnsupported(f"{path}.pattern: {exc}") from None
+        try:
+            _convert(json.dumps({"type": "string", "pattern": copy["pattern"]}))
+        except Exception:  # unbalanced groups, a malformed {m,n}: the converter's words name no field
+            raise GrammarUnsupported(
+                f"{path}.pattern: the embedded model cannot enforce this pattern; {patterns.SUPPORTED}"
+            ) from None
+    for key in _NESTED:
+        if isinstance(node.get(key), dict):
+            copy[key] = {
+                name: _with_whole_string_patterns(child, f"{path}.{key}.{name}")
+                for name, child in node[key].items()
+            }
+    for key in (*_NESTED_LISTS, *_NESTED_ONE):
+        if key in node:
+            copy[key] = _with_whole_string_patterns(node[key], f"{path}.{key}")
+    return copy
+
+
 @functools.lru_cache(maxsize=512)
 def _convert(schema_json: str) -> str:
-    """llama.cpp's JSON-schema converter (pure Python), memoised: the same tools come with every turn."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    """llama.cpp's JSON-schema converter (pure Python) with JSON-correct literals, memoised: the same
+    tools come with every turn."""
+    converter = _converter_class()(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter.visit(converter.resolve_refs(json.loads(schema_json), "stdin"), "")
+    return _without_trailing_space(converter.format_grammar())
 
-    return _without_trailing_space(json_schema_to_gbnf(schema_json))
+
+@functools.cache
+def _converter_class() -> type[Any]:
+    """llama-cpp-python's ``SchemaConverter``, corrected where its grammar is not JSON.
+
+    Its literals escape ``"`` but not ``\\``: an ``enum``/``const`` value or property name holding
+    ``"`` broke the grammar, one holding ``\\`` or a tab let the model write invalid JSON. And a
+    pattern's ``.`` could write ``"`` or ``\\`` unescaped inside the JSON string.
+    """
+    from llama_cpp.llama_grammar import DOT, SchemaConverter
+
+    class Converter(SchemaConverter):
+        def _format_literal(self, literal: str) -> str:
+            return '"' + _LITERAL_SPECIAL.sub(_literal_escape, literal) + '"'
+
+        def _add_rule(self, name: str, rule: str) -> str:
+            if name == "dot" and rule == DOT:
+                rule = _JSON_DOT
+            key: str = super()._add_rule(name, rule)  # type: ignore[no-untyped-call]
+            return key
+
+    return Converter
+
+
+_LITERAL_SPECIAL = re.compile(r'["\\\x00-\x1f]')
+# ``.`` in a pattern: one character a JSON string holds unescaped (so no line break, as in a regex).
+_JSON_DOT = r'[^"\\\x7F\x00-\x1F]'
+
+
+def _literal_escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    return {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char, f"\\x{ord(char):02X}")
 
 
 def answer_gbnf(schema: dict[str, Any], where: str, *, tool_call_open: str | None) -> str:
@@ -193,6 +267,8 @@ class GrammarBook:
             if text in self._good:
                 return text
         if not self._parse(text):
+            # llama.cpp's own report (withheld, see Vocabulary.parses) quotes the schema: not logged.
+            log.warning("llama.cpp refused the grammar built for %s", where, extra={"field": where})
             raise GrammarRefused(f"{where}: the embedded model cannot build a grammar for this schema")
         with self._lock:
             self._good[text] = None

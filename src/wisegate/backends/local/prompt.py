@@ -15,15 +15,12 @@ from dataclasses import dataclass
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from wisegate.errors import InvalidRequest
-from wisegate.protocol.messages import (
+from wisegate.protocol.content import (
     CacheControl,
     ContentBlockParam,
     ContentSource,
-    CountTokensRequest,
-    CustomTool,
     DocumentBlockParam,
     ImageBlockParam,
-    MessagesRequest,
     PlainTextSource,
     RedactedThinkingBlockParam,
     SearchResultBlockParam,
@@ -32,6 +29,7 @@ from wisegate.protocol.messages import (
     ToolResultBlockParam,
     ToolUseBlockParam,
 )
+from wisegate.protocol.messages import CountTokensRequest, CustomTool, MessagesRequest
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"

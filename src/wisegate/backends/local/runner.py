@@ -11,9 +11,10 @@ Run as ``python -m wisegate.backends.local.runner FD CONFIG`` (by the supervisor
   (an engine :data:`~wisegate.backends.local.engine.Chunk` and the output tokens so far), maybe
   ``failed``, and always one final ``done``.
 
-Admission and cancellation are handled on the main thread at once; generation runs on one thread,
-interactive jobs before batch jobs, each kind first come first served. The protocol is per sequence,
-so a scheduler that decodes several sequences together can replace the generation thread.
+Admission and cancellation are handled on the main thread at once. Generation runs on one thread
+that decodes up to ``slots`` jobs together (``batch.py``); a job takes a free slot at the next
+decode step, interactive jobs before batch jobs, each kind first come first served. Up to
+``queue_size`` more jobs wait for a slot; past that a job is ``overloaded``.
 """
 
 from __future__ import annotations
@@ -29,29 +30,33 @@ from collections import deque
 from typing import Any
 
 from wisegate.backends.local import wire
+from wisegate.backends.local.batch import Batch
 from wisegate.backends.local.cache import Boundary, PromptCache
-from wisegate.backends.local.engine import Engine, Job, Sampling
+from wisegate.backends.local.engine import Chunk, Job, Sampling
 from wisegate.protocol.messages import CustomTool, Usage
 
 log = logging.getLogger("wisegate.runner")
 
 
 class Runner:
-    def __init__(self, sock: socket.socket, engine: Engine, cache: PromptCache, queue_size: int) -> None:
-        self._sock, self._engine, self._cache, self._queue_size = sock, engine, cache, queue_size
+    def __init__(self, sock: socket.socket, cache: PromptCache, queue_size: int) -> None:
+        self._sock, self._cache, self._queue_size = sock, cache, queue_size
         self._send_lock = threading.Lock()
         self._lock = threading.Condition()
         self._jobs: dict[int, Job] = {}
         self._waiting: dict[bool, deque[int]] = {False: deque(), True: deque()}  # by ``batch``
+        self._capacity = queue_size  # slots + queue_size, once serving
 
     def send(self, message: wire.Message) -> None:
         frame = wire.encode(message)
         with self._send_lock:
             self._sock.sendall(frame)
 
-    def serve(self) -> None:
-        """Handle messages until the supervisor closes the socket (or dies)."""
-        threading.Thread(target=self._generate, name="wisegate-generate", daemon=True).start()
+    def serve(self, batch: Batch) -> None:
+        """Handle messages until the supervisor closes the socket (or dies); ``batch`` generates on a
+        thread of its own."""
+        self._capacity = batch.slots + self._queue_size
+        threading.Thread(target=self._generate, args=(batch,), name="wisegate-generate", daemon=True).start()
         while (message := wire.recv(self._sock)) is not None:
             if message["op"] == "admit":
                 self._admit(message["id"], message["job"], bool(message.get("batch")))
@@ -60,7 +65,7 @@ class Runner:
 
     def _admit(self, job_id: int, spec: dict[str, Any], batch: bool) -> None:
         with self._lock:
-            if len(self._jobs) >= self._queue_size + 1:
+            if len(self._jobs) >= self._capacity:
                 self.send({"id": job_id, "type": "overloaded"})
                 return
         job, usage = _job(spec), Usage()
@@ -104,23 +109,32 @@ class Runner:
                 return  # running: the generation thread ends it
         self._finish(job_id, job)
 
-    def _generate(self) -> None:
+    def _generate(self, batch: Batch) -> None:
         while True:
+            joining: list[tuple[int, Job]] = []
             with self._lock:
-                while not (self._waiting[False] or self._waiting[True]):
+                while not (batch.busy or self._waiting[False] or self._waiting[True]):
                     self._lock.wait()
-                job_id = (self._waiting[False] or self._waiting[True]).popleft()
-                job = self._jobs[job_id]
-            self.send({"id": job_id, "type": "started"})
-            try:
-                for chunk in self._engine.run(job):
-                    self.send({"id": job_id, "type": "chunk", "chunk": chunk, "out": job.usage.output_tokens})
-            except Exception as exc:
-                log.exception("generation failed")
-                self.send({"id": job_id, "type": "failed", "message": f"{type(exc).__name__}: {exc}"})
-            with self._lock:
-                del self._jobs[job_id]
-            self._finish(job_id, job)
+                for _ in range(batch.free):
+                    queue = self._waiting[False] or self._waiting[True]
+                    if not queue:
+                        break
+                    job_id = queue.popleft()
+                    joining.append((job_id, self._jobs[job_id]))
+            for job_id, job in joining:
+                self.send({"id": job_id, "type": "started"})
+                batch.start(job_id, job)
+            batch.step()
+
+    def emit(self, job_id: int, job: Job, chunk: Chunk) -> None:
+        self.send({"id": job_id, "type": "chunk", "chunk": chunk, "out": job.usage.output_tokens})
+
+    def ended(self, job_id: int, job: Job, failure: str | None) -> None:
+        if failure is not None:
+            self.send({"id": job_id, "type": "failed", "message": failure})
+        with self._lock:
+            del self._jobs[job_id]
+        self._finish(job_id, job)
 
     def _finish(self, job_id: int, job: Job) -> None:
         if job.cache is not None and job.cache_plan is not None:
@@ -145,7 +159,9 @@ def _job(spec: dict[str, Any]) -> Job:
 
 
 def main(argv: list[str]) -> None:
-    from llama_cpp import Llama
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+    from llama_cpp._logger import set_verbose
 
     from wisegate.telemetry.logs import configure
 
@@ -153,21 +169,28 @@ def main(argv: list[str]) -> None:
     sock = socket.socket(fileno=int(argv[1]))
     config = json.loads(argv[2])
     configure(config["log_level"], config["log_format"])
+    set_verbose(False)
+    llama_cpp.llama_backend_init()
+    runner = Runner(
+        sock, PromptCache(config["cache_max_bytes"], config["cache_min_tokens"]), config["queue_size"]
+    )
     try:
-        llm = Llama(
-            model_path=config["model_path"],
+        model = LlamaModel(
+            path_model=config["model_path"], params=llama_cpp.llama_model_default_params(), verbose=False
+        )
+        batch = Batch(
+            model,
             n_ctx=config["n_ctx"],
-            n_threads=config["threads"],
-            n_batch=512,
-            verbose=False,
+            slots=config["slots"],
+            threads=config["threads"],
+            emit=runner.emit,
+            ended=runner.ended,
         )
     except Exception as exc:
         sock.sendall(wire.encode({"type": "load_failed", "message": f"{type(exc).__name__}: {exc}"}))
         sys.exit(1)
-    cache = PromptCache(config["cache_max_bytes"], config["cache_min_tokens"])
-    runner = Runner(sock, Engine(llm), cache, config["queue_size"])
     runner.send({"type": "ready", "pid": os.getpid()})
-    runner.serve()
+    runner.serve(batch)
     os._exit(0)  # the supervisor is gone: no teardown of a model that may be mid-generation
 
 

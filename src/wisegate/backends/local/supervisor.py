@@ -15,7 +15,8 @@ The supervisor is plain Python and holds no model, so it outlives the runner's n
 - answers ``down`` while the runner is (re)starting; the API turns that into 529 ``overloaded_error``.
 
 Who starts it: ``wisegate serve`` calls :func:`start_model_runners` once, before the API workers
-start; each worker's backend finds the socket at :func:`runner_socket` (data dir + backend name).
+start; each worker's backend finds the socket at :func:`runner_socket` (data dir, host name, backend
+name).
 When none answers there (an app built in-process, as the tests do), the backend starts its own and
 stops it on close.
 """
@@ -55,6 +56,7 @@ _RUNNER_CONFIG = (
     "n_ctx",
     "threads",
     "queue_size",
+    "slots",
     "cache_max_bytes",
     "cache_min_tokens",
     "log_level",
@@ -65,9 +67,11 @@ log = logging.getLogger("wisegate.runner")
 
 
 def runner_socket(data_dir: Path, backend: str) -> Path:
-    """Where the runner of ``backend`` is reached on this host: ``<data_dir>/runners/<backend>.sock``,
-    or a name in the temporary directory derived from both when that path is too long for a socket."""
-    path = data_dir.resolve() / "runners" / f"{backend}.sock"
+    """Where the runner of ``backend`` is reached on this host: ``<data_dir>/runners/<host
+    name>/<backend>.sock``, or a name in the temporary directory derived from it when that path is too
+    long for a socket. The host's name keeps apart the nodes that share one data directory (a shared
+    volume): each reaches its own runner, and a node that stops removes only its own socket."""
+    path = data_dir.resolve() / "runners" / (socket.gethostname() or "localhost") / f"{backend}.sock"
     if len(str(path).encode()) <= _SOCKET_PATH_MAX:
         return path
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:16]
@@ -83,6 +87,7 @@ def with_runner_sockets(settings: Settings) -> dict[str, BackendConfig]:
                 "socket": str(runner_socket(settings.data_dir, name)),
                 "log_level": settings.log_level,
                 "log_format": settings.log_format,
+                "slots": settings.embedded_slots,
             }
             config = config.model_copy(update={"options": {"runner": runner, **config.options}})
         configured[name] = config

@@ -8,6 +8,11 @@ they need the vocabulary only: a few MB, loaded in milliseconds, in every API wo
 
 from __future__ import annotations
 
+import io
+import os
+import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,9 +49,52 @@ class Vocabulary:
         return ends
 
     def parses(self, grammar: str) -> bool:
-        """Whether llama.cpp's own parser accepts ``grammar`` (built with this model's vocabulary)."""
-        sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
-        if not sampler:
-            return False
+        """Whether llama.cpp's own parser accepts ``grammar`` (built with this model's vocabulary).
+
+        A grammar it refuses is printed, whole, to stderr by llama.cpp: it holds the request's schema,
+        so what native code writes meanwhile is withheld (the caller logs the refusal instead)."""
+        with _WithheldStderr() as stderr:
+            sampler = llama_cpp.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+            if not sampler:
+                stderr.discard()
+                return False
         llama_cpp.llama_sampler_free(sampler)
         return True
+
+
+class _WithheldStderr:
+    """What is written to stderr during a block — by native code to file descriptor 2, or by
+    llama-cpp-python's log callback to ``sys.stderr`` — held back, and passed on after the block
+    unless :meth:`discard` was called. One block at a time per process: both are the process's, so
+    another thread's writes in the block are held (and passed on) too."""
+
+    _lock = threading.Lock()
+
+    def __enter__(self) -> _WithheldStderr:
+        self._lock.acquire()
+        self._pass_on = True
+        self._held = tempfile.TemporaryFile()
+        self._stderr = sys.stderr
+        self._stderr.flush()
+        self._saved = os.dup(2)
+        os.dup2(self._held.fileno(), 2)
+        sys.stderr = self._text = io.StringIO()
+        return self
+
+    def discard(self) -> None:
+        self._pass_on = False
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            sys.stderr = self._stderr
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            if self._pass_on:
+                self._held.seek(0)
+                if data := self._held.read():
+                    os.write(2, data)
+                if text := self._text.getvalue():
+                    self._stderr.write(text)
+            self._held.close()
+        finally:
+            self._lock.release()

@@ -272,8 +272,8 @@ def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None
         except OSError:
             os.unlink(temp, dir_fd=fd)
             raise InvalidRequest(
-                f"container_upload: '{filename}' cannot be placed in the container (a directory of that "
-                "name is in the way)"
+                f"container_upload: '{echo(filename)}' cannot be placed in the container (a directory "
+                "of that name is in the way)"
             ) from None
     finally:
         os.close(fd)

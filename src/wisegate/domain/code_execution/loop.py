@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from wisegate.backends.base import Backend, ModelRoute
+from wisegate.backends.base import Backend, ModelRoute, tallied
 from wisegate.domain.attachments import LoadedSkill
 from wisegate.domain.code_execution.containers import Container, ContainerService
 from wisegate.domain.code_execution.sandbox import MOUNTS, SKILLS_DIR
@@ -38,6 +38,7 @@ from wisegate.protocol.code_execution import (
     CodeExecutionResultBlock,
     ServerToolUseBlock,
 )
+from wisegate.protocol.content import MessageParam, TextBlockParam, ToolResultBlockParam, ToolUseBlockParam
 from wisegate.protocol.events import (
     ContentBlockDelta,
     ContentBlockStart,
@@ -53,16 +54,12 @@ from wisegate.protocol.events import (
 )
 from wisegate.protocol.messages import (
     CustomTool,
-    MessageParam,
     MessagesRequest,
     ServerTool,
     TextBlock,
-    TextBlockParam,
     ToolChoiceAuto,
     ToolChoiceTool,
-    ToolResultBlockParam,
     ToolUseBlock,
-    ToolUseBlockParam,
     Usage,
     new_id,
 )
@@ -181,9 +178,9 @@ class Run:
     rounds: tuple[AdmitRound, FinishRound] | None = None
 
     async def stream(
-        self, backend: Backend, request: MessagesRequest, route: ModelRoute, usage: Usage
+        self, backend: Backend, request: MessagesRequest, route: ModelRoute, usage: Usage, *, batch: bool
     ) -> AsyncGenerator[StreamEvent]:
-        """The merged stream of every round (see the module docstring)."""
+        """The merged stream of every round (see the module docstring), its usage summed in ``usage``."""
         budget = request.max_tokens
         offset = 0
         rounds = calls = 0
@@ -199,7 +196,7 @@ class Run:
                 admission = None
                 if rounds and self.rounds is not None:
                     admission = await self.rounds[0](request, rounds + 1)
-                events = backend.stream(request, route, round_usage)
+                events = tallied(backend.stream(request, route, batch=batch), round_usage)
                 try:
                     async for event in events:
                         if isinstance(event, MessageStart):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from wisegate.domain.limits.service import LimitService
 from wisegate.domain.pricing import format_usd
-from wisegate.domain.storable import storable
+from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.bounds import MAX_AMOUNT_PICO, MAX_AMOUNT_USD, MAX_BALANCE_USD, NOTE_LENGTH
 from wisegate.records.billing import BillingAccount, WorkspaceLimits, billing_period
@@ -68,7 +68,7 @@ class BillingAccounts:
         400 naming the amount when it is past ``MAX_AMOUNT_USD`` either way, when a top-up would carry
         the balance past ``MAX_BALANCE_USD``, or a correction below zero (refused atomically: nothing
         changes). Spending may still take the balance below zero; a top-up then brings it back."""
-        storable("note", note, NOTE_LENGTH)
+        storable_name("note", note, NOTE_LENGTH)  # shown on the Limits page and in `credits show`
         if abs(amount_pico) > MAX_AMOUNT_PICO:
             raise InvalidRequest(
                 f"Amount: a top-up or correction may be at most ${MAX_AMOUNT_USD:,} either way, got "
