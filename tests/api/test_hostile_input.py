@@ -216,3 +216,78 @@ def test_4xx_log_lines_carry_the_message_and_request_id_not_the_key_or_body(
     assert by_id[missing.headers["request-id"]]["error_type"] == "not_found_error"
     logged = json.dumps(handler.lines)
     assert secret_text not in logged and scripted_server.key not in logged
+
+
+def test_integers_too_long_to_convert_are_400_without_internals(scripted_server: LiveServer) -> None:
+    """Python converts at most 4,300 digits to an int; past that its ValueError tells the reader to call
+    ``sys.set_int_max_str_digits``. Every JSON text a request carries answers 400 naming the field."""
+    huge = "9" * 5_000
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"n": ' + huge + "}"}}
+    body = {
+        "model": SCRIPTED_MODEL,
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
+        ],
+    }
+    for path in ("/v1/chat/completions", "/openai/v1/chat/completions"):
+        response = httpx.post(
+            f"{scripted_server.base_url}{path}",
+            json=body,
+            headers={"authorization": f"Bearer {scripted_server.key}"},
+            timeout=60,
+        )
+        assert response.status_code == 400, response.text
+        message = response.json()["error"]["message"]
+        assert message.startswith("messages.1.tool_calls.0.function.arguments: an integer of 5000 digits"), (
+            message
+        )
+        assert "set_int_max_str_digits" not in message
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        raw = b'{"model": "%s", "max_tokens": %s, "messages": [{"role": "user", "content": "hi"}]}' % (
+            SCRIPTED_MODEL.encode(),
+            huge.encode(),
+        )
+        message = error_of(post(scripted_server, path, raw))
+        assert message.startswith("The request body is not valid JSON: number out of range"), message
+    raw = b'{"requests": [{"custom_id": "a", "params": {"max_tokens": %s}}]}' % huge.encode()
+    response = post(scripted_server, "/v1/messages/batches", raw)
+    assert "set_int_max_str_digits" not in response.text and "\n" not in response.json()["error"]["message"]
+
+
+def test_compressed_request_bodies_are_refused_saying_so(scripted_server: LiveServer) -> None:
+    """No endpoint decompresses: a gzip body is a 400 that says to send it uncompressed, not a JSON
+    error about bytes the client never wrote (nor an upload stored compressed)."""
+    import gzip
+    import socket
+
+    body = gzip.compress(json.dumps({"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": USER}).encode())
+    for encoding in ("gzip", "identity, br"):
+        response = httpx.post(
+            f"{scripted_server.base_url}/v1/messages",
+            content=body,
+            headers={
+                "x-api-key": scripted_server.key,
+                "content-type": "application/json",
+                "content-encoding": encoding,
+            },
+            timeout=30,
+        )
+        assert f"Content-Encoding '{encoding}' is not supported" in error_of(response)
+    ok = post(scripted_server, "/v1/messages", {"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": USER})
+    assert ok.status_code == 200, ok.text
+    host, port = scripted_server.base_url.removeprefix("http://").split(":")
+    chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\nx-api-key: {scripted_server.key}\r\n"
+        "content-type: application/json\r\ntransfer-encoding: gzip, chunked\r\nconnection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode() + chunk)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 400 " in status_line, answer[:500]
+    assert b"Transfer-Encoding 'gzip, chunked' is not supported" in rest, answer[:800]

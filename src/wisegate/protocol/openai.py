@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wisegate.protocol.bounds import ModelName
 from wisegate.protocol.numbers import Integer, Number
 
 
@@ -103,7 +104,7 @@ class StreamOptions(_Open):
 class ChatCompletionRequest(_Open):
     """The body of ``POST /v1/chat/completions``."""
 
-    model: str = Field(min_length=1)
+    model: ModelName = Field(min_length=1)
     messages: list[ChatMessage]
     max_tokens: Integer | None = Field(default=None, ge=1)
     max_completion_tokens: Integer | None = Field(default=None, ge=1)
