@@ -234,7 +234,7 @@ async def batch_worker(services: Services) -> AsyncIterator[None]:
         services.batches,
         services.messages,
         concurrency=services.settings.batch_concurrency,
-        serial_backends=serial_backends(services.settings),
+        shared_backends=shared_backends(services.settings),
     )
     services.drain.on_begin(worker.drain)  # SIGTERM: no new claims, the claimed ones finish
     unsubscribe = services.drain.subscribe(worker.stop)  # the drain's cut: give back the rest
@@ -273,9 +273,17 @@ async def sampling(services: Services) -> AsyncIterator[None]:
 _SAMPLE_SECONDS = 2.0
 
 
-def serial_backends(settings: Settings) -> list[str]:
-    """Backends of one host-wide model (the embedded model), where batch work takes turns with interactive."""
-    return [name for name, config in settings.backends.items() if config.type == "local"]
+def shared_backends(settings: Settings) -> dict[str, int]:
+    """Backends of one host-wide model (the embedded model), where batch work yields to interactive,
+    with how many batch requests may run on it at once: all its slots but one, kept for a user (so a
+    batch's requests are decoded together, and an interactive request waits behind batch work only
+    with a single slot)."""
+    shared: dict[str, int] = {}
+    for name, config in settings.backends.items():
+        if config.type == "local":
+            slots = int(config.options.get("slots") or settings.embedded_slots)
+            shared[name] = max(1, slots - 1)
+    return shared
 
 
 def services_of(request: Request) -> Services:
