@@ -99,8 +99,9 @@ def test_a_deep_batch_body_is_refused_at_once_in_constant_memory(scripted_server
     assert TOO_DEEP in error_of(post(scripted_server, "/v1/messages/batches", inner))
 
 
-def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: LiveServer) -> None:
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "[" * 20_000}}
+def chat_with_tool_call(live: LiveServer, arguments: str, path: str = "/v1/chat/completions") -> str:
+    """The 400 message of a chat completion whose assistant turn called a tool with ``arguments``."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
     body = {
         "model": SCRIPTED_MODEL,
         "messages": [
@@ -110,13 +111,15 @@ def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: Live
         ],
     }
     response = httpx.post(
-        f"{scripted_server.base_url}/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {scripted_server.key}"},
-        timeout=60,
+        f"{live.base_url}{path}", json=body, headers={"authorization": f"Bearer {live.key}"}, timeout=60
     )
     assert response.status_code == 400, response.text
-    message = response.json()["error"]["message"]
+    message: str = response.json()["error"]["message"]
+    return message
+
+
+def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: LiveServer) -> None:
+    message = chat_with_tool_call(scripted_server, "[" * 20_000)
     assert message.startswith("messages.1.tool_calls.0.function.arguments: JSON nested deeper than")
 
 
@@ -222,24 +225,8 @@ def test_integers_too_long_to_convert_are_400_without_internals(scripted_server:
     """Python converts at most 4,300 digits to an int; past that its ValueError tells the reader to call
     ``sys.set_int_max_str_digits``. Every JSON text a request carries answers 400 naming the field."""
     huge = "9" * 5_000
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"n": ' + huge + "}"}}
-    body = {
-        "model": SCRIPTED_MODEL,
-        "messages": [
-            {"role": "user", "content": "hi"},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "ok"},
-        ],
-    }
     for path in ("/v1/chat/completions", "/openai/v1/chat/completions"):
-        response = httpx.post(
-            f"{scripted_server.base_url}{path}",
-            json=body,
-            headers={"authorization": f"Bearer {scripted_server.key}"},
-            timeout=60,
-        )
-        assert response.status_code == 400, response.text
-        message = response.json()["error"]["message"]
+        message = chat_with_tool_call(scripted_server, '{"n": ' + huge + "}", path)
         assert message.startswith("messages.1.tool_calls.0.function.arguments: an integer of 5000 digits"), (
             message
         )

@@ -23,6 +23,13 @@ def _params(text: str) -> str:
     )
 
 
+async def _principal(services: Services) -> Principal:
+    org = await services.keys.bootstrap()
+    workspace = await services.keys.default_workspace(org.id)
+    key, _ = await services.keys.create_key(workspace.id, "k")
+    return Principal(key)
+
+
 def test_batch_yields_to_interactive_requests(tmp_path: Path) -> None:
     settings = scripted_settings(tmp_path)
     migrate(settings.resolved_database_url)
@@ -31,10 +38,7 @@ def test_batch_yields_to_interactive_requests(tmp_path: Path) -> None:
     async def scenario() -> None:
         services = Services.from_settings(settings, {"scripted": backend})
         try:
-            org = await services.keys.bootstrap()
-            workspace = await services.keys.default_workspace(org.id)
-            key, _ = await services.keys.create_key(workspace.id, "k")
-            principal = Principal(key)
+            principal = await _principal(services)
             call = await services.messages.call(
                 principal,
                 MessagesRequest.model_validate_json(_params("interactive")),
@@ -104,10 +108,7 @@ def test_batch_requests_share_the_model_up_to_its_slots(tmp_path: Path) -> None:
     async def scenario() -> None:
         services = Services.from_settings(settings, {"scripted": backend})
         try:
-            org = await services.keys.bootstrap()
-            workspace = await services.keys.default_workspace(org.id)
-            key, _ = await services.keys.create_key(workspace.id, "k")
-            principal = Principal(key)
+            principal = await _principal(services)
             batch = await services.batches.create(principal, [(f"r{i}", _params(f"b{i}")) for i in range(9)])
             worker = BatchWorker(services.batches, services.messages, shared_backends={"scripted": 3})
             running = asyncio.create_task(worker.run())
