@@ -161,6 +161,18 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(30)
+        unmount_containers(settings.data_dir)
+
+
+def unmount_containers(data_dir: Path) -> None:
+    """Unmount the container disks (tmpfs) a test server mounted under its data dir."""
+    from wisegate.domain.code_execution import disks
+
+    root = str(data_dir.resolve())
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if point.startswith(root + "/"):
+            disks.unmount(Path(point))
 
 
 @pytest.fixture(scope="session")

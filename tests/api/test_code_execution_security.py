@@ -32,6 +32,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         sandbox_memory_bytes=MEMORY,
         sandbox_processes=32,
         sandbox_disk_bytes=DISK,
+        containers_per_workspace=100,  # every test starts containers of its own
     )
     yield from serve(settings, backends={"scripted": ScriptedBackend()})
 
