@@ -7,6 +7,7 @@ text the model writes in the prompt's tool markup is never taken for a tool resu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -21,7 +22,7 @@ import pytest
 
 from tests.api.code_execution_support import BETAS, TOOL, bash, call, result_of, run, still_serving
 from tests.api.files_support import other_workspace_client
-from tests.conftest import SCRIPTED_MODEL, LiveServer, scripted_settings, serve
+from tests.conftest import SCRIPTED_MODEL, LiveServer, postgres_database, scripted_settings, serve
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.code_execution.cgroups import Cgroups
 from wisegate.protocol.events import (
@@ -312,15 +313,20 @@ def test_without_cgroups_code_execution_is_refused_or_soft(
         logging.getLogger("wisegate.sandbox").removeHandler(records)
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    settings = scripted_settings(
-        tmp_path_factory.mktemp("few"),
-        sandbox_disk_bytes=DISK,
-        containers_per_workspace=2,
-        container_total_bytes=3 * DISK,
-    )
-    yield from serve(settings, backends={"scripted": ScriptedBackend()})
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def small(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with contextlib.ExitStack() as stack:
+        database = {}
+        if request.param == "postgresql":
+            database["database_url"] = stack.enter_context(postgres_database())
+        settings = scripted_settings(
+            tmp_path_factory.mktemp("few"),
+            sandbox_disk_bytes=DISK,
+            containers_per_workspace=2,
+            container_total_bytes=3 * DISK,
+            **database,
+        )
+        yield from serve(settings, backends={"scripted": ScriptedBackend()})
 
 
 def test_containers_per_workspace_and_in_total_are_bounded(small: LiveServer) -> None:
