@@ -140,18 +140,16 @@ def test_each_call_runs_in_a_cgroup_with_its_limits(live: LiveServer) -> None:
 
     def watch() -> None:
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not seen:
+        while time.monotonic() < deadline and "procs" not in seen:
             for parent in groups.parents.values():
                 for child in parent.glob("wisegate-sandbox-*"):
-                    for name in (
-                        "memory.limit_in_bytes",
-                        "memory.max",
-                        "pids.max",
-                        "cpu.cfs_quota_us",
-                        "cpu.max",
-                    ):
-                        if (child / name).exists():
+                    names = ("memory.limit_in_bytes", "memory.max", "pids.max", "cpu.cfs_quota_us", "cpu.max")
+                    for name in names:
+                        with contextlib.suppress(OSError):
                             seen[name] = (child / name).read_text().strip()
+                    with contextlib.suppress(OSError):
+                        if (child / "cgroup.procs").read_text().split():  # the call's processes are in it
+                            seen["procs"] = "yes"
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -170,6 +168,7 @@ def test_each_call_runs_in_a_cgroup_with_its_limits(live: LiveServer) -> None:
     )
     watcher.join()
     assert time.monotonic() - started >= 2
+    assert seen.get("procs") == "yes"
     assert seen.get("memory.limit_in_bytes", seen.get("memory.max")) == str(MEMORY)
     assert seen.get("pids.max") == str(live.settings.sandbox_processes)
     assert seen.get("cpu.cfs_quota_us", seen.get("cpu.max", "").split(" ")[0]) == "50000"
