@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import shutil
@@ -43,6 +44,8 @@ import anyio.to_thread
 
 from wisegate.domain.code_execution import disks
 from wisegate.domain.code_execution.cgroups import CallGroup, CallLimits, Cgroups
+
+log = logging.getLogger("wisegate.sandbox")
 
 WRITABLE = ("home", "tmp", "uploads", "outputs")
 MOUNTS = {
@@ -218,8 +221,8 @@ class Sandbox:
             try:
                 return await self._run(root, command, used_bytes, group)
             finally:
-                if group is not None:
-                    await anyio.to_thread.run_sync(group.remove)
+                if group is not None and not await anyio.to_thread.run_sync(group.remove):
+                    log.warning("a sandbox call's cgroup could not be removed: %s", group.directories[0])
 
     async def _run(
         self, root: Path, command: Sequence[str], used_bytes: int, group: CallGroup | None
