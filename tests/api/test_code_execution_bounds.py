@@ -22,7 +22,14 @@ import pytest
 
 from tests.api.code_execution_support import BETAS, TOOL, bash, call, result_of, run, still_serving
 from tests.api.files_support import other_workspace_client
-from tests.conftest import SCRIPTED_MODEL, LiveServer, postgres_database, scripted_settings, serve
+from tests.conftest import (
+    SCRIPTED_MODEL,
+    LiveServer,
+    postgres_database,
+    scripted_settings,
+    serve,
+    unmount_containers,
+)
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.code_execution.cgroups import Cgroups
 from wisegate.protocol.events import (
@@ -341,3 +348,21 @@ def test_containers_per_workspace_and_in_total_are_bounded(small: LiveServer) ->
     with pytest.raises(anthropic.RateLimitError, match="WISEGATE_CONTAINER_TOTAL_BYTES"):
         bash(other, "true")
     still_serving(small)
+
+
+def test_container_files_survive_a_server_restart_but_not_a_reboot(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    settings = scripted_settings(tmp_path_factory.mktemp("restart"), sandbox_disk_bytes=DISK)
+    for first in serve(settings, backends={"scripted": ScriptedBackend()}, keep_containers=True):
+        container = bash(first.client(), "echo kept > kept.txt").container.id
+        key = first.key
+    for second in serve(settings, backends={"scripted": ScriptedBackend()}, keep_containers=True):
+        client = second.client(api_key=key)
+        assert result_of(bash(client, "cat kept.txt", container=container)).stdout == "kept\n"
+    unmount_containers(settings.data_dir)  # what a reboot of the host does to the tmpfs
+    for third in serve(settings, backends={"scripted": ScriptedBackend()}):
+        client = third.client(api_key=key)
+        result = result_of(bash(client, "cat kept.txt; echo new > new.txt", container=container))
+        assert "No such file or directory" in result.stderr  # the same container, empty again
+        assert result_of(bash(client, "cat new.txt", container=container)).stdout == "new\n"
