@@ -3,6 +3,7 @@ v1 (this host's, when writable)."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -42,3 +43,29 @@ def test_a_v1_group_holds_the_limits_and_is_removed() -> None:
     assert (pids / "pids.max").read_text().strip() == "32"
     assert (cpu / "cpu.cfs_quota_us").read_text().strip() == "150000"
     assert group.remove() and not any(d.exists() for d in group.directories)
+
+
+def test_v2_server_alone_in_its_group_moves_into_a_leaf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("")
+    (tmp_path / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    from wisegate.domain.code_execution import cgroups
+
+    real = cgroups._write
+    moved: list[Path] = []
+
+    def write(path: Path, value: object) -> None:  # the kernel's EBUSY until the server has left
+        if path.name == "cgroup.subtree_control" and not moved:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        if path.name == "cgroup.procs":
+            moved.append(path)
+        real(path, value)
+
+    monkeypatch.setattr(cgroups, "_write", write)
+    assert _try_v2(tmp_path) is None
+    assert moved == [tmp_path / "wisegate-server" / "cgroup.procs"]
+    (tmp_path / "cgroup.procs").write_text(f"{os.getpid()}\n1\n")
+    moved.clear()
+    assert "other processes share the server's cgroup" in (_try_v2(tmp_path) or "")

@@ -15,6 +15,7 @@ it starts is inside. ``remove`` kills what is left and deletes the group.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import time
@@ -157,14 +158,33 @@ def _try_v2(parent: Path) -> str | None:
     missing = [c for c in _CONTROLLERS if c not in available]
     if missing:
         return f"the controllers {', '.join(missing)} are not delegated to it"
-    enabled = (parent / "cgroup.subtree_control").read_text().split()
     try:
-        for controller in _CONTROLLERS:
-            if controller not in enabled:
-                _write(parent / "cgroup.subtree_control", f"+{controller}")
+        _enable(parent)
     except OSError as exc:
-        return f"cannot enable controllers for child groups ({exc.strerror})"
+        if exc.errno != errno.EBUSY:
+            return f"cannot enable controllers for child groups ({exc.strerror})"
+        # A cgroup with processes cannot enable controllers for children ("no internal processes"):
+        # when the server is alone in its delegated group, it moves into a leaf of its own first.
+        if _pids(parent) != [os.getpid()]:
+            return (
+                "cannot enable controllers for child groups: other processes share the server's cgroup "
+                "(give the server a delegated cgroup of its own)"
+            )
+        try:
+            leaf = parent / "wisegate-server"
+            leaf.mkdir(exist_ok=True)
+            _write(leaf / "cgroup.procs", os.getpid())
+            _enable(parent)
+        except OSError as again:
+            return f"cannot enable controllers for child groups ({again.strerror})"
     return _probe([parent])
+
+
+def _enable(parent: Path) -> None:
+    enabled = (parent / "cgroup.subtree_control").read_text().split()
+    for controller in _CONTROLLERS:
+        if controller not in enabled:
+            _write(parent / "cgroup.subtree_control", f"+{controller}")
 
 
 def _try_v1(parents: dict[str, Path]) -> str | None:
