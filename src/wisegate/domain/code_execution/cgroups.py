@@ -3,7 +3,8 @@
 ``Cgroups.detect()`` looks at the server's own cgroup and keeps the first way that works:
 
 * cgroup v2, when the server's cgroup has the ``memory``, ``pids`` and ``cpu`` controllers and they
-  can be enabled for its children (a delegated cgroup: systemd ``Delegate=yes``, a container runtime's);
+  can be enabled for its children (a delegated cgroup: systemd ``Delegate=yes``, a container runtime's;
+  a server alone in it moves itself into a leaf, ``wisegate-server``, first);
 * cgroup v1, when the ``memory``, ``pids`` and ``cpu`` hierarchies are mounted and the server may
   create groups under its own group in each (a server running as root, typically).
 
