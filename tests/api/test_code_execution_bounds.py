@@ -89,6 +89,9 @@ def test_the_disk_quota_is_a_tmpfs_the_kernel_enforces(live: LiveServer) -> None
         bash(client, "dd if=/dev/zero of=/tmp/big bs=1M count=64; ls -s /tmp", container=container)
     )
     assert "No space left on device" in dd.stderr and "Disk quota" in dd.stderr
+    assert dd.return_code != 0  # the call that filled the disk
+    full = result_of(bash(client, "ls /tmp > /dev/null", container=container))
+    assert full.return_code == 0 and "Disk quota" in full.stderr  # a call that only found it full
     small = result_of(
         bash(
             client,

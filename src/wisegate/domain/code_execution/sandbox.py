@@ -80,7 +80,8 @@ class RunResult:
     return_code: int
     seconds: float
     timed_out: bool = False
-    disk_exceeded: bool = False
+    disk_exceeded: bool = False  # the call went past the quota (soft) or filled the disk (hard)
+    disk_full: bool = False  # the container's disk is full after the call
     truncated: bool = False
 
 
@@ -240,6 +241,7 @@ class Sandbox:
             (resource.RLIMIT_CORE, 0),
         ]
 
+        full_before = group is not None and await anyio.to_thread.run_sync(disks.full, root)
         started = time.monotonic()
         fds = {name: _open_dir(root / name) for name in (*WRITABLE, "skills")}
         keep = set(fds.values())
@@ -297,7 +299,8 @@ class Sandbox:
         outcome.return_code = code if code >= 0 else 128 - code
         outcome.seconds = time.monotonic() - started
         if group is not None:
-            outcome.disk_exceeded = await anyio.to_thread.run_sync(disks.full, root)
+            outcome.disk_full = await anyio.to_thread.run_sync(disks.full, root)
+            outcome.disk_exceeded = outcome.disk_full and not full_before  # this call filled it
         elif not outcome.disk_exceeded:
             usage = await anyio.to_thread.run_sync(disk_usage, root)
             outcome.disk_exceeded = usage[0] >= limits.disk_bytes or usage[1] > MAX_ENTRIES

@@ -82,7 +82,7 @@ async def execute(
         if result.timed_out:
             return tool_error(name, "execution_time_exceeded")
         stderr = result.stderr
-        if result.disk_exceeded:
+        if result.disk_exceeded or result.disk_full:
             stderr += "\n" + await anyio.to_thread.run_sync(_disk_note, containers, container, started)
         try:
             records, skipped = await containers.collect(principal, container, before)
