@@ -471,6 +471,7 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
                 "input_tokens",
                 "cache_creation_input_tokens",
                 "cache_read_input_tokens",
+                "server_tool_use",
                 "iterations",
                 "fallback_credit",
             ):
