@@ -53,6 +53,7 @@ from wisegate.protocol.events import (
     StreamEvent,
     TextDelta,
 )
+from wisegate.protocol.json_depth import parse_json
 from wisegate.protocol.messages import (
     CustomTool,
     MessagesRequest,
@@ -306,8 +307,8 @@ def _apply(blocks: dict[int, Any], partial: dict[int, str], event: ContentBlockD
 
 def _parse(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
+        value = parse_json(text) if text.strip() else {}
+    except ValueError:  # a model's unfinished or unbounded JSON (deep, endless digits): no input
         return {}
     return value if isinstance(value, dict) else {}
 
