@@ -1,6 +1,6 @@
 """The workbench in headless Chromium: a multi-turn conversation (the answer becomes a turn; turns are
-edited and deleted), a tool call answered with a tool result, Stop in the middle of a stream, token
-counting, Get code and a saved prompt loaded back."""
+edited and deleted), a tool call answered with a tool result, Stop in the middle of a stream (the partial
+answer stays a turn), token counting, Get code and a saved prompt loaded back."""
 
 from __future__ import annotations
 
@@ -124,8 +124,17 @@ def test_multi_turn_tools_stop_count_code_and_saved_prompt(server: LiveServer, p
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#playground")).to_have_attribute("data-state", "stopped")
     expect(page.locator("#playground-usage")).to_have_text("stopped")
-    assert "w199" not in page.locator("#playground-output").inner_text()
-    assert page.locator("#conversation .turn").count() == turns_before  # a stopped answer is not a turn
+    shown = page.locator("#playground-output").text_content() or ""
+    assert "w3" in shown and "w199" not in shown
+    # The question and the partial answer stay in the conversation, as shown when Stop was pressed.
+    expect(page.locator("#conversation .turn")).to_have_count(turns_before + 2)
+    expect(page.get_by_label(f"Turn {turns_before + 1} (user)")).to_have_value(long)
+    expect(page.get_by_label(f"Turn {turns_before + 2} (assistant)")).to_have_value(shown)
+    expect(page.get_by_label("Message")).to_have_value("")
+    _send(page, "go on")  # the partial answer is sent back as the assistant turn
+    sent = backend.calls[-1].messages
+    assert sent[-2].role == "assistant" and sent[-2].content == shown and sent[-1].content == "go on"
+    turns_before += 4
 
     page.get_by_label("Save as").fill("Oslo weather")
     page.get_by_role("button", name="Save prompt").click()

@@ -1,6 +1,6 @@
 """The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites create|accept,
-usage, credits …, limits …, service-accounts …, spend-requests …, backends list, sandbox check — one
-module per command group, each reaching the services through :func:`~wisegate.cli.services.open_services`."""
+users list|set-role, usage, credits …, limits …, service-accounts …, spend-requests …, backends list,
+sandbox check — one module per command group, each reaching the services through :func:`~wisegate.cli.services.open_services`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from wisegate.cli.principals import service_accounts, spend_requests
 from wisegate.cli.sandbox import sandbox
 from wisegate.cli.serve import migrate, serve, worker
 from wisegate.cli.usage import usage
+from wisegate.cli.users import users
 from wisegate.cli.workspaces import workspaces
 
 
@@ -29,6 +30,7 @@ for command in (
     keys,
     workspaces,
     invites,
+    users,
     usage,
     worker,
     batch,

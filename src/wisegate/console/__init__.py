@@ -43,6 +43,18 @@ def routes() -> list[BaseRoute]:
         Route("/console/workspaces", views.create_workspace, methods=post),
         Route("/console/workspaces/{workspace_id}", views.update_workspace, methods=post),
         Route("/console/workspaces/{workspace_id}/archive", views.archive_workspace, methods=post),
+        Route("/console/workspaces/{workspace_id}/members", members.workspace_members),
+        Route("/console/workspaces/{workspace_id}/members", members.add_workspace_member, methods=post),
+        Route(
+            "/console/workspaces/{workspace_id}/members/{user_id}",
+            members.update_workspace_member,
+            methods=post,
+        ),
+        Route(
+            "/console/workspaces/{workspace_id}/members/{user_id}/remove",
+            members.remove_workspace_member,
+            methods=post,
+        ),
         Route("/console/requests", requests.requests_page),
         Route("/console/requests.csv", requests.requests_csv),
         Route("/console/limits", limits.limits_page),

@@ -2,7 +2,9 @@
 
 Anyone signed in as a person may open it. Keys made here belong to the person
 (``created_by``); they are made in a workspace where the person's role lets them make keys, and only
-their maker (or a workspace admin, on the API keys page) renames or disables them.
+their maker (or a workspace admin, on the API keys page) renames or disables them. Enabling a disabled
+key again takes ``workspace:keys:manage`` there (a workspace or organization admin): a key disabled for
+cause is not brought back by its owner.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from wisegate.domain.accounts import PASSWORD_MIN
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import ROLES
 from wisegate.domain.roles import Permission as P
-from wisegate.errors import InvalidRequest, NotFound
+from wisegate.errors import InvalidRequest, NotFound, PermissionDenied
 from wisegate.protocol.bounds import echo
 from wisegate.records.tenancy import ApiKey
 
@@ -39,6 +41,9 @@ async def _page(op: Operator, created: tuple[ApiKey, str] | None = None, status:
         workspace_roles={
             names.get(w, w): [ROLES[r].display_name for r in roles]
             for w, roles in op.viewer.access.workspace_roles.items()
+        },
+        member_pages={
+            names.get(w, w): w for w in op.workspaces_allowing(P.MANAGE_WORKSPACE_MEMBERS) if w in names
         },
         sessions=await op.services.accounts.sessions(op.viewer),
         current_session=op.viewer.session.id,
@@ -130,6 +135,13 @@ async def update_my_key(op: Operator) -> Response:
     status = op.text("status") or None
     if status not in (None, "active", "inactive"):
         raise InvalidRequest(f"Status: '{echo(status)}' is not one of active, inactive")
+    if status == "active" and key.status != "active" and not op.allows(P.MANAGE_KEYS, key.workspace_id):
+        # A key may have been disabled for cause (by an admin, or by its owner after a leak): only those
+        # who manage the workspace's keys bring it back.
+        raise PermissionDenied(
+            f"Key {key.id} is disabled; only an admin of its workspace (or of the organization) can enable "
+            "it again. Ask them, or create a new key."
+        )
     name = _key_name(op) if status is None else None
     updated = await op.services.tenancy.update_key(op.scope, key_id, name=name, status=status)
     what = f"renamed to “{updated.name}”" if name else f"now {updated.status}"

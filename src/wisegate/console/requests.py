@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from starlette.responses import Response
 
-from wisegate.console.web import Operator, page
+from wisegate.console.web import NOT_ALLOWED, Operator, page
 from wisegate.domain.request_log import LogPage, csv_of, query_of
 from wisegate.domain.roles import Permission as P
-from wisegate.errors import InvalidRequest
+from wisegate.errors import InvalidRequest, PermissionDenied
 from wisegate.protocol.bounds import echo
 
 PAGE_SIZE = 50
@@ -30,6 +30,10 @@ def _day(op: Operator, name: str, label: str) -> datetime | None:
 async def _page(op: Operator, limit: int) -> tuple[LogPage, list[str] | None]:
     visible = None if op.allows(P.READ_BILLING) else op.workspaces_allowing(P.READ_USAGE)
     params = op.request.query_params
+    asked = params.get("workspace_id") or None
+    if visible is not None and asked is not None and asked not in visible:
+        # Not an empty list: that would read as "no requests there" (and confirm the workspace exists).
+        raise PermissionDenied(f"{NOT_ALLOWED} (You do not see the usage of workspace {echo(asked)}.)")
     query = query_of(params, op.organization_id, limit)
     until = _day(op, "until", "To")
     since = _day(op, "since", "From")

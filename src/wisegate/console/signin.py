@@ -132,12 +132,19 @@ async def logout(op: Operator) -> Response:
     return response
 
 
+def _refused(request: Request, exc: ApiError) -> Response:
+    refused = render(request, "error.html", exc.status, message=exc.message)
+    if exc.retry_after is not None:
+        refused.headers["retry-after"] = str(math.ceil(exc.retry_after))
+    return refused
+
+
 async def invite_form(request: Request) -> Response:
     services = services_of(request)
     try:
-        invite = await services.people.invite_for_token(request.path_params["token"])
+        invite = await services.accounts.invite_for_link(request.path_params["token"], client_of(request))
     except ApiError as exc:
-        return render(request, "error.html", exc.status, message=exc.message)
+        return _refused(request, exc)
     return _form_page(request, "invite.html", invite=invite, password_min=PASSWORD_MIN)
 
 
@@ -147,9 +154,9 @@ async def accept_invite(request: Request) -> Response:
     form = await request.form()
     token = request.path_params["token"]
     try:
-        invite = await services.people.invite_for_token(token)
+        invite = await services.accounts.invite_for_link(token, client_of(request))
     except ApiError as exc:
-        return render(request, "error.html", exc.status, message=exc.message)
+        return _refused(request, exc)
     if not _form_ok(request, form):
         return _form_page(
             request,

@@ -12,7 +12,10 @@ its cookie was copied to.
 **Throttling**: failed sign-ins are counted per account (the e-mail typed, known or not) and per client
 address. Past ``ACCOUNT_FREE`` (resp. ``ADDRESS_FREE``) failures the subject is blocked for one second,
 doubled with each further failure up to ``BLOCK_CAP``; a quiet ``RESET_AFTER`` starts the count again,
-and a successful sign-in clears the account's count (not the address's).
+and a successful sign-in clears the account's count (not the address's). The same counter slows down
+guessing invite links (``LINK_FREE`` links that are not valid per address) and a current password on
+*Change password* (``ACCOUNT_FREE`` wrong ones per person). Wisegate has no self-service password
+reset (no e-mail is sent), so there is no reset link to throttle.
 
 **Audit**: sign-ins, failures, sign-outs and every change a person makes are recorded (never a password
 or a key's secret).
@@ -31,16 +34,17 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from wisegate.domain.clock import Clock
 from wisegate.domain.keys import KeyService
 from wisegate.domain.people import PeopleService
-from wisegate.domain.roles import Access
+from wisegate.domain.roles import ORGANIZATION_ROLES, Access
+from wisegate.domain.scope import Scope
 from wisegate.domain.secret import digest
 from wisegate.domain.sso import Identity, SingleSignOn
 from wisegate.domain.storable import storable_name
-from wisegate.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
-from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
+from wisegate.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied, RateLimited
+from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.protocol.numbers import seconds
 from wisegate.records.accounts import AuditEvent, ConsoleSession
-from wisegate.records.directory import User
+from wisegate.records.directory import Invite, User
 from wisegate.records.tenancy import ApiKey
 from wisegate.storage.accounts import AccountRepo
 from wisegate.storage.directory import DirectoryRepo
@@ -48,6 +52,7 @@ from wisegate.storage.repos import TenancyRepo
 
 ACCOUNT_FREE = 5
 ADDRESS_FREE = 30
+LINK_FREE = 10  # invite links that are not valid, per client address
 BLOCK_BASE_SECONDS = 1.0
 BLOCK_CAP = 900.0
 RESET_AFTER = timedelta(minutes=15)
@@ -186,6 +191,39 @@ class AccountService:
             )
         )
 
+    async def change_role(
+        self, organization_id: str, actor: Viewer | None, user_id: str, role: str, client: Client | None
+    ) -> User:
+        """Give a person another organization role — ``admin`` included (the console's Members page and
+        ``wisegate users set-role``; ``actor`` None: the command line). The organization's last admin
+        keeps the role (400 saying why). Audited as ``user.role_changed`` (from, to); the person's
+        sessions see the new role on their next request."""
+        if role not in ORGANIZATION_ROLES:
+            raise InvalidRequest(f"Role: '{echo(role)}' is not one of {', '.join(ORGANIZATION_ROLES)}")
+        user = await self._people.get_user(Scope(organization_id, None), user_id)
+        changed = await self._directory.change_role(user.id, role)
+        if changed is None:
+            raise NotFound(f"user {echo(user_id)} not found")
+        if isinstance(changed, str):
+            raise InvalidRequest(
+                f"{user.email} is the organization's last admin and cannot stop being one: make someone "
+                f"else an admin first (Members page, or: wisegate users set-role EMAIL admin)."
+            )
+        updated, previous = changed
+        if previous != role:
+            event = AuditEvent(
+                organization_id,
+                self._clock.now(),
+                actor.actor_type if actor else "cli",
+                actor.actor_id if actor else None,
+                "user.role_changed",
+                user.id,
+                client.ip if client else None,
+                {"email": user.email, "from": previous, "to": role},
+            )
+            await self._repo.add_audit(event)
+        return updated
+
     async def audit_log(self, organization_id: str, *, actor_id: str | None = None) -> list[AuditEvent]:
         return await self._repo.audit(organization_id, actor_id=actor_id)
 
@@ -197,6 +235,24 @@ class AccountService:
                 raise RateLimited(
                     f"Too many failed sign-ins. Try again in {seconds(wait)}.", retry_after=wait
                 )
+
+    async def _count_failure(self, subject: str, free: int) -> None:
+        now = self._clock.now()
+        await self._repo.record_failure(
+            subject, now, reset_before=now - RESET_AFTER, free=free, base_seconds=BLOCK_BASE_SECONDS, cap=BLOCK_CAP
+        )
+
+    async def invite_for_link(self, token: str, client: Client) -> Invite:
+        """The pending invite of an accept link (``PeopleService.invite_for_token``), with links that are
+        not valid counted per client address: past ``LINK_FREE`` of them the address is blocked (429) as a
+        failed sign-in is — guessing links is slowed down, not only improbable."""
+        subject = f"link:{client.ip}"
+        await self._throttled([subject])
+        try:
+            return await self._people.invite_for_token(token)
+        except NotFound:
+            await self._count_failure(subject, LINK_FREE)
+            raise
 
     async def _failed(self, organization_id: str, email: str, client: Client, reason: str) -> None:
         now = self._clock.now()
@@ -360,8 +416,12 @@ class AccountService:
         """Check the current password, store the new one and end every session of the person; returns a
         fresh session for this browser."""
         user = self._person(viewer)
+        # A session alone (a borrowed or stolen cookie) must not make guessing the password cheap.
+        subject = f"password:{user.id}"
+        await self._throttled([subject])
         stored = await self._repo.password_hash(user.id)
         if stored is not None and not await self._verify(stored, current[: PASSWORD_MAX + 1]):
+            await self._count_failure(subject, ACCOUNT_FREE)
             await self.audit(viewer.organization_id, viewer, "password.change_failed", client=client)
             raise InvalidRequest("Current password: that is not your password.")
         if stored is None and current:
@@ -419,14 +479,28 @@ class AccountService:
         replaces: str | None,
     ) -> tuple[str, Viewer]:
         """Sign in the person the provider vouched for: the user linked to that subject, else the user
-        with that e-mail (linked now), else a pending invite for it (accepted now), else — when the
+        with that e-mail (linked now, if not linked to another subject: that is refused, 403), else a pending invite for it (accepted now), else — when the
         settings say ``create`` — a new user with the default role; otherwise 403."""
         user = await self._repo.user_by_sso_subject(organization_id, identity.subject)
         if user is None:
             found = await self._repo.credentials(organization_id, identity.email)
             if found is not None:
+                if not await self._repo.link_sso_subject(found[0].id, identity.subject):
+                    # Linked to another subject: someone else at the provider now presents this e-mail
+                    # (a reassigned address, an unverified claim). Never let them take the account over.
+                    await self.audit(
+                        organization_id,
+                        None,
+                        "sign_in.failed",
+                        target=identity.email,
+                        client=client,
+                        detail={"reason": "sso: e-mail linked to another provider subject"},
+                    )
+                    raise PermissionDenied(
+                        f"Single sign-on refused: the account of {identity.email} is linked to another "
+                        "identity at the provider. Sign in with that identity, or ask an admin."
+                    )
                 user = found[0]
-                await self._repo.set_sso_subject(user.id, identity.subject)
         if user is None:
             invite = await self._people.pending_invite_for(organization_id, identity.email)
             if invite is not None:

@@ -44,6 +44,7 @@ class Permission(StrEnum):
     MANAGE_BATCHES = "workspace:batches:manage"  # cancel
     READ_FILES = "workspace:files:read"
     MANAGE_FILES = "workspace:files:manage"  # delete
+    MANAGE_WORKSPACE_MEMBERS = "workspace:members:manage"  # add and remove members, set their roles
 
     @property
     def organization_wide(self) -> bool:

@@ -22,6 +22,7 @@ from wisegate.domain.clock import Clock
 from wisegate.domain.limits import LimitService
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.limits.service import usd_to_pico
+from wisegate.domain.pricing import format_usd
 from wisegate.domain.scope import Scope
 from wisegate.domain.storable import storable_name
 from wisegate.domain.tenancy import TenancyService
@@ -192,6 +193,12 @@ class SpendLimitService:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
         if requested_pico is not None and not 0 < requested_pico <= MAX_AMOUNT_PICO:
             raise InvalidRequest(f"Amount: ask for more than $0 and at most ${MAX_AMOUNT_USD:,}")
+        current, whose = await self._current_limit(organization_id, workspace_id)
+        if requested_pico is not None and current is not None and requested_pico <= current:
+            raise InvalidRequest(
+                f"Amount: ask for more than the current monthly spend limit ({whose}: "
+                f"{format_usd(current)}); approving it would not raise the limit."
+            )
         # Shown on the Limits page and by `wisegate spend-requests list`: refused whole, never cut.
         reason = storable_name("Reason", reason.strip(), REASON_LENGTH)
         for existing in await self._repo.list_requests(organization_id):
@@ -216,6 +223,20 @@ class SpendLimitService:
         )
         await self._repo.add(request)
         return await self._view(request)
+
+    async def _current_limit(self, organization_id: str, workspace_id: str) -> tuple[int | None, str]:
+        """The monthly limit a request must exceed: the workspace's own, else the organization's (its own
+        limit or its tier's cap, the lower); None when neither is set."""
+        own = (await self._limits.billing.workspace_limits(workspace_id)).spend_limit_pico
+        if own is not None:
+            return own, "the workspace's"
+        account = await self._limits.account(organization_id)
+        tier = self._limits.tier_of(account)
+        caps = [account.spend_limit_pico]
+        if self._limits.config.enabled and tier.monthly_spend_cap_usd is not None:
+            caps.append(usd_to_pico(tier.monthly_spend_cap_usd))
+        known = [c for c in caps if c is not None]
+        return (min(known), "the organization's") if known else (None, "")
 
     async def list_requests(
         self, scope: Scope, *, actor_ids: Sequence[str] = (), statuses: Sequence[str] = ()

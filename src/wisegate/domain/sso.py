@@ -162,7 +162,7 @@ class SingleSignOn:
         email = str(claims.get("email") or "").strip().lower()
         if not email:
             raise PermissionDenied(FAILED.format("the provider gave no e-mail address (scope 'email')"))
-        if claims.get("email_verified") is False:
+        if claims.get("email_verified") is not True:  # JSON true only: not "false", "true", 1 or missing
             raise PermissionDenied(
                 f"Single sign-on refused: the e-mail {email} is not verified by the provider."
             )

@@ -36,6 +36,15 @@ WORKSPACE_ROLES = frozenset(
 KEY_STATUSES = frozenset({"active", "inactive", "archived"})
 
 
+def _check_workspace_role(role: str) -> None:
+    """A workspace role one may give (``workspace_billing`` comes with the ``billing`` organization role)."""
+    if role == "workspace_billing":
+        raise InvalidRequest("workspace_role: workspace_billing cannot be assigned through the API")
+    if role not in WORKSPACE_ROLES:
+        allowed = ", ".join(sorted(WORKSPACE_ROLES - {"workspace_billing"}))
+        raise InvalidRequest(f"workspace_role: '{echo(role)}' is not one of {allowed}")
+
+
 @dataclass(frozen=True, slots=True)
 class WorkspaceView:
     workspace: Workspace
@@ -276,8 +285,7 @@ class TenancyService:
         view = await self.get_workspace(scope, workspace_id)
         if view.workspace.archived_at is not None:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
-        if role == "workspace_billing":
-            raise InvalidRequest("workspace_role: workspace_billing cannot be assigned through the API")
+        _check_workspace_role(role)
         user = await self._directory.get_user(user_id)
         if user is None or user.organization_id != scope.organization_id:
             raise NotFound(f"user {echo(user_id)} not found")
@@ -293,6 +301,7 @@ class TenancyService:
         self, scope: Scope, workspace_id: str, user_id: str, role: str
     ) -> WorkspaceMember:
         scope.require_admin()
+        _check_workspace_role(role)
         await self.get_member(scope, workspace_id, user_id)
         member = await self._directory.set_member_role(workspace_id, user_id, role)
         assert member is not None

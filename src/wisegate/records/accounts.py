@@ -24,7 +24,7 @@ class ConsoleSession:
 class AuditEvent:
     organization_id: str
     at: datetime
-    actor_type: str  # user | admin_key | anonymous
+    actor_type: str  # user | admin_key | cli (the wisegate command) | anonymous
     actor_id: str | None
     action: str
     target: str | None = None

@@ -85,9 +85,19 @@ class AccountRepo:
             ).scalar_one_or_none()
         return user_from_row(row) if row else None
 
-    async def set_sso_subject(self, user_id: str, subject: str) -> None:
+    async def link_sso_subject(self, user_id: str, subject: str) -> bool:
+        """Link a user to a provider subject unless they are linked already (to it: True; to another
+        subject: False, nothing changed) — one statement, so two first sign-ins cannot both link."""
         async with self._db.write() as session:
-            await session.execute(update(UserRow).where(UserRow.id == user_id).values(sso_subject=subject))
+            result = await session.execute(
+                update(UserRow)
+                .where(UserRow.id == user_id, UserRow.sso_subject.is_(None))
+                .values(sso_subject=subject)
+            )
+            if getattr(result, "rowcount", 0) == 1:
+                return True
+            row = await session.get(UserRow, user_id)
+            return row is not None and row.sso_subject == subject
 
     async def set_name(self, user_id: str, name: str) -> User | None:
         async with self._db.write() as session:

@@ -107,6 +107,30 @@ class DirectoryRepo:
             row.role = role
             return user_from_row(row)
 
+    async def change_role(self, user_id: str, role: str) -> tuple[User, str] | str | None:
+        """Set a user's organization role, in one transaction with the check that their organization
+        keeps an admin: (the user as now, their role before); ``"last_admin"`` (nothing changed) when
+        they are its only admin and ``role`` is another; None for an unknown user."""
+        async with self._db.write() as session:
+            row = await session.get(UserRow, user_id, with_for_update=True)
+            if row is None:
+                return None
+            previous = row.role
+            if previous == "admin" and role != "admin":
+                # Lock the organization's admins (PostgreSQL; SQLite has one writer): two admins demoting
+                # each other at once cannot both succeed.
+                admins = (
+                    await session.execute(
+                        select(UserRow.id)
+                        .where(UserRow.organization_id == row.organization_id, UserRow.role == "admin")
+                        .with_for_update()
+                    )
+                ).all()
+                if len(admins) <= 1:
+                    return "last_admin"
+            row.role = role
+            return user_from_row(row), previous
+
     async def remove_user(self, user_id: str) -> bool:
         """Delete a user and their workspace memberships, in one transaction."""
         async with self._db.write() as session:

@@ -1,7 +1,7 @@
 // The workbench: a conversation of turns kept in the form's `turns` field (JSON), edited here (add, edit,
 // delete, an assistant turn last is a prefill); Send posts the form with `accept: text/event-stream` and
-// reads the Claude API's own SSE events as they arrive (Stop aborts the read, which ends the request);
-// the answer becomes the next assistant turn, and its tool_use blocks can be answered with a tool_result.
+// reads the Claude API's own SSE events as they arrive (Stop aborts the read, which ends the request, and
+// keeps the text received so far as the assistant turn); the answer becomes the next assistant turn, and its tool_use blocks can be answered with a tool_result.
 // Count tokens and Get code post the same form to their endpoints. Without this script the form still
 // works and the server renders the whole answer.
 "use strict";
@@ -107,6 +107,22 @@
     });
   }
 
+  // The question asked (if any) and the answer's blocks become turns; an answer to a prefill (an
+  // assistant turn last, no new question) continues it.
+  function keep(asked, answerBlocks) {
+    if (asked) turns.push({ role: "user", content: asked });
+    const answer = answerTurn(answerBlocks);
+    const last = turns[turns.length - 1];
+    if (!asked && last && last.role === "assistant" && typeof last.content === "string" && typeof answer === "string") {
+      last.content += answer;
+    } else {
+      turns.push({ role: "assistant", content: answer });
+    }
+    message.value = "";
+    save();
+    render();
+  }
+
   async function postForm(action) {
     save();
     const response = await fetch(action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
@@ -205,22 +221,17 @@
         }
       }
       if (finished) {
-        if (asked) turns.push({ role: "user", content: asked });
-        const answer = answerTurn(blocks.filter(Boolean));
-        const last = turns[turns.length - 1];
-        if (!asked && last && last.role === "assistant" && typeof last.content === "string" && typeof answer === "string") {
-          last.content += answer; // the answer continues the prefill
-        } else {
-          turns.push({ role: "assistant", content: answer });
-        }
-        message.value = "";
-        save();
-        render();
+        keep(asked, blocks.filter(Boolean));
         showToolUses(blocks.filter(Boolean));
       }
     } catch (failure) {
-      if (failure.name === "AbortError") usage.textContent = "stopped";
-      else show(String(failure.message || failure));
+      if (failure.name === "AbortError") {
+        usage.textContent = "stopped";
+        // What was generated before Stop was billed and shown: it stays in the conversation (its text
+        // only — a half-streamed tool call could not be answered).
+        const partial = blocks.filter((b) => b && b.type === "text" && b.text);
+        if (partial.length) keep(asked, partial);
+      } else show(String(failure.message || failure));
     } finally {
       send.disabled = false;
       stop.hidden = true;
