@@ -3,6 +3,10 @@
 The same ``PeopleService`` calls as ``/v1/organizations/users`` and ``…/invites`` and ``wisegate invites
 create``; a role change (``admin`` included) is ``AccountService.change_role``, as ``wisegate users
 set-role``. Admins only (``organization:members:manage``).
+
+A workspace's members page (``/console/workspaces/{id}/members``) adds and removes members and sets their
+workspace roles, for those with ``workspace:members:manage`` in that workspace (its admins, and the
+organization's); anyone else gets 403, for a workspace that exists or not.
 """
 
 from __future__ import annotations

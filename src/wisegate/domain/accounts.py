@@ -227,14 +227,12 @@ class AccountService:
     async def audit_log(self, organization_id: str, *, actor_id: str | None = None) -> list[AuditEvent]:
         return await self._repo.audit(organization_id, actor_id=actor_id)
 
-    async def _throttled(self, subjects: list[str]) -> None:
+    async def _throttled(self, subjects: list[str], what: str = "failed sign-ins") -> None:
         now = self._clock.now()
         for throttle in await self._repo.throttles(subjects):
             if throttle.blocked_until is not None and throttle.blocked_until > now:
                 wait = max(1, int((throttle.blocked_until - now).total_seconds() + 0.999))
-                raise RateLimited(
-                    f"Too many failed sign-ins. Try again in {seconds(wait)}.", retry_after=wait
-                )
+                raise RateLimited(f"Too many {what}. Try again in {seconds(wait)}.", retry_after=wait)
 
     async def _count_failure(self, subject: str, free: int) -> None:
         now = self._clock.now()
@@ -247,7 +245,7 @@ class AccountService:
         not valid counted per client address: past ``LINK_FREE`` of them the address is blocked (429) as a
         failed sign-in is — guessing links is slowed down, not only improbable."""
         subject = f"link:{client.ip}"
-        await self._throttled([subject])
+        await self._throttled([subject], "invite links that are not valid")
         try:
             return await self._people.invite_for_token(token)
         except NotFound:
@@ -418,7 +416,7 @@ class AccountService:
         user = self._person(viewer)
         # A session alone (a borrowed or stolen cookie) must not make guessing the password cheap.
         subject = f"password:{user.id}"
-        await self._throttled([subject])
+        await self._throttled([subject], "wrong current passwords")
         stored = await self._repo.password_hash(user.id)
         if stored is not None and not await self._verify(stored, current[: PASSWORD_MAX + 1]):
             await self._count_failure(subject, ACCOUNT_FREE)
