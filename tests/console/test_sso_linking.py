@@ -98,7 +98,9 @@ def test_an_account_stays_with_the_subject_it_was_linked_to(server: LiveServer, 
 
     intruder, refused = _sso(server, "lin-b")
     text = html.unescape(refused.text)
-    assert refused.status_code == 403 and "the account of lin@example.com is linked to another identity" in text
+    assert (
+        refused.status_code == 403 and "the account of lin@example.com is linked to another identity" in text
+    )
     assert COOKIE not in intruder.cookies
     intruder.close()
 

@@ -1,6 +1,7 @@
 """The ``wisegate`` command: serve, migrate, worker, batch …, keys …, workspaces …, invites create|accept,
 users list|set-role, usage, credits …, limits …, service-accounts …, spend-requests …, backends list,
-sandbox check — one module per command group, each reaching the services through :func:`~wisegate.cli.services.open_services`."""
+sandbox check — one module per command group, each reaching the services through
+:func:`~wisegate.cli.services.open_services`."""
 
 from __future__ import annotations
 

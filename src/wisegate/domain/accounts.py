@@ -237,7 +237,12 @@ class AccountService:
     async def _count_failure(self, subject: str, free: int) -> None:
         now = self._clock.now()
         await self._repo.record_failure(
-            subject, now, reset_before=now - RESET_AFTER, free=free, base_seconds=BLOCK_BASE_SECONDS, cap=BLOCK_CAP
+            subject,
+            now,
+            reset_before=now - RESET_AFTER,
+            free=free,
+            base_seconds=BLOCK_BASE_SECONDS,
+            cap=BLOCK_CAP,
         )
 
     async def invite_for_link(self, token: str, client: Client) -> Invite:
@@ -477,8 +482,9 @@ class AccountService:
         replaces: str | None,
     ) -> tuple[str, Viewer]:
         """Sign in the person the provider vouched for: the user linked to that subject, else the user
-        with that e-mail (linked now, if not linked to another subject: that is refused, 403), else a pending invite for it (accepted now), else — when the
-        settings say ``create`` — a new user with the default role; otherwise 403."""
+        with that e-mail (linked now; one linked to another subject is refused, 403), else a pending
+        invite for it (accepted now), else — when the settings say ``create`` — a new user with the
+        default role; otherwise 403."""
         user = await self._repo.user_by_sso_subject(organization_id, identity.subject)
         if user is None:
             found = await self._repo.credentials(organization_id, identity.email)
