@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from wisegate.console.web import Operator, page
+from wisegate.console.web import Operator, page, redirect
 from wisegate.domain.people import ASSIGNABLE_ROLES
 from wisegate.domain.roles import ORGANIZATION_ROLES, ROLES, WORKSPACE_ROLES
 from wisegate.domain.roles import Permission as P
@@ -75,7 +75,10 @@ async def update_member(op: Operator) -> Response:
     user_id = op.request.path_params["user_id"]
     role = op.text("role", required=True, label="Role")
     user = await op.services.accounts.change_role(op.organization_id, op.viewer, user_id, role, op.client)
-    return op.back(notice=f"{user.email} is now {ROLES[user.role].display_name}.")
+    notice = f"{user.email} is now {ROLES[user.role].display_name}."
+    if user.id == op.user_id and P.MANAGE_MEMBERS not in ROLES[user.role].permissions:
+        return redirect(op.request, "/console/account", notice=notice)  # this page is no longer theirs
+    return op.back(notice=notice)
 
 
 WORKSPACE_MEMBER_ROLES = tuple(r for r in WORKSPACE_ROLES if r != "workspace_billing")
