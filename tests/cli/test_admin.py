@@ -193,7 +193,7 @@ def test_service_accounts_and_spend_requests_commands(runner: CliRunner) -> None
             assert key.key.service_account_id == account_id and key.key.id == key_id
             invite = await services.people.create_invite(scope, "sam@example.com", "developer", [])
             _, user = await services.people.accept_invite(scope, invite.id, "Sam")
-            first = await services.spend_limits.ask(org.id, user.id, workspace_id, 80 * 10**12, "demo")
+            first = await services.spend_limits.ask(org.id, user.id, workspace_id, 180 * 10**12, "demo")
             return first.request.id
         finally:
             await services.db.close()
@@ -201,7 +201,7 @@ def test_service_accounts_and_spend_requests_commands(runner: CliRunner) -> None
     request_id = asyncio.run(ask())
     listed = _ok(runner, "spend-requests", "list", "--status", "pending")
     assert (
-        f"{request_id}\tpending\t{workspace_id}\tsam@example.com\t$80" in listed
+        f"{request_id}\tpending\t{workspace_id}\tsam@example.com\t$180" in listed
         and listed.rstrip().endswith("demo")
     )
     approved = _ok(runner, "spend-requests", "approve", request_id, "--usd", "60")

@@ -193,12 +193,6 @@ class SpendLimitService:
             raise InvalidRequest(f"workspace {workspace_id} is archived")
         if requested_pico is not None and not 0 < requested_pico <= MAX_AMOUNT_PICO:
             raise InvalidRequest(f"Amount: ask for more than $0 and at most ${MAX_AMOUNT_USD:,}")
-        current, whose = await self._current_limit(organization_id, workspace_id)
-        if requested_pico is not None and current is not None and requested_pico <= current:
-            raise InvalidRequest(
-                f"Amount: ask for more than the current monthly spend limit ({whose}: "
-                f"{format_usd(current)}); approving it would not raise the limit."
-            )
         # Shown on the Limits page and by `wisegate spend-requests list`: refused whole, never cut.
         reason = storable_name("Reason", reason.strip(), REASON_LENGTH)
         for existing in await self._repo.list_requests(organization_id):
@@ -211,6 +205,12 @@ class SpendLimitService:
                     "You already asked for a higher limit of this workspace; wait until billing or an admin "
                     "answers it."
                 )
+        current, whose = await self._current_limit(organization_id, workspace_id)
+        if requested_pico is not None and current is not None and requested_pico <= current:
+            raise InvalidRequest(
+                f"Amount: ask for more than the current monthly spend limit ({whose}: "
+                f"{format_usd(current)}); approving it would not raise the limit."
+            )
         request = SpendLimitRequest(
             new_id("slir"),
             organization_id,
