@@ -19,7 +19,14 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import SCRIPTED_MODEL, LiveServer, postgres_database, scripted_settings, serve
+from tests.conftest import (
+    SCRIPTED_MODEL,
+    LiveServer,
+    make_key,
+    postgres_database,
+    scripted_settings,
+    serve,
+)
 from tests.console.support import PASSWORD, csrf_of, flash, join, login, post
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.accounts import ACCOUNT_FREE, LINK_FREE
@@ -113,6 +120,12 @@ def test_the_admin_role_is_granted_and_the_last_admin_keeps_it(server: LiveServe
         assert _set_role(bob, bob_id, "admin") == "bob@example.com is now Admin."  # no change, no event
         unknown = _set_role(bob, ann_id, "owner")
         assert "Role: 'owner' is not one of user, claude_code_user, developer, billing, admin" in unknown
+
+    # The Admin API (Anthropic's shape) neither gives nor takes the admin role.
+    org = server.client(api_key=make_key(server.settings, admin=True)).organization
+    with pytest.raises(anthropic.BadRequestError, match="an admin's role cannot be changed through the API"):
+        org.users.update(bob_id, role="developer")
+    assert _user(server, "bob@example.com").role == "admin"
 
     events = server.run(server.services.accounts.audit_log(_scope(server).organization_id))
     changes = [(e.actor_id, e.target, e.detail) for e in events if e.action == "user.role_changed"]

@@ -126,8 +126,15 @@ class PeopleService:
         return user
 
     async def update_user(self, scope: Scope, user_id: str, role: str) -> User:
+        """The Admin API's role change: neither to nor from ``admin`` (as at Anthropic) — that is the
+        console's Members page or ``wisegate users set-role`` (``AccountService.change_role``)."""
         scope.require_admin()
-        await self.get_user(scope, user_id)
+        user = await self.get_user(scope, user_id)
+        if user.role == "admin" and role != "admin":
+            raise InvalidRequest(
+                f"user {user_id} is an admin; an admin's role cannot be changed through the API. Use the "
+                "console's Members page or: wisegate users set-role EMAIL ROLE"
+            )
         updated = await self._directory.set_user_role(user_id, role)
         assert updated is not None
         return updated
