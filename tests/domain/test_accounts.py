@@ -77,7 +77,7 @@ def test_password_sign_in_and_throttling(database_url: str, tmp_path: Path) -> N
                 with pytest.raises(AuthenticationFailed):
                     await accounts.sign_in(org, email, "wrong password", HERE, replaces=None)
             # blocked now, even with the right password (and the same way for an unknown e-mail)
-            with pytest.raises(RateLimited, match="Try again in 1 seconds"):
+            with pytest.raises(RateLimited, match=r"Try again in 1 second\."):
                 await accounts.sign_in(org, email, PASSWORD, HERE, replaces=None)
         clock.advance(seconds=1)
         await accounts.sign_in(org, "ada@example.com", PASSWORD, HERE, replaces=None)  # and it clears
