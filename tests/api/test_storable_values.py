@@ -448,13 +448,17 @@ def test_a_spend_request_reason_is_refused_whole_not_cut(live: LiveServer, admin
             ("load \x1b]0;owned\x07test", "Reason: must not contain control characters"),
         ):
             data = {"csrf_token": csrf_of(page), "back": "/console/account", "workspace_id": workspace_id}
-            asked = person.post("/console/account/spend-request", data={**data, "reason": reason, "usd": "5"})
+            asked = person.post(
+                "/console/account/spend-request", data={**data, "reason": reason, "usd": "200"}
+            )
             shown = html.unescape(flash(person, asked))
             assert shown.startswith(said), shown
         listed = _get(live, "/v1/organizations/spend_limit_increase_requests", admin_key).json()["data"]
         assert listed == []
         data = {"csrf_token": csrf_of(page), "back": "/console/account", "workspace_id": workspace_id}
-        asked = person.post("/console/account/spend-request", data={**data, "reason": "r" * 1024, "usd": "5"})
+        asked = person.post(
+            "/console/account/spend-request", data={**data, "reason": "r" * 1024, "usd": "200"}
+        )
         assert "Asked for a higher spend limit" in html.unescape(flash(person, asked))
 
 
