@@ -43,7 +43,8 @@ async def create_message(request: Request) -> Response:
     call = await services.messages.call(principal, body, request_id, streamed=bool(body.stream), wire=wire)
     if call.relays:
         relayed = await services.messages.open_relay(call)
-        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits), services.drain)
+        headers = rate_limit_headers(relayed.rate_limits)
+        return relayed_response(relayed, headers, services.drain, services.settings.stream_ping_seconds)
     return await _respond(request, body, await services.messages.open_stream(call))
 
 
@@ -63,7 +64,8 @@ async def _respond(request: Request, body: MessagesRequest, stream: EventStream)
     services = services_of(request)
     headers = rate_limit_headers(stream.rate_limits)
     if body.stream:
-        return SSEResponse(_encoded(stream), stream, headers, services.drain)
+        ping_seconds = services.settings.stream_ping_seconds
+        return SSEResponse(_encoded(stream), stream, headers, services.drain, ping_seconds=ping_seconds)
     try:
         message = await _unless_disconnected(
             request, accumulate(stream), services.drain, lambda: stream.abort(ShuttingDown.type)
