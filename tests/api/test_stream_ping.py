@@ -7,6 +7,7 @@ a read timeout shorter than that wait: without pings they give up, with them the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.conftest import SCRIPTED_MODEL, LiveServer, scripted_settings, serve
 from wisegate.api.sse import SSEResponse
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.drain import Drain
+from wisegate.errors import Overloaded
 
 WORD_WAIT = 0.8  # seconds between two words of an answer
 PING = 0.2  # WISEGATE_STREAM_PING_SECONDS of the pinging server
@@ -102,6 +104,67 @@ def test_zero_sends_no_pings(tmp_path: Path) -> None:
                 model=SCRIPTED_MODEL, max_tokens=10, messages=[{"role": "user", "content": "one two"}]
             ) as stream:
                 stream.get_final_message()
+
+
+@pytest.fixture(scope="module")
+def slow_to_start(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Each answer's first event comes WORD_WAIT late (a long prefill, a slow upstream)."""
+    backend = ScriptedBackend(options={"delay": WORD_WAIT})
+    settings = scripted_settings(tmp_path_factory.mktemp("slow-start"), stream_ping_seconds=PING)
+    yield from serve(settings, backends={"scripted": backend})
+
+
+def test_a_slow_first_event_is_pinged_for(slow_to_start: LiveServer) -> None:
+    """The response starts once the first event is a ping interval late, and pings until it comes."""
+    client = slow_to_start.client(timeout=READ_TIMEOUT)
+    with client.messages.stream(
+        model=SCRIPTED_MODEL, max_tokens=10, messages=[{"role": "user", "content": "worth the wait"}]
+    ) as stream:
+        message = stream.get_final_message()
+    assert message.content[0].type == "text" and message.content[0].text == "worth the wait"
+    lines = _stream_lines(
+        slow_to_start,
+        "/v1/messages",
+        {
+            "model": SCRIPTED_MODEL,
+            "max_tokens": 10,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        },
+        {"x-api-key": slow_to_start.key},
+    )
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events[:2] == ["ping", "ping"] and events[-1] == "message_stop"
+    assert events[events.index("message_start") - 1] == "ping"
+
+
+def test_a_late_failure_is_the_streams_error_event(slow_to_start: LiveServer) -> None:
+    """Past the ping interval the status is sent: a failure before the first event is an error event,
+    and the request is settled as that error."""
+    backend = slow_to_start.backend
+    assert isinstance(backend, ScriptedBackend)
+    backend.enqueue(error=Overloaded("Overloaded"))
+    url = slow_to_start.base_url + "/v1/messages"
+    body = {
+        "model": SCRIPTED_MODEL,
+        "max_tokens": 10,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    with httpx.stream(
+        "POST", url, headers={"x-api-key": slow_to_start.key}, json=body, timeout=10
+    ) as response:
+        assert response.status_code == 200
+        request_id = response.headers["request-id"]
+        lines = list(response.iter_lines())
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    assert events[0] == "ping" and events[-1] == "error", events
+    assert any('"overloaded_error"' in line for line in lines)
+    deadline = time.monotonic() + 10
+    while (record := slow_to_start.run(slow_to_start.services.usage.for_request(request_id))) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert record.error_type == "overloaded_error" and record.output_tokens == 0
 
 
 class _Relayed:
