@@ -10,12 +10,14 @@ characters: past a bound, a 400 naming the field, on ``/v1/messages``, ``count_t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import SCRIPTED_MODEL, LiveServer
+from tests.conftest import SCRIPTED_MODEL, LiveServer, postgres_database, scripted_settings, serve
+from wisegate.backends.scripted import ScriptedBackend
 from wisegate.protocol.bounds import MAX_STOP_SEQUENCES, MAX_TOOLS, STOP_SEQUENCE_LENGTH, TOOL_NAME_LENGTH
 
 HI = [{"role": "user", "content": "hi"}]
@@ -150,3 +152,11 @@ def test_chat_completions(
     assert field in refused.json()["error"]["message"]
     answered = httpx.post(url, headers=headers, json={**body, **at}, timeout=60)
     assert answered.status_code == 200, answered.text
+
+
+def test_batches_on_postgres(tmp_path: Path) -> None:
+    """The batch stores each request's params until it runs: at the bounds they fit PostgreSQL too."""
+    with postgres_database() as url:
+        settings = scripted_settings(tmp_path, database_url=url)
+        for server in serve(settings, backends={"scripted": ScriptedBackend()}):
+            test_batches_end_such_requests_errored(server)

@@ -6,11 +6,21 @@ The key's own workspace is fine (also as ``default`` for a key of the default wo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anthropic
 import httpx
 import pytest
 
-from tests.conftest import SCRIPTED_MODEL, LiveServer, make_key
+from tests.conftest import (
+    SCRIPTED_MODEL,
+    LiveServer,
+    make_key,
+    postgres_database,
+    scripted_settings,
+    serve,
+)
+from wisegate.backends.scripted import ScriptedBackend
 
 
 def _workspaces(server: LiveServer) -> tuple[str, str, str]:
@@ -95,3 +105,12 @@ def test_an_admin_key_is_checked_for_the_form_only(scripted_server: LiveServer) 
     for value, status in [(other, 200), ("default", 200), ("not-a-workspace", 400)]:
         response = httpx.get(url, headers={"x-api-key": admin, "anthropic-workspace-id": value})
         assert response.status_code == status, (value, response.text)
+
+
+def test_on_postgres(tmp_path: Path) -> None:
+    with postgres_database() as url:
+        settings = scripted_settings(tmp_path, database_url=url)
+        for server in serve(settings, backends={"scripted": ScriptedBackend()}):
+            test_the_keys_own_workspace_is_accepted(server)
+            test_another_workspace_is_403_naming_the_keys_own(server, "other")
+            test_a_malformed_workspace_id_is_400(server, "wrkspc_%00")
