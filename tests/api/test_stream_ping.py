@@ -136,6 +136,15 @@ def test_a_slow_first_event_is_pinged_for(slow_to_start: LiveServer) -> None:
     events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
     assert events[:2] == ["ping", "ping"] and events[-1] == "message_stop"
     assert events[events.index("message_start") - 1] == "ping"
+    chat = openai.OpenAI(
+        base_url=slow_to_start.base_url + "/v1",
+        api_key=slow_to_start.key,
+        timeout=READ_TIMEOUT,
+        max_retries=0,
+    ).chat.completions.create(
+        model=SCRIPTED_MODEL, stream=True, messages=[{"role": "user", "content": "late but here"}]
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chat if c.choices) == "late but here"
 
 
 def test_a_late_failure_is_the_streams_error_event(slow_to_start: LiveServer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -17,7 +16,7 @@ from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
 from wisegate.api.render import json_response
-from wisegate.api.sse import SSEResponse
+from wisegate.api.sse import SSEResponse, open_sse
 from wisegate.domain.call import Wire
 from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
@@ -83,66 +82,14 @@ async def _respond(request: Request, body: MessagesRequest, stream: EventStream)
 
 
 async def _stream(request: Request, opening: Coroutine[Any, Any, EventStream]) -> Response:
-    """An SSE response for a stream being opened. When its first event is ready within the ping
-    interval, a failure before it is still an HTTP status (with ``retry-after`` on a 429 or 529). When
-    it is not (the model is prefilling a long prompt, the upstream is slow to answer), the response
-    starts without it so that pings keep the connection, and a failure is the stream's error event."""
     services = services_of(request)
-    ping_seconds = services.settings.stream_ping_seconds
-    task = asyncio.ensure_future(opening)
-    if ping_seconds > 0:
-        try:
-            await asyncio.wait([task], timeout=ping_seconds)
-        except asyncio.CancelledError:  # the server is stopping: the stream, once open, is closed
-            task.add_done_callback(_close_when_open)
-            raise
-    if ping_seconds <= 0 or task.done():
-        stream = await task
-        headers = rate_limit_headers(stream.rate_limits)
-        return SSEResponse(_encoded(stream), stream, headers, services.drain, ping_seconds=ping_seconds)
-    late = _LateStream(task)
-    return SSEResponse(late.chunks(), late, None, services.drain, ping_seconds=ping_seconds)
-
-
-def _close_when_open(task: asyncio.Future[EventStream]) -> None:
-    if not task.cancelled() and task.exception() is None:
-        _closing.add(closing := asyncio.ensure_future(task.result().aclose()))
-        closing.add_done_callback(_closing.discard)
-
-
-_closing: set[asyncio.Future[None]] = set()  # strong references until they finish (asyncio keeps weak ones)
-
-
-class _LateStream:
-    """A stream whose opening (admission and the first event) is still under way as its response
-    starts. It is never cancelled: a client that leaves, or a drain that cuts the response, closes the
-    stream once it is open, so that its admission is always settled by the stream itself."""
-
-    def __init__(self, opening: asyncio.Future[EventStream]) -> None:
-        self._opening = opening
-        self._stream: EventStream | None = None
-        self._aborted: str | None = None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        stream = self._stream = await asyncio.shield(self._opening)  # an ApiError: the error event
-        async for event in stream:
-            yield encode_sse(event)
-
-    def abort(self, error_type: str) -> None:
-        if self._stream is not None:
-            self._stream.abort(error_type)
-        else:
-            self._aborted = error_type
-
-    async def aclose(self) -> None:
-        if self._stream is None:
-            try:
-                self._stream = await self._opening
-            except Exception:  # opening failed: open_stream settled it
-                return
-            if self._aborted is not None:
-                self._stream.abort(self._aborted)
-        await self._stream.aclose()
+    return await open_sse(
+        opening,
+        _encoded,
+        lambda stream: rate_limit_headers(stream.rate_limits),
+        services.drain,
+        ping_seconds=services.settings.stream_ping_seconds,
+    )
 
 
 async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, Generic, Protocol, TypeVar
 
 import anyio
 from starlette.responses import Response
@@ -41,6 +41,9 @@ class Source(Protocol):
     def abort(self, error_type: str) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=Source)
 
 
 def error_event(error: ApiError) -> bytes:
@@ -158,3 +161,75 @@ class SSEResponse(Response):
                     self._last_sent = loop.time()
         except OSError:  # the connection is gone; the pump learns it from the disconnect
             log.debug("keep-alive stopped: the connection is gone")
+
+
+async def open_sse(
+    opening: Coroutine[Any, Any, S],
+    render: Callable[[S], AsyncIterator[bytes]],
+    headers: Callable[[S], dict[str, str] | None],
+    drain: Drain,
+    *,
+    ping_seconds: float,
+    error_tail: Callable[[ApiError], bytes] = error_event,
+    ping: bytes = PING_EVENT,
+) -> SSEResponse:
+    """The SSE response of a stream being opened (``opening``: admission and the first event).
+
+    When the stream opens within ``ping_seconds``, a failure before it is still an HTTP status (with
+    ``retry-after`` on a 429 or 529) and the response carries ``headers(stream)``. When it does not (a
+    long prefill, an upstream slow to answer), the response starts without it so that pings keep the
+    connection, and a failure is the stream's error event."""
+    task = asyncio.ensure_future(opening)
+    if ping_seconds > 0:
+        try:
+            await asyncio.wait([task], timeout=ping_seconds)
+        except asyncio.CancelledError:  # the server is stopping: the stream, once open, is closed
+            task.add_done_callback(_close_when_open)
+            raise
+    options: dict[str, Any] = {"error_tail": error_tail, "ping_seconds": ping_seconds, "ping": ping}
+    if ping_seconds <= 0 or task.done():
+        stream = await task
+        return SSEResponse(render(stream), stream, headers(stream), drain, **options)
+    late = _Late(task)
+    return SSEResponse(late.chunks(render), late, None, drain, **options)
+
+
+def _close_when_open(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _closing.add(closing := asyncio.ensure_future(task.result().aclose()))
+        closing.add_done_callback(_closing.discard)
+
+
+_closing: set[asyncio.Future[None]] = set()  # strong references until they finish (asyncio keeps weak ones)
+
+
+class _Late(Generic[S]):
+    """A stream whose opening is still under way as its response starts. The opening is never
+    cancelled: a client that leaves, or a drain that cuts the response, closes the stream once it is
+    open, so that its admission is always settled by the stream itself."""
+
+    def __init__(self, opening: asyncio.Future[S]) -> None:
+        self._opening = opening
+        self._stream: S | None = None
+        self._aborted: str | None = None
+
+    async def chunks(self, render: Callable[[S], AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
+        self._stream = await asyncio.shield(self._opening)  # an ApiError: the error event
+        async for chunk in render(self._stream):
+            yield chunk
+
+    def abort(self, error_type: str) -> None:
+        if self._stream is not None:
+            self._stream.abort(error_type)
+        else:
+            self._aborted = error_type
+
+    async def aclose(self) -> None:
+        if self._stream is None:
+            try:
+                self._stream = await self._opening
+            except Exception:  # opening failed: the opener settled it
+                return
+            if self._aborted is not None:
+                self._stream.abort(self._aborted)
+        await self._stream.aclose()
