@@ -16,7 +16,7 @@ from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
 from wisegate.api.render import json_response
-from wisegate.api.sse import SSEResponse, open_sse
+from wisegate.api.sse import open_sse
 from wisegate.domain.call import Wire
 from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
@@ -35,10 +35,10 @@ async def create_message(request: Request) -> Response:
     request.state.model = body.model
     request_id = request_id_of(request) or ""
     if body.thread is not None:  # server-held state: the typed path, which sees the whole response
-        stream: EventStream = await services.threads.open_stream(
-            principal, body, request_id, streamed=bool(body.stream)
-        )
-        return await _respond(request, body, stream)
+        opening = services.threads.open_stream(principal, body, request_id, streamed=bool(body.stream))
+        if body.stream:
+            return await _stream(request, opening)
+        return await _respond(request, await opening)
     wire = Wire(raw, request.headers.get("anthropic-beta"), request.headers.get("anthropic-version"))
     call = await services.messages.call(principal, body, request_id, streamed=bool(body.stream), wire=wire)
     if call.relays:
@@ -47,7 +47,7 @@ async def create_message(request: Request) -> Response:
         return relayed_response(relayed, headers, services.drain, services.settings.stream_ping_seconds)
     if body.stream:
         return await _stream(request, services.messages.open_stream(call))
-    return await _respond(request, body, await services.messages.open_stream(call))
+    return await _respond(request, await services.messages.open_stream(call))
 
 
 class EventStream(Protocol):
@@ -62,12 +62,10 @@ class EventStream(Protocol):
     def abort(self, error_type: str) -> None: ...
 
 
-async def _respond(request: Request, body: MessagesRequest, stream: EventStream) -> Response:
+async def _respond(request: Request, stream: EventStream) -> Response:
+    """A JSON response assembled from ``stream`` (a streamed request goes through :func:`_stream`)."""
     services = services_of(request)
     headers = rate_limit_headers(stream.rate_limits)
-    if body.stream:
-        ping_seconds = services.settings.stream_ping_seconds
-        return SSEResponse(_encoded(stream), stream, headers, services.drain, ping_seconds=ping_seconds)
     try:
         message = await _unless_disconnected(
             request, accumulate(stream), services.drain, lambda: stream.abort(ShuttingDown.type)
