@@ -128,8 +128,14 @@ class LiveServer:
 
 
 def serve(
-    settings: Settings, backends: dict[str, Any] | None = None, clock: Any = None
+    settings: Settings,
+    backends: dict[str, Any] | None = None,
+    clock: Any = None,
+    *,
+    keep_containers: bool = False,
 ) -> Iterator[LiveServer]:
+    """A live server on a free port; its containers' disks are unmounted after unless ``keep_containers``
+    (for a test that restarts the server over the same data dir)."""
     migrate(settings.resolved_database_url)
     key = make_key(settings)
     app = create_app(settings, backends=backends, clock=clock)
@@ -161,6 +167,19 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(30)
+        if not keep_containers:
+            unmount_containers(settings.data_dir)
+
+
+def unmount_containers(data_dir: Path) -> None:
+    """Unmount the container disks (tmpfs) a test server mounted under its data dir."""
+    from wisegate.domain.code_execution import disks
+
+    root = str(data_dir.resolve())
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4]
+        if point.startswith(root + "/"):
+            disks.unmount(Path(point))
 
 
 @pytest.fixture(scope="session")

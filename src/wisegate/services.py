@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 
 from wisegate.backends.base import Backend
@@ -187,11 +189,22 @@ class Services:
             self.organization_id = org.id
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
+            await anyio.to_thread.run_sync(self._warn_soft_limits)
         except BaseException:
             await self.close()
             raise
         async with self.running(), batch_worker(self), sampling(self):
             yield
+
+    def _warn_soft_limits(self) -> None:
+        """Log a warning when code execution will run with rlimits only (the operator allowed it)."""
+        sandbox = self.code_execution.containers.sandbox
+        if sandbox.allow_soft_limits and (reason := sandbox.soft_reason()) is not None:
+            logging.getLogger("wisegate.sandbox").warning(
+                "code execution runs with soft limits (rlimits only, "
+                "WISEGATE_SANDBOX_ALLOW_SOFT_LIMITS=true): %s",
+                reason,
+            )
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -234,7 +247,7 @@ async def batch_worker(services: Services) -> AsyncIterator[None]:
         services.batches,
         services.messages,
         concurrency=services.settings.batch_concurrency,
-        serial_backends=serial_backends(services.settings),
+        shared_backends=shared_backends(services.settings),
     )
     services.drain.on_begin(worker.drain)  # SIGTERM: no new claims, the claimed ones finish
     unsubscribe = services.drain.subscribe(worker.stop)  # the drain's cut: give back the rest
@@ -273,9 +286,17 @@ async def sampling(services: Services) -> AsyncIterator[None]:
 _SAMPLE_SECONDS = 2.0
 
 
-def serial_backends(settings: Settings) -> list[str]:
-    """Backends of one host-wide model (the embedded model), where batch work takes turns with interactive."""
-    return [name for name, config in settings.backends.items() if config.type == "local"]
+def shared_backends(settings: Settings) -> dict[str, int]:
+    """Backends of one host-wide model (the embedded model), where batch work yields to interactive,
+    with how many batch requests may run on it at once: all its slots but one, kept for a user (so a
+    batch's requests are decoded together, and an interactive request waits behind batch work only
+    with a single slot)."""
+    shared: dict[str, int] = {}
+    for name, config in settings.backends.items():
+        if config.type == "local":
+            slots = int(config.options.get("slots") or settings.embedded_slots)
+            shared[name] = max(1, slots - 1)
+    return shared
 
 
 def services_of(request: Request) -> Services:
@@ -317,8 +338,16 @@ def sandbox_of(settings: Settings) -> Sandbox:
         processes=settings.sandbox_processes,
         open_files=settings.sandbox_open_files,
         disk_bytes=settings.sandbox_disk_bytes,
+        cpus=settings.sandbox_cpus,
+        max_running=settings.sandbox_max_running,
     )
-    return Sandbox(limits, settings.sandbox_uid, settings.sandbox_ro_paths, settings.sandbox_python_path)
+    return Sandbox(
+        limits,
+        settings.sandbox_uid,
+        settings.sandbox_ro_paths,
+        settings.sandbox_python_path,
+        allow_soft_limits=settings.sandbox_allow_soft_limits,
+    )
 
 
 def _code_execution(
@@ -333,5 +362,8 @@ def _code_execution(
         settings.node_name or socket.gethostname(),
         idle_seconds=settings.container_idle_seconds,
         max_age_seconds=settings.container_max_age_seconds,
+        per_workspace=settings.containers_per_workspace,
+        total_bytes=settings.container_total_bytes,
+        max_output_files=settings.code_execution_max_output_files,
     )
     return CodeExecution(containers, attachments.load_skills, settings.code_execution_max_rounds)

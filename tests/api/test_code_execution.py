@@ -47,6 +47,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         container_idle_seconds=600,
         container_hour_price="3600",  # a dollar a second: every millisecond shows in the cost report
         ledger_journal=False,
+        containers_per_workspace=100,  # every test starts containers of its own
+        sandbox_disk_bytes=64 * 1024**2,
     )
     yield from serve(settings, backends={"scripted": ScriptedBackend()})
 

@@ -99,8 +99,9 @@ def test_a_deep_batch_body_is_refused_at_once_in_constant_memory(scripted_server
     assert TOO_DEEP in error_of(post(scripted_server, "/v1/messages/batches", inner))
 
 
-def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: LiveServer) -> None:
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "[" * 20_000}}
+def chat_with_tool_call(live: LiveServer, arguments: str, path: str = "/v1/chat/completions") -> str:
+    """The 400 message of a chat completion whose assistant turn called a tool with ``arguments``."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
     body = {
         "model": SCRIPTED_MODEL,
         "messages": [
@@ -110,13 +111,15 @@ def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: Live
         ],
     }
     response = httpx.post(
-        f"{scripted_server.base_url}/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {scripted_server.key}"},
-        timeout=60,
+        f"{live.base_url}{path}", json=body, headers={"authorization": f"Bearer {live.key}"}, timeout=60
     )
     assert response.status_code == 400, response.text
-    message = response.json()["error"]["message"]
+    message: str = response.json()["error"]["message"]
+    return message
+
+
+def test_deep_tool_call_arguments_are_400_naming_the_field(scripted_server: LiveServer) -> None:
+    message = chat_with_tool_call(scripted_server, "[" * 20_000)
     assert message.startswith("messages.1.tool_calls.0.function.arguments: JSON nested deeper than")
 
 
@@ -216,3 +219,62 @@ def test_4xx_log_lines_carry_the_message_and_request_id_not_the_key_or_body(
     assert by_id[missing.headers["request-id"]]["error_type"] == "not_found_error"
     logged = json.dumps(handler.lines)
     assert secret_text not in logged and scripted_server.key not in logged
+
+
+def test_integers_too_long_to_convert_are_400_without_internals(scripted_server: LiveServer) -> None:
+    """Python converts at most 4,300 digits to an int; past that its ValueError tells the reader to call
+    ``sys.set_int_max_str_digits``. Every JSON text a request carries answers 400 naming the field."""
+    huge = "9" * 5_000
+    for path in ("/v1/chat/completions", "/openai/v1/chat/completions"):
+        message = chat_with_tool_call(scripted_server, '{"n": ' + huge + "}", path)
+        assert message.startswith("messages.1.tool_calls.0.function.arguments: an integer of 5000 digits"), (
+            message
+        )
+        assert "set_int_max_str_digits" not in message
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        raw = b'{"model": "%s", "max_tokens": %s, "messages": [{"role": "user", "content": "hi"}]}' % (
+            SCRIPTED_MODEL.encode(),
+            huge.encode(),
+        )
+        message = error_of(post(scripted_server, path, raw))
+        assert message.startswith("The request body is not valid JSON: number out of range"), message
+    raw = b'{"requests": [{"custom_id": "a", "params": {"max_tokens": %s}}]}' % huge.encode()
+    response = post(scripted_server, "/v1/messages/batches", raw)
+    assert "set_int_max_str_digits" not in response.text and "\n" not in response.json()["error"]["message"]
+
+
+def test_compressed_request_bodies_are_refused_saying_so(scripted_server: LiveServer) -> None:
+    """No endpoint decompresses: a gzip body is a 400 that says to send it uncompressed, not a JSON
+    error about bytes the client never wrote (nor an upload stored compressed)."""
+    import gzip
+    import socket
+
+    body = gzip.compress(json.dumps({"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": USER}).encode())
+    for encoding in ("gzip", "identity, br"):
+        response = httpx.post(
+            f"{scripted_server.base_url}/v1/messages",
+            content=body,
+            headers={
+                "x-api-key": scripted_server.key,
+                "content-type": "application/json",
+                "content-encoding": encoding,
+            },
+            timeout=30,
+        )
+        assert f"Content-Encoding '{encoding}' is not supported" in error_of(response)
+    ok = post(scripted_server, "/v1/messages", {"model": SCRIPTED_MODEL, "max_tokens": 5, "messages": USER})
+    assert ok.status_code == 200, ok.text
+    host, port = scripted_server.base_url.removeprefix("http://").split(":")
+    chunk = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    head = (
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\nx-api-key: {scripted_server.key}\r\n"
+        "content-type: application/json\r\ntransfer-encoding: gzip, chunked\r\nconnection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head.encode() + chunk)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert b" 400 " in status_line, answer[:500]
+    assert b"Transfer-Encoding 'gzip, chunked' is not supported" in rest, answer[:800]

@@ -456,3 +456,42 @@ def test_a_spend_request_reason_is_refused_whole_not_cut(live: LiveServer, admin
         data = {"csrf_token": csrf_of(page), "back": "/console/account", "workspace_id": workspace_id}
         asked = person.post("/console/account/spend-request", data={**data, "reason": "r" * 1024, "usd": "5"})
         assert "Asked for a higher spend limit" in html.unescape(flash(person, asked))
+
+
+def test_a_bad_model_on_chat_completions_is_400_and_loses_no_usage_row(live: LiveServer) -> None:
+    """The OpenAI-format paths validate ``model`` as /v1/messages does: a NUL (PostgreSQL cannot store
+    it with the usage row), a control or bidirectional character (echoed to logs and pages) is a 400
+    naming the field in OpenAI's shape — not a 404 whose usage row the database refuses."""
+    before = len(live.run(live.services.usage.recent(limit=10_000)))
+    bearer = {"authorization": f"Bearer {live.key}"}
+    for path in ("/v1/chat/completions", "/openai/v1/chat/completions"):
+        for model in (SCRIPTED_MODEL + "\x00", SCRIPTED_MODEL + "\x1b[31m", "\u202e" + SCRIPTED_MODEL):
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            response = httpx.post(f"{live.base_url}{path}", json=body, headers=bearer, timeout=30)
+            assert response.status_code == 400, (path, repr(model), response.text)
+            error = response.json()["error"]
+            assert error["type"] == "invalid_request_error" and error["message"].startswith("model: "), error
+    for model in (SCRIPTED_MODEL + "\x1b", SCRIPTED_MODEL + "\u2066"):
+        status, kind, message = _error(
+            _post(
+                live,
+                "/v1/messages",
+                {"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+            )
+        )
+        assert (status, kind) == (400, "invalid_request_error") and message.startswith("model:"), message
+    assert len(live.run(live.services.usage.recent(limit=10_000))) == before
+    assert not (Path(live.settings.data_dir) / "ledger-journal" / "rejected.jsonl").exists()
+
+
+def test_a_page_token_is_good_only_for_its_own_list(live: LiveServer) -> None:
+    """Files and skills list newest first from a position token: one built by hand with an id that is
+    not of that list (or no id we could issue) is a 400, not a silently wrong page."""
+    moment = "2026-01-01T00:00:00+00:00"
+    tail = "_01" + "A" * 22
+    for path, own, other in (("/v1/files", "file", "skill"), ("/v1/skills", "skill", "file")):
+        for item in (other + tail, "anything", own + "_01", own + tail + "'; --"):
+            status, kind, message = _error(_get(live, path, page=_token(f"{moment}|{item}", "page_")))
+            assert (status, kind) == (400, "invalid_request_error"), (path, item, message)
+            assert message.startswith("page: invalid page cursor"), message
+        assert _get(live, path, page=_token(f"{moment}|{own}{tail}", "page_")).status_code == 200, path

@@ -76,4 +76,25 @@ def test_errors_are_reported(server: LiveServer, tmp_path: Path) -> None:
     assert missing.returncode != 0 and "404 not_found_error" in missing.stderr
     broken = tmp_path / "broken.jsonl"
     broken.write_text("{not json\n")
-    assert "broken.jsonl:1: not a JSON object" in _run(server, "submit", str(broken)).stderr
+    assert (
+        "broken.jsonl:1: not valid JSON: Expecting property name"
+        in _run(server, "submit", str(broken)).stderr
+    )
+    # Hostile lines and an unreachable server are one line each, never a traceback.
+    for line, why in (
+        ("[" * 100_000 + "]" * 100_000, "broken.jsonl:1: JSON nested deeper than 128 levels"),
+        ('{"n": ' + "9" * 5000 + "}", "broken.jsonl:1: an integer of 5000 digits"),
+        ("[1]", "broken.jsonl:1: not a JSON object"),
+    ):
+        broken.write_text(line + "\n")
+        failed = _run(server, "submit", str(broken))
+        assert failed.returncode == 1 and why in failed.stderr and "Traceback" not in failed.stderr, (
+            failed.stderr
+        )
+    env = {**os.environ, "ANTHROPIC_BASE_URL": "http://127.0.0.1:9", "ANTHROPIC_API_KEY": server.key}
+    for args in (["status", "msgbatch_x"], ["submit", str(source)]):
+        down = subprocess.run(
+            WISEGATE + ["batch", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
+        assert "cannot reach the server at http://127.0.0.1:9" in down.stderr, down.stderr

@@ -70,6 +70,9 @@ def test_money_has_a_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         below.exit_code == 1 and "may not take the credit balance below $0; it is $0.000000" in below.output
     )
     assert "credit balance\t$0.000000" in runner.invoke(main, ["credits", "show"]).output
+    for nothing in ("0", "-0", "0.000"):
+        refused = runner.invoke(main, ["credits", "add", "--usd", nothing])
+        assert refused.exit_code == 1 and "must not be $0" in refused.output, refused.output
 
 
 def test_amounts_and_notes_are_refused_as_the_console_refuses_them(

@@ -4,6 +4,7 @@ snippets run against the server; saved prompts per person; no prompt text in the
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -209,3 +210,20 @@ def test_nan_infinity_and_loose_numbers_are_a_400(console: httpx.Client) -> None
         answer = console.post("/console/playground/count_tokens", data=_form(console, **{field: value}))
         assert answer.status_code == 400, (field, value, answer.text)
         assert answer.json()["error"]["message"] == f"{field}: '{value}' is not a number"
+
+
+def test_a_hostile_form_is_a_400_page_not_a_500(console: httpx.Client) -> None:
+    """The form re-rendered with its error shows the turns it was given: turns nested 100,000 deep or
+    numbers of 5,000 digits are a 400 saying so, never a RecursionError or int()'s ValueError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for values, expected in (
+        ({"turns": deep}, "deeper than 128"),
+        ({"max_tokens": "9" * 5000}, "max_tokens: '"),
+        ({"top_k": "1" * 40}, "top_k: '"),
+        ({"tools": '[{"n": ' + "9" * 5000 + "}]"}, "an integer of 5000 digits"),
+    ):
+        for path in ("/console/playground", "/console/playground/count_tokens"):
+            answer = console.post(path, data=_form(console, **values))
+            assert answer.status_code == 400, (path, list(values), answer.status_code, answer.text[:300])
+            assert expected in html.unescape(answer.text), (path, list(values), answer.text[:500])
+            assert "set_int_max_str_digits" not in answer.text

@@ -134,7 +134,7 @@ async def _parse(body: _Body, spool: SpooledRequests, max_requests: int) -> None
                 else:
                     _add(value, spool, seen, max_requests)
     except ijson.JSONError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+        raise InvalidRequest(f"The request body is not valid JSON: {_said(exc)}") from None
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid JSON: it is not UTF-8 text") from None
     except LoneSurrogate as exc:
@@ -183,3 +183,12 @@ def _add(item: object, spool: SpooledRequests, seen: set[str], max_requests: int
         )
     seen.add(envelope.custom_id)
     spool.add(envelope.custom_id, json.dumps(envelope.params, separators=(",", ":"), ensure_ascii=False))
+
+
+def _said(exc: Exception) -> str:
+    """What yajl says of a document, on one line: its message is ``parse error: …`` and then the text
+    around the error with a caret under it, which a client's one-line error would show broken (and
+    which repeats the body)."""
+    lines = str(exc).strip().splitlines() or ["unreadable"]
+    said = lines[0].removeprefix("parse error: ").strip()
+    return "a number is out of range" if said == "integer overflow" else said

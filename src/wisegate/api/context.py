@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wisegate.api.encodings import compressed_body
 from wisegate.api.errors import error_response, from_http_exception
 from wisegate.errors import ApiError
 from wisegate.protocol.messages import new_id
@@ -130,7 +131,12 @@ class RequestContext:
                     client_error = _error_of(message["body"])
             await send(message)
 
-        app = self._direct.get((scope["method"], scope["path"]))
+        refused = compressed_body(scope["headers"])
+        app = (
+            error_response(refused, request_id)
+            if refused
+            else self._direct.get((scope["method"], scope["path"]))
+        )
         metrics.IN_FLIGHT.inc()
         try:
             await (app or self.app)(scope, receive, send_with_headers)

@@ -90,7 +90,7 @@ async def list_files(request: Request) -> Response:
             limit,
             after_id=after,
             before_id=before,
-            after=decode_position(page) if page else None,
+            after=decode_position(page, "file") if page else None,
             ids=ids or None,
         )
     data = [metadata(r) for r in records]

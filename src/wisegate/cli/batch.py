@@ -6,21 +6,33 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
+from wisegate.protocol.json_depth import parse_json
+
 _FINISHED = ("succeeded", "errored", "canceled", "expired")
 
 
-def _client(base_url: str, api_key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base_url.rstrip("/"),
-        headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
-        timeout=httpx.Timeout(60.0, read=600.0),
-    )
+@contextmanager
+def _client(base_url: str, api_key: str) -> Iterator[httpx.Client]:
+    """A client of the server at ``base_url``; not reaching it is one line saying so, no traceback."""
+    try:
+        with httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"x-api-key": api_key, "anthropic-version": "2023-06-01"},
+            timeout=httpx.Timeout(60.0, read=600.0),
+        ) as client:
+            yield client
+    except httpx.TransportError as exc:
+        raise click.ClickException(
+            f"cannot reach the server at {base_url} ({type(exc).__name__}: {exc}); is `wisegate serve` "
+            "running there? (--base-url or ANTHROPIC_BASE_URL)"
+        ) from None
 
 
 def _check(response: httpx.Response) -> Any:
@@ -66,9 +78,11 @@ def _upload(path: Path) -> Iterator[bytes]:
             if not line.strip():
                 continue
             try:
-                json.loads(line)
-            except ValueError as exc:
-                raise click.ClickException(f"{path}:{number}: not a JSON object ({exc})") from None
+                request = parse_json(line)
+            except ValueError as exc:  # messages made to be shown (depth, numbers, syntax)
+                raise click.ClickException(f"{path}:{number}: {exc}") from None
+            if not isinstance(request, dict):
+                raise click.ClickException(f"{path}:{number}: not a JSON object")
             yield (b"" if first else b",") + line.strip()
             first = False
     yield b"]}"

@@ -35,6 +35,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from wisegate.protocol.messages import new_id
+from wisegate.protocol.numbers import seconds
 from wisegate.protocol.resources import error_envelope
 
 log = logging.getLogger("wisegate.server")
@@ -225,11 +226,11 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             self._arm_body_timer(min(idle_until, rate_until) - now)
             return
         if now >= idle_until:
-            message = f"No byte of the request body arrived for {limits.body_timeout_seconds:g} seconds."
+            message = f"No byte of the request body arrived for {seconds(limits.body_timeout_seconds)}."
         else:
             message = (
                 f"The request body arrived slower than {limits.body_min_bytes_per_second} bytes per second "
-                f"(the least this server accepts after the first {limits.body_timeout_seconds:g} seconds)."
+                f"(the least this server accepts after the first {seconds(limits.body_timeout_seconds)})."
             )
         log.warning("request body timed out: %s", message)
         if self.cycle is not None and self.cycle.response_started:

@@ -44,8 +44,10 @@ def sandbox_check() -> None:
     click.echo(
         f"limits: cpu {limits.cpu_seconds}s, wall {limits.wall_seconds}s, "
         f"memory {limits.memory_bytes} bytes, "
-        f"processes {limits.processes}, open files {limits.open_files}, disk {limits.disk_bytes} bytes"
+        f"processes {limits.processes}, open files {limits.open_files}, disk {limits.disk_bytes} bytes, "
+        f"cpus {limits.cpus}, {limits.max_running} calls at once"
     )
+    click.echo(f"enforced by: {box.describe()}")
     click.echo("sandbox: unavailable" if failed else "sandbox: ok")
     sys.exit(1 if failed else 0)
 
@@ -58,10 +60,13 @@ async def _probe(box: object) -> int:
     with tempfile.TemporaryDirectory(prefix="wisegate-sandbox-check-") as directory:
         root = Path(directory) / "container"
         box.prepare(root)
-        for name, (command, expected) in _PROBES.items():
-            result = await box.run(root, ["/bin/bash", "-c", command], 0)
-            ok = result.stdout.strip() == expected
-            failed += not ok
-            detail = "" if ok else f": {(result.stdout + result.stderr).strip()[:200]}"
-            click.echo(f"{name}: {'ok' if ok else 'FAILED'}{detail}")
+        try:
+            for name, (command, expected) in _PROBES.items():
+                result = await box.run(root, ["/bin/bash", "-c", command], 0)
+                ok = result.stdout.strip() == expected
+                failed += not ok
+                detail = "" if ok else f": {(result.stdout + result.stderr).strip()[:200]}"
+                click.echo(f"{name}: {'ok' if ok else 'FAILED'}{detail}")
+        finally:
+            box.release(root)
     return failed

@@ -163,7 +163,7 @@ def worker() -> None:
     """
     import signal
 
-    from wisegate.services import Services, serial_backends
+    from wisegate.services import Services, shared_backends
     from wisegate.storage.db import DatabaseUnavailable, check_reachable
     from wisegate.storage.db import migrate as run_migrations
     from wisegate.telemetry.logs import configure
@@ -185,7 +185,7 @@ def worker() -> None:
                 services.batches,
                 services.messages,
                 concurrency=settings.batch_concurrency,
-                serial_backends=serial_backends(settings),
+                shared_backends=shared_backends(settings),
             )
             loop = asyncio.get_running_loop()
             signals: list[signal.Signals] = []

@@ -38,6 +38,7 @@ from wisegate.domain.storable import storable_name
 from wisegate.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, RateLimited
 from wisegate.protocol.bounds import EMAIL_LENGTH, NAME_LENGTH
 from wisegate.protocol.messages import new_id
+from wisegate.protocol.numbers import seconds
 from wisegate.records.accounts import AuditEvent, ConsoleSession
 from wisegate.records.directory import User
 from wisegate.records.tenancy import ApiKey
@@ -193,7 +194,9 @@ class AccountService:
         for throttle in await self._repo.throttles(subjects):
             if throttle.blocked_until is not None and throttle.blocked_until > now:
                 wait = max(1, int((throttle.blocked_until - now).total_seconds() + 0.999))
-                raise RateLimited(f"Too many failed sign-ins. Try again in {wait} seconds.", retry_after=wait)
+                raise RateLimited(
+                    f"Too many failed sign-ins. Try again in {seconds(wait)}.", retry_after=wait
+                )
 
     async def _failed(self, organization_id: str, email: str, client: Client, reason: str) -> None:
         now = self._clock.now()

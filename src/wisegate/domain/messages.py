@@ -9,7 +9,6 @@ client's bytes up as they are (``domain/relay.py``).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
@@ -54,7 +53,7 @@ from wisegate.protocol.events import (
     TextDelta,
     ThinkingDelta,
 )
-from wisegate.protocol.json_depth import TooDeep, check_depth
+from wisegate.protocol.json_depth import parse_json
 from wisegate.protocol.messages import (
     CompactionBlock,
     CountTokensRequest,
@@ -472,6 +471,7 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
                 "input_tokens",
                 "cache_creation_input_tokens",
                 "cache_read_input_tokens",
+                "server_tool_use",
                 "iterations",
                 "fallback_credit",
             ):
@@ -489,8 +489,7 @@ async def accumulate(stream: AsyncIterable[StreamEvent]) -> Message:
 
 def _parse_input(text: str) -> dict[str, object]:
     try:
-        check_depth(text)
-        value = json.loads(text) if text.strip() else {}
-    except (json.JSONDecodeError, TooDeep):
+        value = parse_json(text) if text.strip() else {}
+    except ValueError:  # a backend's unfinished or unbounded JSON: the input stays empty
         return {}
     return value if isinstance(value, dict) else {}

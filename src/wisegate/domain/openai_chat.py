@@ -31,7 +31,7 @@ from wisegate.protocol.events import (
     StreamEvent,
     TextDelta,
 )
-from wisegate.protocol.json_depth import NotFinite, TooDeep, check_depth, refuse_constant
+from wisegate.protocol.json_depth import parse_json
 from wisegate.protocol.messages import Message, MessagesRequest, TextBlock, ToolUseBlock
 from wisegate.protocol.openai import (
     ChatCompletion,
@@ -196,14 +196,9 @@ def _assistant_blocks(message: ChatMessage, index: int) -> list[dict[str, Any]]:
     for n, call in enumerate(message.tool_calls or []):
         where = f"messages.{index}.tool_calls.{n}.function.arguments"
         try:
-            check_depth(call.function.arguments or "{}")
-            arguments = json.loads(call.function.arguments or "{}", parse_constant=refuse_constant)
-        except TooDeep as exc:
-            raise InvalidRequest(f"{where}: JSON nested deeper than {exc.limit} levels") from None
-        except NotFinite as exc:
-            raise InvalidRequest(f"{where}: not valid JSON: {exc}") from None
-        except json.JSONDecodeError:
-            raise InvalidRequest(f"{where}: not valid JSON") from None
+            arguments = parse_json(call.function.arguments or "{}")
+        except ValueError as exc:  # TooDeep, NotFinite, TooLong, NotJSON: messages made to be shown
+            raise InvalidRequest(f"{where}: {exc}") from None
         if not isinstance(arguments, dict):
             raise InvalidRequest(f"{where}: must be a JSON object")
         if (lone := surrogate_path(arguments)) is not None:

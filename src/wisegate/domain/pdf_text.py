@@ -20,6 +20,7 @@ import anyio
 import anyio.to_thread
 
 from wisegate.errors import InvalidRequest
+from wisegate.protocol.numbers import seconds
 
 _CACHE_CHARS = 16 * 1024 * 1024
 
@@ -66,7 +67,7 @@ def extract(data: bytes, limits: PdfLimits) -> str:
             pages.append(text)
     except _TooSlow:
         raise InvalidRequest(
-            f"The PDF document could not be read as text within {limits.seconds:g} seconds."
+            f"The PDF document could not be read as text within {seconds(limits.seconds)}."
         ) from None
     except (PyPdfError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidRequest(f"The PDF document could not be read: {exc}") from None

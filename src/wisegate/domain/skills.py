@@ -176,12 +176,25 @@ def position_cursor(created_at: datetime, item_id: str) -> str:
     return encode_cursor(f"{created_at.isoformat()}|{item_id}")
 
 
-def decode_position(page: str) -> Position:
+_ID_TAIL = re.compile(r"_01[1-9A-HJ-NP-Za-km-z]{1,60}")  # what follows the kind in an id we issue
+
+
+def decode_position(page: str, kind: str) -> Position:
+    """The position a ``position_cursor`` of a list of ``kind`` ids (``file``, ``skill``) names; 400 for
+    a token that is not one: hand-built, or another list's."""
     created, _, item_id = decode_cursor(page).partition("|")
     moment = cursors.moment(created)
-    if moment is None or not item_id:
+    if moment is None or not _ID_TAIL.fullmatch(item_id.removeprefix(kind)) or not item_id.startswith(kind):
         raise InvalidRequest(cursors.problem("page", page))
     return moment, item_id
+
+
+def decode_version(page: str) -> str:
+    """The version a skill's versions cursor names (the digits of ``_epoch_micros``)."""
+    version = decode_cursor(page)
+    if cursors.integer(version) is None:
+        raise InvalidRequest(cursors.problem("page", page))
+    return version
 
 
 class SkillService:
@@ -257,7 +270,7 @@ class SkillService:
             raise InvalidRequest(f"source: must be 'custom' or 'anthropic', not '{echo(source)}'")
         if source == "anthropic":
             return [], None  # Wisegate ships no Anthropic-published skills
-        after = decode_position(page) if page else None
+        after = decode_position(page, "skill") if page else None
         skills, has_more = await self._repo.page(principal.workspace_id, limit, after)
         last = skills[-1] if has_more and skills else None
         return skills, position_cursor(last.created_at, last.id) if last else None
@@ -283,7 +296,7 @@ class SkillService:
         self, principal: Principal, skill_id: str, limit: int, page: str | None
     ) -> tuple[list[SkillVersionRecord], str | None]:
         skill = await self.get(principal, skill_id)
-        records, has_more = await self._repo.versions(skill.id, limit, decode_cursor(page) if page else None)
+        records, has_more = await self._repo.versions(skill.id, limit, decode_version(page) if page else None)
         return records, encode_cursor(records[-1].version) if has_more and records else None
 
     async def delete_version(self, principal: Principal, skill_id: str, version: str) -> SkillVersionRecord:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from wisegate.domain.storable import storable_name
 from wisegate.errors import InvalidRequest, NotFound
 from wisegate.protocol.bounds import echo
-from wisegate.protocol.json_depth import MAX_JSON_DEPTH, TooDeep, check_depth, refuse_constant
+from wisegate.protocol.json_depth import parse_json
 from wisegate.protocol.messages import CountTokensRequest, MessagesRequest, new_id
 from wisegate.protocol.surrogates import problem, surrogate_path
 from wisegate.records.workbench import SavedPrompt
@@ -46,18 +46,15 @@ TS_PARAMS = "Anthropic.MessageCreateParamsNonStreaming"
 
 def _json(text: str, label: str) -> Any:
     try:
-        check_depth(text)
-    except TooDeep:
-        raise InvalidRequest(f"{label}: nests JSON deeper than {MAX_JSON_DEPTH} levels") from None
-    try:
-        value = json.loads(text, parse_constant=refuse_constant)
-    except ValueError as exc:  # NotFinite included
-        raise InvalidRequest(f"{label}: not valid JSON ({exc})") from None
+        value = parse_json(text)
+    except ValueError as exc:  # TooDeep, NotFinite, TooLong, NotJSON: messages made to be shown
+        raise InvalidRequest(f"{label}: {exc}") from None
     if (lone := surrogate_path(value)) is not None:
         raise InvalidRequest(f"{label}: {problem(lone[1], 'it')}")
     return value
 
 
+_MAX_NUMBER_CHARS = 32  # more is no sampling parameter nor token count (and int() refuses 4301 digits)
 _INTEGER = re.compile(r"-?[0-9]+")
 _DECIMAL = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
@@ -67,7 +64,7 @@ def _number(state: Mapping[str, str], name: str, kind: type[int] | type[float]) 
     if not raw:
         return None
     # int() and float() also take "1_0", "nan", "inf" and other scripts' digits ("٣").
-    if not (_INTEGER if kind is int else _DECIMAL).fullmatch(raw):
+    if len(raw) > _MAX_NUMBER_CHARS or not (_INTEGER if kind is int else _DECIMAL).fullmatch(raw):
         raise InvalidRequest(f"{name}: '{echo(raw)}' is not a number")
     return kind(raw)
 
@@ -235,7 +232,7 @@ def state_of(prompt: SavedPrompt) -> dict[str, str]:
 def turns_of(state: Mapping[str, str]) -> list[dict[str, Any]]:
     """The conversation's turns for display (nothing when the field is not a JSON list of turns)."""
     try:
-        turns = json.loads(state.get("turns") or "[]")
-    except ValueError:
+        turns = parse_json(state.get("turns") or "[]")
+    except ValueError:  # deep, endless or broken: shown as no turns (sending it says why)
         return []
     return [t for t in turns if isinstance(t, dict)] if isinstance(turns, list) else []

@@ -109,12 +109,26 @@ def _name(value: str) -> str:
     return value
 
 
+def _model(value: str) -> str:
+    """A model id: stored with the request's usage and echoed in its 404, so what fits the column and
+    no control or bidirectional character (no model is named with one)."""
+    problem = text_problem(value, len(value))
+    if problem is None and _CONTROL.search(value):
+        problem = CONTROL_MESSAGE
+    if problem is None and _BIDI.search(value):
+        problem = BIDI_MESSAGE
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 _Text = AfterValidator(_text)
 _Name = AfterValidator(_name)
+_Model = AfterValidator(_model)
 
 # Strings of the wire that are stored: their column's length at most, no NUL nor lone surrogate; names
-# no control character either.
-ModelName = Annotated[str, StringConstraints(max_length=MODEL_LENGTH), _Text]
+# and model ids no control character either.
+ModelName = Annotated[str, StringConstraints(max_length=MODEL_LENGTH), _Model]
 KeyName = Annotated[str, StringConstraints(min_length=1, max_length=KEY_NAME_LENGTH), _Name]
 Email = Annotated[str, StringConstraints(max_length=EMAIL_LENGTH), _Name]
 WorkspaceName = Annotated[str, StringConstraints(min_length=1, max_length=WORKSPACE_NAME_LENGTH), _Name]

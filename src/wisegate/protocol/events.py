@@ -85,6 +85,7 @@ class MessageDeltaUsage(BaseModel):
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    server_tool_use: dict[str, int] | None = Field(default=None, exclude_if=_absent)
     iterations: list[dict[str, Any]] | None = Field(default=None, exclude_if=_absent)
     fallback_credit: dict[str, Any] | None = Field(default=None, exclude_if=_absent)
 

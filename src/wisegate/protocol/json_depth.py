@@ -16,6 +16,8 @@ pydantic's parsers accept (the Claude API refuses them): ``NotFinite`` as soon a
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from array import array
 from itertools import accumulate
@@ -47,9 +49,55 @@ class NotFinite(ValueError):
         super().__init__("NaN and Infinity are not JSON numbers")
 
 
+class TooLong(ValueError):
+    """A JSON text holds an integer longer than Python converts (``sys.get_int_max_str_digits``)."""
+
+    def __init__(self, digits: int) -> None:
+        super().__init__(f"an integer of {digits} digits is longer than the {MAX_INT_DIGITS} digits allowed")
+        self.digits = digits
+
+
+class NotJSON(ValueError):
+    """The text is not JSON (the message says where, never quotes the text)."""
+
+
+MAX_INT_DIGITS = 4300  # Python's default int/str conversion bound: past it ``int()`` raises
+
+
 def refuse_constant(_literal: str) -> object:
     """``json.loads(text, parse_constant=refuse_constant)``: ``NotFinite`` instead of ``nan``/``inf``."""
     raise NotFinite()
+
+
+def bounded_int(digits: str) -> int:
+    """``json.loads(text, parse_int=bounded_int)``: ``TooLong`` instead of ``int``'s ValueError, whose
+    message tells the reader to call ``sys.set_int_max_str_digits``."""
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise TooLong(len(digits.lstrip("-")))
+    return int(digits)
+
+
+def finite_float(text: str) -> float:
+    """``json.loads(text, parse_float=finite_float)``: ``1e400`` overflows to ``inf``; ``NotFinite``."""
+    value = float(text)
+    if math.isinf(value):
+        raise NotFinite()
+    return value
+
+
+def parse_json(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> object:
+    """A JSON text a client controls, parsed within bounds: ``TooDeep`` past ``limit`` levels,
+    ``NotFinite`` for ``NaN``/``Infinity``, ``TooLong`` for an integer past ``MAX_INT_DIGITS`` digits,
+    ``NotJSON`` for anything else that is not JSON — each a ``ValueError`` whose message can be shown."""
+    check_depth(text, limit)
+    try:
+        return json.loads(
+            text, parse_constant=refuse_constant, parse_int=bounded_int, parse_float=finite_float
+        )
+    except json.JSONDecodeError as exc:
+        raise NotJSON(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # cannot happen below ``limit`` levels; a bound is kept whatever the limit
+        raise TooDeep(limit) from None
 
 
 class DepthGuard:

@@ -31,3 +31,8 @@ def ascii_integer(text: str) -> int | None:
     if not text or not text.isascii() or not text.isdigit():
         return None
     return int(text)
+
+
+def seconds(value: float) -> str:
+    """``value`` seconds as a message says it: "1 second", "0.5 seconds", "30 seconds"."""
+    return f"{value:g} second" + ("" if value == 1 else "s")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wisegate.protocol.bounds import MAX_STOP_SEQUENCES, MAX_TOOLS, TOOL_NAME_LENGTH
+from wisegate.protocol.bounds import MAX_STOP_SEQUENCES, MAX_TOOLS, TOOL_NAME_LENGTH, ModelName
 from wisegate.protocol.messages import StopSequence
 from wisegate.protocol.numbers import Integer, Number
 
@@ -105,7 +105,7 @@ class StreamOptions(_Open):
 class ChatCompletionRequest(_Open):
     """The body of ``POST /v1/chat/completions``."""
 
-    model: str = Field(min_length=1)
+    model: ModelName = Field(min_length=1)
     messages: list[ChatMessage]
     max_tokens: Integer | None = Field(default=None, ge=1)
     max_completion_tokens: Integer | None = Field(default=None, ge=1)

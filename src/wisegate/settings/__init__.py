@@ -224,6 +224,13 @@ class Settings(BaseSettings):
     sandbox_uid: int = Field(default=65534, ge=1)  # the sandbox's user when the server runs as root
     sandbox_ro_paths: list[str] = Field(default_factory=list)  # more host paths, mounted read-only
     sandbox_python_path: list[str] = Field(default_factory=list)  # PYTHONPATH inside the sandbox
+    sandbox_cpus: float = Field(default=1.0, gt=0)  # CPUs one call may use (its cgroup's CPU quota)
+    sandbox_max_running: int = Field(default=4, ge=1)  # calls running at once; the others wait
+    # Without a usable cgroup or tmpfs mount, run code with rlimits only instead of refusing it.
+    sandbox_allow_soft_limits: bool = False
+    containers_per_workspace: int = Field(default=10, ge=1)  # live containers per workspace
+    container_total_bytes: int = Field(default=16 * 1024**3, ge=1024**2)  # sum of disk quotas per node
+    code_execution_max_output_files: int = Field(default=100, ge=0)  # Files made per call from outputs/
     node_name: str | None = None  # this node's name in scaled mode (default: the host name)
 
     # Requests each embedded model (``local`` backend) decodes together; each slot holds n_ctx tokens

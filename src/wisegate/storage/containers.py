@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from wisegate.records.containers import ContainerRecord
 from wisegate.storage.db import Database
@@ -78,6 +78,18 @@ class ContainerRepo:
                 .limit(limit)
             )
             return list(rows)
+
+    async def count_live(
+        self, now: datetime, *, workspace_id: str | None = None, node: str | None = None
+    ) -> int:
+        """Containers not yet expired, of one workspace and/or on one node."""
+        query = select(func.count()).select_from(ContainerRow).where(ContainerRow.expires_at > now)
+        if workspace_id is not None:
+            query = query.where(ContainerRow.workspace_id == workspace_id)
+        if node is not None:
+            query = query.where(ContainerRow.node == node)
+        async with self._db.read() as session:
+            return int(await session.scalar(query) or 0)
 
     async def delete(self, container_id: str) -> None:
         async with self._db.write() as session:

@@ -9,10 +9,12 @@ request id fixed per batch request (``msgbatch_…:<index>``), and a re-run firs
 interrupted attempt recorded, so it is billed once.
 
 Fairness to interactive traffic: at most ``concurrency`` batch requests run at once per worker; on a
-*serial* backend (the embedded model: one generation thread) a batch request runs only while no
-interactive request is in flight there, and at most one at a time, so a user waits for at most one
-batch generation. Batch requests refused for capacity (429, 529, 504) go back to the queue, and so
-does one the embedded model crashed on (until its runner refuses it: ``backends/local/supervisor.py``).
+*shared* backend (the embedded model: one host-wide model decoding ``WISEGATE_EMBEDDED_SLOTS``
+sequences together) a batch request starts only while no interactive request is in flight there, and
+at most all the model's slots but one at a time (``services.shared_backends``), so they are decoded
+together (continuous batching) and a slot stays free for a user. Batch requests refused for capacity
+(429, 529, 504) go back to the queue, and so does one the embedded model crashed on (until its runner
+refuses it: ``backends/local/supervisor.py``).
 
 Poison: a request that was running when its worker died is a *suspect*; this worker runs a suspect
 only alone (nothing else in flight), so that the next crash is its own. A request held by a worker
@@ -31,7 +33,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Mapping
 
 from pydantic import ValidationError
 
@@ -68,7 +70,7 @@ class BatchWorker:
         messages: MessageService,
         *,
         concurrency: int = 32,
-        serial_backends: Iterable[str] = (),
+        shared_backends: Mapping[str, int] | None = None,
         poll_seconds: float = 0.2,
         sweep_seconds: float = 1.0,
         name: str | None = None,
@@ -76,7 +78,8 @@ class BatchWorker:
         self._batches = batches
         self._messages = messages
         self._concurrency = max(1, concurrency)
-        self._serial = {name: asyncio.Lock() for name in serial_backends}
+        # A shared backend's batch requests at once: its slots, taken only while no user waits there.
+        self._shared = {name: asyncio.Semaphore(max(1, n)) for name, n in (shared_backends or {}).items()}
         self._poll = poll_seconds
         self._sweep_every = sweep_seconds
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -244,7 +247,7 @@ class BatchWorker:
             except Exception as exc:  # an unknown or retired model, as /v1/messages would answer
                 return _failed(claim, exc, request_id)
         backend = call.served.config.backend
-        gate = self._serial.get(backend) if backend else None
+        gate = self._shared.get(backend) if backend else None
         try:
             if gate is None:
                 return await self._call(claim, call)
@@ -272,7 +275,7 @@ class BatchWorker:
         return Completion(claim.id, "succeeded", result)
 
     async def _yield_to_interactive(self, backend: str) -> None:
-        """Wait while interactive requests are in flight on a serial backend."""
+        """Wait while interactive requests are in flight on a shared backend."""
         if not self._messages.interactive_in_flight[backend]:
             return
         self.waiting_for_interactive += 1

@@ -36,7 +36,12 @@ import llama_cpp
 from llama_cpp._internals import LlamaModel
 
 from wisegate.backends.local.cache import CachePlan, PromptCache
-from wisegate.backends.local.prompt import SCAFFOLD_ECHOES, TOOL_CALL_OPEN, TOOL_RESPONSE_SPAN
+from wisegate.backends.local.prompt import (
+    SCAFFOLD_ECHOES,
+    TOOL_CALL_CLOSE,
+    TOOL_CALL_OPEN,
+    TOOL_RESPONSE_SPAN,
+)
 from wisegate.backends.local.text import SpanFilter, StopMatcher
 from wisegate.protocol.messages import CustomTool, Usage, new_id
 
@@ -186,12 +191,13 @@ class Engine:
             yield from self._apply_cache(job, seq, job.cache, job.cache_plan)
         emitted = ""
         if job.tool_mode != "forced":
-            # Answers never show the prompt's scaffolding: echoed tool responses are dropped, and an
-            # echo of the tool instructions (or, with tool_choice none, a tool call) ends the answer.
+            # Answers never show the prompt's scaffolding: echoed tool responses (and stray closing
+            # tool-call tags) are dropped, and an echo of the tool instructions (or, with tool_choice
+            # none, a tool call) ends the answer.
             echoes = [*SCAFFOLD_ECHOES, *([TOOL_CALL_OPEN] if job.tool_mode == "none" else [])]
             markers = [TOOL_CALL_OPEN] if job.tool_mode == "auto" else []
             matcher = StopMatcher(job.stop_sequences + markers + echoes)
-            spans = SpanFilter(*TOOL_RESPONSE_SPAN)
+            spans = SpanFilter(*TOOL_RESPONSE_SPAN, strays=(TOOL_CALL_CLOSE,))
             grammar = job.answer_grammar
             sampler = _Sampler(self, job, seq, job.prompt_tokens, grammar)
             hit: str | None = None

@@ -38,6 +38,17 @@ TOOL_RESPONSE_SPAN = ("<tool_response>", "</tool_response>")
 # ends where one begins (the engine treats them as stop markers it never shows).
 SCAFFOLD_ECHOES = ("You can call tools.", "To call a tool, answer with only", "You can call a tool, answer")
 
+_MARKUP = (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, *TOOL_RESPONSE_SPAN)
+
+
+def defuse(text: str) -> str:
+    """``text`` with the prompt's tool markup escaped (``<`` as ``&lt;``), so that a tool's output that
+    prints ``</tool_response><tool_call>…`` cannot end its response early or pose as a call."""
+    for marker in _MARKUP:
+        text = text.replace(marker, "&lt;" + marker[1:])
+    return text
+
+
 _TOOLS_PREAMBLE = (
     "You can call tools. The tools are described here as JSON:\n<tools>\n{tools}\n</tools>\n"
     "To call a tool, answer with only "
@@ -181,7 +192,7 @@ class PromptRenderer:
             call = json.dumps({"name": block.name, "arguments": block.input}, ensure_ascii=False)
             return f"{TOOL_CALL_OPEN}{call}{TOOL_CALL_CLOSE}"
         if isinstance(block, ToolResultBlockParam):
-            return f"<tool_response>{self._tool_result_text(block, index, model_id)}</tool_response>"
+            return f"<tool_response>{defuse(self._tool_result_text(block, index, model_id))}</tool_response>"
         if isinstance(block, DocumentBlockParam):
             return self._document_text(block, index, model_id)
         if isinstance(block, SearchResultBlockParam):

@@ -73,14 +73,15 @@ def _strong_failure(seq: str) -> list[int]:
 
 
 class SpanFilter:
-    """Drops every ``open … close`` span (and any stray ``close``) from streamed text.
+    """Drops every ``open … close`` span (and any stray ``close`` or other ``strays``) from streamed text.
 
     ``feed`` returns the text that is safe to emit; what may be the start of a marker is held back,
     and text inside an unclosed span is dropped. ``flush`` returns what is held back at the end.
     """
 
-    def __init__(self, open_marker: str, close_marker: str) -> None:
+    def __init__(self, open_marker: str, close_marker: str, strays: tuple[str, ...] = ()) -> None:
         self._open, self._close = open_marker, close_marker
+        self._strays = (close_marker, *strays)  # dropped where they appear outside a span
         self._inside = False
         self._pending = ""
         self._span: list[str] = []
@@ -104,17 +105,18 @@ class SpanFilter:
                 buffer = buffer[at + len(self._close) :]
                 self._inside = False
                 continue
-            opened, closed = buffer.find(self._open), buffer.find(self._close)
-            if closed >= 0 and (opened < 0 or closed < opened):
-                out.append(buffer[:closed])
-                buffer = buffer[closed + len(self._close) :]
+            opened = buffer.find(self._open)
+            stray = min(((at, m) for m in self._strays if (at := buffer.find(m)) >= 0), default=None)
+            if stray is not None and (opened < 0 or stray[0] < opened):
+                out.append(buffer[: stray[0]])
+                buffer = buffer[stray[0] + len(stray[1]) :]
                 continue
             if opened >= 0:
                 out.append(buffer[:opened])
                 buffer = buffer[opened + len(self._open) :]
                 self._inside = True
                 continue
-            keep = _held(buffer, [self._open, self._close])
+            keep = _held(buffer, [self._open, *self._strays])
             out.append(buffer[: len(buffer) - keep])
             self._pending = buffer[len(buffer) - keep :] if keep else ""
             return "".join(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import io
 import json
 import os
@@ -31,7 +32,7 @@ from wisegate.domain.code_execution.sandbox import Sandbox
 from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
-from wisegate.errors import InvalidRequest, NotFound
+from wisegate.errors import InvalidRequest, NotFound, RateLimited
 from wisegate.protocol.bounds import echo
 from wisegate.protocol.messages import new_id
 from wisegate.protocol.resources import rfc3339
@@ -70,6 +71,9 @@ class ContainerService:
         *,
         idle_seconds: int,
         max_age_seconds: int,
+        per_workspace: int = 10,
+        total_bytes: int = 16 * 1024**3,
+        max_output_files: int = 100,
     ) -> None:
         self._repo = repo
         self.sandbox = sandbox
@@ -81,13 +85,17 @@ class ContainerService:
         self._max_age = timedelta(seconds=max_age_seconds)
         self._locks: dict[str, asyncio.Lock] = {}
         self._swept = 0.0
+        self._per_workspace = per_workspace
+        self._total_bytes = total_bytes
+        self.max_output_files = max_output_files
+        self._creating = asyncio.Lock()
 
     async def open(
         self, principal: Principal, param: str | dict[str, Any] | None, skills: Sequence[LoadedSkill]
     ) -> Container:
         """The container ``param`` names (``"id"`` or ``{"id"}``), or a new one; skills mounted."""
         await self.sweep()
-        wanted = param if isinstance(param, str) else (param or {}).get("id")
+        wanted = container_id(param)
         now = datetime.now(UTC)
         if wanted:
             record = await self._repo.get(principal.workspace_id, str(wanted))
@@ -111,24 +119,49 @@ class ContainerService:
             created_at, mounted = now, []
             wanted = new_id("container")
         root = self._directory / str(wanted)
-        await anyio.to_thread.run_sync(self.sandbox.prepare, root)
         if record is None:
-            expires = self._expiry(now, created_at)
-            await self._repo.add(
-                ContainerRecord(
-                    id=str(wanted),
-                    organization_id=principal.organization_id,
-                    workspace_id=principal.workspace_id,
-                    node=self.node,
-                    skills="[]",
-                    created_at=now,
-                    last_used_at=now,
-                    expires_at=expires,
+            async with self._creating:
+                await self._admit(principal, now)
+                await anyio.to_thread.run_sync(self.sandbox.prepare, root)
+                await self._repo.add(
+                    ContainerRecord(
+                        id=str(wanted),
+                        organization_id=principal.organization_id,
+                        workspace_id=principal.workspace_id,
+                        node=self.node,
+                        skills="[]",
+                        created_at=now,
+                        last_used_at=now,
+                        expires_at=self._expiry(now, created_at),
+                    )
                 )
-            )
+        else:
+            await anyio.to_thread.run_sync(self.sandbox.prepare, root)
         mounted = await self._mount(principal, root, mounted, skills)
         lock = self._locks.setdefault(str(wanted), asyncio.Lock())
         return Container(str(wanted), root, self._expiry(now, created_at), mounted, created_at, lock=lock)
+
+    async def _admit(self, principal: Principal, now: datetime) -> None:
+        """429 when a new container would pass the workspace's count or this node's total bytes."""
+        live = await self._repo.count_live(now, workspace_id=principal.workspace_id)
+        if live >= self._per_workspace:
+            raise RateLimited(
+                f"container: this workspace has {live} live containers, the limit "
+                f"(WISEGATE_CONTAINERS_PER_WORKSPACE) is {self._per_workspace}; reuse one by passing its id "
+                "as `container`, or wait for one to expire",
+                retry_after=60,
+                details={"error_code": "too_many_containers"},
+            )
+        on_node = await self._repo.count_live(now, node=self.node)
+        quota = self.sandbox.limits.disk_bytes
+        if (on_node + 1) * quota > self._total_bytes:
+            raise RateLimited(
+                f"container: the live containers on this server reserve {on_node * quota} bytes of disk "
+                f"({quota} each) and the limit (WISEGATE_CONTAINER_TOTAL_BYTES) is {self._total_bytes}; "
+                "reuse a container by passing its id as `container`, or wait for containers to expire",
+                retry_after=60,
+                details={"error_code": "container_capacity_exceeded"},
+            )
 
     async def close(self, container: Container) -> None:
         """Record the use: new expiry, skills, sandbox time."""
@@ -151,10 +184,10 @@ class ContainerService:
             return 0
         self._swept = time.monotonic()
         ids = await self._repo.expired(self.node, datetime.now(UTC))
-        for container_id in ids:
-            await anyio.to_thread.run_sync(_remove, self._directory / container_id)
-            await self._repo.delete(container_id)
-            self._locks.pop(container_id, None)
+        for expired in ids:
+            await anyio.to_thread.run_sync(self.sandbox.release, self._directory / expired)
+            await self._repo.delete(expired)
+            self._locks.pop(expired, None)
         return len(ids)
 
     async def _mount(
@@ -186,13 +219,14 @@ class ContainerService:
 
     async def collect(
         self, principal: Principal, container: Container, before: dict[str, tuple[int, int]]
-    ) -> list[FileRecord]:
-        """Store the files created or changed in ``outputs/`` since ``before`` as downloadable Files."""
+    ) -> tuple[list[FileRecord], list[str]]:
+        """Store the files created or changed in ``outputs/`` since ``before`` as downloadable Files,
+        at most ``max_output_files`` of them; returns the Files and the paths skipped past that."""
         after = await anyio.to_thread.run_sync(self.snapshot, container)
+        changed = [(path, key) for path, key in sorted(after.items()) if before.get(path) != key]
+        kept, skipped = changed[: self.max_output_files], [p for p, _ in changed[self.max_output_files :]]
         records = []
-        for path, key in sorted(after.items()):
-            if before.get(path) == key:
-                continue
+        for path, key in kept:
             if key[1] > self._files.max_file_bytes:
                 raise OutputTooLarge(path)
             staged = await self._files.receive(principal, _read_nofollow(container.root / "outputs", path))
@@ -201,7 +235,7 @@ class ContainerService:
                 records.append(await self._files.commit(principal, staged, name, None, downloadable=True))
             finally:
                 staged.discard()
-        return records
+        return records, skipped
 
     def remove_since(self, container: Container, started: float) -> None:
         """Delete what the sandbox wrote since ``started`` (a call that went past the disk quota)."""
@@ -212,8 +246,26 @@ class ContainerService:
                         os.unlink(container.root / name / path)
 
 
-def _remove(directory: Path) -> None:
-    shutil.rmtree(directory, ignore_errors=True)
+def container_id(param: object) -> str | None:
+    """The id a request's ``container`` names (``"id"`` or ``{"id": ...}``), ``None`` for none; a 400
+    naming ``container`` for any other shape."""
+    if param is None:
+        return None
+    if isinstance(param, dict):
+        unknown = sorted(set(param) - {"id", "skills"})
+        if unknown:
+            raise InvalidRequest(
+                f"container: unknown field {echo(unknown[0])}; expected `id` and/or `skills`"
+            )
+        param = param.get("id")
+        if param is None:
+            return None
+    if not isinstance(param, str) or not param.strip():
+        raise InvalidRequest(
+            "container: must be a container id (a non-empty string) or an object "
+            '`{"id": "<container id>", "skills": [...]}`; omit it to start a new container'
+        )
+    return param
 
 
 class OutputTooLarge(Exception):
@@ -265,7 +317,16 @@ def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None
             _write_all(out, data)
             if uid is not None:
                 os.fchown(out, uid, uid)
-        finally:
+        except OSError as exc:
+            os.close(out)
+            os.unlink(temp, dir_fd=fd)
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise InvalidRequest(
+                f"container_upload: '{echo(filename)}' ({len(data)} bytes) does not fit in the container: "
+                "its disk quota is reached; delete files in it or start a new container"
+            ) from None
+        else:
             os.close(out)
         try:
             os.rename(temp, filename, src_dir_fd=fd, dst_dir_fd=fd)

@@ -16,6 +16,7 @@ its calls are returned as generated and not run, and the turn ends with that rea
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ import anyio
 
 from wisegate.backends.base import Backend, ModelRoute, tallied
 from wisegate.domain.attachments import LoadedSkill
-from wisegate.domain.code_execution.containers import Container, ContainerService
+from wisegate.domain.code_execution.containers import Container, ContainerService, container_id
 from wisegate.domain.code_execution.sandbox import MOUNTS, SKILLS_DIR
 from wisegate.domain.code_execution.tools import EDITOR_COMMANDS, execute
 from wisegate.domain.keys import Principal
@@ -52,6 +53,7 @@ from wisegate.protocol.events import (
     StreamEvent,
     TextDelta,
 )
+from wisegate.protocol.json_depth import parse_json
 from wisegate.protocol.messages import (
     CustomTool,
     MessagesRequest,
@@ -64,6 +66,7 @@ from wisegate.protocol.messages import (
     new_id,
 )
 
+_ECHO = re.compile(r"<tool_response>.*?(?:</tool_response>|\Z)|</?tool_call>|</tool_response>", re.DOTALL)
 # Stop reasons of a round that ended mid-generation: a call in it may be unfinished.
 _CUT_OFF = frozenset({"max_tokens", "model_context_window_exceeded"})
 
@@ -121,10 +124,13 @@ class CodeExecution:
         """Open the container (mounting skills, placing uploads) and the request the backend sees."""
         tool = code_tool(request)
         assert tool is not None
-        if self.containers.sandbox.available() is not None:
+        container_id(request.container)  # a 400 naming `container` for a malformed one
+        problem = await anyio.to_thread.run_sync(self.containers.sandbox.available)
+        if problem is not None:
             raise InvalidRequest(
-                "tools: the code execution tool is not available on this server (its sandbox, bubblewrap, "
-                "is not installed); run `wisegate sandbox check`"
+                "tools: the code execution tool is not available on this server, its sandbox cannot run: "
+                f"{problem}; the operator can run `wisegate sandbox check`",
+                details={"error_code": "code_execution_unavailable"},
             )
         skills = await self._load_skills(principal, request.container)
         container = await self.containers.open(principal, request.container, skills)
@@ -254,7 +260,7 @@ class Run:
                 if rounds >= self.max_rounds:
                     stop = "pause_turn"
                     break
-                turn = MessageParam(role="assistant", content=[*_params(content), *_params(results)])
+                turn = MessageParam(role="assistant", content=[*_echoes_dropped(content), *_params(results)])
                 request = request.model_copy(
                     update={
                         "messages": _for_backend([*request.messages, turn]),
@@ -262,6 +268,7 @@ class Run:
                     }
                 )
             usage.code_execution_requests = calls
+            usage.server_tool_use = server_tool_use(usage, calls)
             usage.container_ms = int(self.container.run_seconds * 1000)
             yield MessageDelta(
                 delta=MessageDeltaBody(stop_reason=stop or "end_turn"),
@@ -270,14 +277,24 @@ class Run:
                     input_tokens=usage.input_tokens,
                     cache_read_input_tokens=usage.cache_read_input_tokens,
                     cache_creation_input_tokens=usage.cache_creation_input_tokens,
+                    server_tool_use=usage.server_tool_use,
                 ),
             )
             yield MessageStop()
         finally:
             usage.code_execution_requests = calls  # also when the client went away mid-turn
+            usage.server_tool_use = server_tool_use(usage, calls)
             usage.container_ms = int(self.container.run_seconds * 1000)
             with anyio.CancelScope(shield=True):
                 await self.service.containers.close(self.container)
+
+
+def server_tool_use(usage: Usage, calls: int) -> dict[str, int]:
+    """``usage.server_tool_use`` as the SDK's ``ServerToolUsage`` has it (web search and web fetch
+    counts, never run here, as reported by the backend), with the code execution calls added."""
+    counts = {"web_search_requests": 0, "web_fetch_requests": 0, **(usage.server_tool_use or {})}
+    counts["code_execution_requests"] = calls
+    return counts
 
 
 def _apply(blocks: dict[int, Any], partial: dict[int, str], event: ContentBlockDelta) -> None:
@@ -290,8 +307,8 @@ def _apply(blocks: dict[int, Any], partial: dict[int, str], event: ContentBlockD
 
 def _parse(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
+        value = parse_json(text) if text.strip() else {}
+    except ValueError:  # a model's unfinished or unbounded JSON (deep, endless digits): no input
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -301,6 +318,19 @@ def _add(total: Usage, part: Usage) -> None:
     total.output_tokens += part.output_tokens
     total.cache_read_input_tokens += part.cache_read_input_tokens
     total.cache_creation_input_tokens += part.cache_creation_input_tokens
+
+
+def _echoes_dropped(blocks: Sequence[Any]) -> list[Any]:
+    """The round's blocks for the next round, tool-call markup the model wrote as text taken out.
+
+    A small model sometimes echoes the prompt format (``<tool_response>…</tool_response>``, a stray
+    ``</tool_call>``) in its answer; sent back as its own text, that would read as a tool result the
+    next round never got from a tool."""
+    params = _params(blocks)
+    for param in params:
+        if param.get("type") == "text":
+            param["text"] = _ECHO.sub("", param["text"])
+    return [p for p in params if p.get("type") != "text" or p["text"].strip()]
 
 
 def _params(blocks: Sequence[Any]) -> list[Any]:

@@ -10,20 +10,27 @@ operator configures), the container's own writable directories and nothing else 
     /skills/<directory>/        the request's skills, read-only        (<container>/skills)
 
 Namespaces: all of them (``--unshare-all``): no network (only a loopback of its own), a new PID
-namespace with its own ``/proc``, no environment but ``PATH``, ``HOME``, ``LANG`` and ``TMPDIR``. Limits:
-CPU seconds, address space, processes, open files and file size as rlimits; wall time by killing the
-sandbox (its PID namespace dies with it, so nothing it started outlives the call); disk by the file-size
-rlimit (what is left of the quota) plus a watchdog that measures the writable directories while the
-command runs and kills it past the quota. The ``processes`` limit is RLIMIT_NPROC, which counts the
-sandbox user's tasks: a server running as root runs bwrap privileged (no user namespace) and the command
-as an unprivileged user (``sandbox_uid``, through ``setpriv`` with every capability dropped); any other
-server runs the command as itself in a user namespace, its own tasks added to the limit.
+namespace with its own ``/proc``, no environment but ``PATH``, ``HOME``, ``LANG`` and ``TMPDIR``.
+
+Limits the kernel enforces ("hard limits", the default): each call runs in its own control group
+(``cgroups``: memory with no swap on top, processes, CPU share) and the container's directory is a
+size- and inode-limited tmpfs (``disks``); at most ``max_running`` calls run at once, the others wait.
+Wall time by killing the sandbox (its PID namespace dies with it, so nothing it started outlives the
+call). CPU seconds, address space, processes, open files and file size are rlimits on top. When the host
+offers no usable cgroup or the server may not mount a tmpfs, the sandbox is unavailable unless the
+operator allows soft limits: then the rlimits alone bound a call, and a watchdog that measures the
+container's directory while the command runs (killing it past the quota) bounds its disk. The
+``processes`` rlimit is RLIMIT_NPROC, which counts the sandbox user's tasks: a server running as root
+runs bwrap privileged (no user namespace) and the command as an unprivileged user (``sandbox_uid``,
+through ``setpriv`` with every capability dropped); any other server runs the command as itself in a
+user namespace, its own tasks added to the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import shutil
@@ -35,6 +42,11 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from wisegate.domain.code_execution import disks
+from wisegate.domain.code_execution.cgroups import CallGroup, CallLimits, Cgroups
+
+log = logging.getLogger("wisegate.sandbox")
+
 WRITABLE = ("home", "tmp", "uploads", "outputs")
 MOUNTS = {
     "home": "/home/user",
@@ -45,7 +57,7 @@ MOUNTS = {
 SKILLS_DIR = "/skills"
 _SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/mime.types")
 _OUTPUT_CAP = 64 * 1024  # bytes of stdout and of stderr kept per call
-_MAX_ENTRIES = 100_000  # files and directories a container may hold
+MAX_ENTRIES = 100_000  # files and directories a container may hold
 _WATCH_SECONDS = 0.25
 
 
@@ -57,6 +69,8 @@ class SandboxLimits:
     processes: int = 128
     open_files: int = 1024
     disk_bytes: int = 1024**3
+    cpus: float = 1.0
+    max_running: int = 4
 
 
 @dataclass(slots=True)
@@ -66,7 +80,8 @@ class RunResult:
     return_code: int
     seconds: float
     timed_out: bool = False
-    disk_exceeded: bool = False
+    disk_exceeded: bool = False  # the call went past the quota (soft) or filled the disk (hard)
+    disk_full: bool = False  # the container's disk is full after the call
     truncated: bool = False
 
 
@@ -79,21 +94,55 @@ class Sandbox:
     ro_binds: Sequence[str] = ()
     python_path: Sequence[str] = ()
     bwrap: str = "bwrap"
+    allow_soft_limits: bool = False
+    _hard: Cgroups | str | None = field(default=None, init=False)
+    _running: asyncio.Semaphore | None = field(default=None, init=False)
 
     def available(self) -> str | None:
-        """Why the sandbox cannot run here, or ``None`` when ``bwrap`` is installed."""
+        """Why the sandbox cannot run here, or ``None`` when it can."""
         if shutil.which(self.bwrap) is None:
             return f"'{self.bwrap}' is not installed (Debian: apt-get install bubblewrap)"
         if self.as_other_user and not os.path.exists("/usr/bin/setpriv"):
             return "/usr/bin/setpriv is not installed (Debian: util-linux)"
+        problem = self.soft_reason()
+        if problem is not None and not self.allow_soft_limits:
+            return (
+                f"its limits cannot be enforced on this host: {problem}. Run the server as root on a host "
+                "with cgroups (or a delegated cgroup v2), or set WISEGATE_SANDBOX_ALLOW_SOFT_LIMITS=true to "
+                "run code with rlimits only"
+            )
         return None
+
+    def soft_reason(self) -> str | None:
+        """Why hard limits (a cgroup per call, a tmpfs per container) cannot be used here, or ``None``."""
+        if self._hard is None:
+            found = Cgroups.detect()
+            if isinstance(found, Cgroups):
+                problem = disks.probe()
+                self._hard = found if problem is None else problem
+            else:
+                self._hard = found
+        return self._hard if isinstance(self._hard, str) else None
+
+    @property
+    def hard(self) -> bool:
+        return self.soft_reason() is None
+
+    def describe(self) -> str:
+        """How the limits are enforced, for ``wisegate sandbox check`` and the startup log."""
+        if isinstance(self._hard, Cgroups) or self.soft_reason() is None:
+            assert isinstance(self._hard, Cgroups)
+            return f"hard limits: {self._hard.describe()}, a tmpfs per container"
+        return f"soft limits (rlimits only): {self._hard}"
 
     @property
     def as_other_user(self) -> bool:
         return os.geteuid() == 0 and self.uid != 0
 
     def prepare(self, root: Path) -> None:
-        """Create the container's directories (owned by the sandbox's user)."""
+        """Create the container's disk and directories (owned by the sandbox's user)."""
+        if self.hard:
+            disks.mount(root, self.limits.disk_bytes, MAX_ENTRIES)
         root.mkdir(parents=True, exist_ok=True)
         for name in (*WRITABLE, "skills"):
             path = root / name
@@ -153,10 +202,35 @@ class Sandbox:
             command = ["/usr/bin/setpriv", *drop, "--no-new-privs", "--", *command]
         return [*args, "--", *command]
 
+    def release(self, root: Path) -> None:
+        """Delete the container's disk and everything on it."""
+        disks.unmount(root)
+        shutil.rmtree(root, ignore_errors=True)
+
     async def run(self, root: Path, command: Sequence[str], used_bytes: int) -> RunResult:
-        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now."""
+        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now.
+
+        Waits while ``max_running`` calls run; the wall-time limit counts from the start."""
+        if self._running is None:
+            self._running = asyncio.Semaphore(self.limits.max_running)
+        async with self._running:
+            group = None
+            if self.hard:
+                assert isinstance(self._hard, Cgroups)
+                call = CallLimits(self.limits.memory_bytes, self.limits.processes, self.limits.cpus)
+                group = await anyio.to_thread.run_sync(self._hard.create, call)
+            try:
+                return await self._run(root, command, used_bytes, group)
+            finally:
+                if group is not None and not await anyio.to_thread.run_sync(group.remove):
+                    log.warning("a sandbox call's cgroup could not be removed: %s", group.directories[0])
+
+    async def _run(
+        self, root: Path, command: Sequence[str], used_bytes: int, group: CallGroup | None
+    ) -> RunResult:
         limits = self.limits
-        room = max(limits.disk_bytes - used_bytes, 0)
+        # With a tmpfs the kernel's ENOSPC is the quota (the file-size rlimit would kill with SIGXFSZ).
+        room = limits.disk_bytes if group is not None else max(limits.disk_bytes - used_bytes, 0)
         headroom = await anyio.to_thread.run_sync(_tasks_of, self.uid if self.as_other_user else os.getuid())
         rlimits = [
             (resource.RLIMIT_CPU, limits.cpu_seconds),
@@ -167,6 +241,7 @@ class Sandbox:
             (resource.RLIMIT_CORE, 0),
         ]
 
+        full_before = group is not None and await anyio.to_thread.run_sync(disks.full, root)
         started = time.monotonic()
         fds = {name: _open_dir(root / name) for name in (*WRITABLE, "skills")}
         keep = set(fds.values())
@@ -182,6 +257,8 @@ class Sandbox:
                         os.set_inheritable(fd, False)
             for kind, value in rlimits:
                 resource.setrlimit(kind, (value, value))
+            if group is not None:
+                group.join()
 
         argv = self.argv(fds, command)
         argv[0] = shutil.which(self.bwrap) or self.bwrap
@@ -201,7 +278,7 @@ class Sandbox:
                 os.close(fd)
         assert process.stdout is not None and process.stderr is not None
         outcome = RunResult("", "", 0, 0.0)
-        watchdog = asyncio.create_task(self._watch(root, process, outcome))
+        watchdog = asyncio.create_task(self._watch(root, process, outcome, hard=group is not None))
         try:
             async with asyncio.timeout(limits.wall_seconds):
                 out, err = await asyncio.gather(_capped(process.stdout), _capped(process.stderr))
@@ -221,16 +298,21 @@ class Sandbox:
         outcome.truncated = out[1] or err[1]
         outcome.return_code = code if code >= 0 else 128 - code
         outcome.seconds = time.monotonic() - started
-        if not outcome.disk_exceeded:
+        if group is not None:
+            outcome.disk_full = await anyio.to_thread.run_sync(disks.full, root)
+            outcome.disk_exceeded = outcome.disk_full and not full_before  # this call filled it
+        elif not outcome.disk_exceeded:
             usage = await anyio.to_thread.run_sync(disk_usage, root)
-            outcome.disk_exceeded = usage[0] >= limits.disk_bytes or usage[1] > _MAX_ENTRIES
+            outcome.disk_exceeded = usage[0] >= limits.disk_bytes or usage[1] > MAX_ENTRIES
         return outcome
 
-    async def _watch(self, root: Path, process: asyncio.subprocess.Process, outcome: RunResult) -> None:
-        while process.returncode is None:
+    async def _watch(
+        self, root: Path, process: asyncio.subprocess.Process, outcome: RunResult, *, hard: bool
+    ) -> None:
+        while process.returncode is None and not hard:  # with hard limits, the tmpfs is the quota
             await asyncio.sleep(_WATCH_SECONDS)
             size, entries = await anyio.to_thread.run_sync(disk_usage, root)
-            if size > self.limits.disk_bytes or entries > _MAX_ENTRIES:
+            if size > self.limits.disk_bytes or entries > MAX_ENTRIES:
                 outcome.disk_exceeded = True
                 _kill(process)
                 return

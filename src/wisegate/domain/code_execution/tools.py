@@ -16,7 +16,7 @@ from typing import Any
 import anyio.to_thread
 
 from wisegate.domain.code_execution.containers import Container, ContainerService, OutputTooLarge
-from wisegate.domain.code_execution.sandbox import disk_usage
+from wisegate.domain.code_execution.sandbox import MAX_ENTRIES, MOUNTS, disk_usage
 from wisegate.domain.keys import Principal
 from wisegate.protocol.code_execution import BASH, TEXT_EDITOR, run_result, tool_error
 
@@ -82,18 +82,30 @@ async def execute(
         if result.timed_out:
             return tool_error(name, "execution_time_exceeded")
         stderr = result.stderr
-        if result.disk_exceeded:
-            await anyio.to_thread.run_sync(containers.remove_since, container, started)
-            stderr += (
-                f"\nDisk quota of {containers.sandbox.limits.disk_bytes} bytes exceeded: the files this "
-                "call wrote were removed."
-            )
+        if result.disk_exceeded or result.disk_full:
+            stderr += "\n" + await anyio.to_thread.run_sync(_disk_note, containers, container, started)
         try:
-            records = await containers.collect(principal, container, before)
+            records, skipped = await containers.collect(principal, container, before)
         except OutputTooLarge:
             return tool_error(name, "output_file_too_large")
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (", ..." if len(skipped) > 10 else "")
+        stderr += (
+            f"\n{len(skipped)} more new files in {MOUNTS['outputs']} were not returned as files: at most "
+            f"{containers.max_output_files} are returned per call (skipped: {shown}). Combine them into "
+            "an archive if they are all needed."
+        )
     code = result.return_code if not result.disk_exceeded or result.return_code else 1
     return run_result(name, result.stdout, stderr.lstrip("\n"), code, [r.id for r in records])
+
+
+def _disk_note(containers: ContainerService, container: Container, started: float) -> str:
+    """What the tool result says when the call filled the container's disk."""
+    limit = f"Disk quota of {containers.sandbox.limits.disk_bytes} bytes or {MAX_ENTRIES} files"
+    if containers.sandbox.hard:
+        return f"{limit} reached: writes past it failed; delete files to make room."
+    containers.remove_since(container, started)
+    return f"{limit} exceeded: the files this call wrote were removed."
 
 
 async def _editor(containers: ContainerService, container: Container, given: Any) -> dict[str, Any]:
@@ -106,8 +118,9 @@ async def _editor(containers: ContainerService, container: Container, given: Any
             containers, container, ["/usr/bin/python3", "-c", _EDITOR, json.dumps(given)]
         )
         if result.disk_exceeded:
-            await anyio.to_thread.run_sync(containers.remove_since, container, started)
-            return tool_error(TEXT_EDITOR, "invalid_tool_input", "the container's disk quota is exceeded")
+            note = await anyio.to_thread.run_sync(_disk_note, containers, container, started)
+            if not containers.sandbox.hard or result.return_code:
+                return tool_error(TEXT_EDITOR, "invalid_tool_input", note)
     if result.timed_out:
         return tool_error(TEXT_EDITOR, "execution_time_exceeded")
     try:
@@ -122,7 +135,9 @@ async def _editor(containers: ContainerService, container: Container, given: Any
 
 
 async def _run(containers: ContainerService, container: Container, argv: list[str]) -> tuple[Any, float]:
-    used, _ = await anyio.to_thread.run_sync(disk_usage, container.root)
+    used = 0
+    if not containers.sandbox.hard:  # with a tmpfs the kernel counts; no need to walk the files
+        used, _ = await anyio.to_thread.run_sync(disk_usage, container.root)
     started = time.time()
     result = await containers.sandbox.run(container.root, argv, used)
     container.run_seconds += result.seconds

@@ -69,6 +69,8 @@ class BillingAccounts:
         the balance past ``MAX_BALANCE_USD``, or a correction below zero (refused atomically: nothing
         changes). Spending may still take the balance below zero; a top-up then brings it back."""
         storable_name("note", note, NOTE_LENGTH)  # shown on the Limits page and in `credits show`
+        if amount_pico == 0:  # "0", "-0", "0.000": a grant of nothing is a typing mistake, not a record
+            raise InvalidRequest("amount: a top-up or correction must not be $0")
         if abs(amount_pico) > MAX_AMOUNT_PICO:
             raise InvalidRequest(
                 f"Amount: a top-up or correction may be at most ${MAX_AMOUNT_USD:,} either way, got "

@@ -31,6 +31,7 @@ from wisegate.domain.pricing import PriceTable
 from wisegate.errors import InvalidRequest, RateLimited
 from wisegate.protocol.bounds import PICO_PER_USD
 from wisegate.protocol.messages import Usage
+from wisegate.protocol.numbers import seconds
 from wisegate.records.billing import BillingAccount, Reservation, WorkspaceLimits, billing_period
 from wisegate.records.usage import UsageRecord
 from wisegate.settings.tiers import LimitsConfig, RateLimits, TierConfig
@@ -494,7 +495,7 @@ def _exceeded(taken: Take, demands: list[Demand], snapshot: RateLimitSnapshot) -
     retry = max(1, math.ceil(taken.retry_after))
     return RateLimitExceeded(
         f"This request would exceed the rate limit for {who} of {bucket.capacity:,} {unit} per minute "
-        f"for {bucket.model_class} models. Retry after {retry} seconds; the "
+        f"for {bucket.model_class} models. Retry after {seconds(retry)}; the "
         "anthropic-ratelimit-* response headers show current usage.",
         float(retry),
         snapshot,
