@@ -3,6 +3,7 @@ fallbacks (refusal and overload), block binding, billing policy and fallback cre
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from tests.conftest import LiveServer, make_key, postgres_database, serve, settings_for
 from wisegate.backends.scripted import ScriptedBackend
+from wisegate.domain.compaction import SUMMARY_MAX_TOKENS, SUMMARY_TASK
 from wisegate.errors import Overloaded
 from wisegate.protocol.events import (
     ContentBlockDelta,
@@ -304,6 +306,59 @@ def test_compaction_streams_as_the_claude_api_does(server: LiveServer) -> None:
         "message_stop",
     ]
     assert '"content_block":{"type":"compaction","content":null,"encrypted_content":null}' in raw.text
+
+
+def test_a_looping_summary_ends_before_its_first_repeat(server: LiveServer) -> None:
+    """A model that repeats itself is stopped there: the summary keeps each sentence once and usage is
+    what was generated until the repeat was seen (SmolLM2 wrote one sentence over and over)."""
+    loop = "Maria lives in Lisbon. She visits Japan in April. Maria lives in Lisbon. " * 20
+    for streamed in (False, True):
+        server.backend.enqueue(text=loop.strip())
+        response = httpx.post(
+            f"{server.base_url}/v1/messages",
+            headers={"x-api-key": server.key},
+            json={"model": PRIMARY, "max_tokens": 200, "stream": streamed, "messages": hello("A chat."),
+                  "compaction": {"type": "summarize"}},
+            timeout=30,
+        )  # fmt: skip
+        assert response.status_code == 200
+        if streamed:
+            names = [line[7:] for line in response.text.splitlines() if line.startswith("event: ")]
+            assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+            final = json.loads(response.text.split("event: message_delta\ndata: ")[1].split("\n")[0])
+            usage = final["usage"]
+            (delta,) = [line for line in response.text.splitlines() if '"compaction_delta"' in line]
+            summary = json.loads(delta.removeprefix("data: "))["delta"]["content"]
+            assert final["delta"]["stop_reason"] == "compaction"
+        else:
+            message = response.json()
+            assert message["stop_reason"] == "compaction"
+            summary, usage = message["content"][0]["content"], message["usage"]
+        assert summary == "Maria lives in Lisbon. She visits Japan in April."
+        # one token per word: stopped at the 13th word, the repeat's last, not at the 200 it could write
+        assert usage["output_tokens"] == 13
+        assert usage["iterations"][0]["output_tokens"] == 13
+        assert usage_record(server, response.headers["request-id"]).output_tokens == 13
+
+
+def test_summaries_are_greedy_notes_of_bounded_length(server: LiveServer) -> None:
+    server.backend.enqueue(text="Notes.")
+    server.client().beta.messages.create(
+        model=PRIMARY, max_tokens=4000, messages=hello("A chat."), compaction={"type": "summarize"}
+    )
+    seen = server.backend.calls[-1]
+    assert seen.temperature == 0 and seen.max_tokens == SUMMARY_MAX_TOKENS
+    assert seen.messages[0].blocks()[0].text.endswith(SUMMARY_TASK)  # type: ignore[union-attr]
+    server.backend.enqueue(text="Notes.")
+    server.client().beta.messages.create(
+        model=PRIMARY,
+        max_tokens=30,
+        extra_body={"temperature": 0.7},  # the 2.10 beta create has no temperature parameter
+        messages=hello("A chat."),
+        compaction={"type": "summarize"},
+    )
+    seen = server.backend.calls[-1]
+    assert seen.temperature == 0.7 and seen.max_tokens == 30  # the request's own sampling wins
 
 
 def test_refusal_falls_back_to_the_next_model(server: LiveServer) -> None:

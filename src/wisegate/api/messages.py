@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -16,7 +16,7 @@ from wisegate.api.errors import request_id_of
 from wisegate.api.ratelimit import rate_limit_headers
 from wisegate.api.relay import relayed_response
 from wisegate.api.render import json_response
-from wisegate.api.sse import SSEResponse
+from wisegate.api.sse import open_sse
 from wisegate.domain.call import Wire
 from wisegate.domain.drain import Drain, ShuttingDown
 from wisegate.domain.limits import RateLimitSnapshot
@@ -35,16 +35,19 @@ async def create_message(request: Request) -> Response:
     request.state.model = body.model
     request_id = request_id_of(request) or ""
     if body.thread is not None:  # server-held state: the typed path, which sees the whole response
-        stream: EventStream = await services.threads.open_stream(
-            principal, body, request_id, streamed=bool(body.stream)
-        )
-        return await _respond(request, body, stream)
+        opening = services.threads.open_stream(principal, body, request_id, streamed=bool(body.stream))
+        if body.stream:
+            return await _stream(request, opening)
+        return await _respond(request, await opening)
     wire = Wire(raw, request.headers.get("anthropic-beta"), request.headers.get("anthropic-version"))
     call = await services.messages.call(principal, body, request_id, streamed=bool(body.stream), wire=wire)
     if call.relays:
         relayed = await services.messages.open_relay(call)
-        return relayed_response(relayed, rate_limit_headers(relayed.rate_limits), services.drain)
-    return await _respond(request, body, await services.messages.open_stream(call))
+        headers = rate_limit_headers(relayed.rate_limits)
+        return relayed_response(relayed, headers, services.drain, services.settings.stream_ping_seconds)
+    if body.stream:
+        return await _stream(request, services.messages.open_stream(call))
+    return await _respond(request, await services.messages.open_stream(call))
 
 
 class EventStream(Protocol):
@@ -59,11 +62,10 @@ class EventStream(Protocol):
     def abort(self, error_type: str) -> None: ...
 
 
-async def _respond(request: Request, body: MessagesRequest, stream: EventStream) -> Response:
+async def _respond(request: Request, stream: EventStream) -> Response:
+    """A JSON response assembled from ``stream`` (a streamed request goes through :func:`_stream`)."""
     services = services_of(request)
     headers = rate_limit_headers(stream.rate_limits)
-    if body.stream:
-        return SSEResponse(_encoded(stream), stream, headers, services.drain)
     try:
         message = await _unless_disconnected(
             request, accumulate(stream), services.drain, lambda: stream.abort(ShuttingDown.type)
@@ -75,6 +77,17 @@ async def _respond(request: Request, body: MessagesRequest, stream: EventStream)
         await stream.aclose()
         return Response(status_code=499)
     return json_response(message, headers)
+
+
+async def _stream(request: Request, opening: Coroutine[Any, Any, EventStream]) -> Response:
+    services = services_of(request)
+    return await open_sse(
+        opening,
+        _encoded,
+        lambda stream: rate_limit_headers(stream.rate_limits),
+        services.drain,
+        ping_seconds=services.settings.stream_ping_seconds,
+    )
 
 
 async def create_message_app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,7 +18,7 @@ from wisegate.api.auth import authenticate
 from wisegate.api.body import parse
 from wisegate.api.errors import request_id_of, retry_after
 from wisegate.api.render import json_response
-from wisegate.api.sse import SSEResponse
+from wisegate.api.sse import PING_COMMENT, open_sse
 from wisegate.backends.registry import ServedModel
 from wisegate.domain.messages import MessageStream
 from wisegate.domain.openai_chat import ChatCompletionService, chunks, in_openai_terms
@@ -75,10 +75,16 @@ async def chat_completions(request: Request) -> Response:
     try:  # the errors name fields of the Messages request made from this one: named as sent here
         call = await chat.call(principal, body, request_id)
         if body.stream:
-            stream = await chat.open_stream(call)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            lines = _chunk_lines(stream, include_usage)
-            return SSEResponse(lines, stream, None, services.drain, error_tail=_openai_error_line)
+            return await open_sse(
+                chat.open_stream(call),
+                lambda stream: _chunk_lines(stream, include_usage),
+                lambda stream: None,
+                services.drain,
+                ping_seconds=services.settings.stream_ping_seconds,
+                error_tail=_openai_error_line,
+                ping=PING_COMMENT,  # OpenAI's SDK would turn an `event: ping` into an empty chunk
+            )
         completion = await chat.create(call)
     except ApiError as exc:
         exc.message = in_openai_terms(exc.message, body)

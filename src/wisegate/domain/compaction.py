@@ -9,6 +9,12 @@ summarization call's, exactly, also listed as one ``{"type": "compaction"}`` ent
 A model that declines to summarize (``stop_reason: "refusal"``) fails the compaction: the block's
 ``content`` is null, as the Claude API answers a compaction that produced no valid summary.
 
+Small models loop: asked for a summary, SmolLM2-135M wrote one sentence over and over and lost the
+facts. So the model is asked for notes, one fact per line (a list is what it keeps best), decoding is
+greedy unless the request sets sampling, ``max_tokens`` is at most :data:`SUMMARY_MAX_TOKENS`, and the
+summary ends at the first sentence or line the model repeats (generation stops there; usage is what
+was generated). ``bench/compaction_summaries.py`` measures repeats and facts kept.
+
 A later request sends the block back first in ``messages``; before it reaches a backend that does
 not speak the wire format itself, :func:`expand_summaries` puts the summary, as a user turn, in place of
 everything before the block. A block whose ``content`` is null (a failed compaction) changes nothing.
@@ -16,6 +22,7 @@ everything before the block. A block whose ``content`` is null (a failed compact
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, TypeVar
@@ -38,7 +45,9 @@ from wisegate.protocol.events import (
     ContentBlockStop,
     MessageDelta,
     MessageDeltaBody,
+    MessageDeltaUsage,
     MessageStart,
+    MessageStop,
     Ping,
     StreamEvent,
     TextDelta,
@@ -46,13 +55,16 @@ from wisegate.protocol.events import (
 from wisegate.protocol.messages import CompactionBlock, CountTokensRequest, MessagesRequest, Usage
 
 # Small models summarize best when the task comes after the text and names what to keep; the
-# transcript's speaker labels are the ones they were trained on.
-SUMMARY_SYSTEM = "You write short, factual summaries of conversations."
+# transcript's speaker labels are the ones they were trained on. Notes, one fact per line, keep more
+# facts and repeat less than "a few sentences" (bench/compaction_summaries.py).
+SUMMARY_SYSTEM = "You take notes of conversations. You write each fact once."
 SUMMARY_TASK = (
-    "Summarize the conversation above in a few sentences. Keep every name, number, date and decision, "
-    "and what the user asked for last. Write only the summary."
+    "Write the facts of the conversation above as short notes, one per line: every name, place, number, "
+    "date and decision, and last what the user asked for. Write each fact once. Write only the notes."
 )
 SUMMARY_LEAD = "Summary of our conversation so far:"
+SUMMARY_MAX_TOKENS = 512  # a summary longer than this no longer saves much context
+_UNIT = re.compile(r"[^\n.!?]*[\n.!?]+")  # a sentence or line, with what ends it
 _PING_EVERY = 5.0
 
 R = TypeVar("R", MessagesRequest, CountTokensRequest)
@@ -65,9 +77,10 @@ def summarization_request(request: MessagesRequest) -> MessagesRequest:
     instructions = request.compaction.custom_instructions() if request.compaction else None
     fields: dict[str, Any] = {
         "model": request.model,
-        "max_tokens": request.max_tokens,
+        "max_tokens": min(request.max_tokens, SUMMARY_MAX_TOKENS),
         "system": SUMMARY_SYSTEM,
         "messages": [{"role": "user", "content": f"{transcript}\n\n{instructions or SUMMARY_TASK}"}],
+        "temperature": 0.0,  # greedy: the likeliest wording of the facts, the same each time
     }
     for name in ("temperature", "top_p", "top_k", "metadata", "service_tier", "speed"):
         value = getattr(request, name)
@@ -143,7 +156,8 @@ def _block_text(block: ContentBlockParam) -> str:
 
 async def compaction_events(events: AsyncGenerator[StreamEvent], usage: Usage) -> AsyncGenerator[StreamEvent]:
     """A summarization answer's events turned into a compaction response's (``usage`` is the tally
-    the backend keeps current). Nothing is yielded before the backend's first event."""
+    the backend keeps current). Nothing is yielded before the backend's first event. When the model
+    starts repeating itself, generation stops and the summary ends before the repeat."""
     summary: list[str] = []
     last_ping = time.monotonic()
     try:
@@ -153,6 +167,11 @@ async def compaction_events(events: AsyncGenerator[StreamEvent], usage: Usage) -
                 yield ContentBlockStart(index=0, content_block=CompactionBlock())
             elif isinstance(event, ContentBlockDelta) and isinstance(event.delta, TextDelta):
                 summary.append(event.delta.text)
+                kept = without_repeat("".join(summary))
+                if kept is not None:  # a loop: end here, with what the model wrote once
+                    for ending in _ended(kept, usage):
+                        yield ending
+                    return
                 if time.monotonic() - last_ping >= _PING_EVERY:
                     last_ping = time.monotonic()
                     yield Ping()
@@ -163,23 +182,56 @@ async def compaction_events(events: AsyncGenerator[StreamEvent], usage: Usage) -
                 text = "" if declined else "".join(summary).strip()
                 yield ContentBlockDelta(index=0, delta=CompactionDelta(content=text or None))
                 yield ContentBlockStop(index=0)
-                delta_usage = event.usage.model_copy(
-                    update={
-                        "iterations": [
-                            {
-                                "type": "compaction",
-                                "input_tokens": usage.input_tokens,
-                                "output_tokens": usage.output_tokens,
-                                "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-                                "cache_read_input_tokens": usage.cache_read_input_tokens,
-                            }
-                        ]
-                    }
+                yield MessageDelta(
+                    delta=MessageDeltaBody(stop_reason="compaction"),
+                    usage=event.usage.model_copy(update={"iterations": _iterations(usage)}),
                 )
-                yield MessageDelta(delta=MessageDeltaBody(stop_reason="compaction"), usage=delta_usage)
             elif isinstance(event, Ping | ContentBlockStart | ContentBlockStop | ContentBlockDelta):
                 continue  # the model's own text block becomes the compaction block
             else:
                 yield event
     finally:
         await events.aclose()
+
+
+def without_repeat(text: str) -> str | None:
+    """``text`` up to the first sentence or line that repeats an earlier one (compared without case,
+    spacing and punctuation), or ``None`` when no complete sentence or line repeats."""
+    seen: set[str] = set()
+    for unit in _UNIT.finditer(text):
+        key = " ".join(re.sub(r"[^\w\s]", " ", unit.group()).lower().split())
+        if not key or key.isdigit():  # nothing, or a number's part ("3." of "3.5")
+            continue
+        if key in seen:
+            return text[: unit.start()].strip()
+        seen.add(key)
+    return None
+
+
+def _ended(summary: str, usage: Usage) -> list[StreamEvent]:
+    """The end of a compaction response cut short: the block with ``summary``, and usage so far."""
+    delta_usage = MessageDeltaUsage(
+        output_tokens=usage.output_tokens,
+        input_tokens=usage.input_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+        iterations=_iterations(usage),
+    )
+    return [
+        ContentBlockDelta(index=0, delta=CompactionDelta(content=summary or None)),
+        ContentBlockStop(index=0),
+        MessageDelta(delta=MessageDeltaBody(stop_reason="compaction"), usage=delta_usage),
+        MessageStop(),
+    ]
+
+
+def _iterations(usage: Usage) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "compaction",
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens,
+        }
+    ]

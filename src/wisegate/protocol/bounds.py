@@ -39,6 +39,13 @@ MAX_BALANCE_USD = 5_000_000
 MAX_AMOUNT_PICO = MAX_AMOUNT_USD * PICO_PER_USD
 MAX_BALANCE_PICO = MAX_BALANCE_USD * PICO_PER_USD
 
+# What one request may ask the server to carry through generation (docs/api.md, "Request bounds"): each
+# stop sequence is matched against every generated token, each tool is rendered into the prompt.
+MAX_STOP_SEQUENCES = 256
+STOP_SEQUENCE_LENGTH = 1024  # characters
+MAX_TOOLS = 1000
+TOOL_NAME_LENGTH = 128  # the Claude API's tool name pattern allows 1 to 128 characters
+
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
 SURROGATE_MESSAGE = "must not contain lone UTF-16 surrogates (\\ud800-\\udfff): they encode no character"
 CONTROL_MESSAGE = "must not contain control characters (\\u0000-\\u001f, \\u007f-\\u009f)"

@@ -14,7 +14,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from wisegate.protocol.bounds import IdText, ModelName, echo
+from wisegate.protocol.bounds import (
+    MAX_STOP_SEQUENCES,
+    MAX_TOOLS,
+    STOP_SEQUENCE_LENGTH,
+    TOOL_NAME_LENGTH,
+    IdText,
+    ModelName,
+    echo,
+)
 from wisegate.protocol.code_execution import (
     CodeExecutionResultBlock,
     ContainerUploadBlock,
@@ -39,8 +47,9 @@ from wisegate.protocol.thinking import Thinking, ThinkingEnabled
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BASE58 = bytes(_ALPHABET[b % 58].encode()[0] for b in range(256))
 _UNEVEN = bytes(range(232, 256))
-TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+TOOL_NAME = re.compile(rf"^[a-zA-Z0-9_-]{{1,{TOOL_NAME_LENGTH}}}$")
 
+StopSequence = Annotated[str, Field(max_length=STOP_SEQUENCE_LENGTH)]
 MAX_FALLBACKS = 8  # models one request may name in ``fallbacks``
 FallbackList = Annotated[list[FallbackEntry], Field(max_length=MAX_FALLBACKS)]
 
@@ -80,8 +89,8 @@ class CustomTool(_Open):
 class ServerTool(_Open):
     """A versioned server tool (``web_search_20250305``, ``bash_20250124`` …)."""
 
-    type: str
-    name: str
+    type: str = Field(max_length=TOOL_NAME_LENGTH)
+    name: str = Field(max_length=TOOL_NAME_LENGTH)
     cache_control: CacheControl | None = None
 
     @field_validator("type")
@@ -117,7 +126,7 @@ class ToolChoiceAny(_Strict):
 
 class ToolChoiceTool(_Strict):
     type: Literal["tool"]
-    name: str
+    name: str = Field(max_length=TOOL_NAME_LENGTH)
     disable_parallel_tool_use: Boolean | None = None
 
 
@@ -156,7 +165,7 @@ class _Conversation(_Strict):
     model: ModelName = Field(min_length=1)
     messages: list[MessageParam] = Field(max_length=100_000)
     system: str | list[TextBlockParam] | None = None
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     thinking: Thinking | None = None
     cache_control: CacheControl | None = None
@@ -246,7 +255,7 @@ class MessagesRequest(_Conversation):
 
     max_tokens: Integer = Field(ge=0)  # 0: fill the prompt cache, generate nothing (SDK 2.10)
     stream: Boolean | None = None
-    stop_sequences: list[str] | None = None
+    stop_sequences: list[StopSequence] | None = Field(default=None, max_length=MAX_STOP_SEQUENCES)
     temperature: Number | None = Field(default=None, ge=0.0, le=1.0)
     top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
     top_k: Integer | None = Field(default=None, ge=0)

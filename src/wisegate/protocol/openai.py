@@ -7,11 +7,12 @@ penalties … — as Anthropic's OpenAI compatibility layer ignores them); respo
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wisegate.protocol.bounds import ModelName
+from wisegate.protocol.bounds import MAX_STOP_SEQUENCES, MAX_TOOLS, TOOL_NAME_LENGTH, ModelName
+from wisegate.protocol.messages import StopSequence
 from wisegate.protocol.numbers import Integer, Number
 
 
@@ -75,7 +76,7 @@ class FunctionTool(_Open):
 
 
 class NamedFunction(_Open):
-    name: str
+    name: str = Field(max_length=TOOL_NAME_LENGTH)
 
 
 class NamedToolChoice(_Open):
@@ -113,8 +114,8 @@ class ChatCompletionRequest(_Open):
     temperature: Number | None = Field(default=None, ge=0.0, le=2.0)
     top_p: Number | None = Field(default=None, ge=0.0, le=1.0)
     n: Integer | None = None
-    stop: str | list[str] | None = None
-    tools: list[FunctionTool] | None = None
+    stop: StopSequence | Annotated[list[StopSequence], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    tools: list[FunctionTool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     user: str | None = None

@@ -179,6 +179,8 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1024, ge=1)
     body_timeout_seconds: float = Field(default=30.0, gt=0)
     body_min_bytes_per_second: int = Field(default=16 * 1024, ge=1)
+    # A stream silent this long gets a ping (api/sse.py), so proxies and clients keep it; 0: never.
+    stream_ping_seconds: float = Field(default=10.0, ge=0)
     # PDF documents read as text for models that cannot read PDFs (domain/attachments.py): at most
     # pdf_max_pages pages and pdf_max_text_chars characters, extracted within pdf_extract_seconds.
     pdf_max_pages: int = Field(default=100, ge=1)
