@@ -135,7 +135,7 @@ def test_a_stalled_body_is_408_and_the_connection_closes(port: int) -> None:
     assert status == 408 and b"connection: close" in head and 0.8 < waited < 5
     assert body["error"] == {
         "type": "timeout_error",
-        "message": "No byte of the request body arrived for 1 seconds.",
+        "message": "No byte of the request body arrived for 1 second.",
     }
 
 

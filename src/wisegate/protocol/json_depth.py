@@ -87,8 +87,8 @@ def finite_float(text: str) -> float:
 
 def parse_json(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> object:
     """A JSON text a client controls, parsed within bounds: ``TooDeep`` past ``limit`` levels,
-    ``NotFinite`` for ``NaN``/``Infinity``, ``TooLong`` for an integer past ``MAX_INT_DIGITS`` digits,
-    ``NotJSON`` for anything else that is not JSON — each a ``ValueError`` whose message can be shown."""
+    ``TooLong`` for an integer past ``MAX_INT_DIGITS`` digits, ``NotJSON`` for anything else that is
+    not JSON (``NaN`` and ``Infinity`` included) — each a ``ValueError`` whose message can be shown."""
     check_depth(text, limit)
     try:
         return json.loads(
@@ -96,6 +96,8 @@ def parse_json(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> object:
         )
     except json.JSONDecodeError as exc:
         raise NotJSON(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except NotFinite as exc:
+        raise NotJSON(f"not valid JSON: {exc}") from None
     except RecursionError:  # cannot happen below ``limit`` levels; a bound is kept whatever the limit
         raise TooDeep(limit) from None
 
