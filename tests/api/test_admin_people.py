@@ -143,3 +143,40 @@ def test_workspace_members(server: AdminServer, monkeypatch: pytest.MonkeyPatch)
     # Removing a user removes their memberships.
     org.users.remove(users[0])
     assert [m.user_id for m in org.workspaces.members.list(workspace.id)] == [users[1]]
+
+
+def test_a_leavers_keys_stop_with_their_access(server: AdminServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys a person made in the console are archived when they leave a workspace (there) or the
+    organization (everywhere), as a service account's are; a key they did not make stays."""
+    org = server.admin().organization
+    team = org.workspaces.create(name="Leavers")
+    invite = org.invites.create(email="leaver@example.com", role="developer")
+    user_id = _accept(server, invite.id, "Leaver", monkeypatch)
+    org.workspaces.members.add(team.id, user_id=user_id, workspace_role="workspace_developer")
+    live = server.live
+    default_id = live.run(live.services.keys.default_workspace(server.organization_id)).id
+
+    def key_in(workspace_id: str, by: str | None) -> tuple[str, anthropic.Anthropic]:
+        record, secret = live.run(live.services.keys.create_key(workspace_id, "k", created_by_user_id=by))
+        return record.id, anthropic.Anthropic(base_url=server.base_url, api_key=secret, max_retries=0)
+
+    def works(client: anthropic.Anthropic) -> bool:
+        live.services.keys.forget_cached()
+        try:
+            client.models.list()
+        except anthropic.AuthenticationError:
+            return False
+        return True
+
+    (in_team, team_client), (in_default, default_client) = (
+        key_in(team.id, user_id),
+        key_in(default_id, user_id),
+    )
+    _, others = key_in(team.id, None)
+    assert works(team_client) and works(default_client) and works(others)
+    org.workspaces.members.remove(user_id, workspace_id=team.id)
+    assert not works(team_client) and works(default_client) and works(others)
+    assert org.api_keys.retrieve(in_team).status == "archived"
+    org.users.remove(user_id)
+    assert not works(default_client) and works(others)
+    assert org.api_keys.retrieve(in_default).status == "archived"

@@ -320,6 +320,7 @@ async def update_user(request: Request) -> Response:
 async def remove_user(request: Request) -> Response:
     services, scope = await _scope(request)
     await services.people.remove_user(scope, request.path_params["user_id"])
+    await services.tenancy.archive_keys(scope, user_id=request.path_params["user_id"])  # a leaver's keys stop
     return json_response(UserDeleted(id=request.path_params["user_id"]))
 
 

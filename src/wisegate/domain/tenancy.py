@@ -254,13 +254,21 @@ class TenancyService:
         )
 
     async def archive_keys(
-        self, scope: Scope, *, service_account_id: str, workspace_id: str | None = None
+        self,
+        scope: Scope,
+        *,
+        service_account_id: str | None = None,
+        user_id: str | None = None,
+        workspace_id: str | None = None,
     ) -> int:
-        """Archive the keys of a service account (in one workspace, or everywhere); how many."""
+        """Archive the keys of a service account, or those a person made in the console (in one
+        workspace, or everywhere): a leaver's keys stop with their access. How many."""
         scope.require_admin()
+        assert (service_account_id is None) != (user_id is None)
         archived = 0
         for key in await self._repo.list_keys(scope.organization_id):
-            if key.service_account_id != service_account_id or key.status == "archived":
+            owner = key.service_account_id if service_account_id is not None else key.created_by_user_id
+            if owner != (service_account_id or user_id) or key.status == "archived":
                 continue
             if workspace_id is None or key.workspace_id == workspace_id:
                 await self._repo.update_key(key.id, name=None, status="archived")
@@ -308,6 +316,12 @@ class TenancyService:
         return member
 
     async def remove_member(self, scope: Scope, workspace_id: str, user_id: str) -> None:
+        """Also archives the keys the person made in that workspace, unless they keep access to it (an
+        organization admin's, or the default workspace's implicit one)."""
         scope.require_admin()
         await self.get_member(scope, workspace_id, user_id)
         await self._directory.remove_member(workspace_id, user_id)
+        user = await self._directory.get_user(user_id)
+        keeps_access = user is not None and user.role == "admin"
+        if not keeps_access and workspace_id != await self._default_id(scope.organization_id):
+            await self.archive_keys(scope, user_id=user_id, workspace_id=workspace_id)
