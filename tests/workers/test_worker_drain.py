@@ -4,7 +4,6 @@ SQLite and PostgreSQL; the batch is submitted through a server that runs no batc
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -18,7 +17,6 @@ from sqlalchemy import text
 from tests.conftest import SCRIPTED_MODEL, LiveServer, postgres_database, scripted_settings, serve
 from tests.processes import scripted_env
 from wisegate.backends.scripted import ScriptedBackend
-from wisegate.storage.db import Database
 
 N = 12
 CONCURRENCY = 4
@@ -50,26 +48,26 @@ def _worker(server: LiveServer, tmp_path: Path, delay: float, name: str) -> subp
         )
 
 
-def _states(url: str, batch_id: str) -> Counter[str]:
-    """Each request's state: its status, and ``claimed`` for a queued one a worker holds."""
+def _states(server: LiveServer, batch_id: str) -> Counter[str]:
+    """Each request's state: its status, and ``claimed`` for a queued one a worker holds. Read in the
+    server's own loop and database: a new loop and engine per poll left connections to be closed by
+    the garbage collector later, closing whatever socket had taken their descriptor number since (the
+    SDK's: ``EBADF`` while it read the results)."""
 
     async def read() -> Counter[str]:
-        db = Database(url)
-        try:
-            async with db.read() as session:
-                rows = await session.execute(
-                    text("select status, claimed_by from batch_requests where batch_id = :b"), {"b": batch_id}
-                )
-                return Counter("claimed" if s == "queued" and c else s for s, c in rows)
-        finally:
-            await db.close()
+        async with server.services.db.read() as session:
+            rows = await session.execute(
+                text("select status, claimed_by from batch_requests where batch_id = :b"), {"b": batch_id}
+            )
+            return Counter("claimed" if s == "queued" and c else s for s, c in rows)
 
-    return asyncio.run(read())
+    result: Counter[str] = server.run(read())
+    return result
 
 
-def _until_claimed(url: str, batch_id: str, proc: subprocess.Popen[bytes]) -> None:
+def _until_claimed(server: LiveServer, batch_id: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
-    while _states(url, batch_id)["claimed"] < CONCURRENCY:
+    while _states(server, batch_id)["claimed"] < CONCURRENCY:
         assert proc.poll() is None and time.monotonic() < deadline, "the worker never claimed"
         time.sleep(0.05)
 
@@ -94,11 +92,10 @@ def _batch(server: LiveServer) -> str:
 def test_sigterm_finishes_what_was_claimed_claims_nothing_more_and_exits_0(
     server: LiveServer, tmp_path: Path
 ) -> None:
-    url = server.settings.resolved_database_url
     batch_id = _batch(server)
     proc = _worker(server, tmp_path, delay=1.5, name="worker")
     try:
-        _until_claimed(url, batch_id, proc)
+        _until_claimed(server, batch_id, proc)
         proc.terminate()
         code = proc.wait(30)
     finally:
@@ -107,17 +104,16 @@ def test_sigterm_finishes_what_was_claimed_claims_nothing_more_and_exits_0(
     assert code == 0, log
     assert "draining: no new claims" in log and "Traceback" not in log
     # The four it held were finished; it took no other; nothing is left claimed by it.
-    assert _states(url, batch_id) == Counter({"succeeded": CONCURRENCY, "queued": N - CONCURRENCY})
+    assert _states(server, batch_id) == Counter({"succeeded": CONCURRENCY, "queued": N - CONCURRENCY})
 
 
 def test_a_second_sigterm_gives_the_claims_back_and_another_worker_finishes_the_batch(
     server: LiveServer, tmp_path: Path
 ) -> None:
-    url = server.settings.resolved_database_url
     batch_id = _batch(server)
     proc = _worker(server, tmp_path, delay=60, name="slow")
     try:
-        _until_claimed(url, batch_id, proc)
+        _until_claimed(server, batch_id, proc)
         proc.terminate()
         time.sleep(0.3)
         assert proc.poll() is None  # draining: waiting for the 60 s requests
@@ -128,13 +124,13 @@ def test_a_second_sigterm_gives_the_claims_back_and_another_worker_finishes_the_
     finally:
         proc.kill()
     assert code == 0, (tmp_path / "slow.log").read_text()
-    assert _states(url, batch_id) == Counter({"queued": N})  # given back at once, not left to the lease
+    assert _states(server, batch_id) == Counter({"queued": N})  # given back at once, not left to the lease
 
     fast = _worker(server, tmp_path, delay=0, name="fast")
     try:
         deadline = time.monotonic() + 60
-        while _states(url, batch_id) != Counter({"succeeded": N}):
-            assert time.monotonic() < deadline, _states(url, batch_id)
+        while _states(server, batch_id) != Counter({"succeeded": N}):
+            assert time.monotonic() < deadline, _states(server, batch_id)
             time.sleep(0.1)
         fast.terminate()
         assert fast.wait(30) == 0
@@ -144,15 +140,10 @@ def test_a_second_sigterm_gives_the_claims_back_and_another_worker_finishes_the_
     assert results == Counter(f"c{i}" for i in range(N))
 
     async def usage() -> Counter[str]:
-        db = Database(url)
-        try:
-            async with db.read() as session:
-                rows = await session.execute(
-                    text("select request_id from usage_records where request_id like :p"),
-                    {"p": f"{batch_id}:%"},
-                )
-                return Counter(rows.scalars())
-        finally:
-            await db.close()
+        async with server.services.db.read() as session:
+            rows = await session.execute(
+                text("select request_id from usage_records where request_id like :p"), {"p": f"{batch_id}:%"}
+            )
+            return Counter(rows.scalars())
 
-    assert asyncio.run(usage()) == Counter(f"{batch_id}:{i}" for i in range(N))  # billed once each
+    assert server.run(usage()) == Counter(f"{batch_id}:{i}" for i in range(N))  # billed once each
