@@ -128,6 +128,34 @@ def test_a_file_written_to_outputs_is_downloadable(live: LiveServer) -> None:
     assert result_of(again).content == []
 
 
+def test_output_names_the_files_api_refuses_are_sanitised_not_an_error(live: LiveServer) -> None:
+    client = live.client()
+    before = {f.id for f in client.beta.files.list(limit=1000)}
+    script = (
+        "cd /mnt/user-data/outputs && echo 1 > 'Q1: report.txt' && echo 2 > 'is it done?.txt' && "
+        "echo 3 > $'line\\nbreak.txt' && echo 4 > $'bad-\\xff\\xfe.txt' && echo 5 > a.txt && "
+        "mkdir -p sub/deep && echo 6 > sub/deep/a.txt && echo 7 > $'bidi-\\u202e.txt' && echo done"
+    )
+    message = bash(client, script)
+    result = result_of(message)
+    assert result.stdout == "done\n" and result.return_code == 0, result.stderr
+    names = {}
+    for output in result.content:
+        metadata = client.beta.files.retrieve_metadata(output.file_id)
+        names[metadata.filename] = client.beta.files.download(output.file_id).read()
+    assert names == {
+        "Q1_ report.txt": b"1\n",
+        "is it done_.txt": b"2\n",
+        "line_break.txt": b"3\n",
+        "bad-\ufffd\ufffd.txt": b"4\n",
+        "a.txt": b"5\n",
+        "sub_deep_a.txt": b"6\n",
+        "bidi-_.txt": b"7\n",
+    }
+    after = {f.id for f in client.beta.files.list(limit=1000)}
+    assert after - before == {output.file_id for output in result.content}  # nothing orphaned
+
+
 def test_a_container_keeps_its_files_between_requests(live: LiveServer) -> None:
     client = live.client()
     first = bash(client, "echo $((6*7)) > state.txt")

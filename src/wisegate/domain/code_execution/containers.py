@@ -15,10 +15,12 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import time
 import zipfile
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,7 +35,7 @@ from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound, RateLimited
-from wisegate.protocol.bounds import echo
+from wisegate.protocol.bounds import FILENAME_LENGTH, echo
 from wisegate.protocol.messages import new_id
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.containers import ContainerRecord
@@ -41,6 +43,8 @@ from wisegate.records.files import FileRecord
 from wisegate.storage.containers import ContainerRepo
 
 _SWEEP_SECONDS = 60.0
+# What the Files API refuses in a name: controls (C0, DEL, C1), bidi overrides and < > : " | ? * \\ /.
+_REFUSED = re.compile(r'[<>:"|?*\\/\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 _CHUNK = 1024 * 1024
 
 
@@ -219,23 +223,45 @@ class ContainerService:
 
     async def collect(
         self, principal: Principal, container: Container, before: dict[str, tuple[int, int]]
-    ) -> tuple[list[FileRecord], list[str]]:
+    ) -> tuple[list[FileRecord], list[str], list[str]]:
         """Store the files created or changed in ``outputs/`` since ``before`` as downloadable Files,
-        at most ``max_output_files`` of them; returns the Files and the paths skipped past that."""
+        at most ``max_output_files`` of them; returns the Files, the paths skipped past that cap, and
+        notes on the paths skipped because no File can carry their name (all or nothing otherwise:
+        on a failure the Files stored so far are deleted).
+
+        A File is named for the output's base name, or for its path under ``outputs/`` when two outputs
+        of the call share a base name; bytes that are not UTF-8 and characters the Files API refuses
+        (controls, ``< > : " | ? * \\ /``) become ``_`` or U+FFFD."""
         after = await anyio.to_thread.run_sync(self.snapshot, container)
         changed = [(path, key) for path, key in sorted(after.items()) if before.get(path) != key]
         kept, skipped = changed[: self.max_output_files], [p for p, _ in changed[self.max_output_files :]]
-        records = []
         for path, key in kept:
             if key[1] > self._files.max_file_bytes:
                 raise OutputTooLarge(path)
-            staged = await self._files.receive(principal, _read_nofollow(container.root / "outputs", path))
-            try:
-                name = PurePosixPath(path).name
-                records.append(await self._files.commit(principal, staged, name, None, downloadable=True))
-            finally:
-                staged.discard()
-        return records, skipped
+        bases = Counter(PurePosixPath(path).name for path, _ in kept)
+        records: list[FileRecord] = []
+        refused: list[str] = []
+        try:
+            for path, _key in kept:
+                base = PurePosixPath(path).name
+                name = output_name(base if bases[base] == 1 else path)
+                staged = await self._files.receive(
+                    principal, _read_nofollow(container.root / "outputs", path)
+                )
+                try:
+                    records.append(await self._files.commit(principal, staged, name, None, downloadable=True))
+                except InvalidRequest as exc:
+                    await self._files.discard(staged)
+                    refused.append(f"{shown_path(path)} ({exc.message.removeprefix('file: ')})")
+                else:
+                    staged.discard()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for record in records:
+                    with contextlib.suppress(Exception):
+                        await self._files.delete(principal, record.id)
+            raise
+        return records, [shown_path(p) for p in skipped], refused
 
     def remove_since(self, container: Container, started: float) -> None:
         """Delete what the sandbox wrote since ``started`` (a call that went past the disk quota)."""
@@ -266,6 +292,22 @@ def container_id(param: object) -> str | None:
             '`{"id": "<container id>", "skills": [...]}`; omit it to start a new container'
         )
     return param
+
+
+def shown_path(path: str) -> str:
+    """An output's path as a tool result names it (bytes that are not UTF-8 shown as U+FFFD)."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def output_name(path: str) -> str:
+    """The File name for an output at ``path``: undecodable bytes as U+FFFD, refused characters as
+    ``_``, cut to the Files API's length (its extension kept)."""
+    name = _REFUSED.sub("_", shown_path(path)).strip() or "unnamed"
+    if len(name) > FILENAME_LENGTH:
+        stem, dot, extension = name.rpartition(".")
+        keep = extension if dot and stem and len(extension) < 16 else ""
+        name = name[: FILENAME_LENGTH - len(keep) - 1] + "." + keep if keep else name[:FILENAME_LENGTH]
+    return name
 
 
 class OutputTooLarge(Exception):

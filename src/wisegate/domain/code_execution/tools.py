@@ -85,7 +85,7 @@ async def execute(
         if result.disk_exceeded or result.disk_full:
             stderr += "\n" + await anyio.to_thread.run_sync(_disk_note, containers, container, started)
         try:
-            records, skipped = await containers.collect(principal, container, before)
+            records, skipped, refused = await containers.collect(principal, container, before)
         except OutputTooLarge:
             return tool_error(name, "output_file_too_large")
     if skipped:
@@ -94,6 +94,12 @@ async def execute(
             f"\n{len(skipped)} more new files in {MOUNTS['outputs']} were not returned as files: at most "
             f"{containers.max_output_files} are returned per call (skipped: {shown}). Combine them into "
             "an archive if they are all needed."
+        )
+    if refused:
+        stderr += (
+            f"\n{len(refused)} new files in {MOUNTS['outputs']} were not returned as files, their names "
+            f"cannot be File names: {'; '.join(refused[:10])}{'; ...' if len(refused) > 10 else ''}. Rename "
+            'them (printable characters, none of < > : " | ? * \\) to get them back.'
         )
     code = result.return_code if not result.disk_exceeded or result.return_code else 1
     return run_result(name, result.stdout, stderr.lstrip("\n"), code, [r.id for r in records])
