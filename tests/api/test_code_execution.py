@@ -306,6 +306,59 @@ def test_invalid_input_is_a_typed_error(live: LiveServer) -> None:
     assert (error.type, error.error_code) == ("bash_code_execution_tool_result_error", "invalid_tool_input")
 
 
+def test_inputs_past_the_argument_limit_run_and_past_a_mebibyte_are_refused(live: LiveServer) -> None:
+    client = live.client()
+    # One argument may not pass 128 KiB (the kernel's E2BIG); the inputs go on stdin instead.
+    command = "echo start; : '" + "x" * 131_100 + "'; echo $(( 6 * 7 )); read -t 1 line; echo read=$?"
+    assert len(command) > 131_072
+    result = result_of(bash(client, command))
+    assert (result.stdout, result.return_code) == ("start\n42\nread=1\n", 0), result.stderr
+    text = "line\n" * 60_000  # 300 KB
+    created = run(
+        client,
+        "\n".join(
+            [
+                call("text_editor_code_execution", command="create", path="big.txt", file_text=text),
+                call("bash_code_execution", command="wc -c < big.txt"),
+            ]
+        ),
+    )
+    assert result_of(created, 0).type == "text_editor_code_execution_create_result"
+    assert result_of(created, 1).stdout == f"{len(text)}\n"
+    code = "import sys\nx = '" + "y" * 300_000 + "'\nprint(len(x), sys.argv[0] in ('-', '-c'))"
+    python = result_of(
+        run(
+            client,
+            call("code_execution", code=code),
+            tools=[{"type": "code_execution_20250522", "name": "code_execution"}],
+        )
+    )
+    assert (python.stdout, python.return_code) == ("300000 True\n", 0), python.stderr
+    refused = run(
+        client,
+        "\n".join(
+            [
+                call("bash_code_execution", command="echo " + "z" * (1024 * 1024)),
+                call("text_editor_code_execution", command="create", path="x", file_text="z" * 1024 * 1024),
+            ]
+        ),
+    )
+    too_long = result_of(refused, 0)
+    assert (too_long.type, too_long.error_code) == (
+        "bash_code_execution_tool_result_error",
+        "invalid_tool_input",
+    )
+    editor = result_of(refused, 1)
+    assert editor.error_code == "invalid_tool_input" and "1048576 bytes" in editor.error_message
+    still_serving(live)
+
+
+def test_a_nul_in_a_command_is_an_error_not_cut_off(live: LiveServer) -> None:
+    message = bash(live.client(), "echo before\x00; touch /tmp/after")
+    error = result_of(message)
+    assert (error.type, error.error_code) == ("bash_code_execution_tool_result_error", "invalid_tool_input")
+
+
 def test_another_workspace_cannot_use_the_container(live: LiveServer) -> None:
     container = bash(live.client(), "echo mine > secret.txt").container.id
     other = other_workspace_client(live, "code-other")

@@ -207,8 +207,10 @@ class Sandbox:
         disks.unmount(root)
         shutil.rmtree(root, ignore_errors=True)
 
-    async def run(self, root: Path, command: Sequence[str], used_bytes: int) -> RunResult:
-        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now.
+    async def run(self, root: Path, command: Sequence[str], used_bytes: int, stdin: bytes = b"") -> RunResult:
+        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now;
+        ``stdin``: what the command reads on its standard input (an in-memory file, so that inputs
+        past the kernel's 128 KiB bound on one argument reach it).
 
         Waits while ``max_running`` calls run; the wall-time limit counts from the start."""
         if self._running is None:
@@ -220,13 +222,13 @@ class Sandbox:
                 call = CallLimits(self.limits.memory_bytes, self.limits.processes, self.limits.cpus)
                 group = await anyio.to_thread.run_sync(self._hard.create, call)
             try:
-                return await self._run(root, command, used_bytes, group)
+                return await self._run(root, command, used_bytes, group, stdin)
             finally:
                 if group is not None and not await anyio.to_thread.run_sync(group.remove):
                     log.warning("a sandbox call's cgroup could not be removed: %s", group.directories[0])
 
     async def _run(
-        self, root: Path, command: Sequence[str], used_bytes: int, group: CallGroup | None
+        self, root: Path, command: Sequence[str], used_bytes: int, group: CallGroup | None, stdin: bytes
     ) -> RunResult:
         limits = self.limits
         # With a tmpfs the kernel's ENOSPC is the quota (the file-size rlimit would kill with SIGXFSZ).
@@ -262,10 +264,11 @@ class Sandbox:
 
         argv = self.argv(fds, command)
         argv[0] = shutil.which(self.bwrap) or self.bwrap
+        given = _memory_file(stdin) if stdin else None
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL if given is None else given,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
@@ -276,6 +279,8 @@ class Sandbox:
         finally:
             for fd in fds.values():
                 os.close(fd)
+            if given is not None:
+                os.close(given)
         assert process.stdout is not None and process.stderr is not None
         outcome = RunResult("", "", 0, 0.0)
         watchdog = asyncio.create_task(self._watch(root, process, outcome, hard=group is not None))
@@ -316,6 +321,16 @@ class Sandbox:
                 outcome.disk_exceeded = True
                 _kill(process)
                 return
+
+
+def _memory_file(data: bytes) -> int:
+    """A descriptor of an in-memory file holding ``data``, at its start."""
+    fd = os.memfd_create("wisegate-input", os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _open_dir(path: Path) -> int:
