@@ -353,6 +353,36 @@ def test_containers_per_workspace_and_in_total_are_bounded(small: LiveServer) ->
     still_serving(small)
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_refused_request_leaves_no_container_behind(
+    database: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = {"database_url": stack.enter_context(postgres_database())} if database == "postgresql" else {}
+        settings = scripted_settings(
+            tmp_path_factory.mktemp("refused"), sandbox_disk_bytes=DISK, containers_per_workspace=2, **url
+        )
+        for live in serve(settings, backends={"scripted": ScriptedBackend()}):
+            _refused_requests_leave_no_container(live)
+
+
+def _refused_requests_leave_no_container(live: LiveServer) -> None:
+    client = live.client()
+    containers = live.settings.data_dir / "containers"
+    containers.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(containers))
+    missing = [
+        {"type": "text", "text": call("bash_code_execution", command="true")},
+        {"type": "container_upload", "file_id": "file_01doesnotexist"},
+    ]
+    for _ in range(4):  # twice the workspace's limit of live containers
+        with pytest.raises(anthropic.NotFoundError, match="file_01doesnotexist"):
+            run(client, missing)
+    assert set(os.listdir(containers)) == before
+    kept = [bash(client, "true").container.id for _ in range(2)]  # the workspace still has room for two
+    assert set(os.listdir(containers)) == before | set(kept)
+
+
 def test_container_files_survive_a_server_restart_but_not_a_reboot(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -57,6 +57,7 @@ class Container:
     created_at: datetime
     run_seconds: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    new: bool = False  # created by this request: its id is not known to the client yet
 
     def wire(self) -> dict[str, Any]:
         """The response's ``container`` object."""
@@ -141,9 +142,32 @@ class ContainerService:
                 )
         else:
             await anyio.to_thread.run_sync(self.sandbox.prepare, root)
-        mounted = await self._mount(principal, root, mounted, skills)
         lock = self._locks.setdefault(str(wanted), asyncio.Lock())
-        return Container(str(wanted), root, self._expiry(now, created_at), mounted, created_at, lock=lock)
+        container = Container(
+            str(wanted),
+            root,
+            self._expiry(now, created_at),
+            mounted,
+            created_at,
+            lock=lock,
+            new=record is None,
+        )
+        try:
+            container.skills = await self._mount(principal, root, mounted, skills)
+        except BaseException:
+            await self.abandon(container)
+            raise
+        return container
+
+    async def abandon(self, container: Container) -> None:
+        """Delete a container this request created (row, disk) when the request fails before the
+        client could learn its id, so that it does not count against the workspace; else nothing."""
+        if not container.new:
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.sandbox.release, container.root)
+            await self._repo.delete(container.id)
+            self._locks.pop(container.id, None)
 
     async def _admit(self, principal: Principal, now: datetime) -> None:
         """429 when a new container would pass the workspace's count or this node's total bytes."""
