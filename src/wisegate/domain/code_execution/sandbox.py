@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -165,6 +167,8 @@ class Sandbox:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
         else:
             args += ["--unshare-all"]
+            if _disables_userns(self.bwrap):
+                args += ["--unshare-user", "--disable-userns"]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in ("bin", "lib", "lib64", "sbin"):
             if os.path.islink(f"/{name}"):
@@ -199,6 +203,12 @@ class Sandbox:
                 "--inh-caps=-all",
                 "--bounding-set=-all",
             ]
+            inner = shutil.which(self.bwrap) or ""
+            if inner.startswith("/usr/") and _disables_userns(self.bwrap):
+                # A user namespace of the sandbox's user, in which no further one can be made: the
+                # code cannot gain the capabilities a user namespace grants (nested mounts and so on).
+                nested = ["--unshare-user", "--disable-userns", "--dev-bind", "/", "/"]
+                command = [inner, *nested, "--chdir", MOUNTS["home"], "--", *command]
             command = ["/usr/bin/setpriv", *drop, "--no-new-privs", "--", *command]
         return [*args, "--", *command]
 
@@ -321,6 +331,16 @@ class Sandbox:
                 outcome.disk_exceeded = True
                 _kill(process)
                 return
+
+
+@functools.cache
+def _disables_userns(bwrap: str) -> bool:
+    """Whether this bubblewrap has ``--disable-userns`` (0.8 and later)."""
+    try:
+        shown = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in shown.stdout + shown.stderr
 
 
 def _memory_file(data: bytes) -> int:
