@@ -353,6 +353,14 @@ def test_inputs_past_the_argument_limit_run_and_past_a_mebibyte_are_refused(live
     still_serving(live)
 
 
+def test_output_past_the_cap_ends_with_a_line_saying_how_much_was_dropped(live: LiveServer) -> None:
+    result = result_of(bash(live.client(), "head -c 100000 /dev/zero | tr '\\0' a; echo; echo err >&2"))
+    kept, _, marker = result.stdout.rpartition("\n[")
+    assert kept == "a" * 65536
+    assert marker == "stdout truncated: 34465 more bytes dropped, 65536 bytes are kept]\n"
+    assert result.stderr == "err\n" and result.return_code == 0
+
+
 def test_a_nul_in_a_command_is_an_error_not_cut_off(live: LiveServer) -> None:
     message = bash(live.client(), "echo before\x00; touch /tmp/after")
     error = result_of(message)

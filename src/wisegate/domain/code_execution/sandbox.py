@@ -300,7 +300,7 @@ class Sandbox:
                 code = await process.wait()
         except TimeoutError:
             outcome.timed_out = True
-            out, err, code = (b"", False), (b"", False), -signal.SIGKILL
+            out, err, code = (b"", 0), (b"", 0), -signal.SIGKILL
         finally:
             _kill(process)
             watchdog.cancel()
@@ -308,9 +308,9 @@ class Sandbox:
                 await watchdog
             with contextlib.suppress(ProcessLookupError):
                 await process.wait()
-        outcome.stdout = out[0].decode("utf-8", "replace")
-        outcome.stderr = err[0].decode("utf-8", "replace")
-        outcome.truncated = out[1] or err[1]
+        outcome.stdout = _shown(*out, "stdout")
+        outcome.stderr = _shown(*err, "stderr")
+        outcome.truncated = bool(out[1] or err[1])
         outcome.return_code = code if code >= 0 else 128 - code
         outcome.seconds = time.monotonic() - started
         if group is not None:
@@ -385,16 +385,24 @@ def _tasks_of(uid: int) -> int:
     return total
 
 
-async def _capped(stream: asyncio.StreamReader) -> tuple[bytes, bool]:
-    """The stream's first bytes (up to the cap) and whether more followed; reads to the end."""
+async def _capped(stream: asyncio.StreamReader) -> tuple[bytes, int]:
+    """The stream's first bytes (up to the cap) and how many bytes followed them; reads to the end."""
     kept = bytearray()
-    truncated = False
+    dropped = 0
     while chunk := await stream.read(65536):
-        room = _OUTPUT_CAP - len(kept)
-        if len(chunk) > room:
-            truncated = True
-        kept += chunk[: max(room, 0)]
-    return bytes(kept), truncated
+        room = max(_OUTPUT_CAP - len(kept), 0)
+        dropped += max(len(chunk) - room, 0)
+        kept += chunk[:room]
+    return bytes(kept), dropped
+
+
+def _shown(data: bytes, dropped: int, name: str) -> str:
+    """The output as text, with a last line saying how much was cut off past the cap."""
+    text = data.decode("utf-8", "replace")
+    if dropped:
+        newline = "" if text.endswith("\n") or not text else "\n"
+        text += f"{newline}[{name} truncated: {dropped} more bytes dropped, {_OUTPUT_CAP} bytes are kept]\n"
+    return text
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
