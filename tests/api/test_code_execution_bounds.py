@@ -44,7 +44,7 @@ from wisegate.protocol.events import (
     MessageStop,
     TextDelta,
 )
-from wisegate.protocol.messages import Message, TextBlock, ToolUseBlock, Usage, new_id
+from wisegate.protocol.messages import CONTAINER_SHAPE, Message, TextBlock, ToolUseBlock, Usage, new_id
 
 DISK = 8 * 1024 * 1024
 MEMORY = 256 * 1024 * 1024
@@ -230,7 +230,9 @@ def test_a_malformed_container_is_a_400_naming_it(live: LiveServer, container: A
     )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and "container" in error["message"]
+    assert error["type"] == "invalid_request_error" and error["message"].startswith("container: ")
+    if not isinstance(container, dict) or "name" not in container:  # the same helpful words for each
+        assert error["message"] == CONTAINER_SHAPE, error
 
 
 def test_usage_counts_the_code_execution_requests(live: LiveServer) -> None:

@@ -36,7 +36,7 @@ from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound, RateLimited
 from wisegate.protocol.bounds import FILENAME_LENGTH, echo
-from wisegate.protocol.messages import new_id
+from wisegate.protocol.messages import CONTAINER_SHAPE, new_id
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.containers import ContainerRecord
 from wisegate.records.files import FileRecord
@@ -311,10 +311,7 @@ def container_id(param: object) -> str | None:
         if param is None:
             return None
     if not isinstance(param, str) or not param.strip():
-        raise InvalidRequest(
-            "container: must be a container id (a non-empty string) or an object "
-            '`{"id": "<container id>", "skills": [...]}`; omit it to start a new container'
-        )
+        raise InvalidRequest(CONTAINER_SHAPE)
     return param
 
 
