@@ -133,6 +133,19 @@ def test_an_upload_past_the_quota_is_refused(live: LiveServer) -> None:
             ],
         )
     assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "delete files" in str(caught.value)
+    huge = client.beta.files.upload(file=("huge.bin", b"x" * (DISK + 1024), "application/octet-stream"))
+    with pytest.raises(anthropic.BadRequestError) as whole:
+        run(
+            client,
+            [
+                {"type": "text", "text": call("bash_code_execution", command="ls")},
+                {"type": "container_upload", "file_id": huge.id},
+            ],
+        )
+    message = str(whole.value)
+    assert f"larger than a container's whole disk (WISEGATE_SANDBOX_DISK_BYTES, {DISK} bytes)" in message
+    assert "delete files" not in message
 
 
 def test_memory_is_bounded_across_processes(live: LiveServer) -> None:

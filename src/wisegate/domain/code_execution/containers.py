@@ -238,7 +238,8 @@ class ContainerService:
         """Place a stored file into ``uploads/``; returns its name there."""
         record, data = await self._files.read_bytes(principal, file_id, self._files.max_file_bytes)
         uid = self.sandbox.uid if self.sandbox.as_other_user else None
-        await anyio.to_thread.run_sync(_place, container.root / "uploads", record.filename, data, uid)
+        quota = self.sandbox.limits.disk_bytes
+        await anyio.to_thread.run_sync(_place, container.root / "uploads", record.filename, data, uid, quota)
         return record.filename
 
     def snapshot(self, container: Container) -> dict[str, tuple[int, int]]:
@@ -370,7 +371,7 @@ async def _read_nofollow(directory: Path, relative: str) -> AsyncIterator[bytes]
         os.close(handle)
 
 
-def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None:
+def _place(directory: Path, filename: str, data: bytes, uid: int | None, quota: int) -> None:
     """Write ``data`` as ``directory/filename``, replacing whatever is there (a planted link included)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     temp = f".upload-{new_id('tmp')}"
@@ -385,6 +386,12 @@ def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None
             os.unlink(temp, dir_fd=fd)
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
+            if len(data) >= quota:
+                raise InvalidRequest(
+                    f"container_upload: '{echo(filename)}' ({len(data)} bytes) is larger than a container's "
+                    f"whole disk (WISEGATE_SANDBOX_DISK_BYTES, {quota} bytes) and can never be placed in one; "
+                    "upload it in smaller parts"
+                ) from None
             raise InvalidRequest(
                 f"container_upload: '{echo(filename)}' ({len(data)} bytes) does not fit in the container: "
                 "its disk quota is reached; delete files in it or start a new container"
