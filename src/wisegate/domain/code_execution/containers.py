@@ -388,9 +388,9 @@ def _place(directory: Path, filename: str, data: bytes, uid: int | None, quota: 
                 raise
             if len(data) >= quota:
                 raise InvalidRequest(
-                    f"container_upload: '{echo(filename)}' ({len(data)} bytes) is larger than a container's "
-                    f"whole disk (WISEGATE_SANDBOX_DISK_BYTES, {quota} bytes) and can never be placed in one; "
-                    "upload it in smaller parts"
+                    f"container_upload: '{echo(filename)}' ({len(data)} bytes) is larger than a "
+                    f"container's whole disk (WISEGATE_SANDBOX_DISK_BYTES, {quota} bytes) and can never be "
+                    "placed in one; upload it in smaller parts"
                 ) from None
             raise InvalidRequest(
                 f"container_upload: '{echo(filename)}' ({len(data)} bytes) does not fit in the container: "
