@@ -193,6 +193,24 @@ def test_a_skill_script_runs_from_its_mounted_directory(live: LiveServer) -> Non
         bash(client, "true", container=anthropic_skill)
 
 
+def test_two_skills_in_one_folder_are_a_400_naming_both(live: LiveServer) -> None:
+    client = live.client()
+    one = client.beta.skills.create(files=bundle("tools", name="tools-one"), betas=["skills-2025-10-02"])
+    two = client.beta.skills.create(files=bundle("tools", name="tools-two"), betas=["skills-2025-10-02"])
+
+    def with_skills(*ids: str, **kwargs: object) -> object:
+        skills = [{"type": "custom", "skill_id": i, "version": "latest"} for i in ids]
+        return bash(client, "ls /skills", container={"skills": skills, **kwargs})
+
+    with pytest.raises(anthropic.BadRequestError) as both:
+        with_skills(one.id, two.id)
+    assert one.id in str(both.value) and two.id in str(both.value) and "'tools'" in str(both.value)
+    first = with_skills(one.id)
+    with pytest.raises(anthropic.BadRequestError) as later:
+        with_skills(two.id, id=first.container.id)  # type: ignore[attr-defined]
+    assert one.id in str(later.value) and two.id in str(later.value)
+
+
 def test_pause_turn_and_continuing_the_turn(live: LiveServer) -> None:
     client = live.client()
     steps = "\n".join(

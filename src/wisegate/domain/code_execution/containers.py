@@ -30,7 +30,7 @@ from typing import Any
 import anyio.to_thread
 
 from wisegate.domain.attachments import LoadedSkill
-from wisegate.domain.code_execution.sandbox import Sandbox
+from wisegate.domain.code_execution.sandbox import SKILLS_DIR, Sandbox
 from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
@@ -223,6 +223,16 @@ class ContainerService:
     ) -> list[dict[str, str]]:
         """Unpack each skill version not yet in the container under ``skills/<directory>``."""
         have = {(m["skill_id"], m["version"]) for m in mounted}
+        check_folders(skills)
+        for skill in skills:
+            target = root / "skills" / skill.version.directory
+            others = [m["skill_id"] for m in mounted if m["skill_id"] != skill.skill_id]
+            if others and all(m["skill_id"] != skill.skill_id for m in mounted) and target.exists():
+                raise InvalidRequest(
+                    f"container.skills: skill {echo(skill.skill_id)} unpacks into the folder "
+                    f"'{echo(skill.version.directory)}', which a skill already mounted in this container "
+                    f"uses (one of {', '.join(others)}); start a new container for it, or rename its folder"
+                )
         for skill in skills:
             if (skill.skill_id, skill.version.version) in have:
                 continue
@@ -295,6 +305,20 @@ class ContainerService:
                 if st.st_mtime >= started:
                     with contextlib.suppress(OSError):
                         os.unlink(container.root / name / path)
+
+
+def check_folders(skills: Sequence[LoadedSkill]) -> None:
+    """A 400 naming both when two of a request's skills unpack into the same top-level folder."""
+    seen: dict[str, str] = {}
+    for skill in skills:
+        folder = skill.version.directory
+        first = seen.setdefault(folder, skill.skill_id)
+        if first != skill.skill_id:
+            raise InvalidRequest(
+                f"container.skills: skills {echo(first)} and {echo(skill.skill_id)} both unpack into the "
+                f"folder '{echo(folder)}' under {SKILLS_DIR}, so one would hide the other; use one of "
+                "them per container, or rename one's top-level folder in a new version"
+            )
 
 
 def container_id(param: object) -> str | None:

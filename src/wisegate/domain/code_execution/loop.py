@@ -25,7 +25,12 @@ import anyio
 
 from wisegate.backends.base import Backend, ModelRoute, tallied
 from wisegate.domain.attachments import LoadedSkill
-from wisegate.domain.code_execution.containers import Container, ContainerService, container_id
+from wisegate.domain.code_execution.containers import (
+    Container,
+    ContainerService,
+    check_folders,
+    container_id,
+)
 from wisegate.domain.code_execution.sandbox import MOUNTS, SKILLS_DIR
 from wisegate.domain.code_execution.tools import EDITOR_COMMANDS, execute
 from wisegate.domain.keys import Principal
@@ -133,6 +138,7 @@ class CodeExecution:
                 details={"error_code": "code_execution_unavailable"},
             )
         skills = await self._load_skills(principal, request.container)
+        check_folders(skills)  # before a container is made
         container = await self.containers.open(principal, request.container, skills)
         names = (BASH, TEXT_EDITOR) if tool.type == "code_execution_20250825" else (PYTHON,)
         try:
