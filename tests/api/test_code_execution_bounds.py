@@ -199,6 +199,31 @@ def test_each_call_runs_in_a_cgroup_with_its_limits(live: LiveServer) -> None:
     assert not list(groups.parents[next(iter(groups.parents))].glob("wisegate-sandbox-*"))
 
 
+def test_stale_call_groups_of_a_killed_server_are_removed_at_startup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    groups = Cgroups.detect()
+    assert isinstance(groups, Cgroups), groups
+    tag = new_id("t")[-10:].lower()
+    stale = [parent / f"wisegate-sandbox-stale{tag}" for parent in groups.parents.values()]
+    young = [parent / f"wisegate-sandbox-young{tag}" for parent in groups.parents.values()]
+    other = [parent / f"not-ours-{tag}" for parent in groups.parents.values()]
+    try:
+        for directory in [*stale, *young, *other]:
+            directory.mkdir()
+        for directory in [*stale, *other]:  # as if left by a server SIGKILLed an hour ago
+            os.utime(directory, (time.time() - 3600, time.time() - 3600))
+        settings = scripted_settings(tmp_path_factory.mktemp("stale"), sandbox_disk_bytes=DISK)
+        for live in serve(settings, backends={"scripted": ScriptedBackend()}):
+            still_serving(live)
+            assert not any(d.exists() for d in stale)
+            assert all(d.exists() for d in [*young, *other])  # a group just made, or not ours: kept
+    finally:
+        for directory in [*stale, *young, *other]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
 def test_calls_past_max_running_wait_their_turn(live: LiveServer) -> None:
     client = live.client()
     finished: list[float] = []

@@ -126,6 +126,13 @@ class Sandbox:
                 self._hard = found
         return self._hard if isinstance(self._hard, str) else None
 
+    def remove_stale_groups(self) -> int:
+        """Delete the empty call groups a killed server left behind (see ``Cgroups.remove_stale``)."""
+        if self.soft_reason() is not None:
+            return 0
+        assert isinstance(self._hard, Cgroups)
+        return self._hard.remove_stale()
+
     @property
     def hard(self) -> bool:
         return self.soft_reason() is None
