@@ -58,6 +58,7 @@ class Container:
     run_seconds: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     new: bool = False  # created by this request: its id is not known to the client yet
+    workspace_id: str = ""
 
     def wire(self) -> dict[str, Any]:
         """The response's ``container`` object."""
@@ -151,6 +152,7 @@ class ContainerService:
             created_at,
             lock=lock,
             new=record is None,
+            workspace_id=principal.workspace_id,
         )
         try:
             container.skills = await self._mount(principal, root, mounted, skills)

@@ -38,10 +38,12 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import anyio.to_thread
 
 from wisegate.domain.code_execution import disks
@@ -98,7 +100,7 @@ class Sandbox:
     bwrap: str = "bwrap"
     allow_soft_limits: bool = False
     _hard: Cgroups | str | None = field(default=None, init=False)
-    _running: asyncio.Semaphore | None = field(default=None, init=False)
+    _running: _Slots | None = field(default=None, init=False)
 
     def available(self) -> str | None:
         """Why the sandbox cannot run here, or ``None`` when it can."""
@@ -224,15 +226,18 @@ class Sandbox:
         disks.unmount(root)
         shutil.rmtree(root, ignore_errors=True)
 
-    async def run(self, root: Path, command: Sequence[str], used_bytes: int, stdin: bytes = b"") -> RunResult:
+    async def run(
+        self, root: Path, command: Sequence[str], used_bytes: int, stdin: bytes = b"", owner: str = ""
+    ) -> RunResult:
         """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now;
         ``stdin``: what the command reads on its standard input (an in-memory file, so that inputs
         past the kernel's 128 KiB bound on one argument reach it).
 
-        Waits while ``max_running`` calls run; the wall-time limit counts from the start."""
+        Waits while ``max_running`` calls run, or while ``owner`` (a workspace) runs its share of them
+        and another owner waits (see ``_Slots``); the wall-time limit counts from the start."""
         if self._running is None:
-            self._running = asyncio.Semaphore(self.limits.max_running)
-        async with self._running:
+            self._running = _Slots(self.limits.max_running)
+        async with self._running.held(owner):
             group = None
             if self.hard:
                 assert isinstance(self._hard, Cgroups)
@@ -338,6 +343,42 @@ class Sandbox:
                 outcome.disk_exceeded = True
                 _kill(process)
                 return
+
+
+class _Slots:
+    """``limit`` calls at once; while another owner waits, one owner holds at most half of them
+    (rounded up), so that one workspace's many calls cannot keep every other workspace waiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.share = -(-limit // 2)
+        self.running: Counter[str] = Counter()
+        self.waiting: Counter[str] = Counter()
+        self.changed = asyncio.Condition()
+
+    def _may_start(self, owner: str) -> bool:
+        if self.running.total() >= self.limit:
+            return False
+        others_wait = any(count for name, count in self.waiting.items() if name != owner)
+        return self.running[owner] < self.share or not others_wait
+
+    @contextlib.asynccontextmanager
+    async def held(self, owner: str) -> AsyncIterator[None]:
+        async with self.changed:
+            self.waiting[owner] += 1
+            try:
+                await self.changed.wait_for(lambda: self._may_start(owner))
+            finally:
+                self.waiting[owner] -= 1
+                self.changed.notify_all()  # a waiter that left may let another owner's call start
+            self.running[owner] += 1
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self.changed:
+                    self.running[owner] -= 1
+                    self.changed.notify_all()
 
 
 @functools.cache

@@ -167,6 +167,6 @@ async def _run(
     if not containers.sandbox.hard:  # with a tmpfs the kernel counts; no need to walk the files
         used, _ = await anyio.to_thread.run_sync(disk_usage, container.root)
     started = time.time()
-    result = await containers.sandbox.run(container.root, argv, used, stdin)
+    result = await containers.sandbox.run(container.root, argv, used, stdin, container.workspace_id)
     container.run_seconds += result.seconds
     return result, started
