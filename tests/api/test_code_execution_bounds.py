@@ -248,29 +248,33 @@ def test_one_workspace_holds_at_most_half_the_slots_while_another_waits(
         tmp_path_factory.mktemp("share"), sandbox_disk_bytes=DISK, sandbox_max_running=2
     )
     for live in serve(settings, backends={"scripted": ScriptedBackend()}):
-        busy, other = live.client(), other_workspace_client(live, "share-other")
-        finished: dict[str, float] = {}
+        _half_the_slots(live)
 
-        def one(name: str, client: anthropic.Anthropic, seconds: float, after: float) -> None:
-            time.sleep(after)
-            bash(client, f"sleep {seconds}")
-            finished[name] = time.monotonic()
 
-        calls = [
-            ("a1", busy, 1.5, 0.0),
-            ("a2", busy, 4.0, 0.0),  # the busy workspace holds both slots, nobody else waits
-            ("a3", busy, 4.0, 0.5),  # then it queues a third call
-            ("b1", other, 0.2, 0.8),  # and another workspace queues one behind it
-        ]
-        threads = [threading.Thread(target=one, args=c) for c in calls]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        # When a1 ends, the slot goes to the waiting workspace (a2 is the busy one's share of two),
-        # not to a3, which queued first.
-        assert finished["b1"] < finished["a2"] - 1, finished
-        assert finished["a3"] > finished["b1"]
+def _half_the_slots(live: LiveServer) -> None:
+    busy, other = live.client(), other_workspace_client(live, "share-other")
+    finished: dict[str, float] = {}
+
+    def one(name: str, client: anthropic.Anthropic, seconds: float, after: float) -> None:
+        time.sleep(after)
+        bash(client, f"sleep {seconds}")
+        finished[name] = time.monotonic()
+
+    calls = [
+        ("a1", busy, 1.5, 0.0),
+        ("a2", busy, 4.0, 0.0),  # the busy workspace holds both slots, nobody else waits
+        ("a3", busy, 4.0, 0.5),  # then it queues a third call
+        ("b1", other, 0.2, 0.8),  # and another workspace queues one behind it
+    ]
+    threads = [threading.Thread(target=one, args=c) for c in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # When a1 ends, the slot goes to the waiting workspace (a2 is the busy one's share of two),
+    # not to a3, which queued first.
+    assert finished["b1"] < finished["a2"] - 1, finished
+    assert finished["a3"] > finished["b1"]
 
 
 def test_output_files_past_the_cap_are_named_not_stored(live: LiveServer) -> None:
