@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -190,6 +191,7 @@ class Services:
             await self.accounts.forget_old()
             self.files.staging.sweep(older_than=3600)
             await anyio.to_thread.run_sync(self._warn_soft_limits)
+            await anyio.to_thread.run_sync(self._remove_stale_groups)
         except BaseException:
             await self.close()
             raise
@@ -205,6 +207,15 @@ class Services:
                 "WISEGATE_SANDBOX_ALLOW_SOFT_LIMITS=true): %s",
                 reason,
             )
+
+    def _remove_stale_groups(self) -> None:
+        """Delete the sandbox call groups a killed server left behind, when code execution can run."""
+        sandbox = self.code_execution.containers.sandbox
+        if shutil.which(sandbox.bwrap) is None:
+            return
+        removed = sandbox.remove_stale_groups()
+        if removed:
+            logging.getLogger("wisegate.sandbox").info("removed %d stale sandbox cgroups", removed)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

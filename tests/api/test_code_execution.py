@@ -128,6 +128,34 @@ def test_a_file_written_to_outputs_is_downloadable(live: LiveServer) -> None:
     assert result_of(again).content == []
 
 
+def test_output_names_the_files_api_refuses_are_sanitised_not_an_error(live: LiveServer) -> None:
+    client = live.client()
+    before = {f.id for f in client.beta.files.list(limit=1000)}
+    script = (
+        "cd /mnt/user-data/outputs && echo 1 > 'Q1: report.txt' && echo 2 > 'is it done?.txt' && "
+        "echo 3 > $'line\\nbreak.txt' && echo 4 > $'bad-\\xff\\xfe.txt' && echo 5 > a.txt && "
+        "mkdir -p sub/deep && echo 6 > sub/deep/a.txt && echo 7 > $'bidi-\\u202e.txt' && echo done"
+    )
+    message = bash(client, script)
+    result = result_of(message)
+    assert result.stdout == "done\n" and result.return_code == 0, result.stderr
+    names = {}
+    for output in result.content:
+        metadata = client.beta.files.retrieve_metadata(output.file_id)
+        names[metadata.filename] = client.beta.files.download(output.file_id).read()
+    assert names == {
+        "Q1_ report.txt": b"1\n",
+        "is it done_.txt": b"2\n",
+        "line_break.txt": b"3\n",
+        "bad-\ufffd\ufffd.txt": b"4\n",
+        "a.txt": b"5\n",
+        "sub_deep_a.txt": b"6\n",
+        "bidi-_.txt": b"7\n",
+    }
+    after = {f.id for f in client.beta.files.list(limit=1000)}
+    assert after - before == {output.file_id for output in result.content}  # nothing orphaned
+
+
 def test_a_container_keeps_its_files_between_requests(live: LiveServer) -> None:
     client = live.client()
     first = bash(client, "echo $((6*7)) > state.txt")
@@ -163,6 +191,24 @@ def test_a_skill_script_runs_from_its_mounted_directory(live: LiveServer) -> Non
     anthropic_skill = {"skills": [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]}
     with pytest.raises(anthropic.NotFoundError, match="xlsx"):
         bash(client, "true", container=anthropic_skill)
+
+
+def test_two_skills_in_one_folder_are_a_400_naming_both(live: LiveServer) -> None:
+    client = live.client()
+    one = client.beta.skills.create(files=bundle("tools", name="tools-one"), betas=["skills-2025-10-02"])
+    two = client.beta.skills.create(files=bundle("tools", name="tools-two"), betas=["skills-2025-10-02"])
+
+    def with_skills(*ids: str, **kwargs: object) -> object:
+        skills = [{"type": "custom", "skill_id": i, "version": "latest"} for i in ids]
+        return bash(client, "ls /skills", container={"skills": skills, **kwargs})
+
+    with pytest.raises(anthropic.BadRequestError) as both:
+        with_skills(one.id, two.id)
+    assert one.id in str(both.value) and two.id in str(both.value) and "'tools'" in str(both.value)
+    first = with_skills(one.id)
+    with pytest.raises(anthropic.BadRequestError) as later:
+        with_skills(two.id, id=first.container.id)  # type: ignore[attr-defined]
+    assert one.id in str(later.value) and two.id in str(later.value)
 
 
 def test_pause_turn_and_continuing_the_turn(live: LiveServer) -> None:
@@ -274,6 +320,67 @@ def test_container_upload_places_the_file(live: LiveServer) -> None:
 
 def test_invalid_input_is_a_typed_error(live: LiveServer) -> None:
     message = run(live.client(), call("bash_code_execution", cmd="ls"))
+    error = result_of(message)
+    assert (error.type, error.error_code) == ("bash_code_execution_tool_result_error", "invalid_tool_input")
+
+
+def test_inputs_past_the_argument_limit_run_and_past_a_mebibyte_are_refused(live: LiveServer) -> None:
+    client = live.client()
+    # One argument may not pass 128 KiB (the kernel's E2BIG); the inputs go on stdin instead.
+    command = "echo start; : '" + "x" * 131_100 + "'; echo $(( 6 * 7 )); read -t 1 line; echo read=$?"
+    assert len(command) > 131_072
+    result = result_of(bash(client, command))
+    assert (result.stdout, result.return_code) == ("start\n42\nread=1\n", 0), result.stderr
+    text = "line\n" * 60_000  # 300 KB
+    created = run(
+        client,
+        "\n".join(
+            [
+                call("text_editor_code_execution", command="create", path="big.txt", file_text=text),
+                call("bash_code_execution", command="wc -c < big.txt"),
+            ]
+        ),
+    )
+    assert result_of(created, 0).type == "text_editor_code_execution_create_result"
+    assert result_of(created, 1).stdout == f"{len(text)}\n"
+    code = "import sys\nx = '" + "y" * 300_000 + "'\nprint(len(x), sys.argv[0] in ('-', '-c'))"
+    python = result_of(
+        run(
+            client,
+            call("code_execution", code=code),
+            tools=[{"type": "code_execution_20250522", "name": "code_execution"}],
+        )
+    )
+    assert (python.stdout, python.return_code) == ("300000 True\n", 0), python.stderr
+    refused = run(
+        client,
+        "\n".join(
+            [
+                call("bash_code_execution", command="echo " + "z" * (1024 * 1024)),
+                call("text_editor_code_execution", command="create", path="x", file_text="z" * 1024 * 1024),
+            ]
+        ),
+    )
+    too_long = result_of(refused, 0)
+    assert (too_long.type, too_long.error_code) == (
+        "bash_code_execution_tool_result_error",
+        "invalid_tool_input",
+    )
+    editor = result_of(refused, 1)
+    assert editor.error_code == "invalid_tool_input" and "1048576 bytes" in editor.error_message
+    still_serving(live)
+
+
+def test_output_past_the_cap_ends_with_a_line_saying_how_much_was_dropped(live: LiveServer) -> None:
+    result = result_of(bash(live.client(), "head -c 100000 /dev/zero | tr '\\0' a; echo; echo err >&2"))
+    kept, _, marker = result.stdout.rpartition("\n[")
+    assert kept == "a" * 65536
+    assert marker == "stdout truncated: 34465 more bytes dropped, 65536 bytes are kept]\n"
+    assert result.stderr == "err\n" and result.return_code == 0
+
+
+def test_a_nul_in_a_command_is_an_error_not_cut_off(live: LiveServer) -> None:
+    message = bash(live.client(), "echo before\x00; touch /tmp/after")
     error = result_of(message)
     assert (error.type, error.error_code) == ("bash_code_execution_tool_result_error", "invalid_tool_input")
 

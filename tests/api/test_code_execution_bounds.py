@@ -44,7 +44,7 @@ from wisegate.protocol.events import (
     MessageStop,
     TextDelta,
 )
-from wisegate.protocol.messages import Message, TextBlock, ToolUseBlock, Usage, new_id
+from wisegate.protocol.messages import CONTAINER_SHAPE, Message, TextBlock, ToolUseBlock, Usage, new_id
 
 DISK = 8 * 1024 * 1024
 MEMORY = 256 * 1024 * 1024
@@ -133,6 +133,19 @@ def test_an_upload_past_the_quota_is_refused(live: LiveServer) -> None:
             ],
         )
     assert caught.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "delete files" in str(caught.value)
+    huge = client.beta.files.upload(file=("huge.bin", b"x" * (DISK + 1024), "application/octet-stream"))
+    with pytest.raises(anthropic.BadRequestError) as whole:
+        run(
+            client,
+            [
+                {"type": "text", "text": call("bash_code_execution", command="ls")},
+                {"type": "container_upload", "file_id": huge.id},
+            ],
+        )
+    message = str(whole.value)
+    assert f"larger than a container's whole disk (WISEGATE_SANDBOX_DISK_BYTES, {DISK} bytes)" in message
+    assert "delete files" not in message
 
 
 def test_memory_is_bounded_across_processes(live: LiveServer) -> None:
@@ -186,6 +199,31 @@ def test_each_call_runs_in_a_cgroup_with_its_limits(live: LiveServer) -> None:
     assert not list(groups.parents[next(iter(groups.parents))].glob("wisegate-sandbox-*"))
 
 
+def test_stale_call_groups_of_a_killed_server_are_removed_at_startup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    groups = Cgroups.detect()
+    assert isinstance(groups, Cgroups), groups
+    tag = new_id("t")[-10:].lower()
+    stale = [parent / f"wisegate-sandbox-stale{tag}" for parent in groups.parents.values()]
+    young = [parent / f"wisegate-sandbox-young{tag}" for parent in groups.parents.values()]
+    other = [parent / f"not-ours-{tag}" for parent in groups.parents.values()]
+    try:
+        for directory in [*stale, *young, *other]:
+            directory.mkdir()
+        for directory in [*stale, *other]:  # as if left by a server SIGKILLed an hour ago
+            os.utime(directory, (time.time() - 3600, time.time() - 3600))
+        settings = scripted_settings(tmp_path_factory.mktemp("stale"), sandbox_disk_bytes=DISK)
+        for live in serve(settings, backends={"scripted": ScriptedBackend()}):
+            still_serving(live)
+            assert not any(d.exists() for d in stale)
+            assert all(d.exists() for d in [*young, *other])  # a group just made, or not ours: kept
+    finally:
+        for directory in [*stale, *young, *other]:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+
 def test_calls_past_max_running_wait_their_turn(live: LiveServer) -> None:
     client = live.client()
     finished: list[float] = []
@@ -201,6 +239,42 @@ def test_calls_past_max_running_wait_their_turn(live: LiveServer) -> None:
     for thread in threads:
         thread.join()
     assert len(finished) == 2 and max(finished) - started >= 2  # one ran after the other
+
+
+def test_one_workspace_holds_at_most_half_the_slots_while_another_waits(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    settings = scripted_settings(
+        tmp_path_factory.mktemp("share"), sandbox_disk_bytes=DISK, sandbox_max_running=2
+    )
+    for live in serve(settings, backends={"scripted": ScriptedBackend()}):
+        _half_the_slots(live)
+
+
+def _half_the_slots(live: LiveServer) -> None:
+    busy, other = live.client(), other_workspace_client(live, "share-other")
+    finished: dict[str, float] = {}
+
+    def one(name: str, client: anthropic.Anthropic, seconds: float, after: float) -> None:
+        time.sleep(after)
+        bash(client, f"sleep {seconds}")
+        finished[name] = time.monotonic()
+
+    calls = [
+        ("a1", busy, 1.5, 0.0),
+        ("a2", busy, 4.0, 0.0),  # the busy workspace holds both slots, nobody else waits
+        ("a3", busy, 4.0, 0.5),  # then it queues a third call
+        ("b1", other, 0.2, 0.8),  # and another workspace queues one behind it
+    ]
+    threads = [threading.Thread(target=one, args=c) for c in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # When a1 ends, the slot goes to the waiting workspace (a2 is the busy one's share of two),
+    # not to a3, which queued first.
+    assert finished["b1"] < finished["a2"] - 1, finished
+    assert finished["a3"] > finished["b1"]
 
 
 def test_output_files_past_the_cap_are_named_not_stored(live: LiveServer) -> None:
@@ -230,7 +304,9 @@ def test_a_malformed_container_is_a_400_naming_it(live: LiveServer, container: A
     )
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["type"] == "invalid_request_error" and "container" in error["message"]
+    assert error["type"] == "invalid_request_error" and error["message"].startswith("container: ")
+    if not isinstance(container, dict) or "name" not in container:  # the same helpful words for each
+        assert error["message"] == CONTAINER_SHAPE, error
 
 
 def test_usage_counts_the_code_execution_requests(live: LiveServer) -> None:
@@ -351,6 +427,36 @@ def test_containers_per_workspace_and_in_total_are_bounded(small: LiveServer) ->
     with pytest.raises(anthropic.RateLimitError, match="WISEGATE_CONTAINER_TOTAL_BYTES"):
         bash(other, "true")
     still_serving(small)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_refused_request_leaves_no_container_behind(
+    database: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with contextlib.ExitStack() as stack:
+        url = {"database_url": stack.enter_context(postgres_database())} if database == "postgresql" else {}
+        settings = scripted_settings(
+            tmp_path_factory.mktemp("refused"), sandbox_disk_bytes=DISK, containers_per_workspace=2, **url
+        )
+        for live in serve(settings, backends={"scripted": ScriptedBackend()}):
+            _refused_requests_leave_no_container(live)
+
+
+def _refused_requests_leave_no_container(live: LiveServer) -> None:
+    client = live.client()
+    containers = live.settings.data_dir / "containers"
+    containers.mkdir(parents=True, exist_ok=True)
+    before = set(os.listdir(containers))
+    missing = [
+        {"type": "text", "text": call("bash_code_execution", command="true")},
+        {"type": "container_upload", "file_id": "file_01doesnotexist"},
+    ]
+    for _ in range(4):  # twice the workspace's limit of live containers
+        with pytest.raises(anthropic.NotFoundError, match="file_01doesnotexist"):
+            run(client, missing)
+    assert set(os.listdir(containers)) == before
+    kept = [bash(client, "true").container.id for _ in range(2)]  # the workspace still has room for two
+    assert set(os.listdir(containers)) == before | set(kept)
 
 
 def test_container_files_survive_a_server_restart_but_not_a_reboot(

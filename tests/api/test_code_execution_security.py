@@ -69,6 +69,14 @@ def test_nothing_outside_the_work_directories_is_writable(live: LiveServer) -> N
     assert not Path("/usr/x").exists() and not Path("/x").exists() and not Path("/etc/x").exists()
 
 
+def test_no_user_namespace_can_be_made_inside(live: LiveServer) -> None:
+    result = result_of(
+        bash(live.client(), "unshare -Ur true; echo rc=$?; touch /home/user/ok && echo writable")
+    )
+    assert "rc=0" not in result.stdout and "rc=" in result.stdout, result.stderr
+    assert "writable" in result.stdout  # the sandbox's own directories still work as before
+
+
 def test_no_network_connection_leaves_the_sandbox(live: LiveServer) -> None:
     port = int(live.base_url.rsplit(":", 1)[1])
     probe = (

@@ -216,8 +216,11 @@ class MessageService:
             request = self._fit(served, request)
             with tracing.span("admission"):
                 admission = await self._admit(call, request)
-        except ApiError as exc:
-            await record_refusal(self._limits, call, exc.type)
+        except BaseException as exc:
+            if run is not None:
+                await run.abandon()
+            if isinstance(exc, ApiError):
+                await record_refusal(self._limits, call, exc.type)
             raise
         on_finish = None
         if not call.batch:

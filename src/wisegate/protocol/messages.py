@@ -54,6 +54,12 @@ MAX_FALLBACKS = 8  # models one request may name in ``fallbacks``
 FallbackList = Annotated[list[FallbackEntry], Field(max_length=MAX_FALLBACKS)]
 
 
+CONTAINER_SHAPE = (
+    "container: must be a container id (a non-empty string) or an object "
+    '`{"id": "<container id>", "skills": [...]}`; omit it to start a new container'
+)
+
+
 def new_id(prefix: str, length: int = 24) -> str:
     """An Anthropic-looking id: ``prefix`` + ``_01`` + base58 characters (e.g. ``msg_01Xf…``)."""
     # Random bytes below 232 (= 4 × 58) map evenly onto the alphabet; the rest are dropped.
@@ -197,6 +203,13 @@ class _Conversation(_Strict):
             )
         data["output_config"] = {**(config if isinstance(config, dict) else {}), "format": legacy}
         return data
+
+    @field_validator("container", mode="before")
+    @classmethod
+    def _container_shape(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str | dict):
+            raise ValueError(CONTAINER_SHAPE)
+        return value
 
     @model_validator(mode="after")
     def _check_conversation(self) -> _Conversation:

@@ -28,6 +28,9 @@ from pathlib import Path
 _CONTROLLERS = ("memory", "pids", "cpu")
 _PERIOD_US = 100_000
 _PREFIX = "wisegate-sandbox-"
+_STALE_SECONDS = (
+    600.0  # a call's group is joined within moments of being made; far older and empty: left over
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,27 @@ class Cgroups:
             group.remove()
             raise
         return group
+
+    def remove_stale(self, older_than: float = _STALE_SECONDS) -> int:
+        """Delete the empty call groups left under our parents by a server that was killed (so it
+        could not remove them); only ours (by name prefix) and only ones older than ``older_than``
+        seconds, so that a group another server just made for a call it is starting stays. A group
+        with processes in it cannot be removed (the kernel refuses) and is left. Returns how many."""
+        removed = 0
+        cutoff = time.time() - older_than
+        for parent in self.parents.values():
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(parent):
+                    if not entry.name.startswith(_PREFIX) or not entry.is_dir(follow_symlinks=False):
+                        continue
+                    try:
+                        if entry.stat(follow_symlinks=False).st_mtime > cutoff or _pids(Path(entry.path)):
+                            continue
+                        os.rmdir(entry.path)
+                        removed += 1
+                    except OSError:
+                        continue
+        return removed
 
     def describe(self) -> str:
         where = ", ".join(str(p) for p in self.parents.values())

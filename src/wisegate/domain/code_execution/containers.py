@@ -15,10 +15,12 @@ import errno
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import time
 import zipfile
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,19 +30,21 @@ from typing import Any
 import anyio.to_thread
 
 from wisegate.domain.attachments import LoadedSkill
-from wisegate.domain.code_execution.sandbox import Sandbox
+from wisegate.domain.code_execution.sandbox import SKILLS_DIR, Sandbox
 from wisegate.domain.files import FileService
 from wisegate.domain.keys import Principal
 from wisegate.domain.skills import SkillService
 from wisegate.errors import InvalidRequest, NotFound, RateLimited
-from wisegate.protocol.bounds import echo
-from wisegate.protocol.messages import new_id
+from wisegate.protocol.bounds import FILENAME_LENGTH, echo
+from wisegate.protocol.messages import CONTAINER_SHAPE, new_id
 from wisegate.protocol.resources import rfc3339
 from wisegate.records.containers import ContainerRecord
 from wisegate.records.files import FileRecord
 from wisegate.storage.containers import ContainerRepo
 
 _SWEEP_SECONDS = 60.0
+# What the Files API refuses in a name: controls (C0, DEL, C1), bidi overrides and < > : " | ? * \\ /.
+_REFUSED = re.compile(r'[<>:"|?*\\/\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]')
 _CHUNK = 1024 * 1024
 
 
@@ -53,6 +57,8 @@ class Container:
     created_at: datetime
     run_seconds: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    new: bool = False  # created by this request: its id is not known to the client yet
+    workspace_id: str = ""
 
     def wire(self) -> dict[str, Any]:
         """The response's ``container`` object."""
@@ -137,9 +143,33 @@ class ContainerService:
                 )
         else:
             await anyio.to_thread.run_sync(self.sandbox.prepare, root)
-        mounted = await self._mount(principal, root, mounted, skills)
         lock = self._locks.setdefault(str(wanted), asyncio.Lock())
-        return Container(str(wanted), root, self._expiry(now, created_at), mounted, created_at, lock=lock)
+        container = Container(
+            str(wanted),
+            root,
+            self._expiry(now, created_at),
+            mounted,
+            created_at,
+            lock=lock,
+            new=record is None,
+            workspace_id=principal.workspace_id,
+        )
+        try:
+            container.skills = await self._mount(principal, root, mounted, skills)
+        except BaseException:
+            await self.abandon(container)
+            raise
+        return container
+
+    async def abandon(self, container: Container) -> None:
+        """Delete a container this request created (row, disk) when the request fails before the
+        client could learn its id, so that it does not count against the workspace; else nothing."""
+        if not container.new:
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.sandbox.release, container.root)
+            await self._repo.delete(container.id)
+            self._locks.pop(container.id, None)
 
     async def _admit(self, principal: Principal, now: datetime) -> None:
         """429 when a new container would pass the workspace's count or this node's total bytes."""
@@ -195,6 +225,16 @@ class ContainerService:
     ) -> list[dict[str, str]]:
         """Unpack each skill version not yet in the container under ``skills/<directory>``."""
         have = {(m["skill_id"], m["version"]) for m in mounted}
+        check_folders(skills)
+        for skill in skills:
+            target = root / "skills" / skill.version.directory
+            others = [m["skill_id"] for m in mounted if m["skill_id"] != skill.skill_id]
+            if others and all(m["skill_id"] != skill.skill_id for m in mounted) and target.exists():
+                raise InvalidRequest(
+                    f"container.skills: skill {echo(skill.skill_id)} unpacks into the folder "
+                    f"'{echo(skill.version.directory)}', which a skill already mounted in this container "
+                    f"uses (one of {', '.join(others)}); start a new container for it, or rename its folder"
+                )
         for skill in skills:
             if (skill.skill_id, skill.version.version) in have:
                 continue
@@ -210,7 +250,8 @@ class ContainerService:
         """Place a stored file into ``uploads/``; returns its name there."""
         record, data = await self._files.read_bytes(principal, file_id, self._files.max_file_bytes)
         uid = self.sandbox.uid if self.sandbox.as_other_user else None
-        await anyio.to_thread.run_sync(_place, container.root / "uploads", record.filename, data, uid)
+        quota = self.sandbox.limits.disk_bytes
+        await anyio.to_thread.run_sync(_place, container.root / "uploads", record.filename, data, uid, quota)
         return record.filename
 
     def snapshot(self, container: Container) -> dict[str, tuple[int, int]]:
@@ -219,23 +260,45 @@ class ContainerService:
 
     async def collect(
         self, principal: Principal, container: Container, before: dict[str, tuple[int, int]]
-    ) -> tuple[list[FileRecord], list[str]]:
+    ) -> tuple[list[FileRecord], list[str], list[str]]:
         """Store the files created or changed in ``outputs/`` since ``before`` as downloadable Files,
-        at most ``max_output_files`` of them; returns the Files and the paths skipped past that."""
+        at most ``max_output_files`` of them; returns the Files, the paths skipped past that cap, and
+        notes on the paths skipped because no File can carry their name (all or nothing otherwise:
+        on a failure the Files stored so far are deleted).
+
+        A File is named for the output's base name, or for its path under ``outputs/`` when two outputs
+        of the call share a base name; bytes that are not UTF-8 and characters the Files API refuses
+        (controls, ``< > : " | ? * \\ /``) become ``_`` or U+FFFD."""
         after = await anyio.to_thread.run_sync(self.snapshot, container)
         changed = [(path, key) for path, key in sorted(after.items()) if before.get(path) != key]
         kept, skipped = changed[: self.max_output_files], [p for p, _ in changed[self.max_output_files :]]
-        records = []
         for path, key in kept:
             if key[1] > self._files.max_file_bytes:
                 raise OutputTooLarge(path)
-            staged = await self._files.receive(principal, _read_nofollow(container.root / "outputs", path))
-            try:
-                name = PurePosixPath(path).name
-                records.append(await self._files.commit(principal, staged, name, None, downloadable=True))
-            finally:
-                staged.discard()
-        return records, skipped
+        bases = Counter(PurePosixPath(path).name for path, _ in kept)
+        records: list[FileRecord] = []
+        refused: list[str] = []
+        try:
+            for path, _key in kept:
+                base = PurePosixPath(path).name
+                name = output_name(base if bases[base] == 1 else path)
+                staged = await self._files.receive(
+                    principal, _read_nofollow(container.root / "outputs", path)
+                )
+                try:
+                    records.append(await self._files.commit(principal, staged, name, None, downloadable=True))
+                except InvalidRequest as exc:
+                    await self._files.discard(staged)
+                    refused.append(f"{shown_path(path)} ({exc.message.removeprefix('file: ')})")
+                else:
+                    staged.discard()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for record in records:
+                    with contextlib.suppress(Exception):
+                        await self._files.delete(principal, record.id)
+            raise
+        return records, [shown_path(p) for p in skipped], refused
 
     def remove_since(self, container: Container, started: float) -> None:
         """Delete what the sandbox wrote since ``started`` (a call that went past the disk quota)."""
@@ -244,6 +307,20 @@ class ContainerService:
                 if st.st_mtime >= started:
                     with contextlib.suppress(OSError):
                         os.unlink(container.root / name / path)
+
+
+def check_folders(skills: Sequence[LoadedSkill]) -> None:
+    """A 400 naming both when two of a request's skills unpack into the same top-level folder."""
+    seen: dict[str, str] = {}
+    for skill in skills:
+        folder = skill.version.directory
+        first = seen.setdefault(folder, skill.skill_id)
+        if first != skill.skill_id:
+            raise InvalidRequest(
+                f"container.skills: skills {echo(first)} and {echo(skill.skill_id)} both unpack into the "
+                f"folder '{echo(folder)}' under {SKILLS_DIR}, so one would hide the other; use one of "
+                "them per container, or rename one's top-level folder in a new version"
+            )
 
 
 def container_id(param: object) -> str | None:
@@ -261,11 +338,24 @@ def container_id(param: object) -> str | None:
         if param is None:
             return None
     if not isinstance(param, str) or not param.strip():
-        raise InvalidRequest(
-            "container: must be a container id (a non-empty string) or an object "
-            '`{"id": "<container id>", "skills": [...]}`; omit it to start a new container'
-        )
+        raise InvalidRequest(CONTAINER_SHAPE)
     return param
+
+
+def shown_path(path: str) -> str:
+    """An output's path as a tool result names it (bytes that are not UTF-8 shown as U+FFFD)."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def output_name(path: str) -> str:
+    """The File name for an output at ``path``: undecodable bytes as U+FFFD, refused characters as
+    ``_``, cut to the Files API's length (its extension kept)."""
+    name = _REFUSED.sub("_", shown_path(path)).strip() or "unnamed"
+    if len(name) > FILENAME_LENGTH:
+        stem, dot, extension = name.rpartition(".")
+        keep = extension if dot and stem and len(extension) < 16 else ""
+        name = name[: FILENAME_LENGTH - len(keep) - 1] + "." + keep if keep else name[:FILENAME_LENGTH]
+    return name
 
 
 class OutputTooLarge(Exception):
@@ -307,7 +397,7 @@ async def _read_nofollow(directory: Path, relative: str) -> AsyncIterator[bytes]
         os.close(handle)
 
 
-def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None:
+def _place(directory: Path, filename: str, data: bytes, uid: int | None, quota: int) -> None:
     """Write ``data`` as ``directory/filename``, replacing whatever is there (a planted link included)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     temp = f".upload-{new_id('tmp')}"
@@ -322,6 +412,12 @@ def _place(directory: Path, filename: str, data: bytes, uid: int | None) -> None
             os.unlink(temp, dir_fd=fd)
             if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
+            if len(data) >= quota:
+                raise InvalidRequest(
+                    f"container_upload: '{echo(filename)}' ({len(data)} bytes) is larger than a "
+                    f"container's whole disk (WISEGATE_SANDBOX_DISK_BYTES, {quota} bytes) and can never be "
+                    "placed in one; upload it in smaller parts"
+                ) from None
             raise InvalidRequest(
                 f"container_upload: '{echo(filename)}' ({len(data)} bytes) does not fit in the container: "
                 "its disk quota is reached; delete files in it or start a new container"

@@ -25,7 +25,12 @@ import anyio
 
 from wisegate.backends.base import Backend, ModelRoute, tallied
 from wisegate.domain.attachments import LoadedSkill
-from wisegate.domain.code_execution.containers import Container, ContainerService, container_id
+from wisegate.domain.code_execution.containers import (
+    Container,
+    ContainerService,
+    check_folders,
+    container_id,
+)
 from wisegate.domain.code_execution.sandbox import MOUNTS, SKILLS_DIR
 from wisegate.domain.code_execution.tools import EDITOR_COMMANDS, execute
 from wisegate.domain.keys import Principal
@@ -133,9 +138,14 @@ class CodeExecution:
                 details={"error_code": "code_execution_unavailable"},
             )
         skills = await self._load_skills(principal, request.container)
+        check_folders(skills)  # before a container is made
         container = await self.containers.open(principal, request.container, skills)
         names = (BASH, TEXT_EDITOR) if tool.type == "code_execution_20250825" else (PYTHON,)
-        messages = [await self._message(principal, container, m) for m in request.messages]
+        try:
+            messages = [await self._message(principal, container, m) for m in request.messages]
+        except BaseException:  # a container_upload of a missing file, say: no container is left behind
+            await self.containers.abandon(container)
+            raise
         tools: list[Any] = [t for t in request.tools or [] if t is not tool]
         tools += [CustomTool(name=n, **_SCHEMAS[n]) for n in names]
         choice = request.tool_choice
@@ -286,7 +296,14 @@ class Run:
             usage.server_tool_use = server_tool_use(usage, calls)
             usage.container_ms = int(self.container.run_seconds * 1000)
             with anyio.CancelScope(shield=True):
-                await self.service.containers.close(self.container)
+                if started:
+                    await self.service.containers.close(self.container)
+                else:  # the request failed before the client saw the container's id
+                    await self.service.containers.abandon(self.container)
+
+    async def abandon(self) -> None:
+        """The request failed before its stream started: a container it created is deleted."""
+        await self.service.containers.abandon(self.container)
 
 
 def server_tool_use(usage: Usage, calls: int) -> dict[str, int]:

@@ -30,16 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import resource
 import shutil
 import signal
+import subprocess
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import anyio
 import anyio.to_thread
 
 from wisegate.domain.code_execution import disks
@@ -96,7 +100,7 @@ class Sandbox:
     bwrap: str = "bwrap"
     allow_soft_limits: bool = False
     _hard: Cgroups | str | None = field(default=None, init=False)
-    _running: asyncio.Semaphore | None = field(default=None, init=False)
+    _running: _Slots | None = field(default=None, init=False)
 
     def available(self) -> str | None:
         """Why the sandbox cannot run here, or ``None`` when it can."""
@@ -123,6 +127,13 @@ class Sandbox:
             else:
                 self._hard = found
         return self._hard if isinstance(self._hard, str) else None
+
+    def remove_stale_groups(self) -> int:
+        """Delete the empty call groups a killed server left behind (see ``Cgroups.remove_stale``)."""
+        if self.soft_reason() is not None:
+            return 0
+        assert isinstance(self._hard, Cgroups)
+        return self._hard.remove_stale()
 
     @property
     def hard(self) -> bool:
@@ -165,6 +176,8 @@ class Sandbox:
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP"]
         else:
             args += ["--unshare-all"]
+            if _disables_userns(self.bwrap):
+                args += ["--unshare-user", "--disable-userns"]
         args += ["--ro-bind", "/usr", "/usr"]
         for name in ("bin", "lib", "lib64", "sbin"):
             if os.path.islink(f"/{name}"):
@@ -199,6 +212,12 @@ class Sandbox:
                 "--inh-caps=-all",
                 "--bounding-set=-all",
             ]
+            inner = shutil.which(self.bwrap) or ""
+            if inner.startswith("/usr/") and _disables_userns(self.bwrap):
+                # A user namespace of the sandbox's user, in which no further one can be made: the
+                # code cannot gain the capabilities a user namespace grants (nested mounts and so on).
+                nested = ["--unshare-user", "--disable-userns", "--dev-bind", "/", "/"]
+                command = [inner, *nested, "--chdir", MOUNTS["home"], "--", *command]
             command = ["/usr/bin/setpriv", *drop, "--no-new-privs", "--", *command]
         return [*args, "--", *command]
 
@@ -207,26 +226,31 @@ class Sandbox:
         disks.unmount(root)
         shutil.rmtree(root, ignore_errors=True)
 
-    async def run(self, root: Path, command: Sequence[str], used_bytes: int) -> RunResult:
-        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now.
+    async def run(
+        self, root: Path, command: Sequence[str], used_bytes: int, stdin: bytes = b"", owner: str = ""
+    ) -> RunResult:
+        """Run ``command`` in the sandbox over ``root``; ``used_bytes``: the container's disk use now;
+        ``stdin``: what the command reads on its standard input (an in-memory file, so that inputs
+        past the kernel's 128 KiB bound on one argument reach it).
 
-        Waits while ``max_running`` calls run; the wall-time limit counts from the start."""
+        Waits while ``max_running`` calls run, or while ``owner`` (a workspace) runs its share of them
+        and another owner waits (see ``_Slots``); the wall-time limit counts from the start."""
         if self._running is None:
-            self._running = asyncio.Semaphore(self.limits.max_running)
-        async with self._running:
+            self._running = _Slots(self.limits.max_running)
+        async with self._running.held(owner):
             group = None
             if self.hard:
                 assert isinstance(self._hard, Cgroups)
                 call = CallLimits(self.limits.memory_bytes, self.limits.processes, self.limits.cpus)
                 group = await anyio.to_thread.run_sync(self._hard.create, call)
             try:
-                return await self._run(root, command, used_bytes, group)
+                return await self._run(root, command, used_bytes, group, stdin)
             finally:
                 if group is not None and not await anyio.to_thread.run_sync(group.remove):
                     log.warning("a sandbox call's cgroup could not be removed: %s", group.directories[0])
 
     async def _run(
-        self, root: Path, command: Sequence[str], used_bytes: int, group: CallGroup | None
+        self, root: Path, command: Sequence[str], used_bytes: int, group: CallGroup | None, stdin: bytes
     ) -> RunResult:
         limits = self.limits
         # With a tmpfs the kernel's ENOSPC is the quota (the file-size rlimit would kill with SIGXFSZ).
@@ -262,10 +286,11 @@ class Sandbox:
 
         argv = self.argv(fds, command)
         argv[0] = shutil.which(self.bwrap) or self.bwrap
+        given = _memory_file(stdin) if stdin else None
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.DEVNULL if given is None else given,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
@@ -276,6 +301,8 @@ class Sandbox:
         finally:
             for fd in fds.values():
                 os.close(fd)
+            if given is not None:
+                os.close(given)
         assert process.stdout is not None and process.stderr is not None
         outcome = RunResult("", "", 0, 0.0)
         watchdog = asyncio.create_task(self._watch(root, process, outcome, hard=group is not None))
@@ -285,7 +312,7 @@ class Sandbox:
                 code = await process.wait()
         except TimeoutError:
             outcome.timed_out = True
-            out, err, code = (b"", False), (b"", False), -signal.SIGKILL
+            out, err, code = (b"", 0), (b"", 0), -signal.SIGKILL
         finally:
             _kill(process)
             watchdog.cancel()
@@ -293,9 +320,9 @@ class Sandbox:
                 await watchdog
             with contextlib.suppress(ProcessLookupError):
                 await process.wait()
-        outcome.stdout = out[0].decode("utf-8", "replace")
-        outcome.stderr = err[0].decode("utf-8", "replace")
-        outcome.truncated = out[1] or err[1]
+        outcome.stdout = _shown(*out, "stdout")
+        outcome.stderr = _shown(*err, "stderr")
+        outcome.truncated = bool(out[1] or err[1])
         outcome.return_code = code if code >= 0 else 128 - code
         outcome.seconds = time.monotonic() - started
         if group is not None:
@@ -316,6 +343,62 @@ class Sandbox:
                 outcome.disk_exceeded = True
                 _kill(process)
                 return
+
+
+class _Slots:
+    """``limit`` calls at once; while another owner waits, one owner holds at most half of them
+    (rounded up), so that one workspace's many calls cannot keep every other workspace waiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.share = -(-limit // 2)
+        self.running: Counter[str] = Counter()
+        self.waiting: Counter[str] = Counter()
+        self.changed = asyncio.Condition()
+
+    def _may_start(self, owner: str) -> bool:
+        if self.running.total() >= self.limit:
+            return False
+        others_wait = any(count for name, count in self.waiting.items() if name != owner)
+        return self.running[owner] < self.share or not others_wait
+
+    @contextlib.asynccontextmanager
+    async def held(self, owner: str) -> AsyncIterator[None]:
+        async with self.changed:
+            self.waiting[owner] += 1
+            try:
+                await self.changed.wait_for(lambda: self._may_start(owner))
+            finally:
+                self.waiting[owner] -= 1
+                self.changed.notify_all()  # a waiter that left may let another owner's call start
+            self.running[owner] += 1
+        try:
+            yield
+        finally:
+            with anyio.CancelScope(shield=True):
+                async with self.changed:
+                    self.running[owner] -= 1
+                    self.changed.notify_all()
+
+
+@functools.cache
+def _disables_userns(bwrap: str) -> bool:
+    """Whether this bubblewrap has ``--disable-userns`` (0.8 and later)."""
+    try:
+        shown = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--disable-userns" in shown.stdout + shown.stderr
+
+
+def _memory_file(data: bytes) -> int:
+    """A descriptor of an in-memory file holding ``data``, at its start."""
+    fd = os.memfd_create("wisegate-input", os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _open_dir(path: Path) -> int:
@@ -350,16 +433,24 @@ def _tasks_of(uid: int) -> int:
     return total
 
 
-async def _capped(stream: asyncio.StreamReader) -> tuple[bytes, bool]:
-    """The stream's first bytes (up to the cap) and whether more followed; reads to the end."""
+async def _capped(stream: asyncio.StreamReader) -> tuple[bytes, int]:
+    """The stream's first bytes (up to the cap) and how many bytes followed them; reads to the end."""
     kept = bytearray()
-    truncated = False
+    dropped = 0
     while chunk := await stream.read(65536):
-        room = _OUTPUT_CAP - len(kept)
-        if len(chunk) > room:
-            truncated = True
-        kept += chunk[: max(room, 0)]
-    return bytes(kept), truncated
+        room = max(_OUTPUT_CAP - len(kept), 0)
+        dropped += max(len(chunk) - room, 0)
+        kept += chunk[:room]
+    return bytes(kept), dropped
+
+
+def _shown(data: bytes, dropped: int, name: str) -> str:
+    """The output as text, with a last line saying how much was cut off past the cap."""
+    text = data.decode("utf-8", "replace")
+    if dropped:
+        newline = "" if text.endswith("\n") or not text else "\n"
+        text += f"{newline}[{name} truncated: {dropped} more bytes dropped, {_OUTPUT_CAP} bytes are kept]\n"
+    return text
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

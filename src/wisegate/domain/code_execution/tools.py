@@ -21,10 +21,15 @@ from wisegate.domain.keys import Principal
 from wisegate.protocol.code_execution import BASH, TEXT_EDITOR, run_result, tool_error
 
 EDITOR_COMMANDS = ("view", "create", "str_replace")
+MAX_INPUT_BYTES = 1024 * 1024  # a call's command, code or text editor input, in UTF-8
+# The command and code reach the sandbox on stdin (one argument may not pass 128 KiB); bash reads it
+# all, then runs it with /dev/null as its stdin, as `bash -c` would.
+_BASH = ["/bin/bash", "-c", 'eval "$(cat)" </dev/null']
+_PYTHON = ["/usr/bin/python3", "-"]
 
 _EDITOR = r"""
 import json, os, sys
-a = json.loads(sys.argv[1]); c = a["command"]; p = a["path"]
+a = json.load(sys.stdin); c = a["command"]; p = a["path"]
 def done(**k): print(json.dumps(k)); sys.exit(0)
 def fail(code, message): done(error_code=code, error_message=message)
 if c == "create":
@@ -75,17 +80,24 @@ async def execute(
     source = given.get(field) if isinstance(given, dict) else None
     if not isinstance(source, str) or not source.strip():
         return tool_error(name, "invalid_tool_input")
-    argv = ["/bin/bash", "-c", source] if name == BASH else ["/usr/bin/python3", "-c", source]
+    if "\x00" in source:
+        return tool_error(
+            name, "invalid_tool_input", f"{field} contains a NUL character, which cannot be run"
+        )
+    data = source.encode("utf-8", "replace")
+    if len(data) > MAX_INPUT_BYTES:
+        return tool_error(name, "invalid_tool_input", _too_long(field, len(data)))
+    argv = _BASH if name == BASH else _PYTHON
     async with container.lock:
         before = await anyio.to_thread.run_sync(containers.snapshot, container)
-        result, started = await _run(containers, container, argv)
+        result, started = await _run(containers, container, argv, data)
         if result.timed_out:
             return tool_error(name, "execution_time_exceeded")
         stderr = result.stderr
         if result.disk_exceeded or result.disk_full:
             stderr += "\n" + await anyio.to_thread.run_sync(_disk_note, containers, container, started)
         try:
-            records, skipped = await containers.collect(principal, container, before)
+            records, skipped, refused = await containers.collect(principal, container, before)
         except OutputTooLarge:
             return tool_error(name, "output_file_too_large")
     if skipped:
@@ -94,6 +106,12 @@ async def execute(
             f"\n{len(skipped)} more new files in {MOUNTS['outputs']} were not returned as files: at most "
             f"{containers.max_output_files} are returned per call (skipped: {shown}). Combine them into "
             "an archive if they are all needed."
+        )
+    if refused:
+        stderr += (
+            f"\n{len(refused)} new files in {MOUNTS['outputs']} were not returned as files, their names "
+            f"cannot be File names: {'; '.join(refused[:10])}{'; ...' if len(refused) > 10 else ''}. Rename "
+            'them (printable characters, none of < > : " | ? * \\) to get them back.'
         )
     code = result.return_code if not result.disk_exceeded or result.return_code else 1
     return run_result(name, result.stdout, stderr.lstrip("\n"), code, [r.id for r in records])
@@ -113,10 +131,11 @@ async def _editor(containers: ContainerService, container: Container, given: Any
         return tool_error(TEXT_EDITOR, "invalid_tool_input", f"command must be one of {EDITOR_COMMANDS}")
     if not isinstance(given.get("path"), str) or not given["path"]:
         return tool_error(TEXT_EDITOR, "invalid_tool_input", "path is required")
+    data = json.dumps(given).encode()
+    if len(data) > MAX_INPUT_BYTES:
+        return tool_error(TEXT_EDITOR, "invalid_tool_input", _too_long("input", len(data)))
     async with container.lock:
-        result, started = await _run(
-            containers, container, ["/usr/bin/python3", "-c", _EDITOR, json.dumps(given)]
-        )
+        result, started = await _run(containers, container, ["/usr/bin/python3", "-c", _EDITOR], data)
         if result.disk_exceeded:
             note = await anyio.to_thread.run_sync(_disk_note, containers, container, started)
             if not containers.sandbox.hard or result.return_code:
@@ -134,11 +153,20 @@ async def _editor(containers: ContainerService, container: Container, given: Any
     return answer
 
 
-async def _run(containers: ContainerService, container: Container, argv: list[str]) -> tuple[Any, float]:
+def _too_long(field: str, size: int) -> str:
+    return (
+        f"{field} is {size} bytes, more than the {MAX_INPUT_BYTES} bytes a call may pass; write large "
+        "content to a file in several calls (or upload it with container_upload) instead"
+    )
+
+
+async def _run(
+    containers: ContainerService, container: Container, argv: list[str], stdin: bytes
+) -> tuple[Any, float]:
     used = 0
     if not containers.sandbox.hard:  # with a tmpfs the kernel counts; no need to walk the files
         used, _ = await anyio.to_thread.run_sync(disk_usage, container.root)
     started = time.time()
-    result = await containers.sandbox.run(container.root, argv, used)
+    result = await containers.sandbox.run(container.root, argv, used, stdin, container.workspace_id)
     container.run_seconds += result.seconds
     return result, started
