@@ -49,15 +49,7 @@ def test_repetitions_past_the_limit_are_refused_naming_the_field(
         ({"type": "string", "maxLength": -1}, "s.maxLength: must be a non-negative integer"),
         ({"type": "string", "minLength": 1.5}, "s.minLength: must be a non-negative integer"),
         ({"type": "array", "maxItems": True}, "s.maxItems: must be a non-negative integer"),
-        ({"type": "string", "pattern": "["}, "s.pattern: not a valid regular expression (unterminated"),
-        ({"type": "string", "pattern": "a)"}, "s.pattern: not a valid regular expression (unbalanced"),
         ({"type": "string", "pattern": 5}, "s.pattern: must be a string"),
-        ({"type": "string", "pattern": "a(b"}, "s.pattern: not a valid regular expression (missing )"),
-        (
-            {"type": "string", "pattern": "{2}"},
-            "s.pattern: not a valid regular expression (nothing to repeat",
-        ),
-        ({"type": "string", "pattern": "[a"}, "s.pattern: not a valid regular expression (unterminated"),
     ],
 )
 def test_invalid_json_schema_values_are_refused(schema: dict[str, object], why: str) -> None:
@@ -106,7 +98,9 @@ def test_patterns_are_searches_rewritten_for_the_whole_string(pattern: str, whol
     assert whole_string(pattern) == whole
 
 
-@pytest.mark.parametrize("pattern", ["(?:a)", "(?=a)", "\\1", "\\s", "a^b", "x{3,1}", 'a"'])
+@pytest.mark.parametrize(
+    "pattern", ["(?:a)", "(?=a)", "\\1", "\\s", "a^b", "a(b", "a)b", "x{3,1}", "{2}", 'a"', "[]", "[a"]
+)
 def test_patterns_the_grammar_cannot_enforce_are_refused_naming_the_field(pattern: str) -> None:
     with pytest.raises(GrammarUnsupported) as caught:
         schema_gbnf({"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}}, "s")

@@ -96,8 +96,6 @@ def _walk(node: Any, path: str, depth: int) -> None:
     if "pattern" in node and not isinstance(pattern, str):
         raise GrammarRefused(f"{path}.pattern: must be a string (a regular expression)")
     if isinstance(pattern, str):
-        if (broken := _broken(pattern)) is not None:
-            raise GrammarRefused(f"{path}.pattern: not a valid regular expression ({broken})")
         for match in _QUANTIFIER.finditer(pattern):
             numbers = [int(n) for n in match.groups() if n]
             if any(n > REPETITION_LIMIT for n in numbers):
@@ -116,27 +114,6 @@ def _walk(node: Any, path: str, depth: int) -> None:
     for key in _NESTED_ONE:
         if key in node:
             _walk(node[key], f"{path}.{key}", depth + 1)
-
-
-# Errors of Python's ``re`` that ECMA-262 (JSON Schema's dialect) makes too; others (``\\p{L}``,
-# ``(?<name>``) are ECMA that Python lacks, left to the converter.
-_BROKEN = (
-    "unterminated character set",
-    "missing )",
-    "unbalanced parenthesis",
-    "nothing to repeat",
-    "multiple repeat",
-)
-
-
-def _broken(pattern: str) -> str | None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        return exc.msg if exc.msg.startswith(_BROKEN) else None
-    except (OverflowError, RecursionError):
-        return "too complex"
-    return None
 
 
 def schema_gbnf(schema: dict[str, Any], where: str) -> str:
