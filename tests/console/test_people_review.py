@@ -361,3 +361,31 @@ def test_invite_links_that_are_not_valid_are_throttled(quiet_server: LiveServer)
         assert "Too many invite links that are not valid. Try again in" in blocked.text
         assert 1 <= int(blocked.headers["retry-after"]) <= 2
         assert guesser.post("/console/invite/" + "e" * 64, data={"name": "x"}).status_code == 429
+
+
+def test_a_refused_back_lands_on_the_forms_page_and_get_code_is_per_workspace(
+    server: LiveServer, team: str
+) -> None:
+    """A form whose ``back`` is another site goes back to the page the form belongs to (its own path
+    answers only POST), and Get code is refused where the person may not send."""
+    with closing(join(server, "coder@example.com", "developer")) as coder:
+        token = csrf_of(coder.get("/console/account").text)
+        for back in ("//evil.com", "https://evil.com", "/\\evil.com"):
+            done = coder.post(
+                "/console/account/profile", data={"csrf_token": token, "back": back, "name": "Cody"}
+            )
+            assert done.status_code == 303 and done.headers["location"].startswith("/console/account"), back
+            assert coder.get(done.headers["location"]).status_code == 200
+        form = {
+            "csrf_token": csrf_of(coder.get("/console/playground").text),
+            "model": "scripted-1",
+            "message": "hi",
+        }
+        assert (
+            coder.post(
+                "/console/playground/code", data={**form, "workspace_id": _default(server)}
+            ).status_code
+            == 200
+        )
+        refused = coder.post("/console/playground/code", data={**form, "workspace_id": team})
+        assert refused.status_code == 403, refused.text

@@ -118,6 +118,14 @@ def safe_path(candidate: str | None, default: str = "/console") -> str:
     return default
 
 
+def page_of(action: str) -> str:
+    """The page a form posting to ``action`` belongs to (``/console/account/profile`` ->
+    ``/console/account``): where to go back when the form names none we accept; a form's own path
+    answers only POST. Account, open to every person, when no page's path leads to it."""
+    pages = [path for _, path, _, _ in NAV if path != "/console" and action.startswith(path + "/")]
+    return max(pages, key=len, default="/console/account")
+
+
 # The navigation: (name, path, label, permissions of which one opens the page; none: every person).
 NAV: tuple[tuple[str, str, str, tuple[Permission, ...]], ...] = (
     ("usage", "/console", "Usage", (Permission.READ_USAGE, Permission.READ_BILLING)),
@@ -215,7 +223,7 @@ class Operator:
 
     def back(self, *, notice: str | None = None, error: str | None = None) -> Response:
         """Redirect to the page the form was on (its ``back`` field)."""
-        target = safe_path(str(self.form.get("back") or ""), self.request.url.path)
+        target = safe_path(str(self.form.get("back") or ""), page_of(self.request.url.path))
         return redirect(self.request, target, notice=notice, error=error)
 
     def text(self, name: str, *, required: bool = False, label: str | None = None) -> str:

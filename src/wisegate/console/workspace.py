@@ -254,6 +254,7 @@ async def get_code(op: Operator) -> Response:
     """The conversation as curl, Python SDK and TypeScript SDK code."""
     state = _state(op)
     try:
+        await _workspace(op, _chosen_id(op), P.USE_PLAYGROUND)  # 403 where the person may not send
         messages_request(state, stream=False)  # the same checks as sending it
     except ApiError as exc:
         return _error_json(exc)
