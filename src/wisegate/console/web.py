@@ -120,9 +120,14 @@ def safe_path(candidate: str | None, default: str = "/console") -> str:
 
 def page_of(action: str) -> str:
     """The page a form posting to ``action`` belongs to (``/console/account/profile`` ->
-    ``/console/account``): where to go back when the form names none we accept; a form's own path
-    answers only POST. Account, open to every person, when no page's path leads to it."""
-    pages = [path for _, path, _, _ in NAV if path != "/console" and action.startswith(path + "/")]
+    ``/console/account``; ``/console/workspaces`` itself): where to go back when the form names none
+    we accept, as a form's own path below a page answers only POST. Account, open to every person,
+    when no page's path leads to it."""
+    pages = [
+        path
+        for _, path, _, _ in NAV
+        if action == path or (path != "/console" and action.startswith(path + "/"))
+    ]
     return max(pages, key=len, default="/console/account")
 
 
