@@ -27,6 +27,7 @@ import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -492,17 +493,13 @@ class AccountService:
                 if not await self._repo.link_sso_subject(found[0].id, identity.subject):
                     # Linked to another subject: someone else at the provider now presents this e-mail
                     # (a reassigned address, an unverified claim). Never let them take the account over.
-                    await self.audit(
+                    await self._refuse_sso(
                         organization_id,
-                        None,
-                        "sign_in.failed",
-                        target=identity.email,
-                        client=client,
-                        detail={"reason": "sso: e-mail linked to another provider subject"},
-                    )
-                    raise PermissionDenied(
+                        identity.email,
+                        client,
+                        "sso: e-mail linked to another provider subject",
                         f"Single sign-on refused: the account of {identity.email} is linked to another "
-                        "identity at the provider. Sign in with that identity, or ask an admin."
+                        "identity at the provider. Sign in with that identity, or ask an admin.",
                     )
                 user = found[0]
         if user is None:
@@ -533,19 +530,24 @@ class AccountService:
                 organization_id, None, "user.created", target=user.id, client=client, detail={"method": "sso"}
             )
         if user is None:
-            await self.audit(
+            await self._refuse_sso(
                 organization_id,
-                None,
-                "sign_in.failed",
-                target=identity.email,
-                client=client,
-                detail={"reason": "sso: no account or invite"},
-            )
-            raise PermissionDenied(
+                identity.email,
+                client,
+                "sso: no account or invite",
                 f"{identity.email} has no account here yet. "
-                "Ask an admin to invite this address, then sign in again."
+                "Ask an admin to invite this address, then sign in again.",
             )
         return await self.open_session(user, client, replaces=replaces, method="sso")
+
+    async def _refuse_sso(
+        self, organization_id: str, email: str, client: Client, reason: str, message: str
+    ) -> NoReturn:
+        """Audit a refused single sign-on as a failed sign-in, then refuse it (403)."""
+        await self.audit(
+            organization_id, None, "sign_in.failed", target=email, client=client, detail={"reason": reason}
+        )
+        raise PermissionDenied(message)
 
     async def end_sessions_of_key(self, key_id: str) -> None:
         await self._repo.end_sessions(self._clock.now(), admin_key_id=key_id)
