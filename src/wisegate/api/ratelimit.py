@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime
 
@@ -11,7 +12,12 @@ from wisegate.protocol.resources import rfc3339
 
 def _reset(state: LimitState) -> str:
     """RFC 3339, whole seconds, rounded up: the moment the bucket is full again."""
-    return rfc3339(datetime.fromtimestamp(math.ceil(state.reset_at), UTC))
+    return _moment(math.ceil(state.reset_at))
+
+
+@functools.lru_cache(maxsize=64)
+def _moment(second: int) -> str:  # the same few seconds on every response of a busy second
+    return rfc3339(datetime.fromtimestamp(second, UTC))
 
 
 def _remaining(dimension: str, state: LimitState) -> int:

@@ -40,7 +40,8 @@ log = logging.getLogger("wisegate.ledger")
 
 _RECORD_FIELDS = tuple(f.name for f in fields(UsageRecord))
 _RESERVATION_FIELDS = tuple(f.name for f in fields(Reservation))
-_LINGER_SECONDS = 0.05  # how long journaled settlements wait to be committed together
+_LINGER_SECONDS = 0.25  # how long journaled settlements wait to be committed together (the journal
+# keeps them meanwhile; a reader that needs them committed hurries the commit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ _RETRYABLE = (Overloaded, RateLimited, GatewayTimeout, ModelCrashed)
 _CLAIM_CHUNK = 64
 _FLUSH_SIZE = 256
 _FLUSH_SECONDS = 0.02
+_IDLE_POLL_SECONDS = 1.0  # the longest an idle worker waits between two looks at the queue
 
 
 class BatchWorker:
@@ -136,6 +137,7 @@ class BatchWorker:
 
     async def _claim_loop(self) -> None:
         """Claim and start requests until :meth:`drain`."""
+        idle = 0
         while not self._draining:
             free = self._concurrency - len(self._active)
             want = min(free, _CLAIM_CHUNK)
@@ -154,7 +156,12 @@ class BatchWorker:
                 self._start(claim)
             if claims and len(claims) == want and len(self._active) < self._concurrency:
                 continue
-            await self._idle(wait_for_slots=bool(self._active))
+            # Nothing to do: the polls back off (to _IDLE_POLL_SECONDS) while the queue stays empty, so
+            # an idle worker does not cost the API process beside it a query every 0.2 s. A batch
+            # created in this process wakes it at once; one created elsewhere waits at most that long.
+            idle = min(idle + 1, 8) if not claims and not self._active else 0
+            poll = min(self._poll * 2**idle, _IDLE_POLL_SECONDS)
+            await self._idle(wait_for_slots=bool(self._active), poll=poll)
 
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._run(claim))
@@ -174,12 +181,12 @@ class BatchWorker:
 
         task.add_done_callback(done)
 
-    async def _idle(self, *, wait_for_slots: bool) -> None:
-        """Sleep up to one poll interval, waking early for a new batch or (when busy) free slots."""
+    async def _idle(self, *, wait_for_slots: bool, poll: float) -> None:
+        """Sleep up to ``poll`` seconds, waking early for a new batch or (when busy) free slots."""
         events = [self._batches.submitted] + ([self._slots_free] if wait_for_slots else [])
         waiters = [asyncio.ensure_future(event.wait()) for event in events]
         try:
-            await asyncio.wait(waiters, timeout=self._poll, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
@@ -321,7 +328,8 @@ class BatchWorker:
         ticks = 0
         while True:
             try:
-                self._canceling = await self._batches.canceling()
+                # Only a running request asks whether its batch is being canceled.
+                self._canceling = await self._batches.canceling() if self._active else set()
                 if ticks % max(1, round(self._sweep_every / 0.25)) == 0:
                     await self._batches.sweep()
             except Exception:
