@@ -356,8 +356,6 @@ class BillingRepo:
                     unreserved[(reservation.workspace_id, period)] += reservation.amount_pico
                     credit_back[reservation.organization_id] += reservation.credit_pico
             if record.cost_picousd:
-                await self._ensure_account(session, record.organization_id)
-                await self._ensure_periods(session, [record.organization_id, record.workspace_id], period)
                 spent[(record.organization_id, period)] += record.cost_picousd
                 spent[(record.workspace_id, period)] += record.cost_picousd
                 debit[record.organization_id] += record.cost_picousd
@@ -365,6 +363,13 @@ class BillingRepo:
         # concurrent transactions on PostgreSQL never wait on each other in a cycle.
         organizations = {item.record.organization_id for item in group}
         scopes = sorted(spent.keys() | unreserved.keys(), key=lambda k: (k[0] not in organizations, k))
+        # The rows the sums go to, created once per group (before: once per settlement in it, since a
+        # row counts as known only once its transaction committed).
+        for scope_id, period in scopes:
+            if (scope_id, period) in spent:
+                await self._ensure_periods(session, [scope_id], period)
+        for organization_id in sorted(debit):
+            await self._ensure_account(session, organization_id)
         for scope_id, period in scopes:
             await conn.execute(
                 update(SpendPeriodRow)
