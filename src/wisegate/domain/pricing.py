@@ -51,15 +51,21 @@ class PriceTable:
         self._container_hour_pico = int(Decimal(container_hour) * PICO_PER_USD)
         self._exact = {k: Price.from_config(v) for k, v in prices.items() if not _is_glob(k)}
         self._globs = [(k, Price.from_config(v)) for k, v in prices.items() if _is_glob(k)]
+        self._matched: dict[str, Price] = {}  # a model's price found by the patterns, looked up once
 
     def price(self, model: str) -> Price:
         found = self._exact.get(model)
         if found is not None:
             return found
-        for pattern, price in self._globs:
-            if fnmatch.fnmatchcase(model, pattern):
-                return price
-        return Price(0, 0, 0, 0, 0)
+        found = self._matched.get(model)
+        if found is None:
+            found = next(
+                (price for pattern, price in self._globs if fnmatch.fnmatchcase(model, pattern)),
+                Price(0, 0, 0, 0, 0),
+            )
+            if len(self._matched) < 4096:  # the models a deployment serves, not every name a client tries
+                self._matched[model] = found
+        return found
 
     def cost(self, model: str, usage: Usage, *, batch: bool = False) -> int:
         """The picodollar cost of ``usage`` on ``model`` (half for batch requests)."""

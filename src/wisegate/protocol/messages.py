@@ -268,7 +268,9 @@ class _Conversation(_Strict):
     def media(self) -> Iterator[tuple[int, ImageBlockParam | DocumentBlockParam]]:
         """Every image and document block with its message's index, also those inside tool results."""
         for index, message in enumerate(self.messages):
-            for block in message.blocks():
+            if isinstance(message.content, str):  # text only (and no TextBlockParam built to say so)
+                continue
+            for block in message.content:
                 inner = block.content if isinstance(block, ToolResultBlockParam) else [block]
                 for item in inner if isinstance(inner, list) else ():
                     if isinstance(item, ImageBlockParam | DocumentBlockParam):

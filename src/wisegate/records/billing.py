@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,4 +44,9 @@ class Reservation:
 def billing_period(moment: datetime) -> str:
     """The billing period (UTC calendar month, ``YYYY-MM``) a moment falls in: spend counters and caps
     are per period."""
-    return f"{moment.year:04d}-{moment.month:02d}"
+    return _period(moment.year, moment.month)
+
+
+@functools.lru_cache(maxsize=64)
+def _period(year: int, month: int) -> str:  # formatted once per month, not once per settlement
+    return f"{year:04d}-{month:02d}"
