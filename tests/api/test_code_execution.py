@@ -135,6 +135,23 @@ def test_text_editor_refuses_a_device_and_a_view_range_ending_before_it_starts(l
     )
 
 
+@pytest.mark.parametrize("name", ["bash_code_execution", "text_editor_code_execution"])
+def test_a_client_tool_named_like_a_code_execution_tool_is_refused_beside_it(
+    live: LiveServer, name: str
+) -> None:
+    mine = {"name": name, "input_schema": {"type": "object"}}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        run(live.client(), "hi", tools=[TOOL, mine])
+    assert refused.value.status_code == 400
+    assert refused.value.body["error"] == {  # type: ignore[index]
+        "type": "invalid_request_error",
+        "message": f"tools.1.custom.name: '{name}' is the name of a tool of code_execution_20250825 (the "
+        "code execution tool in this request), so it cannot name a client tool; rename it",
+    }
+    alone = run(live.client(), "hi", tools=[mine])  # no code execution tool, no collision
+    assert alone.content[0].text == "hi"
+
+
 def test_a_file_written_to_outputs_is_downloadable(live: LiveServer) -> None:
     client = live.client()
     message = bash(client, "printf 'a,b\\n1,2\\n' > /mnt/user-data/outputs/report.csv; echo written")
