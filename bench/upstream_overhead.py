@@ -137,9 +137,12 @@ class _MockProtocol(asyncio.Protocol):
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
         )
-        write(b"%x\r\n%s\r\n" % (len(events[0]), events[0]))
+        # A held stream sends up to the first text delta: LiteLLM opens its response only then.
+        split = 3 if hold else 1
+        head = b"".join(events[:split])
+        write(b"%x\r\n%s\r\n" % (len(head), head))
         await asyncio.sleep(60 if hold else 0)
-        rest = b"".join(events[1:])
+        rest = b"".join(events[split:])
         if not self.transport.is_closing():
             write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
 
@@ -246,30 +249,49 @@ def build(port: int, key: str, stream: bool, hold: bool = False) -> bytes:
     ).encode() + body
 
 
-async def load(port: int, key: str, stream: bool, concurrency: int, seconds: float) -> dict[str, Any]:
-    """Run ``concurrency`` keep-alive clients for ``seconds``; raw samples in seconds."""
+async def load(
+    port: int, key: str, stream: bool, concurrency: int, seconds: float, pid: int
+) -> dict[str, Any]:
+    """Run ``concurrency`` keep-alive clients for ``seconds``; raw samples in seconds, and the CPU
+    seconds the server ``pid`` (its process tree) used meanwhile. The connections are opened and warmed
+    before the clock and the CPU count start (a slow server's warm-up would otherwise eat the run)."""
     raw = build(port, key, stream)
     firsts: list[float] = []
     lasts: list[float] = []
     errors = 0
+    conns = await asyncio.gather(*(_open(port) for _ in range(concurrency)))
+    for _ in range(3):  # warm-up
+        await asyncio.gather(*(request(conn, raw) for conn in conns))
+    cpu_before = cpu_seconds(pid)
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(conn: Conn) -> None:
         nonlocal errors
-        conn = await _open(port)
-        for _ in range(3):  # warm-up
-            await request(conn, raw)
         while time.perf_counter() < deadline:
             first, last, status = await request(conn, raw)
             if status != 200:
                 errors += 1
             firsts.append(first)
             lasts.append(last)
-        conn.writer.close()
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"firsts": firsts, "lasts": lasts, "errors": errors, "elapsed": time.perf_counter() - began}
+    await asyncio.gather(*(worker(conn) for conn in conns))
+    elapsed, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu_before
+    for conn in conns:
+        conn.writer.close()
+    return {"firsts": firsts, "lasts": lasts, "errors": errors, "elapsed": elapsed, "cpu": cpu}
+
+
+async def check(port: int, key: str, name: str) -> None:
+    """One JSON and one streamed request through ``name``: both must answer 200 (the mock's answers
+    accepted end to end), or the bench stops here instead of timing error responses."""
+    conn = await _open(port)
+    for stream in (False, True):
+        for _ in range(3):  # the first requests also pay for lazy imports (LiteLLM: seconds)
+            _, _, status = await request(conn, build(port, key, stream))
+            if status != 200:
+                raise RuntimeError(f"{name}: {'stream' if stream else 'json'} request answered {status}")
+    conn.writer.close()
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -605,6 +627,8 @@ def main() -> None:
                 procs.append(litellm)
                 pids["litellm"] = litellm.pid
                 targets.append("litellm")
+            for target in targets:
+                asyncio.run(check(ports[target], keys[target], target))
             print(
                 f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run, "
                 f"limits {'on (spend cap, leases)' if args.limits else 'off'}, "
@@ -629,19 +653,18 @@ def main() -> None:
                         # Interleaved, so drifting machine load hits all alike; every other round in
                         # reverse order, so no target always runs first.
                         for target in targets if round_number % 2 == 0 else targets[::-1]:
-                            before = cpu_seconds(pids[target])
-                            runs[target].append(
-                                asyncio.run(
-                                    load(
-                                        ports[target],
-                                        keys[target],
-                                        stream,
-                                        concurrency,
-                                        args.seconds / args.rounds,
-                                    )
+                            run = asyncio.run(
+                                load(
+                                    ports[target],
+                                    keys[target],
+                                    stream,
+                                    concurrency,
+                                    args.seconds / args.rounds,
+                                    pids[target],
                                 )
                             )
-                            cpu[target] += cpu_seconds(pids[target]) - before
+                            runs[target].append(run)
+                            cpu[target] += run["cpu"]
                     summaries = {target: summarize(runs[target]) for target in targets}
                     base = summaries.get("direct", {})  # "added" needs the direct target in the run
                     for target in targets:
