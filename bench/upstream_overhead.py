@@ -357,7 +357,7 @@ def rss_kb(pid: int) -> int:
 
 async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> tuple[float, int]:
     """Resident-set growth per stream held open, and how many of ``streams`` were (a stream that is
-    refused or cut is counted out instead of failing the run with an IncompleteReadError)."""
+    refused, cut or not held is counted out instead of failing the run with an IncompleteReadError)."""
     raw = build(port, key, True, hold=True)
     conns = [await _open(port) for _ in range(streams)]
     warm = build(port, key, True)
@@ -370,9 +370,17 @@ async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> tupl
     opened = await asyncio.gather(
         *(asyncio.wait_for(c.reader.readuntil(b"message_start"), 30) for c in conns), return_exceptions=True
     )
-    held = sum(1 for result in opened if not isinstance(result, BaseException))
     await asyncio.sleep(0.5)
     after = rss_kb(pid)
+    # Held: opened, and not finished (a gateway that dropped the hold marker lets the stream end).
+    ended = await asyncio.gather(
+        *(asyncio.wait_for(c.reader.readuntil(b"message_stop"), 0.2) for c in conns), return_exceptions=True
+    )
+    held = sum(
+        1
+        for first, last in zip(opened, ended, strict=True)
+        if not isinstance(first, BaseException) and isinstance(last, TimeoutError)
+    )
     for conn in conns:
         conn.writer.close()
     return (after - before) / max(1, held), held
