@@ -13,6 +13,11 @@ per open stream.
 side in the same rounds (``wisegate×N`` in the table). ``--tree before=/path/to/src`` also runs
 Wisegate from another source tree (``wisegate[before]``), in the same interleaved rounds: a before /
 after comparison in one sitting (``git archive <commit> src | tar -x -C /tmp/before`` makes one).
+
+``--targets ... litellm --litellm /work/litellm-venv/bin/litellm`` also runs the LiteLLM proxy (from its
+own virtualenv; LiteLLM is not a dependency of this project) relaying ``/v1/messages`` to the same mock.
+``--pin-gateways`` pins every gateway's process tree to one CPU and the mock and this load generator
+to the others, so that the gateways' CPU per request compares like with like.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -113,7 +119,7 @@ class _MockProtocol(asyncio.Protocol):
                 return
             body = self.buffer[head_end + 4 : head_end + 4 + length]
             self.buffer = self.buffer[head_end + 4 + length :]
-            hold = b"x-bench-hold: 1" in head
+            hold = HOLD in body
             if b'"stream":true' in body.replace(b" ", b""):
                 asyncio.ensure_future(self._stream(hold))
             else:
@@ -131,14 +137,20 @@ class _MockProtocol(asyncio.Protocol):
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
             b"transfer-encoding: chunked\r\n\r\n"
         )
-        write(b"%x\r\n%s\r\n" % (len(events[0]), events[0]))
+        # A held stream sends up to the first text delta: LiteLLM opens its response only then.
+        split = 3 if hold else 1
+        head = b"".join(events[:split])
+        write(b"%x\r\n%s\r\n" % (len(head), head))
         await asyncio.sleep(60 if hold else 0)
-        rest = b"".join(events[1:])
+        rest = b"".join(events[split:])
         if not self.transport.is_closing():
             write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(rest), rest))
 
 
 SSE_EVENTS = _sse_events()
+# A request whose body carries this (as metadata.user_id, a field every gateway relays; none of them
+# forwards the client's own headers) gets its stream held open after message_start.
+HOLD = b"bench-hold-stream"
 
 
 async def _mock(port: int) -> None:
@@ -220,46 +232,66 @@ async def request(conn: Conn, raw: bytes) -> tuple[float, float, int]:
     return first, time.perf_counter() - started, status
 
 
-def build(port: int, key: str, stream: bool, extra: str = "") -> bytes:
-    body = json.dumps(
-        {
-            "model": MODEL,
-            "max_tokens": 256,
-            "stream": stream,
-            "messages": [{"role": "user", "content": "Hello"}],
-        }
-    ).encode()
+def build(port: int, key: str, stream: bool, hold: bool = False) -> bytes:
+    fields: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 256,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Hello"}],
+    }
+    if hold:
+        fields["metadata"] = {"user_id": HOLD.decode()}
+    body = json.dumps(fields).encode()
     return (
         f"POST /v1/messages HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-api-key: {key}\r\n"
-        f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n{extra}"
+        f"anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\n\r\n"
     ).encode() + body
 
 
-async def load(port: int, key: str, stream: bool, concurrency: int, seconds: float) -> dict[str, Any]:
-    """Run ``concurrency`` keep-alive clients for ``seconds``; raw samples in seconds."""
+async def load(
+    port: int, key: str, stream: bool, concurrency: int, seconds: float, pid: int
+) -> dict[str, Any]:
+    """Run ``concurrency`` keep-alive clients for ``seconds``; raw samples in seconds, and the CPU
+    seconds the server ``pid`` (its process tree) used meanwhile. The connections are opened and warmed
+    before the clock and the CPU count start (a slow server's warm-up would otherwise eat the run)."""
     raw = build(port, key, stream)
     firsts: list[float] = []
     lasts: list[float] = []
     errors = 0
+    conns = await asyncio.gather(*(_open(port) for _ in range(concurrency)))
+    for _ in range(3):  # warm-up
+        await asyncio.gather(*(request(conn, raw) for conn in conns))
+    cpu_before = cpu_seconds(pid)
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(conn: Conn) -> None:
         nonlocal errors
-        conn = await _open(port)
-        for _ in range(3):  # warm-up
-            await request(conn, raw)
         while time.perf_counter() < deadline:
             first, last, status = await request(conn, raw)
             if status != 200:
                 errors += 1
             firsts.append(first)
             lasts.append(last)
-        conn.writer.close()
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return {"firsts": firsts, "lasts": lasts, "errors": errors, "elapsed": time.perf_counter() - began}
+    await asyncio.gather(*(worker(conn) for conn in conns))
+    elapsed, cpu = time.perf_counter() - began, cpu_seconds(pid) - cpu_before
+    for conn in conns:
+        conn.writer.close()
+    return {"firsts": firsts, "lasts": lasts, "errors": errors, "elapsed": elapsed, "cpu": cpu}
+
+
+async def check(port: int, key: str, name: str) -> None:
+    """One JSON and one streamed request through ``name``: both must answer 200 (the mock's answers
+    accepted end to end), or the bench stops here instead of timing error responses."""
+    conn = await _open(port)
+    for stream in (False, True):
+        for _ in range(3):  # the first requests also pay for lazy imports (LiteLLM: seconds)
+            _, _, status = await request(conn, build(port, key, stream))
+            if status != 200:
+                raise RuntimeError(f"{name}: {'stream' if stream else 'json'} request answered {status}")
+    conn.writer.close()
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
@@ -284,29 +316,31 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _tree(pid: int) -> list[int]:
-    """``pid`` and its children (a server's worker processes)."""
-    pids = [pid]
+    """``pid`` and all its descendants (a server's worker processes, theirs in turn)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except (OSError, ValueError):
                 continue
-            if parent == pid:
-                pids.append(int(entry.name))
+            children.setdefault(parent, []).append(int(entry.name))
+    pids = [pid]
+    for one in pids:  # grows while it is walked: breadth first
+        pids.extend(children.get(one, []))
     return pids
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process and its children have used (robust to a busy machine,
-    unlike wall time)."""
+    """User + system CPU time the process and its descendants have used, the exited ones that were
+    waited for included (robust to a busy machine, unlike wall time)."""
     total = 0.0
     for one in _tree(pid):
         try:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total += sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -323,8 +357,8 @@ def rss_kb(pid: int) -> int:
 
 async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> tuple[float, int]:
     """Resident-set growth per stream held open, and how many of ``streams`` were (a stream that is
-    refused or cut is counted out instead of failing the run with an IncompleteReadError)."""
-    raw = build(port, key, True, "x-bench-hold: 1\r\n")
+    refused, cut or not held is counted out instead of failing the run with an IncompleteReadError)."""
+    raw = build(port, key, True, hold=True)
     conns = [await _open(port) for _ in range(streams)]
     warm = build(port, key, True)
     for conn in conns[:20]:  # warm the paths once; request() reads JSON errors and streams alike
@@ -336,9 +370,17 @@ async def memory_per_stream(port: int, key: str, pid: int, streams: int) -> tupl
     opened = await asyncio.gather(
         *(asyncio.wait_for(c.reader.readuntil(b"message_start"), 30) for c in conns), return_exceptions=True
     )
-    held = sum(1 for result in opened if not isinstance(result, BaseException))
     await asyncio.sleep(0.5)
     after = rss_kb(pid)
+    # Held: opened, and not finished (a gateway that dropped the hold marker lets the stream end).
+    ended = await asyncio.gather(
+        *(asyncio.wait_for(c.reader.readuntil(b"message_stop"), 0.2) for c in conns), return_exceptions=True
+    )
+    held = sum(
+        1
+        for first, last in zip(opened, ended, strict=True)
+        if not isinstance(first, BaseException) and isinstance(last, TimeoutError)
+    )
     for conn in conns:
         conn.writer.close()
     return (after - before) / max(1, held), held
@@ -351,6 +393,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pinned(cpus: set[int] | None) -> dict[str, Any]:
+    """Popen arguments that start a process on ``cpus`` (its threads and children inherit them)."""
+    if not cpus:
+        return {}
+    return {"preexec_fn": lambda: os.sched_setaffinity(0, cpus)}
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -395,6 +444,7 @@ def start_wisegate(
     workers: int,
     redis_url: str | None,
     tree: tuple[str, str] | None = None,
+    cpus: set[int] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     tmp = tmp / f"wisegate-{workers}-{tree[0] if tree else ''}"
     tmp.mkdir()
@@ -426,13 +476,56 @@ backend = "anthropic"
     )
     key = created.stdout.decode().split()[-1]
     proc = subprocess.Popen(
-        [wisegate, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [wisegate, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **pinned(cpus)
     )
     wait_port(port, proc)
     deadline = time.monotonic() + 120  # every worker spawned, then a few seconds to start its app
     while workers > 1 and len(_spawned(proc.pid)) < workers and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(3.0 if workers > 1 else 0)
+    return proc, key
+
+
+# The LiteLLM proxy as its docs set it up for Anthropic: one model entry, no database, no callbacks.
+# A master key (1.108 refuses to start without one), sent as x-api-key like Wisegate's key.
+LITELLM = """
+model_list:
+  - model_name: {model}
+    litellm_params:
+      model: anthropic/{model}
+      api_base: http://127.0.0.1:{upstream_port}
+      api_key: sk-ant-bench
+litellm_settings:
+  set_verbose: false
+general_settings:
+  master_key: {master_key}
+"""
+
+
+def start_litellm(
+    tmp: Path, executable: str, upstream_port: int, port: int, cpus: set[int] | None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``litellm --config`` on ``port`` (one uvicorn worker), ``/v1/messages`` relayed to the mock;
+    the process and its master key."""
+    key = f"sk-bench-{secrets.token_hex(16)}"
+    config = tmp / "litellm.yaml"
+    config.write_text(LITELLM.format(model=MODEL, upstream_port=upstream_port, master_key=key))
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "LITELLM_MASTER_KEY", "PYTHONPATH")
+    }
+    # Errors only; the price map from the package, not fetched from GitHub at start.
+    env.update(LITELLM_LOG="ERROR", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    with tmp.joinpath("litellm.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [executable, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+             "--num_workers", "1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=log, **pinned(cpus),
+        )  # fmt: skip
+    try:
+        wait_port(port, proc, timeout=180)  # the import alone takes several seconds
+    except RuntimeError:
+        sys.stderr.write(tmp.joinpath("litellm.log").read_text()[-4000:])
+        raise
     return proc, key
 
 
@@ -460,7 +553,20 @@ def main() -> None:
         metavar="NAME=SRC",
         help="also run Wisegate from the source tree SRC (a src/ directory), as wisegate[NAME]",
     )
+    parser.add_argument(
+        "--litellm",
+        default=None,
+        metavar="PATH",
+        help="the `litellm` executable of a virtualenv with litellm[proxy] (for the litellm target)",
+    )
+    parser.add_argument(
+        "--pin-gateways",
+        action="store_true",
+        help="each gateway on the last CPU, the mock and the load generator on the others",
+    )
     args = parser.parse_args()
+    if "litellm" in args.targets and not args.litellm:
+        parser.error("the litellm target needs --litellm PATH")
     try:
         import uvloop
 
@@ -471,6 +577,13 @@ def main() -> None:
         asyncio.run(_mock(args.port))
         return
 
+    gateway_cpus: set[int] | None = None
+    if args.pin_gateways:
+        allowed = sorted(os.sched_getaffinity(0))
+        if len(allowed) < 2:
+            parser.error("--pin-gateways needs two CPUs")
+        gateway_cpus = {allowed[-1]}
+        os.sched_setaffinity(0, set(allowed[:-1]))  # this process, and the mock it starts
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -483,14 +596,16 @@ def main() -> None:
             bare_file = tmp / "bare.py"
             bare_file.write_text(BARE)
             bare = subprocess.Popen(
-                [PYTHON, str(bare_file), str(bare_port), f"http://127.0.0.1:{mock_port}"], **quiet
+                [PYTHON, str(bare_file), str(bare_port), f"http://127.0.0.1:{mock_port}"],
+                **quiet,
+                **pinned(gateway_cpus),
             )
             procs.append(bare)
             wait_port(bare_port, bare)
             ports = {"direct": mock_port, "bare": bare_port}
             pids = {"direct": mock.pid, "bare": bare.pid}
             keys = {"direct": "k", "bare": "k"}
-            targets = [t for t in args.targets if t != "wisegate"]
+            targets = [t for t in args.targets if t not in ("wisegate", "litellm")]
             trees: list[tuple[str, str] | None] = [None]
             trees += [(name, str(Path(src).resolve())) for name, src in (t.split("=", 1) for t in args.tree)]
             for workers in args.workers if "wisegate" in args.targets else []:
@@ -507,13 +622,30 @@ def main() -> None:
                         workers,
                         args.redis_url,
                         tree,
+                        gateway_cpus,
                     )
                     procs.append(wisegate)
                     pids[name] = wisegate.pid
                     targets.append(name)
+            if "litellm" in args.targets:
+                ports["litellm"] = free_port()
+                litellm, keys["litellm"] = start_litellm(
+                    tmp, args.litellm, mock_port, ports["litellm"], gateway_cpus
+                )
+                procs.append(litellm)
+                pids["litellm"] = litellm.pid
+                targets.append("litellm")
+            for target in targets:
+                asyncio.run(check(ports[target], keys[target], target))
             print(
                 f"# {time.strftime('%Y-%m-%d')}  {os.cpu_count()} cores, {args.seconds:g} s per run, "
-                f"limits {'on (spend cap, leases)' if args.limits else 'off'}"
+                f"limits {'on (spend cap, leases)' if args.limits else 'off'}, "
+                + (
+                    f"gateways pinned to CPU {min(gateway_cpus)}, mock and load generator to "
+                    f"{sorted(os.sched_getaffinity(0))}"
+                    if gateway_cpus
+                    else "not pinned"
+                )
             )
             print(
                 "| mode | conc | target | req/s | req/s per round | last byte p50 / p99 ms "
@@ -529,24 +661,23 @@ def main() -> None:
                         # Interleaved, so drifting machine load hits all alike; every other round in
                         # reverse order, so no target always runs first.
                         for target in targets if round_number % 2 == 0 else targets[::-1]:
-                            before = cpu_seconds(pids[target])
-                            runs[target].append(
-                                asyncio.run(
-                                    load(
-                                        ports[target],
-                                        keys[target],
-                                        stream,
-                                        concurrency,
-                                        args.seconds / args.rounds,
-                                    )
+                            run = asyncio.run(
+                                load(
+                                    ports[target],
+                                    keys[target],
+                                    stream,
+                                    concurrency,
+                                    args.seconds / args.rounds,
+                                    pids[target],
                                 )
                             )
-                            cpu[target] += cpu_seconds(pids[target]) - before
-                    base: dict[str, float] = {}
+                            runs[target].append(run)
+                            cpu[target] += run["cpu"]
+                    summaries = {target: summarize(runs[target]) for target in targets}
+                    base = summaries.get("direct", {})  # "added" needs the direct target in the run
                     for target in targets:
-                        r = summarize(runs[target])
+                        r = summaries[target]
                         busy = cpu[target] / sum(run["elapsed"] for run in runs[target])
-                        base = base or (r if target == "direct" else {})
                         added = (
                             f"{r['p50'] - base['p50']:.2f} / {r['ttfb50'] - base['ttfb50']:.2f}"
                             if base
@@ -564,13 +695,18 @@ def main() -> None:
                             f"{r['errors']:.0f} |",
                             flush=True,
                         )
-            for name in (t for t in targets if t.startswith("wisegate")):
+            gateways = [t for t in targets if t != "direct"]
+            print("\n| target | resident memory (RSS) MB, after the load | processes |\n|---|---|---|")
+            for name in gateways:
+                print(f"| {name} | {rss_kb(pids[name]) / 1024:.1f} | {len(_tree(pids[name]))} |")
+            for name in gateways if args.streams else []:
                 per_stream, held = asyncio.run(
                     memory_per_stream(ports[name], keys[name], pids[name], args.streams)
                 )
                 print(
                     f"\n{name}: resident memory per open stream ({held} of {args.streams} held open): "
-                    f"{per_stream:.1f} KB"
+                    f"{per_stream:.1f} KB",
+                    flush=True,
                 )
         finally:
             for proc in procs:

@@ -16,6 +16,7 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from wisegate.backends.base import Backend
+from wisegate.backends.local import slot_count
 from wisegate.backends.local.supervisor import with_runner_sockets
 from wisegate.backends.registry import BackendRegistry
 from wisegate.domain.accounts import AccountService
@@ -303,10 +304,9 @@ def shared_backends(settings: Settings) -> dict[str, int]:
     batch's requests are decoded together, and an interactive request waits behind batch work only
     with a single slot)."""
     shared: dict[str, int] = {}
-    for name, config in settings.backends.items():
+    for name, config in with_runner_sockets(settings).items():  # the options the backend is built with
         if config.type == "local":
-            slots = int(config.options.get("slots") or settings.embedded_slots)
-            shared[name] = max(1, slots - 1)
+            shared[name] = max(1, slot_count(config.options) - 1)
     return shared
 
 

@@ -113,6 +113,45 @@ def test_text_editor_create_view_and_replace(live: LiveServer) -> None:
     assert second.stop_reason == "end_turn"
 
 
+def test_text_editor_refuses_a_device_and_a_view_range_ending_before_it_starts(live: LiveServer) -> None:
+    steps = "\n".join(
+        [
+            call("text_editor_code_execution", command="view", path="/dev/zero"),
+            call("text_editor_code_execution", command="create", path="lines.txt", file_text="a\nb\nc"),
+            call("text_editor_code_execution", command="view", path="lines.txt", view_range=[2, 1]),
+        ]
+    )
+    message = run(live.client(), steps)
+    device, _created, backwards = (result_of(message, i) for i in range(3))
+    assert device.type == "text_editor_code_execution_tool_result_error", device
+    assert (device.error_code, device.error_message) == (
+        "invalid_tool_input",
+        "/dev/zero is not a regular file",
+    )
+    assert backwards.type == "text_editor_code_execution_tool_result_error", backwards
+    assert (backwards.error_code, backwards.error_message) == (
+        "invalid_tool_input",
+        "Invalid view_range [2, 1]: its end 1 is before its start 2",
+    )
+
+
+@pytest.mark.parametrize("name", ["bash_code_execution", "text_editor_code_execution"])
+def test_a_client_tool_named_like_a_code_execution_tool_is_refused_beside_it(
+    live: LiveServer, name: str
+) -> None:
+    mine = {"name": name, "input_schema": {"type": "object"}}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        run(live.client(), "hi", tools=[TOOL, mine])
+    assert refused.value.status_code == 400
+    assert refused.value.body["error"] == {  # type: ignore[index]
+        "type": "invalid_request_error",
+        "message": f"tools.1.custom.name: '{name}' is the name of a tool of code_execution_20250825 (the "
+        "code execution tool in this request), so it cannot name a client tool; rename it",
+    }
+    alone = run(live.client(), "hi", tools=[mine])  # no code execution tool, no collision
+    assert alone.content[0].text == "hi"
+
+
 def test_a_file_written_to_outputs_is_downloadable(live: LiveServer) -> None:
     client = live.client()
     message = bash(client, "printf 'a,b\\n1,2\\n' > /mnt/user-data/outputs/report.csv; echo written")

@@ -43,6 +43,16 @@ def headers(server: LiveServer) -> dict[str, str]:
     return {"x-api-key": server.key, "anthropic-version": "2023-06-01"}
 
 
+def embedded(content: str, max_tokens: int, **fields: Any) -> dict[str, Any]:
+    """A Messages request for the embedded model with one user turn, plus ``fields``."""
+    return {
+        "model": EMBEDDED_MODEL,
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": content}],
+        **fields,
+    }
+
+
 def openai_client(server: LiveServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.key, max_retries=0)
 
@@ -54,11 +64,7 @@ def still_answers(server: LiveServer) -> None:
 
 def test_messages_parse_returns_schema_valid_json(embedded_server: LiveServer) -> None:
     message = embedded_server.client().messages.parse(
-        model=EMBEDDED_MODEL,
-        max_tokens=60,
-        messages=[{"role": "user", "content": "Describe Rome as JSON."}],
-        output_format=City,
-        extra_body=GREEDY,
+        **embedded("Describe Rome as JSON.", 60), output_format=City, extra_body=GREEDY
     )
     assert message.stop_reason == "end_turn"
     city = message.parsed_output
@@ -77,14 +83,13 @@ def test_streamed_structured_output_is_text_deltas_of_one_json_value(embedded_se
     response = httpx.post(
         f"{embedded_server.base_url}/v1/messages",
         headers=headers(embedded_server),
-        json={
-            "model": EMBEDDED_MODEL,
-            "max_tokens": 40,
-            "stream": True,
-            "messages": [{"role": "user", "content": "Is the sky blue?"}],
-            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        json=embedded(
+            "Is the sky blue?",
+            40,
+            stream=True,
+            output_config={"format": {"type": "json_schema", "schema": schema}},
             **GREEDY,
-        },
+        ),
         timeout=60,
     )
     events = sse_events(response)
@@ -146,10 +151,7 @@ def test_unsupported_schema_features_are_refused_with_the_apis_wording(
 ) -> None:
     with pytest.raises(anthropic.BadRequestError) as caught:
         embedded_server.client().messages.create(
-            model=EMBEDDED_MODEL,
-            max_tokens=10,
-            messages=[{"role": "user", "content": "hi"}],
-            output_config={"format": {"type": "json_schema", "schema": schema}},
+            **embedded("hi", 10, output_config={"format": {"type": "json_schema", "schema": schema}})
         )
     assert message in caught.value.message
 
@@ -163,12 +165,7 @@ def test_strict_tool_schema_is_checked_like_an_output_schema(embedded_server: Li
     response = httpx.post(
         f"{embedded_server.base_url}/v1/messages",
         headers=headers(embedded_server),
-        json={
-            "model": EMBEDDED_MODEL,
-            "max_tokens": 10,
-            "messages": [{"role": "user", "content": "x"}],
-            "tools": [tool],
-        },
+        json=embedded("x", 10, tools=[tool]),
     )
     assert response.status_code == 400
     assert (
@@ -184,13 +181,9 @@ def test_a_tool_schema_past_the_grammar_bounds_is_400_and_the_server_lives(
     response = httpx.post(
         f"{embedded_server.base_url}/v1/messages",
         headers=headers(embedded_server),
-        json={
-            "model": EMBEDDED_MODEL,
-            "max_tokens": 16,
-            "messages": [{"role": "user", "content": "call f"}],
-            "tools": [{"name": "f", "input_schema": schema}],
-            "tool_choice": {"type": "any"},
-        },
+        json=embedded(
+            "call f", 16, tools=[{"name": "f", "input_schema": schema}], tool_choice={"type": "any"}
+        ),
         timeout=60,
     )
     assert response.status_code == 400, response.text
@@ -223,13 +216,12 @@ def test_a_batch_request_past_the_bounds_ends_errored(embedded_server: LiveServe
         requests=[
             {
                 "custom_id": "big",
-                "params": {
-                    "model": EMBEDDED_MODEL,
-                    "max_tokens": 16,
-                    "messages": [{"role": "user", "content": "call f"}],
-                    "tools": [{"name": "f", "input_schema": LONG_STRING}],
-                    "tool_choice": {"type": "any"},
-                },
+                "params": embedded(
+                    "call f",
+                    16,
+                    tools=[{"name": "f", "input_schema": LONG_STRING}],
+                    tool_choice={"type": "any"},
+                ),
             }
         ]
     )
@@ -248,12 +240,7 @@ def test_structured_output_pattern_past_the_bounds_is_400(embedded_server: LiveS
     response = httpx.post(
         f"{embedded_server.base_url}/v1/messages",
         headers=headers(embedded_server),
-        json={
-            "model": EMBEDDED_MODEL,
-            "max_tokens": 16,
-            "messages": [{"role": "user", "content": "code?"}],
-            "output_config": {"format": {"type": "json_schema", "schema": schema}},
-        },
+        json=embedded("code?", 16, output_config={"format": {"type": "json_schema", "schema": schema}}),
     )
     assert response.status_code == 400
     assert (
@@ -323,10 +310,7 @@ def test_enum_values_with_quotes_and_backslashes_are_enforced(embedded_server: L
         "additionalProperties": False,
     }
     message = embedded_server.client().messages.create(
-        model=EMBEDDED_MODEL,
-        max_tokens=30,
-        messages=[{"role": "user", "content": "Pick one."}],
-        output_config={"format": {"type": "json_schema", "schema": schema}},
+        **embedded("Pick one.", 30, output_config={"format": {"type": "json_schema", "schema": schema}}),
         extra_body=GREEDY,
     )
     assert message.stop_reason == "end_turn"
@@ -345,11 +329,7 @@ def test_a_strict_tool_with_quoted_const_and_enum_gets_one_of_them(embedded_serv
         },
     }
     message = embedded_server.client().messages.create(
-        model=EMBEDDED_MODEL,
-        max_tokens=40,
-        messages=[{"role": "user", "content": "Choose."}],
-        tools=[tool],  # type: ignore[list-item]
-        tool_choice={"type": "tool", "name": "choose"},
+        **embedded("Choose.", 40, tools=[tool], tool_choice={"type": "tool", "name": "choose"}),
         extra_body=GREEDY,
     )
     (call,) = [b for b in message.content if b.type == "tool_use"]
@@ -366,13 +346,12 @@ def test_an_unanchored_pattern_is_a_search(embedded_server: LiveServer) -> None:
     response = httpx.post(
         f"{embedded_server.base_url}/v1/messages",
         headers=headers(embedded_server),
-        json={
-            "model": EMBEDDED_MODEL,
-            "max_tokens": 30,
-            "messages": [{"role": "user", "content": "Give a product code like AB1."}],
-            "output_config": {"format": {"type": "json_schema", "schema": schema}},
+        json=embedded(
+            "Give a product code like AB1.",
+            30,
+            output_config={"format": {"type": "json_schema", "schema": schema}},
             **GREEDY,
-        },
+        ),
         timeout=120,
     )
     assert response.status_code == 200, response.text
@@ -401,12 +380,13 @@ def test_a_pattern_the_grammar_cannot_enforce_is_a_400_in_our_words(
     }
     with pytest.raises(anthropic.BadRequestError) as caught:
         embedded_server.client().messages.create(
-            model=EMBEDDED_MODEL,
-            max_tokens=10,
-            messages=[{"role": "user", "content": "x"}],
-            output_config={
-                "format": {"type": "json_schema", "schema": {**schema, "additionalProperties": False}}
-            },
+            **embedded(
+                "x",
+                10,
+                output_config={
+                    "format": {"type": "json_schema", "schema": {**schema, "additionalProperties": False}}
+                },
+            )
         )
     message = caught.value.body["error"]["message"]  # type: ignore[index]
     assert message.startswith(f"output_config.format.schema.properties.x.pattern: {reason}"), message
@@ -428,12 +408,7 @@ def test_a_grammar_llama_refuses_stays_out_of_stderr(
         response = httpx.post(
             f"{embedded_server.base_url}/v1/messages",
             headers=headers(embedded_server),
-            json={
-                "model": EMBEDDED_MODEL,
-                "max_tokens": 10,
-                "messages": [{"role": "user", "content": "x"}],
-                "output_config": {"format": {"type": "json_schema", "schema": schema}},
-            },
+            json=embedded("x", 10, output_config={"format": {"type": "json_schema", "schema": schema}}),
         )
     assert response.status_code == 400
     assert response.json()["error"]["message"] == (

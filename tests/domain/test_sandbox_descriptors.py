@@ -18,10 +18,10 @@ def test_the_servers_descriptors_are_closed_in_the_sandbox(tmp_path: Path) -> No
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     read, write = os.pipe()
+    sandbox = sandbox_of(Settings(data_dir=tmp_path / "data"))
+    root = tmp_path / "container"
     try:
-        sandbox = sandbox_of(Settings(data_dir=tmp_path / "data"))
-        root = tmp_path / "container"
-        sandbox.prepare(root)
+        sandbox.prepare(root)  # with a tmpfs quota, mounts the container's disk: released below
         # Each open descriptor's target, one per line (find holds a few of its own: directories).
         command = ["/usr/bin/find", "/proc/self/fd", "-mindepth", "1", "-printf", "%f %l\n"]
         result = uvloop.run(sandbox.run(root, command, 0))
@@ -29,6 +29,8 @@ def test_the_servers_descriptors_are_closed_in_the_sandbox(tmp_path: Path) -> No
         listener.close()
         os.close(read)
         os.close(write)
+        sandbox.release(root)
+    assert not os.path.ismount(root)  # no container disk is left mounted after the test
     assert result.return_code == 0, result.stderr
     open_fds = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     leaked = {

@@ -6,13 +6,19 @@ import asyncio
 import json
 from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import SCRIPTED_MODEL, scripted_settings
 from wisegate.backends.base import BackendItem, ModelRoute
+from wisegate.backends.local import LocalBackend
+from wisegate.backends.local.supervisor import with_runner_sockets
 from wisegate.backends.scripted import ScriptedBackend
 from wisegate.domain.keys import Principal
 from wisegate.protocol.messages import MessagesRequest
-from wisegate.services import Services
+from wisegate.services import Services, shared_backends
+from wisegate.settings import BackendConfig, Settings
 from wisegate.storage.db import migrate
 from wisegate.workers.batches import BatchWorker
 
@@ -125,3 +131,15 @@ def test_batch_requests_share_the_model_up_to_its_slots(tmp_path: Path) -> None:
             await services.db.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("options", [{}, {"slots": 3}, {"runner": {"slots": 2}}])
+def test_batch_work_may_take_all_the_embedded_models_slots_but_one(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, embedded_slots=5, backends={"local": BackendConfig(type="local", options=options)}
+    )
+    # The backend as the registry builds it, with the runner's settings (no model is loaded).
+    backend = LocalBackend("local", with_runner_sockets(settings)["local"].options)
+    assert shared_backends(settings) == {"local": backend.runner_config()["slots"] - 1}

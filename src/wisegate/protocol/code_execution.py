@@ -16,6 +16,8 @@ CODE_EXECUTION_TOOLS = ("code_execution_20250825", "code_execution_20250522")
 BASH = "bash_code_execution"
 TEXT_EDITOR = "text_editor_code_execution"
 PYTHON = "code_execution"
+TOOL_NAMES = {"code_execution_20250825": (BASH, TEXT_EDITOR), "code_execution_20250522": (PYTHON,)}
+"""The tools each version gives the model, by name: a client tool may not have one of these names."""
 RESULT_TYPES = {
     BASH: "bash_code_execution_tool_result",
     TEXT_EDITOR: "text_editor_code_execution_tool_result",

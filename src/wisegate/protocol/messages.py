@@ -25,6 +25,7 @@ from wisegate.protocol.bounds import (
     echo,
 )
 from wisegate.protocol.code_execution import (
+    TOOL_NAMES,
     CodeExecutionResultBlock,
     ContainerUploadBlock,
     ServerToolUseBlock,
@@ -241,6 +242,7 @@ class _Conversation(_Strict):
         names = [t.name for t in self.tools or []]
         if len(names) != len(set(names)):
             raise ValueError("tools: Tool names must be unique.")
+        _check_code_execution_names(self.tools or [])
         choice = None if continued else self.tool_choice  # a continue takes its tools from the thread
         if isinstance(choice, ToolChoiceAny | ToolChoiceTool) and not names:
             raise ValueError(
@@ -373,6 +375,18 @@ def _check_content(messages: list[MessageParam], system: str | list[TextBlockPar
     for position, block in enumerate(system if isinstance(system, list) else ()):
         if not block.text:
             raise ValueError(f"system.{position}.text: text content blocks must be non-empty")
+
+
+def _check_code_execution_names(tools: list[CustomTool | ServerTool]) -> None:
+    """A client tool may not take the name of a tool the request's code execution tool gives the model
+    (``bash_code_execution``…): the model's calls of that name would go to both."""
+    taken = {name: t.type for t in tools if isinstance(t, ServerTool) for name in TOOL_NAMES.get(t.type, ())}
+    for index, tool in enumerate(tools):
+        if isinstance(tool, CustomTool) and tool.name in taken:
+            raise ValueError(
+                f"tools.{index}.custom.name: '{tool.name}' is the name of a tool of {taken[tool.name]} (the "
+                "code execution tool in this request), so it cannot name a client tool; rename it"
+            )
 
 
 def _check_tool_results(messages: list[MessageParam]) -> None:

