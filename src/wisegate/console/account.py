@@ -17,6 +17,7 @@ from wisegate.domain.accounts import PASSWORD_MIN
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import ROLES
 from wisegate.domain.roles import Permission as P
+from wisegate.domain.spend_limits import parse_limit_usd
 from wisegate.errors import InvalidRequest, NotFound, PermissionDenied
 from wisegate.protocol.bounds import echo
 from wisegate.records.tenancy import ApiKey
@@ -155,7 +156,7 @@ async def ask_spend_limit(op: Operator) -> Response:
     workspace_id = op.text("workspace_id", required=True, label="Workspace")
     if workspace_id not in op.viewer.access.workspace_roles:
         raise NotFound(f"workspace {echo(workspace_id)} not found")
-    amount = op.usd_pico("usd", label="Monthly limit asked for")
+    amount = op.usd_pico("usd", label="Monthly limit asked for", parse=parse_limit_usd)
     reason = op.text("reason", required=True, label="Reason")
     await op.services.spend_limits.ask(op.organization_id, op.viewer.user.id, workspace_id, amount, reason)
     return op.back(notice="Asked for a higher spend limit; billing and admins see it on their Limits page.")
