@@ -389,3 +389,45 @@ def test_a_refused_back_lands_on_the_forms_page_and_get_code_is_per_workspace(
         )
         refused = coder.post("/console/playground/code", data={**form, "workspace_id": team})
         assert refused.status_code == 403, refused.text
+
+
+def test_the_last_workspace_admin_keeps_the_role(server: LiveServer) -> None:
+    """A workspace admin cannot step down (nor be removed) when that would leave the workspace without a
+    workspace admin — as the organization's last admin keeps theirs; with a second one they can."""
+    with closing(login(server)) as admin:
+        done = post(admin, "/console/workspaces", "/console/workspaces", {"name": "Kept"})
+        match = re.search(r"Workspace “Kept” created \((wrkspc_[^)]+)\)", flash(admin, done))
+        assert match
+        kept = match.group(1)
+    page = f"/console/workspaces/{kept}/members"
+    with (
+        closing(join(server, "keeper@example.com", "developer", [(kept, "workspace_admin")])) as keeper,
+        closing(join(server, "second@example.com", "developer", [(kept, "workspace_developer")])),
+        closing(login(server)) as org_admin,
+    ):
+        keeper_id = _user(server, "keeper@example.com").id
+        second_id = _user(server, "second@example.com").id
+        refusal = (
+            f"keeper@example.com is the last workspace admin of workspace {kept} and cannot stop being one: "
+            "make another member its workspace admin first."
+        )
+        stepped_down = post(keeper, page, f"{page}/{keeper_id}", {"workspace_role": "workspace_developer"})
+        assert html.unescape(flash(keeper, stepped_down)) == refusal
+        removed = post(org_admin, page, f"{page}/{keeper_id}/remove", {})
+        assert html.unescape(flash(org_admin, removed)) == refusal
+        roles = {
+            m.user_id: m.workspace_role
+            for m in server.run(server.services.tenancy.list_members(_scope(server), kept))
+        }
+        assert roles[keeper_id] == "workspace_admin"
+
+        promoted = post(keeper, page, f"{page}/{second_id}", {"workspace_role": "workspace_admin"})
+        assert "second@example.com is now Workspace admin here." in html.unescape(flash(keeper, promoted))
+        stepped_down = post(keeper, page, f"{page}/{keeper_id}", {"workspace_role": "workspace_developer"})
+        assert stepped_down.status_code == 303
+        members = server.run(server.services.tenancy.list_members(_scope(server), kept))
+        assert {m.user_id: m.workspace_role for m in members} == {
+            keeper_id: "workspace_developer",
+            second_id: "workspace_admin",
+        }
+        assert keeper.get(page).status_code == 403  # no longer an admin of it
