@@ -13,7 +13,7 @@ from wisegate.domain.pricing import format_usd
 from wisegate.domain.reports import ReportQuery
 from wisegate.domain.roles import Permission as P
 from wisegate.domain.scope import Scope
-from wisegate.domain.tenancy import WorkspaceView
+from wisegate.domain.tenancy import WorkspaceView, key_not_found
 from wisegate.errors import InvalidRequest, PermissionDenied
 from wisegate.protocol.bounds import echo
 
@@ -146,7 +146,8 @@ async def create_key(op: Operator) -> Response:
 async def update_key(op: Operator) -> Response:
     """Rename (``name``) or change the status (``status``: active, inactive, archived) of a key."""
     key_id = op.request.path_params["key_id"]
-    op.require(P.MANAGE_KEYS, (await op.services.tenancy.get_key(op.scope, key_id)).workspace_id)
+    if not op.allows(P.MANAGE_KEYS, (await op.services.tenancy.get_key(op.scope, key_id)).workspace_id):
+        raise key_not_found(key_id)  # not 403: that would tell a key of that id exists elsewhere
     status = op.text("status") or None
     name = op.text("name") or None
     if status is None and name is None:

@@ -36,6 +36,12 @@ WORKSPACE_ROLES = frozenset(
 KEY_STATUSES = frozenset({"active", "inactive", "archived"})
 
 
+def key_not_found(key_id: str) -> NotFound:
+    """The one answer for a key id that does not exist and for one the asker may not touch (another
+    workspace's, another person's): the same 404, so that it tells nothing about keys elsewhere."""
+    return NotFound(f"api key {echo(key_id)} not found")
+
+
 def _check_workspace_role(role: str) -> None:
     """A workspace role one may give (``workspace_billing`` comes with the ``billing`` organization role)."""
     if role == "workspace_billing":
@@ -220,10 +226,10 @@ class TenancyService:
 
     async def get_key(self, scope: Scope, key_id: str) -> ApiKey:
         key = await self._repo.get_key(key_id)
-        missing = f"api key {echo(key_id)} not found"
+        missing = key_not_found(key_id)
         if key is None or key.kind != "api":
-            raise NotFound(missing)
-        scope.require(key.organization_id, key.workspace_id, missing)
+            raise missing
+        scope.require(key.organization_id, key.workspace_id, str(missing))
         return key
 
     async def update_key(self, scope: Scope, key_id: str, *, name: str | None, status: str | None) -> ApiKey:
