@@ -421,3 +421,22 @@ def test_a_key_elsewhere_is_answered_as_no_such_key(
     with closing(login(server)) as admin:
         assert "probe" not in admin.get("/console/keys").text
 
+
+def test_the_key_filter_names_only_the_workspaces_one_sees(
+    server: LiveServer, team: str, people: dict[str, httpx.Client]
+) -> None:
+    """A workspace admin's Keys page offers (and names) only the workspaces whose keys they see; an
+    organization admin's offers every one."""
+
+    def filter_options(client: httpx.Client, query: str = "") -> set[str]:
+        page = client.get(f"/console/keys{query}").text
+        form = re.search(r'<form method="get" action="/console/keys".*?</form>', page, re.S)
+        assert form, page[:500]
+        return set(re.findall(r'<option value="(wrkspc_[^"]*)"', form.group(0)))
+
+    default = _default(server)
+    assert filter_options(people["team_admin"]) == {team}
+    shown = people["team_admin"].get(f"/console/keys?workspace_id={default}").text
+    assert filter_options(people["team_admin"], f"?workspace_id={default}") == {team}
+    assert ">Default<" not in shown.replace(" selected", "")
+    assert {team, default} <= filter_options(people["admin"])

@@ -96,9 +96,10 @@ async def _usage(op: Operator) -> Response:
     )
 
 
-async def _workspace_names(op: Operator) -> dict[str, WorkspaceView]:
+async def _workspace_names(op: Operator, visible: set[str]) -> dict[str, WorkspaceView]:
+    """The ``visible`` workspaces (archived included) by id: the filter and the table name no others."""
     views = await op.services.tenancy.list_workspaces(op.scope, include_archived=True)
-    return {v.workspace.id: v for v in views}
+    return {v.workspace.id: v for v in views if v.workspace.id in visible}
 
 
 @page(P.READ_KEYS)
@@ -115,7 +116,7 @@ async def _keys_page(op: Operator, created: tuple[object, str] | None = None) ->
         for k in await op.services.tenancy.list_keys(op.scope, workspace_id=workspace_id)
         if k.workspace_id in visible
     ]
-    names = await _workspace_names(op)
+    names = await _workspace_names(op, visible)
     return op.render(
         "keys.html",
         nav="keys",
