@@ -180,3 +180,38 @@ def test_a_leavers_keys_stop_with_their_access(server: AdminServer, monkeypatch:
     org.users.remove(user_id)
     assert not works(default_client) and works(others)
     assert org.api_keys.retrieve(in_default).status == "archived"
+
+
+def test_the_last_workspace_admin_keeps_the_role(
+    server: AdminServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the Admin API as in the console: the workspace's only workspace admin can be neither
+    demoted nor removed (400 saying why); once another member is one, they can."""
+    org = server.admin().organization
+    workspace = org.workspaces.create(name="Keeps an admin")
+    users = []
+    for name in ("ada", "alan"):
+        invite = org.invites.create(email=f"{name}-kept@example.com", role="developer")
+        users.append(_accept(server, invite.id, name.title(), monkeypatch))
+    org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_admin")
+    org.workspaces.members.add(workspace.id, user_id=users[1], workspace_role="workspace_user")
+    refusal = f"ada-kept@example.com is the last workspace admin of workspace {workspace.id}"
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.workspaces.members.update(users[0], workspace_id=workspace.id, workspace_role="workspace_user")
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.workspaces.members.remove(users[0], workspace_id=workspace.id)
+    assert (
+        org.workspaces.members.retrieve(users[0], workspace_id=workspace.id).workspace_role
+        == "workspace_admin"
+    )
+    # Not an admin: changed and removed freely.
+    org.workspaces.members.update(users[1], workspace_id=workspace.id, workspace_role="workspace_developer")
+
+    org.workspaces.members.update(users[1], workspace_id=workspace.id, workspace_role="workspace_admin")
+    demoted = org.workspaces.members.update(
+        users[0], workspace_id=workspace.id, workspace_role="workspace_user"
+    )
+    assert demoted.workspace_role == "workspace_user"
+    with pytest.raises(anthropic.BadRequestError, match="alan-kept@example.com is the last workspace admin"):
+        org.workspaces.members.remove(users[1], workspace_id=workspace.id)
+    org.workspaces.members.remove(users[0], workspace_id=workspace.id)

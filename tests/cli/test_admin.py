@@ -204,6 +204,10 @@ def test_service_accounts_and_spend_requests_commands(runner: CliRunner) -> None
         f"{request_id}\tpending\t{workspace_id}\tsam@example.com\t$180" in listed
         and listed.rstrip().endswith("demo")
     )
+    # The same amounts as the console's forms: whole cents, more than $0 (a sub-cent one is refused).
+    for amount in ("60.005", "0"):
+        refused = runner.invoke(main, ["spend-requests", "approve", request_id, "--usd", amount])
+        assert refused.exit_code == 2 and "whole cents from $0.01 to $1,000,000" in refused.output, amount
     approved = _ok(runner, "spend-requests", "approve", request_id, "--usd", "60")
     assert approved.startswith(f"{request_id}\tapproved\t{workspace_id}\t$60")
     again = runner.invoke(main, ["spend-requests", "deny", request_id])

@@ -58,13 +58,19 @@ def test_console_in_a_browser(server: LiveServer, browser: Browser, tmp_path: Pa
     page.set_default_timeout(15_000)
     failed: list[str] = []
     page.on("requestfailed", lambda r: failed.append(f"{r.method} {r.url}: {r.failure}"))
+    # No page logs an error, nor does what the browser asks for by itself (the favicon, on every page).
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
 
     page.goto("/console/keys")
     expect(page).to_have_url(re.compile(r"/console/login\?next="))
     page.get_by_text("Use an admin key").click()  # the bootstrap sign-in, folded under the password form
     page.get_by_label("Admin key").fill("sk-wg-admin01-wrong")
-    page.get_by_role("button", name="Log in with the admin key").click()
+    refused = "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+    with page.expect_console_message(lambda m: m.text == refused):  # it may come after the page
+        page.get_by_role("button", name="Log in with the admin key").click()
     expect(page.get_by_role("alert")).to_contain_text("not an active admin key")
+    errors.remove(refused)  # that refusal's 401 was asked for
     page.get_by_label("Admin key").fill(_admin_key(server))
     page.get_by_role("button", name="Log in with the admin key").click()
     expect(page).to_have_url(re.compile(r"/console/keys$"))
@@ -134,4 +140,5 @@ def test_console_in_a_browser(server: LiveServer, browser: Browser, tmp_path: Pa
     expect(page.locator("#tokens-chart rect.bar").first).to_be_visible()
     page.screenshot(path=str(tmp_path / "console-usage.png"), full_page=True)
     assert not failed, failed
+    assert not errors, errors
     context.close()

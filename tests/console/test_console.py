@@ -346,3 +346,18 @@ def test_cancel_a_batch(server: LiveServer, console: httpx.Client) -> None:
         assert f'action="/console/batches/{batch.id}/cancel"' not in console.get(page).text
     finally:
         server.backend.delay = 0.0
+
+
+def test_the_favicon_is_served_and_linked(server: LiveServer, console: httpx.Client) -> None:
+    """Browsers ask for /favicon.ico on every page: it answers the console's icon, which the pages link."""
+    with httpx.Client(base_url=server.base_url) as anonymous:
+        icon = anonymous.get("/favicon.ico")
+        login_page = anonymous.get("/console/login").text
+    assert icon.status_code == 200, icon.status_code
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.content.startswith(b"<svg") and b"</svg>" in icon.content
+    for page in (login_page, console.get("/console/keys").text):
+        linked = re.search(r'<link rel="icon" href="([^"]+)"', page)
+        assert linked, page[:500]
+        same = console.get(linked.group(1))
+        assert same.status_code == 200 and same.content == icon.content

@@ -166,6 +166,10 @@ def test_each_role_sees_its_pages_and_is_refused_the_rest(
         if "all" in allowed or name in allowed:
             continue
         refused = client.post(action, data={"csrf_token": token, **data})
+        if (who, name) == ("team_admin", "change_key"):
+            # A workspace admin may change keys, but not that one: answered as a key that does not exist.
+            assert flash(client, refused) == f"api key {action.rsplit('/', 1)[1]} not found"
+            continue
         assert refused.status_code == 403, (who, name, refused.status_code, refused.text[:300])
     # nothing a refused form asked for happened
     with closing(login(server)) as admin:
@@ -251,7 +255,7 @@ def test_developer_keys_in_account_settings_work_with_the_sdk(
         f"/console/account/keys/{key_id.group(1)}",
         data={"csrf_token": other_token, "status": "active", "back": "/console/account"},
     )
-    assert "not one of your keys" in flash(other, stolen)
+    assert flash(other, stolen) == f"api key {key_id.group(1)} not found"  # as if there were none
     user = people["user"]
     refused = user.post(
         "/console/account/keys",
@@ -393,3 +397,46 @@ def test_a_role_change_applies_on_the_next_click(server: LiveServer) -> None:
         assert flash(admin, changed) == "rita@example.com is now Billing."
     assert person.get("/console/limits").status_code == 200
     person.close()
+
+
+def test_a_key_elsewhere_is_answered_as_no_such_key(
+    server: LiveServer, team: str, people: dict[str, httpx.Client]
+) -> None:
+    """Renaming a key of a workspace one does not manage (Keys page) or someone else's key (Account) is
+    answered as a key id that does not exist (404's message, on the form's page): the forms tell
+    nothing about keys elsewhere."""
+    elsewhere = server.run(server.services.keys.authenticate(server.key)).key.id  # the default workspace's
+    for who, page, path in (
+        ("team_admin", "/console/keys", "/console/keys/{}"),
+        ("developer", "/console/account", "/console/account/keys/{}"),
+        ("team_admin", "/console/account", "/console/account/keys/{}"),
+    ):
+        client = people[who]
+        token = csrf_of(client.get(page).text)
+        for key_id in (elsewhere, "apikey_01nosuchkey"):
+            answer = client.post(
+                path.format(key_id), data={"csrf_token": token, "name": "probe", "back": page}
+            )
+            assert flash(client, answer) == f"api key {key_id} not found", (who, path)
+    with closing(login(server)) as admin:
+        assert "probe" not in admin.get("/console/keys").text
+
+
+def test_the_key_filter_names_only_the_workspaces_one_sees(
+    server: LiveServer, team: str, people: dict[str, httpx.Client]
+) -> None:
+    """A workspace admin's Keys page offers (and names) only the workspaces whose keys they see; an
+    organization admin's offers every one."""
+
+    def filter_options(client: httpx.Client, query: str = "") -> set[str]:
+        page = client.get(f"/console/keys{query}").text
+        form = re.search(r'<form method="get" action="/console/keys".*?</form>', page, re.S)
+        assert form, page[:500]
+        return set(re.findall(r'<option value="(wrkspc_[^"]*)"', form.group(0)))
+
+    default = _default(server)
+    assert filter_options(people["team_admin"]) == {team}
+    shown = people["team_admin"].get(f"/console/keys?workspace_id={default}").text
+    assert filter_options(people["team_admin"], f"?workspace_id={default}") == {team}
+    assert ">Default<" not in shown.replace(" selected", "")
+    assert {team, default} <= filter_options(people["admin"])

@@ -10,14 +10,13 @@ import contextlib
 import html
 import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import closing
 
 import anthropic
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 
 from tests.conftest import (
     SCRIPTED_MODEL,
@@ -29,6 +28,7 @@ from tests.conftest import (
 )
 from tests.console.support import PASSWORD, csrf_of, flash, join, login, post
 from wisegate.backends.scripted import ScriptedBackend
+from wisegate.cli import main
 from wisegate.domain.accounts import ACCOUNT_FREE, LINK_FREE
 from wisegate.domain.scope import Scope
 from wisegate.records.directory import User
@@ -134,14 +134,15 @@ def test_the_admin_role_is_granted_and_the_last_admin_keeps_it(server: LiveServe
     assert not [c for c in changes if c[1] == bob_id and c[2] and c[2]["from"] == c[2]["to"]]
 
 
-def _wisegate(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WISEGATE_")}
+def _wisegate(server: LiveServer, *args: str) -> Result:
+    """``wisegate ARGS`` against the server's database, run in this process (click's CliRunner: the
+    command's code, options and exit codes, without a new interpreter's start-up each time); an
+    exception the command does not turn into a one-line error fails the test with its traceback."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("WISEGATE_")}
     env["WISEGATE_DATA_DIR"] = str(server.settings.data_dir)
     if server.settings.database_url:
         env["WISEGATE_DATABASE_URL"] = server.settings.database_url
-    return subprocess.run(
-        [sys.executable, "-m", "wisegate", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
 
 
 def test_wisegate_users_list_and_set_role(server: LiveServer) -> None:
@@ -150,10 +151,10 @@ def test_wisegate_users_list_and_set_role(server: LiveServer) -> None:
     carl = _user(server, "cli-carl@example.com")
 
     made = _wisegate(server, "users", "set-role", "cli-carl@example.com", "admin")
-    assert made.returncode == 0, made.stderr
+    assert made.exit_code == 0, made.stderr
     assert made.stdout.strip() == f"{carl.id}\tcli-carl@example.com\tadmin"
     listed = _wisegate(server, "users", "list")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.exit_code == 0, listed.stderr
     rows = {line.split("\t")[1]: line.split("\t") for line in listed.stdout.strip().splitlines()}
     assert rows["cli-carl@example.com"][:3] == [carl.id, "cli-carl@example.com", "admin"]
     assert rows["cli-dora@example.com"][2] == "developer"
@@ -161,13 +162,13 @@ def test_wisegate_users_list_and_set_role(server: LiveServer) -> None:
     _only_admin(server, "cli-carl@example.com")
     refused = _wisegate(server, "users", "set-role", "cli-carl@example.com", "developer")
     assert (
-        refused.returncode == 1 and "cli-carl@example.com is the organization's last admin" in refused.stderr
+        refused.exit_code == 1 and "cli-carl@example.com is the organization's last admin" in refused.stderr
     )
     assert _user(server, "cli-carl@example.com").role == "admin"
     missing = _wisegate(server, "users", "set-role", "nobody@example.com", "admin")
-    assert missing.returncode == 1 and "no person with the e-mail nobody@example.com" in missing.stderr
+    assert missing.exit_code == 1 and "no person with the e-mail nobody@example.com" in missing.stderr
     bad = _wisegate(server, "users", "set-role", "cli-dora@example.com", "owner")
-    assert bad.returncode == 2 and "'owner' is not one of" in bad.stderr
+    assert bad.exit_code == 2 and "'owner' is not one of" in bad.stderr
 
     events = server.run(server.services.accounts.audit_log(_scope(server).organization_id))
     assert any(
@@ -389,3 +390,45 @@ def test_a_refused_back_lands_on_the_forms_page_and_get_code_is_per_workspace(
         )
         refused = coder.post("/console/playground/code", data={**form, "workspace_id": team})
         assert refused.status_code == 403, refused.text
+
+
+def test_the_last_workspace_admin_keeps_the_role(server: LiveServer) -> None:
+    """A workspace admin cannot step down (nor be removed) when that would leave the workspace without a
+    workspace admin — as the organization's last admin keeps theirs; with a second one they can."""
+    with closing(login(server)) as admin:
+        done = post(admin, "/console/workspaces", "/console/workspaces", {"name": "Kept"})
+        match = re.search(r"Workspace “Kept” created \((wrkspc_[^)]+)\)", flash(admin, done))
+        assert match
+        kept = match.group(1)
+    page = f"/console/workspaces/{kept}/members"
+    with (
+        closing(join(server, "keeper@example.com", "developer", [(kept, "workspace_admin")])) as keeper,
+        closing(join(server, "second@example.com", "developer", [(kept, "workspace_developer")])),
+        closing(login(server)) as org_admin,
+    ):
+        keeper_id = _user(server, "keeper@example.com").id
+        second_id = _user(server, "second@example.com").id
+        refusal = (
+            f"keeper@example.com is the last workspace admin of workspace {kept} and cannot stop being one: "
+            "make another member its workspace admin first."
+        )
+        stepped_down = post(keeper, page, f"{page}/{keeper_id}", {"workspace_role": "workspace_developer"})
+        assert html.unescape(flash(keeper, stepped_down)) == refusal
+        removed = post(org_admin, page, f"{page}/{keeper_id}/remove", {})
+        assert html.unescape(flash(org_admin, removed)) == refusal
+        roles = {
+            m.user_id: m.workspace_role
+            for m in server.run(server.services.tenancy.list_members(_scope(server), kept))
+        }
+        assert roles[keeper_id] == "workspace_admin"
+
+        promoted = post(keeper, page, f"{page}/{second_id}", {"workspace_role": "workspace_admin"})
+        assert "second@example.com is now Workspace admin here." in html.unescape(flash(keeper, promoted))
+        stepped_down = post(keeper, page, f"{page}/{keeper_id}", {"workspace_role": "workspace_developer"})
+        assert stepped_down.status_code == 303
+        members = server.run(server.services.tenancy.list_members(_scope(server), kept))
+        assert {m.user_id: m.workspace_role for m in members} == {
+            keeper_id: "workspace_developer",
+            second_id: "workspace_admin",
+        }
+        assert keeper.get(page).status_code == 403  # no longer an admin of it

@@ -147,3 +147,45 @@ def test_the_request_log_page_and_its_csv(server: LiveServer, team: str) -> None
         assert default_id in rows(dev) and team_id not in rows(dev)
         assert rows(dev, request_id=team_id) == []
         assert team_id not in dev.get("/console/requests.csv").text
+
+
+def test_sub_cent_amounts_are_refused_alike_when_asking_and_approving(server: LiveServer, team: str) -> None:
+    """Both forms take the same amounts (whole cents, more than $0, at most $1,000,000) and say so; the
+    approve form offers exactly the amount asked for (not a float rounded to two decimals)."""
+    accepted = "whole cents from $0.01 to $1,000,000"
+    with (
+        closing(join(server, "cents@example.com", "developer", [(team, "workspace_developer")])) as dev,
+        closing(join(server, "cents-billing@example.com", "billing")) as billing,
+    ):
+        for amount in ("1500.005", "0", "1000000.01"):
+            refused = _post(
+                dev,
+                "/console/account",
+                "/console/account/spend-request",
+                {"workspace_id": team, "usd": amount, "reason": "sub-cent"},
+            )
+            message = flash(dev, refused)
+            assert message.startswith("Monthly limit asked for:") and accepted in message, message
+        asked = _post(
+            dev,
+            "/console/account",
+            "/console/account/spend-request",
+            {"workspace_id": team, "usd": "1234.5", "reason": "sub-cent"},
+        )
+        assert "Asked for a higher spend limit" in flash(dev, asked)
+        limits = billing.get("/console/limits").text
+        row = re.search(
+            r'<tr data-request-id="(slir_[^"]+)">(?:(?!</tr>).)*?sub-cent.*?name="usd"[^>]*value="([^"]*)"',
+            limits,
+            re.S,
+        )
+        assert row, limits
+        request_id, offered = row.groups()
+        assert offered == "1234.50"
+        action = f"/console/limits/requests/{request_id}/approve"
+        for amount in ("1500.005", "0"):
+            message = flash(billing, _post(billing, "/console/limits", action, {"usd": amount}))
+            assert message.startswith("Approved monthly limit:") and accepted in message, message
+        assert request_id in billing.get("/console/limits").text  # refused: still pending
+        approved = _post(billing, "/console/limits", action, {"usd": offered})
+        assert "monthly spend limit is now $1234.500000" in flash(billing, approved)

@@ -118,11 +118,11 @@ def sr_list(status: str | None) -> None:
 @click.option("--usd", required=True, help="The workspace's new monthly spend limit, in USD.")
 def sr_approve(request_id: str, usd: str) -> None:
     """Approve: the workspace's monthly spend limit becomes --usd."""
-    from wisegate.domain.pricing import format_amount, parse_usd
-    from wisegate.domain.spend_limits import Actor
+    from wisegate.domain.pricing import format_amount
+    from wisegate.domain.spend_limits import Actor, parse_limit_usd
 
     try:
-        pico = parse_usd(usd)
+        pico = parse_limit_usd(usd)  # the amounts the console's ask and approve forms take
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 

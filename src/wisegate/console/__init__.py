@@ -6,10 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from wisegate.console import account, limits, members, requests, signin, views, workspace
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def favicon(request: Request) -> Response:
+    """``/favicon.ico``, which browsers ask for on every page: the console's icon (an SVG, as the pages'
+    ``<link rel="icon">`` names it), not a 404."""
+    return FileResponse(
+        STATIC / "favicon.svg", media_type="image/svg+xml", headers={"cache-control": "public, max-age=86400"}
+    )
 
 
 def routes() -> list[BaseRoute]:
@@ -74,7 +86,6 @@ def routes() -> list[BaseRoute]:
         Route("/console/playground/code", workspace.get_code, methods=post),
         Route("/console/playground/prompts", workspace.save_prompt, methods=post),
         Route("/console/playground/prompts/{prompt_id}/delete", workspace.delete_prompt, methods=post),
-        Mount(
-            "/console/static", StaticFiles(directory=Path(__file__).parent / "static"), name="console-static"
-        ),
+        Mount("/console/static", StaticFiles(directory=STATIC), name="console-static"),
+        Route("/favicon.ico", favicon),
     ]

@@ -17,6 +17,8 @@ from wisegate.domain.accounts import PASSWORD_MIN
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import ROLES
 from wisegate.domain.roles import Permission as P
+from wisegate.domain.spend_limits import parse_limit_usd
+from wisegate.domain.tenancy import key_not_found
 from wisegate.errors import InvalidRequest, NotFound, PermissionDenied
 from wisegate.protocol.bounds import echo
 from wisegate.records.tenancy import ApiKey
@@ -129,7 +131,7 @@ async def update_my_key(op: Operator) -> Response:
     key_id = op.request.path_params["key_id"]
     key = await op.services.tenancy.get_key(op.scope, key_id)
     if key.created_by_user_id != op.user_id:
-        raise NotFound(f"api key {echo(key_id)} is not one of your keys")
+        raise key_not_found(key_id)  # as for no such key: the form tells nothing of others' keys
     if not any(op.allows(p, key.workspace_id) for p in OWN_KEYS):
         raise InvalidRequest("Your role no longer lets you manage keys in that workspace")
     status = op.text("status") or None
@@ -155,7 +157,7 @@ async def ask_spend_limit(op: Operator) -> Response:
     workspace_id = op.text("workspace_id", required=True, label="Workspace")
     if workspace_id not in op.viewer.access.workspace_roles:
         raise NotFound(f"workspace {echo(workspace_id)} not found")
-    amount = op.usd_pico("usd", label="Monthly limit asked for")
+    amount = op.usd_pico("usd", label="Monthly limit asked for", parse=parse_limit_usd)
     reason = op.text("reason", required=True, label="Reason")
     await op.services.spend_limits.ask(op.organization_id, op.viewer.user.id, workspace_id, amount, reason)
     return op.back(notice="Asked for a higher spend limit; billing and admins see it on their Limits page.")

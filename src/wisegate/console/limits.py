@@ -15,7 +15,7 @@ from wisegate.console.web import Operator, page
 from wisegate.domain.limits.accounts import NO_LIMIT, RATE_DIMENSIONS
 from wisegate.domain.pricing import format_amount
 from wisegate.domain.roles import Permission as P
-from wisegate.domain.spend_limits import Actor
+from wisegate.domain.spend_limits import LIMIT_AMOUNTS, Actor, parse_limit_usd, usd_field
 from wisegate.errors import InvalidRequest
 from wisegate.protocol.bounds import echo
 from wisegate.records.billing import WorkspaceLimits
@@ -59,6 +59,7 @@ async def limits_page(op: Operator) -> Response:
         "limits.html",
         nav="limits",
         spend_requests=requests,
+        usd_field=usd_field,
         names=names,
         account=overview.account,
         tier=overview.tier,
@@ -146,9 +147,9 @@ async def approve_request(op: Operator) -> Response:
     request_id = op.request.path_params["request_id"]
     current = await op.services.spend_limits.get(op.scope, request_id)
     _may_set(op, current.request.workspace_id)
-    pico = op.usd_pico("usd", label="Approved monthly limit")
+    pico = op.usd_pico("usd", label="Approved monthly limit", parse=parse_limit_usd)
     if pico is None:
-        raise InvalidRequest("Approved monthly limit: enter an amount in USD")
+        raise InvalidRequest(f"Approved monthly limit: enter {LIMIT_AMOUNTS}")
     await op.services.spend_limits.approve(op.scope, request_id, pico, _resolver(op))
     return op.back(notice=f"Approved: the workspace's monthly spend limit is now {format_amount(pico)}.")
 

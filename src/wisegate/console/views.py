@@ -13,7 +13,7 @@ from wisegate.domain.pricing import format_usd
 from wisegate.domain.reports import ReportQuery
 from wisegate.domain.roles import Permission as P
 from wisegate.domain.scope import Scope
-from wisegate.domain.tenancy import WorkspaceView
+from wisegate.domain.tenancy import WorkspaceView, key_not_found
 from wisegate.errors import InvalidRequest, PermissionDenied
 from wisegate.protocol.bounds import echo
 
@@ -96,9 +96,10 @@ async def _usage(op: Operator) -> Response:
     )
 
 
-async def _workspace_names(op: Operator) -> dict[str, WorkspaceView]:
+async def _workspace_names(op: Operator, visible: set[str]) -> dict[str, WorkspaceView]:
+    """The ``visible`` workspaces (archived included) by id: the filter and the table name no others."""
     views = await op.services.tenancy.list_workspaces(op.scope, include_archived=True)
-    return {v.workspace.id: v for v in views}
+    return {v.workspace.id: v for v in views if v.workspace.id in visible}
 
 
 @page(P.READ_KEYS)
@@ -115,7 +116,7 @@ async def _keys_page(op: Operator, created: tuple[object, str] | None = None) ->
         for k in await op.services.tenancy.list_keys(op.scope, workspace_id=workspace_id)
         if k.workspace_id in visible
     ]
-    names = await _workspace_names(op)
+    names = await _workspace_names(op, visible)
     return op.render(
         "keys.html",
         nav="keys",
@@ -146,7 +147,8 @@ async def create_key(op: Operator) -> Response:
 async def update_key(op: Operator) -> Response:
     """Rename (``name``) or change the status (``status``: active, inactive, archived) of a key."""
     key_id = op.request.path_params["key_id"]
-    op.require(P.MANAGE_KEYS, (await op.services.tenancy.get_key(op.scope, key_id)).workspace_id)
+    if not op.allows(P.MANAGE_KEYS, (await op.services.tenancy.get_key(op.scope, key_id)).workspace_id):
+        raise key_not_found(key_id)  # not 403: that would tell a key of that id exists elsewhere
     status = op.text("status") or None
     name = op.text("name") or None
     if status is None and name is None:

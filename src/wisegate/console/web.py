@@ -239,13 +239,21 @@ class Operator:
             raise InvalidRequest(f"{label or name}: {NUL_MESSAGE}")
         return value
 
-    def usd_pico(self, name: str, *, label: str, allow_negative: bool = False) -> int | None:
-        """A USD amount field in picodollars; blank is None."""
+    def usd_pico(
+        self,
+        name: str,
+        *,
+        label: str,
+        allow_negative: bool = False,
+        parse: Callable[[str], int] = parse_usd,
+    ) -> int | None:
+        """A USD amount field in picodollars (``parse``: ``parse_usd``, or a stricter one); blank is
+        None."""
         raw = self.text(name).removeprefix("$").replace(",", "")
         if not raw:
             return None
         try:
-            value = parse_usd(raw)
+            value = parse(raw)
         except ValueError as exc:
             raise InvalidRequest(f"{label}: {exc}") from None
         if value < 0 and not allow_negative:

@@ -22,7 +22,7 @@ from wisegate.domain.clock import Clock
 from wisegate.domain.limits import LimitService
 from wisegate.domain.limits.accounts import BillingAccounts
 from wisegate.domain.limits.service import usd_to_pico
-from wisegate.domain.pricing import format_usd
+from wisegate.domain.pricing import format_usd, parse_usd
 from wisegate.domain.scope import Scope
 from wisegate.domain.storable import storable_name
 from wisegate.domain.tenancy import TenancyService
@@ -49,6 +49,31 @@ def cents(pico: int) -> str:
 
 def pico_of_cents(amount: str) -> int:
     return int(amount) * PICO_PER_CENT
+
+
+LIMIT_AMOUNTS = f"whole cents from $0.01 to ${MAX_AMOUNT_USD:,} (e.g. 250 or 12.50)"
+
+
+def parse_limit_usd(text: str) -> int:
+    """A monthly limit typed in USD on an increase request, asked for or approved (both forms go through
+    here, so both take the same amounts): ``parse_usd``'s syntax and range, more than $0, in whole cents
+    (the Admin API's unit) — a sub-cent amount is refused, never rounded. ``ValueError`` says which
+    amounts are accepted."""
+    try:
+        pico = parse_usd(text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; enter {LIMIT_AMOUNTS}") from None
+    if pico <= 0 or pico % PICO_PER_CENT:
+        raise ValueError(f"'{echo(text)}' is not accepted; enter {LIMIT_AMOUNTS}")
+    return pico
+
+
+def usd_field(pico: int) -> str:
+    """Picodollars as the USD text a form offers (``"1234.50"``), exactly: two decimals, more only when
+    the amount has them (never a float's rounding, which would offer another amount than was asked)."""
+    value = Decimal(pico) / PICO_PER_CENT / 100
+    whole_cents = value.quantize(Decimal("0.01"))
+    return format(whole_cents if whole_cents == value else value.normalize(), "f")
 
 
 @dataclass(frozen=True, slots=True)

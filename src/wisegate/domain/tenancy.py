@@ -36,6 +36,12 @@ WORKSPACE_ROLES = frozenset(
 KEY_STATUSES = frozenset({"active", "inactive", "archived"})
 
 
+def key_not_found(key_id: str) -> NotFound:
+    """The one answer for a key id that does not exist and for one the asker may not touch (another
+    workspace's, another person's): the same 404, so that it tells nothing about keys elsewhere."""
+    return NotFound(f"api key {echo(key_id)} not found")
+
+
 def _check_workspace_role(role: str) -> None:
     """A workspace role one may give (``workspace_billing`` comes with the ``billing`` organization role)."""
     if role == "workspace_billing":
@@ -220,10 +226,10 @@ class TenancyService:
 
     async def get_key(self, scope: Scope, key_id: str) -> ApiKey:
         key = await self._repo.get_key(key_id)
-        missing = f"api key {echo(key_id)} not found"
+        missing = key_not_found(key_id)
         if key is None or key.kind != "api":
-            raise NotFound(missing)
-        scope.require(key.organization_id, key.workspace_id, missing)
+            raise missing
+        scope.require(key.organization_id, key.workspace_id, str(missing))
         return key
 
     async def update_key(self, scope: Scope, key_id: str, *, name: str | None, status: str | None) -> ApiKey:
@@ -305,22 +311,36 @@ class TenancyService:
         await self._directory.add_member(member)
         return member
 
+    async def _last_workspace_admin(self, workspace_id: str, user_id: str) -> InvalidRequest:
+        user = await self._directory.get_user(user_id)
+        who = user.email if user is not None else user_id
+        return InvalidRequest(
+            f"{who} is the last workspace admin of workspace {workspace_id} and cannot stop being one: "
+            "make another member its workspace admin first."
+        )
+
     async def update_member(
         self, scope: Scope, workspace_id: str, user_id: str, role: str
     ) -> WorkspaceMember:
+        """Change a member's workspace role; the workspace's last workspace admin keeps theirs (400
+        saying why), as the organization's last admin does."""
         scope.require_admin()
         _check_workspace_role(role)
         await self.get_member(scope, workspace_id, user_id)
         member = await self._directory.set_member_role(workspace_id, user_id, role)
+        if isinstance(member, str):
+            raise await self._last_workspace_admin(workspace_id, user_id)
         assert member is not None
         return member
 
     async def remove_member(self, scope: Scope, workspace_id: str, user_id: str) -> None:
         """Also archives the keys the person made in that workspace, unless they keep access to it (an
-        organization admin's, or the default workspace's implicit one)."""
+        organization admin's, or the default workspace's implicit one). The workspace's last workspace
+        admin stays (400 saying why)."""
         scope.require_admin()
         await self.get_member(scope, workspace_id, user_id)
-        await self._directory.remove_member(workspace_id, user_id)
+        if await self._directory.remove_member(workspace_id, user_id) == "last_admin":
+            raise await self._last_workspace_admin(workspace_id, user_id)
         user = await self._directory.get_user(user_id)
         keeps_access = user is not None and user.role == "admin"
         if not keeps_access and workspace_id != await self._default_id(scope.organization_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from wisegate.records.directory import Invite, User, WorkspaceMember, WorkspaceSettings
 from wisegate.storage.db import Database
@@ -19,6 +20,24 @@ def _settings(row: WorkspaceSettingsRow) -> WorkspaceSettings:
 
 def user_from_row(row: UserRow) -> User:
     return User(row.id, row.organization_id, row.email, row.name, row.role, aware(row.added_at))
+
+
+async def _last_workspace_admin(session: AsyncSession, row: WorkspaceMemberRow) -> bool:
+    """Whether ``row`` is its workspace's only ``workspace_admin`` member. The workspace's admins are
+    locked (PostgreSQL; SQLite has one writer): two of them stepping down at once cannot both succeed."""
+    if row.workspace_role != "workspace_admin":
+        return False
+    admins = (
+        await session.execute(
+            select(WorkspaceMemberRow.user_id)
+            .where(
+                WorkspaceMemberRow.workspace_id == row.workspace_id,
+                WorkspaceMemberRow.workspace_role == "workspace_admin",
+            )
+            .with_for_update()
+        )
+    ).all()
+    return len(admins) <= 1
 
 
 def _invite(row: InviteRow) -> Invite:
@@ -275,18 +294,30 @@ class DirectoryRepo:
                 )
             )
 
-    async def set_member_role(self, workspace_id: str, user_id: str, role: str) -> WorkspaceMember | None:
+    async def set_member_role(
+        self, workspace_id: str, user_id: str, role: str
+    ) -> WorkspaceMember | str | None:
+        """Set a member's workspace role, in one transaction with the check that the workspace keeps a
+        workspace admin (as ``change_role`` keeps the organization's admin): the member as now;
+        ``"last_admin"`` (nothing changed) when they are its only one and ``role`` is another; None for
+        someone who is not a member."""
         async with self._db.write() as session:
-            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id))
+            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id), with_for_update=True)
             if row is None:
                 return None
+            if role != "workspace_admin" and await _last_workspace_admin(session, row):
+                return "last_admin"
             row.workspace_role = role
             return _member(row)
 
-    async def remove_member(self, workspace_id: str, user_id: str) -> bool:
+    async def remove_member(self, workspace_id: str, user_id: str) -> bool | str:
+        """Take a member out of a workspace: True; False for someone who is not a member;
+        ``"last_admin"`` (nothing changed) when they are its only workspace admin."""
         async with self._db.write() as session:
-            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id))
+            row = await session.get(WorkspaceMemberRow, (workspace_id, user_id), with_for_update=True)
             if row is None:
                 return False
+            if await _last_workspace_admin(session, row):
+                return "last_admin"
             await session.delete(row)
             return True
