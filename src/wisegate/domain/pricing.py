@@ -59,11 +59,10 @@ class PriceTable:
             return found
         found = self._matched.get(model)
         if found is None:
-            found = next(
-                (price for pattern, price in self._globs if fnmatch.fnmatchcase(model, pattern)),
-                Price(0, 0, 0, 0, 0),
-            )
-            if len(self._matched) < 4096:  # the models a deployment serves, not every name a client tries
+            found = next((p for pattern, p in self._globs if fnmatch.fnmatchcase(model, pattern)), None)
+            if found is None:  # not cached: a refused request may name any model
+                return Price(0, 0, 0, 0, 0)
+            if len(self._matched) < 4096:
                 self._matched[model] = found
         return found
 

@@ -80,9 +80,10 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 
 def _forget_pool() -> None:
-    """A forked child draws its own ids, never its parent's next ones."""
-    global _pool, _taken
-    _pool, _taken = b"", 0
+    """A forked child draws its own ids, never its parent's next ones (and has its own lock: another
+    thread may have held the parent's at the fork)."""
+    global _pool, _taken, _pool_lock
+    _pool, _taken, _pool_lock = b"", 0, threading.Lock()
 
 
 _pool = b""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import functools
 import logging
 import math
 import time
@@ -465,29 +464,17 @@ def snapshot_of(taken: Take) -> RateLimitSnapshot:
 
 def _count(record: UsageRecord, usage: Usage, cost: int) -> None:
     """A settlement in the metrics: tokens by kind and cost, by model and workspace."""
-    series = _series(record.model, record.workspace_id)
-    counts = (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_creation_input_tokens,
-        usage.cache_read_input_tokens,
-    )
-    for counter, tokens in zip(series, counts, strict=False):
-        if tokens:
-            counter.inc(tokens)
+    model, workspace = record.model, record.workspace_id
+    for kind, tokens in (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cache_creation", usage.cache_creation_input_tokens),
+        ("cache_read", usage.cache_read_input_tokens),
+    ):
+        if tokens:  # no series for what used nothing (a refused request may name any model)
+            metrics.TOKENS.labels(model, workspace, kind).inc(tokens)
     if cost:
-        series[4].inc(cost / PICO_PER_USD)
-
-
-@functools.lru_cache(maxsize=1024)
-def _series(model: str, workspace: str) -> tuple[Any, ...]:
-    """The labelled children of the token and cost counters for a model and workspace (``labels()``
-    takes a lock and builds a key on every call): input, output, cache creation, cache read, cost."""
-    tokens = [metrics.TOKENS.labels(model, workspace, kind) for kind in _TOKEN_KINDS]
-    return (*tokens, metrics.COST.labels(model, workspace))
-
-
-_TOKEN_KINDS = ("input", "output", "cache_creation", "cache_read")
+        metrics.COST.labels(model, workspace).inc(cost / PICO_PER_USD)
 
 
 def _exceeded(taken: Take, demands: list[Demand], snapshot: RateLimitSnapshot) -> RateLimitExceeded:
