@@ -177,7 +177,7 @@ class Services:
             ),
             service_accounts=ServiceAccountService(ServiceAccountRepo(db), tenancy),
             rbac=RbacService(people),
-            request_log=RequestLogService(RequestLogRepo(db)),
+            request_log=RequestLogService(RequestLogRepo(db), settled=billing.drain),
             workbench=WorkbenchService(PromptRepo(db)),
             code_execution=code_execution,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -105,8 +105,9 @@ def _parse_cursor(token: str) -> tuple[datetime, int]:
 
 
 class RequestLogService:
-    def __init__(self, repo: RequestLogRepo) -> None:
+    def __init__(self, repo: RequestLogRepo, settled: Callable[[], Awaitable[None]] | None = None) -> None:
         self._repo = repo
+        self._settled = settled  # this process's journaled settlements, committed before a read
 
     async def page(
         self,
@@ -120,6 +121,8 @@ class RequestLogService:
         for a console viewer); ``page``: the previous page's ``next_page``."""
         if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidRequest(f"limit: Input should be between 1 and {MAX_PAGE}, got {query.limit}")
+        if self._settled is not None:
+            await self._settled()
         visible = None if workspaces is None else frozenset(workspaces)
         if scope.workspace_id is not None:
             visible = frozenset({scope.workspace_id}) & (
