@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +116,22 @@ class LiveServer:
     backend: Any
 
     def client(self, **kwargs: Any) -> anthropic.Anthropic:
+        """A client kept until the server stops. The SDK's HTTP client closes its connections when the
+        garbage collector frees it, and ``server.client().messages.batches.results(...)`` iterates a
+        response that does not keep its client alive: collected mid-read, the socket was closed under
+        the reader (``EBADF``, the flaky test_worker_drain failure)."""
         kwargs.setdefault("api_key", self.key)
         kwargs.setdefault("max_retries", 0)
-        return anthropic.Anthropic(base_url=self.base_url, **kwargs)
+        client = anthropic.Anthropic(base_url=self.base_url, **kwargs)
+        self._clients.append(client)
+        return client
 
     def run(self, coro: Any) -> Any:
         """Run a coroutine on the server's own event loop (for reading its database)."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
 
     _loop: Any = None
+    _clients: list[anthropic.Anthropic] = field(default_factory=list)
 
 
 def serve(
@@ -165,6 +172,8 @@ def serve(
     try:
         yield live
     finally:
+        for client in live._clients:
+            client.close()
         server.should_exit = True
         thread.join(30)
         if not keep_containers:

@@ -49,10 +49,8 @@ def _worker(server: LiveServer, tmp_path: Path, delay: float, name: str) -> subp
 
 
 def _states(server: LiveServer, batch_id: str) -> Counter[str]:
-    """Each request's state: its status, and ``claimed`` for a queued one a worker holds. Read in the
-    server's own loop and database: a new loop and engine per poll left connections to be closed by
-    the garbage collector later, closing whatever socket had taken their descriptor number since (the
-    SDK's: ``EBADF`` while it read the results)."""
+    """Each request's state: its status, and ``claimed`` for a queued one a worker holds (read in the
+    server's own loop and database, not a new engine per poll)."""
 
     async def read() -> Counter[str]:
         async with server.services.db.read() as session:
