@@ -10,6 +10,7 @@ requests were provably claimed more than once (the crash did interrupt work).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -95,24 +96,65 @@ def _wait_for(client: anthropic.Anthropic, batch_id: str, finished: int) -> Any:
         time.sleep(0.05)
 
 
-def _until_some_are_claimed(database_url: str, batch_id: str) -> None:
-    """Wait until requests of the batch are claimed and unfinished, so that a kill interrupts them."""
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (a server or worker may run its work in child processes)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
 
-    async def claimed() -> int:
+
+def _signal(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def _kill_mid_request(
+    procs: Processes, database_url: str, batch_id: str, *victims: subprocess.Popen[str]
+) -> None:
+    """SIGKILL the processes while they hold claimed, unfinished requests of the batch. Every process is
+    frozen (SIGSTOP, with its children) while the database is read, so the requests seen claimed by a
+    victim (its pid is in the claim's worker name) cannot finish before the kill: with 50 ms requests,
+    a loaded machine let them all finish between the read and the kill, and the test then proved
+    nothing. Thawed and tried again when no victim held one."""
+
+    async def holders() -> list[int]:
         db = Database(database_url)
         try:
             async with db.read() as session:
                 query = text(
-                    "select count(*) from batch_requests where batch_id = :b "
+                    "select claimed_by from batch_requests where batch_id = :b "
                     "and claimed_by is not null and result is null"
                 )
-                return int((await session.execute(query, {"b": batch_id})).scalar_one())
+                return [
+                    int(name.split(":")[-2])
+                    for name in (await session.execute(query, {"b": batch_id})).scalars()
+                ]
         finally:
             await db.close()
 
     deadline = time.monotonic() + 30
-    while not asyncio.run(claimed()):
-        assert time.monotonic() < deadline, "no request of the batch was ever claimed"
+    while True:
+        frozen = [pid for proc in procs.running if proc.poll() is None for pid in _tree(proc.pid)]
+        _signal(frozen, signal.SIGSTOP)
+        try:
+            if set(held := asyncio.run(holders())) & {pid for v in victims for pid in _tree(v.pid)}:
+                for proc in victims:
+                    procs.kill(proc)
+                return
+        finally:
+            _signal(frozen, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"no request of the batch was claimed by the victims: {held}"
         time.sleep(0.01)
 
 
@@ -155,20 +197,16 @@ def test_kill_9_mid_batch_loses_and_duplicates_nothing(database_url: str, tmp_pa
         batch = client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
 
         _wait_for(client, batch.id, N // 4)
-        _until_some_are_claimed(database_url, batch.id)
-        procs.kill(server)
-        if worker is not None:
-            procs.kill(worker)
+        _kill_mid_request(procs, database_url, batch.id, server, *([worker] if worker else []))
         server, _ = _serve(procs, url)
         worker = procs.start("worker") if scaled else None
 
         _wait_for(client, batch.id, N // 2)
-        _until_some_are_claimed(database_url, batch.id)
-        if worker is not None:
-            procs.kill(worker)
-        else:
-            procs.kill(server)
-            server, _ = _serve(procs, url)
+        # Scaled, the server's own batch worker competes with the standalone one: whichever holds
+        # requests is killed mid-request, and both start again.
+        _kill_mid_request(procs, database_url, batch.id, server, *([worker] if worker else []))
+        server, _ = _serve(procs, url)
+        worker = procs.start("worker") if scaled else None
 
         ended = _wait_for(client, batch.id, N)
         deadline = time.monotonic() + 60
