@@ -13,7 +13,7 @@ decimal strings in cents.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -122,6 +122,7 @@ class SpendLimitService:
         tenancy: TenancyService,
         usage: RequestLogRepo,
         clock: Clock,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._repo = repo
         self._directory = directory
@@ -130,6 +131,7 @@ class SpendLimitService:
         self._tenancy = tenancy
         self._usage = usage
         self._clock = clock
+        self._settled = settled  # this process's journaled settlements, committed before spend is read
 
     async def _user_actor(self, user_id: str) -> Actor:
         return Actor("user", user_id, await self._directory.get_user(user_id))
@@ -137,7 +139,8 @@ class SpendLimitService:
     async def effective(
         self, scope: Scope, *, user_ids: Sequence[str] = (), periods: Sequence[str] = ()
     ) -> list[Summary]:
-        """One monthly row per person of the organization (by ``user_ids`` when given)."""
+        """One monthly row per person of the organization (by ``user_ids`` when given); the spend
+        includes the requests this process answered just before (their settlements are committed first)."""
         scope.require_admin()
         if periods and "monthly" not in periods:
             return []
@@ -163,6 +166,8 @@ class SpendLimitService:
         )
         if user_ids:
             users = [u for u in users if u.id in set(user_ids)]
+        if self._settled is not None:
+            await self._settled()
         rows = []
         for user in users:
             key_ids = [k.id for k in keys if k.created_by_user_id == user.id]
