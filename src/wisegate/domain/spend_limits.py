@@ -299,14 +299,18 @@ class SpendLimitService:
     async def approve(
         self, scope: Scope, request_id: str, amount_pico: int, by: Actor, *, period: str | None = None
     ) -> tuple[RequestView, WorkspaceLimit]:
-        """Set the workspace's monthly spend limit to ``amount_pico`` and mark the request approved.
-        The caller checked that ``by`` may set that workspace's limits."""
+        """Set the workspace's monthly spend limit to ``amount_pico`` (more than $0, at most
+        ``MAX_AMOUNT_USD``) and mark the request approved. The caller checked that ``by`` may set that
+        workspace's limits."""
         if period not in (None, "monthly"):
             raise InvalidRequest(
                 f"period: Wisegate's spend limits are monthly; '{echo(period)}' is not available"
             )
-        if not 0 <= amount_pico <= MAX_AMOUNT_PICO:
-            raise InvalidRequest(f"amount: between 0 and {MAX_AMOUNT_USD * 100} cents (${MAX_AMOUNT_USD:,})")
+        if not 0 < amount_pico <= MAX_AMOUNT_PICO:  # $0 would stop the workspace: that is a denial
+            raise InvalidRequest(
+                f"amount: approve a monthly limit from 1 to {MAX_AMOUNT_USD * 100} cents "
+                f"(${MAX_AMOUNT_USD:,}); to refuse the increase, deny the request"
+            )
         current = await self.get(scope, request_id)
         if current.request.status != "pending":
             raise InvalidRequest(
