@@ -256,3 +256,25 @@ def test_a_last_workspace_admin_stays_in_the_organization(
     org.workspaces.archive(workspace.id)
     assert org.users.remove(users[1]).id == users[1]
 
+
+def test_a_service_account_is_no_workspace_admin_to_keep(
+    server: AdminServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service account may hold ``workspace_admin``, but nobody administers a workspace as one (it
+    cannot sign in to the console, and its keys call the API as any key of their workspace does): the
+    workspace's last person who is its workspace admin keeps the role and stays in the organization."""
+    org = server.admin().organization
+    workspace = org.workspaces.create(name="Robots do not administer")
+    invite = org.invites.create(email="turing-kept@example.com", role="developer")
+    user_id = _accept(server, invite.id, "Turing", monkeypatch)
+    org.workspaces.members.add(workspace.id, user_id=user_id, workspace_role="workspace_admin")
+    robot = org.service_accounts.create(name="robot-admin")
+    org.service_accounts.workspaces.add(robot.id, workspace_id=workspace.id, workspace_role="workspace_admin")
+
+    refusal = f"turing-kept@example.com is the last workspace admin of workspace {workspace.id}"
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.workspaces.members.update(user_id, workspace_id=workspace.id, workspace_role="workspace_user")
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.workspaces.members.remove(user_id, workspace_id=workspace.id)
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.users.remove(user_id)
