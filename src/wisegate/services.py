@@ -173,7 +173,14 @@ class Services:
             sso=SingleSignOn.from_settings(settings, secret),
             rate_limits=RateLimitService(limits, billing_accounts, tenancy, catalog),
             spend_limits=SpendLimitService(
-                SpendRequestRepo(db), directory, limits, billing_accounts, tenancy, RequestLogRepo(db), clock
+                SpendRequestRepo(db),
+                directory,
+                limits,
+                billing_accounts,
+                tenancy,
+                RequestLogRepo(db),
+                clock,
+                settled=billing.drain,
             ),
             service_accounts=ServiceAccountService(ServiceAccountRepo(db), tenancy),
             rbac=RbacService(people),

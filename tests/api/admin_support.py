@@ -100,7 +100,8 @@ class AdminServer:
         self.live.run(UsageRepo(self.live.services.db).add(record))
 
 
-def admin_server(data_dir: Path) -> Iterator[AdminServer]:
+def admin_server(data_dir: Path, **overrides: Any) -> Iterator[AdminServer]:
+    """A live server with two scripted models and an admin key; ``overrides``: more settings."""
     from tests.conftest import make_key
 
     settings = settings_for(
@@ -115,6 +116,7 @@ def admin_server(data_dir: Path) -> Iterator[AdminServer]:
                 id="scripted-2", backend="scripted", display_name="Scripted Two", max_output_tokens=4096
             ),
         ],
+        **overrides,
     )
     for live in serve(settings, backends={"scripted": ScriptedBackend()}):
         yield AdminServer(live, make_key(settings, admin=True))

@@ -137,6 +137,13 @@ def test_spend_limit_request_approved_changes_the_workspace_limit(server: AdminS
     assert got.spend_summary.amount is None and got.spend_summary.period_to_date_spend == "0"
     assert (got.model_extra or {}).get("requested_amount") == "30000"
 
+    for meaningless in ("0", "000", "10000000001"):  # $0 would stop the workspace; past $1,000,000
+        with pytest.raises(anthropic.BadRequestError, match="from 1 to 100000000 cents.*deny the request"):
+            org.spend_limits.increase_requests.approve(first, amount=meaningless)
+    assert org.spend_limits.increase_requests.retrieve(first).status == "pending"
+    assert (
+        server.live.run(server.live.services.limits.billing.workspace_limits(ws.id)).spend_limit_pico is None
+    )
     approved = org.spend_limits.increase_requests.approve(first, amount="25000")
     assert approved.status == "approved" and approved.resolved_at is not None
     assert approved.resolved_by is not None and approved.resolved_by.type == "scoped_api_key_actor"

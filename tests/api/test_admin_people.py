@@ -215,3 +215,66 @@ def test_the_last_workspace_admin_keeps_the_role(
     with pytest.raises(anthropic.BadRequestError, match="alan-kept@example.com is the last workspace admin"):
         org.workspaces.members.remove(users[1], workspace_id=workspace.id)
     org.workspaces.members.remove(users[0], workspace_id=workspace.id)
+
+
+def test_a_last_workspace_admin_stays_in_the_organization(
+    server: AdminServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing a person from the organization refuses a workspace's last workspace admin (400 naming
+    the workspace, nothing changed), as removing them from that workspace does; once another member is
+    its workspace admin, or the workspace is archived (it takes no new members), they can leave."""
+    org = server.admin().organization
+    workspace = org.workspaces.create(name="Keeps an admin on leave")
+    users = []
+    for name in ("hopper", "lamarr"):
+        invite = org.invites.create(email=f"{name}-leaves@example.com", role="developer")
+        users.append(_accept(server, invite.id, name.title(), monkeypatch))
+    org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_admin")
+    org.workspaces.members.add(workspace.id, user_id=users[1], workspace_role="workspace_user")
+    live = server.live
+    key, _ = live.run(live.services.keys.create_key(workspace.id, "k", created_by_user_id=users[0]))
+
+    refusal = f"hopper-leaves@example.com is the last workspace admin of workspace {workspace.id}"
+    with pytest.raises(
+        anthropic.BadRequestError, match=f"{refusal}.*make another member its workspace admin"
+    ):
+        org.users.remove(users[0])
+    assert org.users.retrieve(users[0]).id == users[0]
+    assert [(m.user_id, m.workspace_role) for m in org.workspaces.members.list(workspace.id)] == [
+        (users[0], "workspace_admin"),
+        (users[1], "workspace_user"),
+    ]
+    assert org.api_keys.retrieve(key.id).status == "active"
+
+    org.workspaces.members.update(users[1], workspace_id=workspace.id, workspace_role="workspace_admin")
+    assert org.users.remove(users[0]).id == users[0]
+    assert org.api_keys.retrieve(key.id).status == "archived"
+    with pytest.raises(
+        anthropic.BadRequestError, match="lamarr-leaves@example.com is the last workspace admin"
+    ):
+        org.users.remove(users[1])
+    org.workspaces.archive(workspace.id)
+    assert org.users.remove(users[1]).id == users[1]
+
+
+def test_a_service_account_is_no_workspace_admin_to_keep(
+    server: AdminServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service account may hold ``workspace_admin``, but nobody administers a workspace as one (it
+    cannot sign in to the console, and its keys call the API as any key of their workspace does): the
+    workspace's last person who is its workspace admin keeps the role and stays in the organization."""
+    org = server.admin().organization
+    workspace = org.workspaces.create(name="Robots do not administer")
+    invite = org.invites.create(email="turing-kept@example.com", role="developer")
+    user_id = _accept(server, invite.id, "Turing", monkeypatch)
+    org.workspaces.members.add(workspace.id, user_id=user_id, workspace_role="workspace_admin")
+    robot = org.service_accounts.create(name="robot-admin")
+    org.service_accounts.workspaces.add(robot.id, workspace_id=workspace.id, workspace_role="workspace_admin")
+
+    refusal = f"turing-kept@example.com is the last workspace admin of workspace {workspace.id}"
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.workspaces.members.update(user_id, workspace_id=workspace.id, workspace_role="workspace_user")
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.workspaces.members.remove(user_id, workspace_id=workspace.id)
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        org.users.remove(user_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
@@ -70,8 +71,15 @@ def test_directory_and_report_rows(database_url: str) -> None:  # noqa: F811
             assert [m.workspace_role for m in await directory.list_members(workspace.id)] == [
                 "workspace_admin"
             ]
-            assert await directory.remove_user("user_1")
-            assert await directory.list_members(workspace.id) == []
+            assert await directory.remove_user("user_1") == workspace.id  # its last workspace admin
+            assert [m.user_id for m in await directory.list_members(workspace.id)] == ["user_1"]
+            await directory.add_invite(replace(invite, id="invite_2", email="b@example.com"))
+            await directory.accept_invite(
+                "invite_2", User("user_2", org.id, "b@example.com", "B", "user", now)
+            )
+            await directory.add_member(WorkspaceMember(workspace.id, "user_2", "workspace_admin", now))
+            assert await directory.remove_user("user_1") is True
+            assert [m.user_id for m in await directory.list_members(workspace.id)] == ["user_2"]
 
             usage = UsageRepo(db)
             minute = now.replace(second=0)

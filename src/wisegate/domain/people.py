@@ -140,11 +140,18 @@ class PeopleService:
         return updated
 
     async def remove_user(self, scope: Scope, user_id: str) -> None:
+        """Remove a person from the organization. Not an admin (as at Anthropic), nor a workspace's last
+        workspace admin (400 naming the workspace), as ``TenancyService.remove_member`` refuses."""
         scope.require_admin()
         user = await self.get_user(scope, user_id)
         if user.role == "admin":
             raise InvalidRequest(f"user {user_id} is an admin; admins cannot be removed through the API")
-        await self._directory.remove_user(user_id)
+        removed = await self._directory.remove_user(user_id)
+        if isinstance(removed, str):
+            raise InvalidRequest(
+                f"{user.email} is the last workspace admin of workspace {removed} and cannot leave the "
+                "organization: make another member its workspace admin first (or archive the workspace)."
+            )
 
     def _current(self, invite: Invite) -> Invite:
         if invite.status == "pending" and invite.expires_at <= _now():

@@ -13,7 +13,7 @@ decimal strings in cents.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -122,6 +122,7 @@ class SpendLimitService:
         tenancy: TenancyService,
         usage: RequestLogRepo,
         clock: Clock,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._repo = repo
         self._directory = directory
@@ -130,6 +131,7 @@ class SpendLimitService:
         self._tenancy = tenancy
         self._usage = usage
         self._clock = clock
+        self._settled = settled  # this process's journaled settlements, committed before spend is read
 
     async def _user_actor(self, user_id: str) -> Actor:
         return Actor("user", user_id, await self._directory.get_user(user_id))
@@ -137,7 +139,8 @@ class SpendLimitService:
     async def effective(
         self, scope: Scope, *, user_ids: Sequence[str] = (), periods: Sequence[str] = ()
     ) -> list[Summary]:
-        """One monthly row per person of the organization (by ``user_ids`` when given)."""
+        """One monthly row per person of the organization (by ``user_ids`` when given); the spend
+        includes the requests this process answered just before (their settlements are committed first)."""
         scope.require_admin()
         if periods and "monthly" not in periods:
             return []
@@ -163,6 +166,8 @@ class SpendLimitService:
         )
         if user_ids:
             users = [u for u in users if u.id in set(user_ids)]
+        if self._settled is not None:
+            await self._settled()
         rows = []
         for user in users:
             key_ids = [k.id for k in keys if k.created_by_user_id == user.id]
@@ -294,14 +299,18 @@ class SpendLimitService:
     async def approve(
         self, scope: Scope, request_id: str, amount_pico: int, by: Actor, *, period: str | None = None
     ) -> tuple[RequestView, WorkspaceLimit]:
-        """Set the workspace's monthly spend limit to ``amount_pico`` and mark the request approved.
-        The caller checked that ``by`` may set that workspace's limits."""
+        """Set the workspace's monthly spend limit to ``amount_pico`` (more than $0, at most
+        ``MAX_AMOUNT_USD``) and mark the request approved. The caller checked that ``by`` may set that
+        workspace's limits."""
         if period not in (None, "monthly"):
             raise InvalidRequest(
                 f"period: Wisegate's spend limits are monthly; '{echo(period)}' is not available"
             )
-        if not 0 <= amount_pico <= MAX_AMOUNT_PICO:
-            raise InvalidRequest(f"amount: between 0 and {MAX_AMOUNT_USD * 100} cents (${MAX_AMOUNT_USD:,})")
+        if not 0 < amount_pico <= MAX_AMOUNT_PICO:  # $0 would stop the workspace: that is a denial
+            raise InvalidRequest(
+                f"amount: approve a monthly limit from 1 to {MAX_AMOUNT_USD * 100} cents "
+                f"(${MAX_AMOUNT_USD:,}); to refuse the increase, deny the request"
+            )
         current = await self.get(scope, request_id)
         if current.request.status != "pending":
             raise InvalidRequest(

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wisegate.records.directory import Invite, User, WorkspaceMember, WorkspaceSettings
 from wisegate.storage.db import Database
 from wisegate.storage.repos import aware
-from wisegate.storage.tables import InviteRow, UserRow, WorkspaceMemberRow, WorkspaceSettingsRow
+from wisegate.storage.tables import InviteRow, UserRow, WorkspaceMemberRow, WorkspaceRow, WorkspaceSettingsRow
 
 
 def _settings(row: WorkspaceSettingsRow) -> WorkspaceSettings:
@@ -150,12 +150,30 @@ class DirectoryRepo:
             row.role = role
             return user_from_row(row), previous
 
-    async def remove_user(self, user_id: str) -> bool:
-        """Delete a user and their workspace memberships, in one transaction."""
+    async def remove_user(self, user_id: str) -> bool | str:
+        """Delete a user and their workspace memberships, in one transaction with the check that each
+        workspace keeps a workspace admin (as ``remove_member`` does): True; False for no such user;
+        the id of a live workspace whose only workspace admin they are (nothing changed) — an archived
+        workspace takes no new members, so it does not hold a leaver back."""
         async with self._db.write() as session:
             row = await session.get(UserRow, user_id)
             if row is None:
                 return False
+            administered = (
+                await session.execute(
+                    select(WorkspaceMemberRow)
+                    .join(WorkspaceRow, WorkspaceRow.id == WorkspaceMemberRow.workspace_id)
+                    .where(
+                        WorkspaceMemberRow.user_id == user_id,
+                        WorkspaceMemberRow.workspace_role == "workspace_admin",
+                        WorkspaceRow.archived_at.is_(None),
+                    )
+                    .order_by(WorkspaceMemberRow.workspace_id)
+                )
+            ).scalars()
+            for member in administered:
+                if await _last_workspace_admin(session, member):
+                    return member.workspace_id
             await session.execute(delete(WorkspaceMemberRow).where(WorkspaceMemberRow.user_id == user_id))
             await session.delete(row)
             return True

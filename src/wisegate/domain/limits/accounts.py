@@ -51,7 +51,10 @@ class BillingAccounts:
         self._billing = limits.billing
 
     async def overview(self, organization_id: str, workspace_ids: Sequence[str] = ()) -> Overview:
-        """The account, its tier and this period's spend, with the limits and spend of ``workspace_ids``."""
+        """The account, its tier and this period's spend, with the limits and spend of ``workspace_ids``.
+        This process's journaled settlements are committed first, so that the credit balance and the
+        spend include the requests it just answered (and agree with each other)."""
+        await self._billing.drain()
         account = await self._billing.account(organization_id)
         period = billing_period(datetime.now(UTC))
         spent, reserved = await self._billing.period_spend(organization_id, period)
