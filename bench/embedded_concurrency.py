@@ -25,10 +25,8 @@ import threading
 import time
 
 import httpx
-from embedded_throughput import direct, start_server
-from llama_cpp import Llama
+from embedded_throughput import direct, load_direct, start_server
 
-from wisegate.backends.local import default_model_path
 from wisegate.backends.local.prompt import PromptRenderer
 
 TOPICS = [
@@ -110,9 +108,7 @@ def measure(slots: int, threads: int, max_tokens: int) -> dict[int, tuple[float,
 
 
 def single_vs_direct(slots: int, threads: int, max_tokens: int, rounds: int) -> tuple[float, float]:
-    llm = Llama(
-        model_path=str(default_model_path()), n_ctx=2048, n_threads=threads, n_batch=512, verbose=False
-    )
+    llm = load_direct(n_ctx=2048, n_threads=threads, n_batch=512)
     renderer = PromptRenderer(llm.metadata["tokenizer.chat_template"])
     via: list[float] = []
     raw: list[float] = []

@@ -21,6 +21,7 @@ from pathlib import Path
 import llama_cpp as L  # noqa: N812
 
 from wisegate.backends.local import default_model_path
+from wisegate.backends.local.params import model_params, repack_default
 
 FORMATS = {"Q8_0": L.LLAMA_FTYPE_MOSTLY_Q8_0, "Q4_0": L.LLAMA_FTYPE_MOSTLY_Q4_0}
 PROMPT, STEPS = 32, 32
@@ -54,7 +55,7 @@ def requantized(source: Path, name: str, ftype: int) -> Path:
 def step_ms(path: Path, threads: int) -> list[float]:
     """Milliseconds per decode step for 1, 4 and 8 sequences."""
     with quiet():
-        model = L.llama_model_load_from_file(str(path).encode(), L.llama_model_default_params())
+        model = L.llama_model_load_from_file(str(path).encode(), model_params(repack=repack_default()))
         params = L.llama_context_default_params()
         params.n_ctx, params.n_batch, params.n_seq_max = 8 * 512, 512, 8
         params.n_threads = params.n_threads_batch = threads

@@ -30,6 +30,7 @@ import httpx
 from llama_cpp import Llama
 
 from wisegate.backends.local import default_model_path
+from wisegate.backends.local.params import model_params, repack_default
 from wisegate.backends.local.prompt import PromptRenderer
 from wisegate.protocol.messages import MessagesRequest
 
@@ -39,6 +40,19 @@ PROMPTS = [
     "Describe a walk through a forest in autumn.",
     "Give advice to someone learning to cook.",
 ]
+
+
+def load_direct(**kwargs: object) -> Llama:
+    """llama-cpp-python's ``Llama`` on the shipped model, loaded with the runner's model parameters
+    (``params.py``: no AMX buffers where the CPU advertises AMX), which ``Llama`` takes no argument for."""
+    import llama_cpp.llama as high
+
+    default = high.llama_cpp.llama_model_default_params
+    high.llama_cpp.llama_model_default_params = lambda: model_params(repack=repack_default())
+    try:
+        return Llama(model_path=str(default_model_path()), verbose=False, **kwargs)  # type: ignore[arg-type]
+    finally:
+        high.llama_cpp.llama_model_default_params = default
 
 
 def direct(llm: Llama, renderer: PromptRenderer, prompt: str, max_tokens: int) -> tuple[int, float]:
@@ -123,9 +137,7 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = args.threads
-    llm = Llama(
-        model_path=str(default_model_path()), n_ctx=8192, n_threads=threads, n_batch=512, verbose=False
-    )
+    llm = load_direct(n_ctx=8192, n_threads=threads, n_batch=512)
     renderer = PromptRenderer(llm.metadata["tokenizer.chat_template"])
     results: dict[str, list[float]] = {"wisegate": [], "direct": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,9 @@ leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off). Pr
 ``cache_max_bytes`` (256 MiB of saved prefix states; 0 turns caching off) and ``cache_min_tokens``
 (1024, the shortest prefix a breakpoint caches). See ``cache.py`` for the exact usage rule. The
 runner's restarts: ``restart_backoff_seconds`` (0.5) doubling up to ``restart_backoff_max_seconds``
-(30); ``start_timeout_seconds`` (120) bounds the wait for the first load.
+(30); ``start_timeout_seconds`` (120) bounds the wait for the first load. ``repack`` (true/false;
+unset: off where the CPU advertises AMX, on elsewhere) turns llama.cpp's repacked and AMX weight
+buffers on or off, see ``params.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from wisegate.backends.base import BackendItem, Capabilities, ModelRoute
 from wisegate.backends.local import supervisor, wire
 from wisegate.backends.local.cache import Boundary
 from wisegate.backends.local.grammar import GrammarBook, GrammarUnsupported, answer_gbnf, schema_gbnf
+from wisegate.backends.local.params import repack_default
 from wisegate.backends.local.prompt import TOOL_CALL_OPEN, Prompt, PromptRenderer
 from wisegate.errors import ApiInternal, InvalidRequest, ModelCrashed, Overloaded
 from wisegate.protocol.events import (
@@ -116,6 +119,7 @@ class LocalBackend:
             int(options.get("top_k", 0)),
         )
         self._cache_max_bytes = int(options.get("cache_max_bytes", 256 * 1024 * 1024))
+        self._repack = repack_default(options.get("repack"))
         self._start_timeout = float(options.get("start_timeout_seconds", 120.0))
         # Set by ``supervisor.with_runner_sockets`` (services); a backend built alone gets a private one.
         self.runner_socket = runner.get("socket") or str(
@@ -148,6 +152,7 @@ class LocalBackend:
             "queue_size": self._queue_size,
             "slots": self._slots,
             "cache_max_bytes": self._cache_max_bytes,
+            "repack": self._repack,
             "cache_min_tokens": int(options.get("cache_min_tokens", 1024)),
             "restart_backoff_seconds": float(options.get("restart_backoff_seconds", 0.5)),
             "restart_backoff_max_seconds": float(options.get("restart_backoff_max_seconds", 30.0)),

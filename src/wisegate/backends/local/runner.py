@@ -33,6 +33,7 @@ from wisegate.backends.local import wire
 from wisegate.backends.local.batch import Batch
 from wisegate.backends.local.cache import Boundary, PromptCache
 from wisegate.backends.local.engine import Chunk, Job, Sampling
+from wisegate.backends.local.params import model_params
 from wisegate.protocol.messages import CustomTool, Usage
 
 log = logging.getLogger("wisegate.runner")
@@ -176,7 +177,7 @@ def main(argv: list[str]) -> None:
     )
     try:
         model = LlamaModel(
-            path_model=config["model_path"], params=llama_cpp.llama_model_default_params(), verbose=False
+            path_model=config["model_path"], params=model_params(repack=config["repack"]), verbose=False
         )
         batch = Batch(
             model,

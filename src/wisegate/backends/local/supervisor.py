@@ -59,6 +59,7 @@ _RUNNER_CONFIG = (
     "slots",
     "cache_max_bytes",
     "cache_min_tokens",
+    "repack",
     "log_level",
     "log_format",
 )

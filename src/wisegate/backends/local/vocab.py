@@ -19,11 +19,12 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaModel
 
+from wisegate.backends.local.params import model_params
+
 
 class Vocabulary:
     def __init__(self, model_path: Path) -> None:
-        params = llama_cpp.llama_model_default_params()
-        params.vocab_only = True
+        params = model_params(repack=False, vocab_only=True)
         self._model = LlamaModel(path_model=str(model_path), params=params, verbose=False)
         self._vocab = self._model.vocab
         self.metadata = self._model.metadata()
