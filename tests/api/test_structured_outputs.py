@@ -368,6 +368,7 @@ def test_an_unanchored_pattern_is_a_search(embedded_server: LiveServer) -> None:
         ("a\\sb", "the escape \\s is not supported"),
         ("a(b", "a '(' is not closed with ')'"),
         ("x{3,1}", "the repetition {3,1} has its maximum below its minimum"),
+        ("^((a{0,256}){0,256})$", "the repetition {0,256} counts a group that itself repeats"),
     ],
 )
 def test_a_pattern_the_grammar_cannot_enforce_is_a_400_in_our_words(

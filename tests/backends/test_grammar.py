@@ -107,6 +107,49 @@ def test_patterns_the_grammar_cannot_enforce_are_refused_naming_the_field(patter
     assert caught.value.message.startswith("s.properties.p.pattern: ")
 
 
+@pytest.mark.parametrize(
+    "pattern", ["^((a{0,256}){0,256})$", "^(a?){0,64}$", "^(x(a*)y){0,4}$", "^(a|b?){3}$", "^(a*){2,}$"]
+)
+def test_a_counted_repetition_of_a_repeating_group_is_refused(pattern: str) -> None:
+    """One token of ``(a{0,256}){0,256}`` kept the model runner busy for minutes (a review found it)."""
+    with pytest.raises(GrammarUnsupported, match=r"counts a group that itself repeats .* with \* or \+"):
+        schema_gbnf({"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}}, "s")
+
+
+@pytest.mark.parametrize(
+    "pattern", ["^(a{2}){0,128}$", "^([a-z]+\\.)*[a-z]+$", "^(a+)+$", "^(ab){2,5}$", "^(a*)?$", "^a{0,256}$"]
+)
+def test_repetitions_that_stay_cheap_are_kept(pattern: str) -> None:
+    schema_gbnf({"type": "object", "properties": {"p": {"type": "string", "pattern": pattern}}}, "s")
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [{"type": "string"}, {"type": "integer"}],  # let the model write {} (a review found it)
+        [{"enum": ["x", "y"]}, {"enum": ["y", "z"]}],
+        [{"$ref": "#/$defs/Name"}],
+    ],
+)
+def test_all_of_is_refused_unless_its_members_are_objects(members: list[object]) -> None:
+    schema = {
+        "$defs": {"Name": {"type": "string"}},
+        "type": "object",
+        "properties": {"c": {"allOf": members}},
+    }
+    with pytest.raises(GrammarUnsupported, match=r"^s\.properties\.c\.allOf\.0: .* only over object schemas"):
+        schema_gbnf(schema, "s")
+
+
+def test_all_of_objects_are_merged() -> None:
+    schema = {
+        "$defs": {"B": {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}},
+        "allOf": [{"properties": {"a": {"const": "x"}}, "required": ["a"]}, {"$ref": "#/$defs/B"}],
+    }
+    text = schema_gbnf(schema, "s")
+    assert '\\"a\\"' in text and '\\"b\\"' in text
+
+
 def test_literals_are_escaped_as_json_in_the_grammar() -> None:
     values = ['a "b"', "c\\d", "e\tf"]
     # Each value's JSON text, as a GBNF literal: its backslashes and quotes escaped once more.

@@ -120,6 +120,7 @@ def schema_gbnf(schema: dict[str, Any], where: str) -> str:
     """The GBNF grammar of JSON valid for ``schema``, bounded; raises ``GrammarRefused`` past a bound
     and ``GrammarUnsupported`` when the converter cannot express the schema."""
     check_schema(schema, where)
+    _check_all_of(schema, schema, where)
     schema = _with_whole_string_patterns(schema, where)
     try:
         text = _convert(json.dumps(schema))
@@ -131,6 +132,44 @@ def schema_gbnf(schema: dict[str, Any], where: str) -> str:
         ) from None
     check_gbnf(text, where)
     return text
+
+
+def _check_all_of(node: Any, root: dict[str, Any], path: str) -> None:
+    """Refuse an ``allOf`` member that is not an object schema: the converter merges the properties of
+    ``allOf`` members and drops anything else, so ``allOf: [{type: string}, {type: integer}]`` let the
+    model write ``{}`` (a review found it). A member may be a local ``$ref`` to an object schema."""
+    if isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_all_of(item, root, f"{path}.{index}")
+        return
+    if not isinstance(node, dict):
+        return
+    members = node.get("allOf")
+    if isinstance(members, list):
+        for index, member in enumerate(members):
+            target = _local_ref(member, root) if isinstance(member, dict) and "$ref" in member else member
+            if not (isinstance(target, dict) and (target.get("type") == "object" or "properties" in target)):
+                raise GrammarUnsupported(
+                    f"{path}.allOf.{index}: the embedded model enforces allOf only over object schemas "
+                    "(their properties are merged); write this constraint as one schema"
+                )
+    for key, value in node.items():
+        if key != "enum" and key != "const":
+            _check_all_of(value, root, f"{path}.{key}")
+
+
+def _local_ref(member: dict[str, Any], root: dict[str, Any]) -> Any:
+    """What a ``#/…`` reference points to in ``root``, or None."""
+    ref = member.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith("#/"):
+        return None
+    target: Any = root
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        if not isinstance(target, dict) or part not in target:
+            return None
+        target = target[part]
+    return target
 
 
 def _with_whole_string_patterns(node: Any, path: str) -> Any:

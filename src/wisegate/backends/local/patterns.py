@@ -52,9 +52,14 @@ def _escaped(text: str, index: int) -> bool:
 
 def _translate(body: str) -> str:
     out: list[str] = []
-    index, size, depth = 0, len(body), 0
+    index, size = 0, len(body)
+    # Per open group: whether it holds a repetition of varying length (?, *, +, {m,n}, {m,}); and that
+    # of the group closed just before, which a quantifier after it repeats.
+    varies: list[bool] = [False]
+    closed: bool | None = None
     while index < size:
         char = body[index]
+        after_group, closed = closed, None
         if char == "\\":
             out.append(_escape(body[index + 1 : index + 2], in_class=False))
             index += 2
@@ -63,34 +68,56 @@ def _translate(body: str) -> str:
             index = _class(body, index, out)
             continue
         if char == "{":
-            index = _quantifier(body, index, out)
+            start = index
+            index, low, high = _quantifier(body, index, out)
+            if after_group and (high is None or max(low, high) > 1):
+                raise ValueError(_NESTED_COUNT.format(body[start:index]))
+            varies[-1] |= high != low
             continue
         if char == "(" and body[index + 1 : index + 2] == "?":
             raise ValueError(f"(?...) groups, lookarounds and flags are not supported; {SUPPORTED}")
         if char in "^$":
             raise ValueError(f"'{char}' is supported only at the pattern's start or end; {SUPPORTED}")
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            raise ValueError("a ')' closes no group")
+        if char == "(":
+            varies.append(False)
+        elif char == ")":
+            if len(varies) == 1:
+                raise ValueError("a ')' closes no group")
+            closed = varies.pop()
+            varies[-1] |= closed
+        elif char in "*+?":
+            varies[-1] = True
         # A lone ']' or '}' is a literal: the converter would loop forever on it.
         out.append(f"[\\x{ord(char):02X}]" if char in "]}" else _plain(char))
         index += 1
-    if depth:
+    if len(varies) > 1:
         raise ValueError("a '(' is not closed with ')'")
     return "".join(out)
 
 
-def _quantifier(body: str, index: int, out: list[str]) -> int:
-    """Check the ``{m}``, ``{m,}`` or ``{m,n}`` at ``body[index]``; the index after its ``}``."""
+# A counted repetition of a group that repeats something itself: llama.cpp's grammar unrolls it into
+# copies whose ways of splitting the text multiply, and one token of ``(a{0,256}){0,256}`` kept the
+# model runner busy for minutes (``(a{0,16}){0,16}``: 20× the time of a plain pattern per token).
+_NESTED_COUNT = (
+    "the repetition {} counts a group that itself repeats something (?, *, + or {{m,n}}), which the "
+    "embedded model's grammar cannot enforce at a bounded cost; repeat the group with * or + instead, "
+    "or give what repeats inside it a fixed count {{k}}"
+)
+
+
+def _quantifier(body: str, index: int, out: list[str]) -> tuple[int, int, int | None]:
+    """Check the ``{m}``, ``{m,}`` or ``{m,n}`` at ``body[index]``: the index after its ``}``, ``m``,
+    and ``n`` (``m`` for ``{m}``, None for ``{m,}``)."""
     close = body.find("}", index)
     match = _BOUNDS.fullmatch(body[index : close + 1]) if close > 0 else None
     if match is None or not out:
         raise ValueError(f"'{{' starts no repetition {{m}}, {{m,}} or {{m,n}}; {SUPPORTED}")
-    low, high = match.group(1), match.group(2)
-    if high and int(high) < int(low):
+    low = int(match.group(1))
+    high = low if match.group(2) is None else int(match.group(2)) if match.group(2) else None
+    if high is not None and high < low:
         raise ValueError(f"the repetition {match.group(0)} has its maximum below its minimum")
     out.append(match.group(0))
-    return close + 1
+    return close + 1, low, high
 
 
 def _class(body: str, index: int, out: list[str]) -> int:
