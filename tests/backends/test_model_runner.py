@@ -38,7 +38,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     settings = settings_for(
         data_dir,
         backends={
-            "local": BackendConfig(type="local", options={"restart_backoff_seconds": 0.5}),
+            "local": BackendConfig(
+                type="local", options={"restart_backoff_seconds": 0.5, "stall_seconds": 8}
+            ),
             "scripted": BackendConfig(type="scripted"),
         },
         models=[embedded, ModelConfig(id=SCRIPTED_MODEL, backend="scripted", max_output_tokens=4096)],
@@ -163,6 +165,29 @@ def test_kill_9_under_load_ends_only_the_runners_requests(server: LiveServer) ->
         model=EMBEDDED_MODEL, max_tokens=5, messages=[{"role": "user", "content": "Say hello."}]
     )
     assert message.stop_reason in ("end_turn", "max_tokens") and message.usage.output_tokens > 0
+
+
+def test_a_runner_that_stops_making_progress_is_killed_and_its_requests_end(server: LiveServer) -> None:
+    """A native call that never returns (SIGSTOP stands for it) would hold the model for good: after
+    ``stall_seconds`` (8 here) of silence while generating, the supervisor kills the runner."""
+    before = _wait_up(server)
+    seen: list[tuple[str, Any]] = []
+    thread = threading.Thread(target=_sse, args=(server, f"{LONG} {time.time_ns()}", 300, seen))
+    thread.start()
+    _wait_for(lambda: any(event == "content_block_delta" for event, _ in seen), "the first token")
+    os.kill(before["pid"], signal.SIGSTOP)
+    stopped = time.monotonic()
+    thread.join(120)
+    waited = time.monotonic() - stopped
+    assert not thread.is_alive()
+    assert seen[-1][0] == "error" and seen[-1][1]["error"]["type"] == "api_error", seen[-1]
+    assert 7 < waited < 60, waited
+    after = _wait_up(server, other_than=before["pid"])
+    assert after["restarts"] > before["restarts"]
+    message = server.client().messages.create(
+        model=EMBEDDED_MODEL, max_tokens=3, messages=[{"role": "user", "content": "Say hi."}]
+    )
+    assert message.usage.output_tokens > 0
 
 
 def test_a_request_that_crashed_the_runner_3_times_is_not_run_again(

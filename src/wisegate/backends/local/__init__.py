@@ -15,7 +15,8 @@ leaves it unset: ``temperature`` (0.2), ``top_p`` (0.9), ``top_k`` (0 = off). Pr
 ``cache_max_bytes`` (256 MiB of saved prefix states; 0 turns caching off) and ``cache_min_tokens``
 (1024, the shortest prefix a breakpoint caches). See ``cache.py`` for the exact usage rule. The
 runner's restarts: ``restart_backoff_seconds`` (0.5) doubling up to ``restart_backoff_max_seconds``
-(30); ``start_timeout_seconds`` (120) bounds the wait for the first load. ``repack`` (true/false;
+(30); ``start_timeout_seconds`` (120) bounds the wait for the first load; ``stall_seconds`` (60): a
+runner that generates and says nothing for that long is killed (``supervisor.py``). ``repack`` (true/false;
 unset: off where the CPU advertises AMX, on elsewhere) turns llama.cpp's repacked and AMX weight
 buffers on or off, see ``params.py``.
 """
@@ -156,6 +157,7 @@ class LocalBackend:
             "cache_min_tokens": int(options.get("cache_min_tokens", 1024)),
             "restart_backoff_seconds": float(options.get("restart_backoff_seconds", 0.5)),
             "restart_backoff_max_seconds": float(options.get("restart_backoff_max_seconds", 30.0)),
+            "stall_seconds": float(options.get("stall_seconds", 60.0)),
             "log_level": self._runner_logs[0],
             "log_format": self._runner_logs[1],
         }

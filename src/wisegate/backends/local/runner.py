@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -111,6 +112,7 @@ class Runner:
         self._finish(job_id, job)
 
     def _generate(self, batch: Batch) -> None:
+        last_beat = 0.0
         while True:
             joining: list[tuple[int, Job]] = []
             with self._lock:
@@ -126,6 +128,10 @@ class Runner:
                 self.send({"id": job_id, "type": "started"})
                 batch.start(job_id, job)
             batch.step()
+            now = time.monotonic()
+            if now - last_beat >= _BEAT_SECONDS:  # the supervisor's watchdog: a step did return
+                self.send({"type": "alive"})
+                last_beat = now
 
     def emit(self, job_id: int, job: Job, chunk: Chunk) -> None:
         self.send({"id": job_id, "type": "chunk", "chunk": chunk, "out": job.usage.output_tokens})
@@ -141,6 +147,9 @@ class Runner:
         if job.cache is not None and job.cache_plan is not None:
             job.cache.release(job.cache_plan)
         self.send({"id": job_id, "type": "done", "out": job.usage.output_tokens})
+
+
+_BEAT_SECONDS = 1.0
 
 
 def _job(spec: dict[str, Any]) -> Job:

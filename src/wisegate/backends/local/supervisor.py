@@ -181,6 +181,7 @@ class Supervisor:
         self._crashes: dict[str, tuple[int, float]] = {}  # fingerprint → (crashes, last crash)
         self._stop = asyncio.Event()
         self._stopping = False
+        self._heard = 0.0  # loop time of the runner's last message
 
     async def run(self) -> None:
         """Serve until SIGTERM or until the process that started this one exits."""
@@ -245,8 +246,12 @@ class Supervisor:
         )
         theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        watchdog = asyncio.create_task(self._watch_stall(process))
         try:
             while (message := await wire.read(reader)) is not None:
+                self._heard = loop.time()
                 if "id" in message:
                     self._deliver(message)
                 elif message["type"] == "ready":
@@ -256,10 +261,28 @@ class Supervisor:
                     self._problem = f"the model did not load: {message['message']}"
                     log.error("backend %r: %s", self._name, self._problem)
         finally:
+            watchdog.cancel()
             self._child = None
             writer.close()
             code = await process.wait()
             self._ended(code)
+
+    async def _watch_stall(self, process: asyncio.subprocess.Process) -> None:
+        """Kill a runner that generates for someone and has said nothing for ``stall_seconds``: a
+        native call that does not return (a grammar whose stacks explode, a hung kernel) would
+        otherwise hold every request of the model for good, and a client's cancel cannot reach it.
+        The runner says ``alive`` at least once a second while it steps; the requests it was
+        generating end as a crash does (counted against each, refused after the third)."""
+        limit = float(self._config["stall_seconds"])
+        loop = asyncio.get_running_loop()
+        while process.returncode is None:
+            await asyncio.sleep(min(1.0, limit / 4))
+            silent = loop.time() - self._heard
+            if silent > limit and any(job.started for job in self._jobs.values()):
+                self._problem = f"the model runner made no progress for {silent:.0f} s while generating"
+                log.error("backend %r: %s; killing it", self._name, self._problem)
+                process.kill()
+                return
 
     def _ended(self, code: int) -> None:
         how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
