@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import anthropic
 import pytest
+from anthropic.types.organization.workspace import Workspace
 from click.testing import CliRunner
 
 from tests.api.admin_support import AdminServer, admin_server
@@ -182,19 +183,33 @@ def test_a_leavers_keys_stop_with_their_access(server: AdminServer, monkeypatch:
     assert org.api_keys.retrieve(in_default).status == "archived"
 
 
+def _admin_and_user(
+    server: AdminServer,
+    workspace_name: str,
+    names: tuple[str, str],
+    tag: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Workspace, list[str]]:
+    """A new workspace whose workspace admin is the first of two new people (``NAME-TAG@example.com``)
+    and whose workspace user is the second: the workspace and their user ids."""
+    org = server.admin().organization
+    workspace = org.workspaces.create(name=workspace_name)
+    users = []
+    for name in names:
+        invite = org.invites.create(email=f"{name}-{tag}@example.com", role="developer")
+        users.append(_accept(server, invite.id, name.title(), monkeypatch))
+    org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_admin")
+    org.workspaces.members.add(workspace.id, user_id=users[1], workspace_role="workspace_user")
+    return workspace, users
+
+
 def test_the_last_workspace_admin_keeps_the_role(
     server: AdminServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Through the Admin API as in the console: the workspace's only workspace admin can be neither
     demoted nor removed (400 saying why); once another member is one, they can."""
     org = server.admin().organization
-    workspace = org.workspaces.create(name="Keeps an admin")
-    users = []
-    for name in ("ada", "alan"):
-        invite = org.invites.create(email=f"{name}-kept@example.com", role="developer")
-        users.append(_accept(server, invite.id, name.title(), monkeypatch))
-    org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_admin")
-    org.workspaces.members.add(workspace.id, user_id=users[1], workspace_role="workspace_user")
+    workspace, users = _admin_and_user(server, "Keeps an admin", ("ada", "alan"), "kept", monkeypatch)
     refusal = f"ada-kept@example.com is the last workspace admin of workspace {workspace.id}"
     with pytest.raises(anthropic.BadRequestError, match=refusal):
         org.workspaces.members.update(users[0], workspace_id=workspace.id, workspace_role="workspace_user")
@@ -224,13 +239,9 @@ def test_a_last_workspace_admin_stays_in_the_organization(
     the workspace, nothing changed), as removing them from that workspace does; once another member is
     its workspace admin, or the workspace is archived (it takes no new members), they can leave."""
     org = server.admin().organization
-    workspace = org.workspaces.create(name="Keeps an admin on leave")
-    users = []
-    for name in ("hopper", "lamarr"):
-        invite = org.invites.create(email=f"{name}-leaves@example.com", role="developer")
-        users.append(_accept(server, invite.id, name.title(), monkeypatch))
-    org.workspaces.members.add(workspace.id, user_id=users[0], workspace_role="workspace_admin")
-    org.workspaces.members.add(workspace.id, user_id=users[1], workspace_role="workspace_user")
+    workspace, users = _admin_and_user(
+        server, "Keeps an admin on leave", ("hopper", "lamarr"), "leaves", monkeypatch
+    )
     live = server.live
     key, _ = live.run(live.services.keys.create_key(workspace.id, "k", created_by_user_id=users[0]))
 
