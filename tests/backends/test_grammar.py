@@ -108,7 +108,16 @@ def test_patterns_the_grammar_cannot_enforce_are_refused_naming_the_field(patter
 
 
 @pytest.mark.parametrize(
-    "pattern", ["^((a{0,256}){0,256})$", "^(a?){0,64}$", "^(x(a*)y){0,4}$", "^(a|b?){3}$", "^(a*){2,}$"]
+    "pattern",
+    [
+        "^((a{0,256}){0,256})$",
+        "^(a?){0,64}$",
+        "^(x(a*)y){0,4}$",
+        "^(a|b?){3}$",
+        "^(a*){2,}$",
+        "^((a|){256}){0,256}$",  # the first with an empty alternative (a second review: wedged for 90 s)
+        "^(a|aa){0,256}$",  # 7 s a token
+    ],
 )
 def test_a_counted_repetition_of_a_repeating_group_is_refused(pattern: str) -> None:
     """One token of ``(a{0,256}){0,256}`` kept the model runner busy for minutes (a review found it)."""
@@ -129,6 +138,8 @@ def test_repetitions_that_stay_cheap_are_kept(pattern: str) -> None:
         [{"type": "string"}, {"type": "integer"}],  # let the model write {} (a review found it)
         [{"enum": ["x", "y"]}, {"enum": ["y", "z"]}],
         [{"$ref": "#/$defs/Name"}],
+        [{"type": "string", "properties": {}}],  # properties do not make it an object (a second review)
+        [{"type": "object", "anyOf": [{"type": "string"}]}],  # the converter drops the anyOf
     ],
 )
 def test_all_of_is_refused_unless_its_members_are_objects(members: list[object]) -> None:
@@ -137,8 +148,17 @@ def test_all_of_is_refused_unless_its_members_are_objects(members: list[object])
         "type": "object",
         "properties": {"c": {"allOf": members}},
     }
-    with pytest.raises(GrammarUnsupported, match=r"^s\.properties\.c\.allOf\.0: .* only over object schemas"):
+    with pytest.raises(
+        GrammarUnsupported, match=r"^s\.properties\.c\.allOf\.0: .* only over plain object schemas"
+    ):
         schema_gbnf(schema, "s")
+
+
+def test_all_of_members_may_not_share_a_property() -> None:
+    """Both were written: the model answered {"x": "b", "x": "b"} for ^a+$ and ^b+$ (a second review)."""
+    members = [{"properties": {"x": {"pattern": "^a+$"}}}, {"properties": {"x": {"pattern": "^b+$"}}}]
+    with pytest.raises(GrammarUnsupported, match=r"^s\.allOf\.1: property x is also defined by allOf\.0"):
+        schema_gbnf({"allOf": members}, "s")
 
 
 def test_all_of_objects_are_merged() -> None:

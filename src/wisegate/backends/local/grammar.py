@@ -135,9 +135,11 @@ def schema_gbnf(schema: dict[str, Any], where: str) -> str:
 
 
 def _check_all_of(node: Any, root: dict[str, Any], path: str) -> None:
-    """Refuse an ``allOf`` member that is not an object schema: the converter merges the properties of
-    ``allOf`` members and drops anything else, so ``allOf: [{type: string}, {type: integer}]`` let the
-    model write ``{}`` (a review found it). A member may be a local ``$ref`` to an object schema."""
+    """Refuse an ``allOf`` the grammar would not enforce: the converter writes the ``properties`` of
+    every member into one object and drops each member's other keywords, so a member that is not a
+    plain object schema (``{type: string}``, or ``anyOf``/``enum`` beside its properties) was ignored
+    and the model wrote ``{}``, and a property named by two members was written twice. A member may be
+    a local ``$ref`` to such an object schema. Reviews found both."""
     if isinstance(node, list):
         for index, item in enumerate(node):
             _check_all_of(item, root, f"{path}.{index}")
@@ -146,16 +148,34 @@ def _check_all_of(node: Any, root: dict[str, Any], path: str) -> None:
         return
     members = node.get("allOf")
     if isinstance(members, list):
+        seen: dict[str, int] = {}
         for index, member in enumerate(members):
             target = _local_ref(member, root) if isinstance(member, dict) and "$ref" in member else member
-            if not (isinstance(target, dict) and (target.get("type") == "object" or "properties" in target)):
+            where = f"{path}.allOf.{index}"
+            if not (
+                isinstance(target, dict)
+                and target.get("type", "object") == "object"
+                and ("properties" in target or target.get("type") == "object")
+                and set(target) <= _ALL_OF_KEYS
+            ):
                 raise GrammarUnsupported(
-                    f"{path}.allOf.{index}: the embedded model enforces allOf only over object schemas "
-                    "(their properties are merged); write this constraint as one schema"
+                    f"{where}: the embedded model enforces allOf only over plain object schemas (type, "
+                    "properties, required, additionalProperties; their properties are merged); write this "
+                    "constraint as one schema"
                 )
+            for name in target.get("properties") or {}:
+                if name in seen:
+                    raise GrammarUnsupported(
+                        f"{where}: property {echo(name)} is also defined by allOf.{seen[name]}; the "
+                        "embedded model merges allOf members and cannot enforce both, so define it once"
+                    )
+                seen[name] = index
     for key, value in node.items():
         if key != "enum" and key != "const":
             _check_all_of(value, root, f"{path}.{key}")
+
+
+_ALL_OF_KEYS = frozenset({"type", "properties", "required", "additionalProperties", "title", "description"})
 
 
 def _local_ref(member: dict[str, Any], root: dict[str, Any]) -> Any:

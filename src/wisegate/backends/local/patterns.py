@@ -53,8 +53,8 @@ def _escaped(text: str, index: int) -> bool:
 def _translate(body: str) -> str:
     out: list[str] = []
     index, size = 0, len(body)
-    # Per open group: whether it holds a repetition of varying length (?, *, +, {m,n}, {m,}); and that
-    # of the group closed just before, which a quantifier after it repeats.
+    # Per open group: whether it may match texts of varying length (?, *, +, {m,n}, {m,}, or |); and
+    # that of the group closed just before, which a quantifier after it repeats.
     varies: list[bool] = [False]
     closed: bool | None = None
     while index < size:
@@ -85,7 +85,7 @@ def _translate(body: str) -> str:
                 raise ValueError("a ')' closes no group")
             closed = varies.pop()
             varies[-1] |= closed
-        elif char in "*+?":
+        elif char in "*+?|":  # alternatives may differ in length or be empty: (a|) is a?
             varies[-1] = True
         # A lone ']' or '}' is a literal: the converter would loop forever on it.
         out.append(f"[\\x{ord(char):02X}]" if char in "]}" else _plain(char))
@@ -95,13 +95,14 @@ def _translate(body: str) -> str:
     return "".join(out)
 
 
-# A counted repetition of a group that repeats something itself: llama.cpp's grammar unrolls it into
-# copies whose ways of splitting the text multiply, and one token of ``(a{0,256}){0,256}`` kept the
-# model runner busy for minutes (``(a{0,16}){0,16}``: 20× the time of a plain pattern per token).
+# A counted repetition of a group that may match texts of different lengths: llama.cpp's grammar
+# unrolls it into copies whose ways of splitting the text multiply. One token of ``(a{0,256}){0,256}``
+# kept the model runner busy for minutes (``(a{0,16}){0,16}``: 20× a plain pattern per token), and so
+# did ``((a|){256}){0,256}``, the same with an empty alternative; ``(a|aa){0,256}``: 7 s a token.
 _NESTED_COUNT = (
-    "the repetition {} counts a group that itself repeats something (?, *, + or {{m,n}}), which the "
-    "embedded model's grammar cannot enforce at a bounded cost; repeat the group with * or + instead, "
-    "or give what repeats inside it a fixed count {{k}}"
+    "the repetition {} counts a group that itself repeats something or has alternatives (?, *, +, "
+    "{{m,n}} or |), which the embedded model's grammar cannot enforce at a bounded cost; repeat the "
+    "group with * or + instead, or give what repeats inside it a fixed count {{k}}"
 )
 
 
